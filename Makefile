@@ -1,0 +1,47 @@
+# Racker's build, tests and tools. `make help` lists the targets.
+SHELL := bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/racker/racker/provisioner/cli.Version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: help deps build test unit fuzz e2e bench lint demo clean
+
+help:
+	@echo "make deps   install the Debian packages Racker needs (root, idempotent)"
+	@echo "make build  build bin/racker and bin/racker-sim"
+	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
+	@echo "make lint   gofmt check and go vet"
+	@echo "make demo   the main job on the embedded example rack"
+	@echo "make e2e    end-to-end suite on the simulator (not built yet)"
+	@echo "make bench  benchmarks against real peers (not built yet)"
+
+deps:
+	./scripts/deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker ./cmd/racker
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker-sim ./cmd/racker-sim
+
+test: build
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+demo: build
+	./scripts/demo.sh
+
+e2e:
+	@echo "make e2e: the end-to-end suite does not exist yet" >&2; exit 1
+
+bench:
+	@echo "make bench: the benchmarks do not exist yet" >&2; exit 1
+
+clean:
+	rm -rf bin

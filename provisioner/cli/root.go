@@ -1,0 +1,142 @@
+// Package cli is the racker command line: one cobra command per file, each a
+// thin layer over a provisioner package. cmd/racker only calls Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// Env is what every command shares: the global flags and the process's
+// standard streams, injected so tests can run commands in-process.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+
+	OEMDir       string
+	StateDir     string
+	InstallDir   string
+	LogFormat    string
+	Verbose      bool
+	MgmtMAC      string
+	PXEInterface string
+
+	// IsTerminal says whether stdin and stdout are a terminal (questions,
+	// live views); tests set it.
+	IsTerminal func() bool
+
+	log *slog.Logger
+}
+
+// Logger returns the logger for this run (stderr, text or JSON, -v for debug).
+func (e *Env) Logger() *slog.Logger {
+	if e.log != nil {
+		return e.log
+	}
+	level := slog.LevelInfo
+	if e.Verbose {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if e.LogFormat == "json" {
+		h = slog.NewJSONHandler(e.Stderr, opts)
+	} else {
+		h = slog.NewTextHandler(e.Stderr, opts)
+	}
+	e.log = slog.New(h)
+	return e.log
+}
+
+// Interactive says whether the user can be asked questions.
+func (e *Env) Interactive() bool {
+	if e.IsTerminal != nil {
+		return e.IsTerminal()
+	}
+	in, ok1 := e.Stdin.(*os.File)
+	out, ok2 := e.Stdout.(*os.File)
+	return ok1 && ok2 && term.IsTerminal(int(in.Fd())) && term.IsTerminal(int(out.Fd()))
+}
+
+// ExitError carries a specific exit code; its message, if any, is printed once.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// errSilent is an error whose details the command has printed already.
+var errSilent = &ExitError{Code: 1}
+
+// NewRoot builds the racker command tree around env.
+func NewRoot(env *Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "racker",
+		Short:         "Provision a whole server rack with Flatcar Container Linux over PXE and IPMI",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if env.LogFormat != "text" && env.LogFormat != "json" {
+				return fmt.Errorf("--log-format %q: want text or json", env.LogFormat)
+			}
+			return nil
+		},
+	}
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&env.OEMDir, "oem-dir", "/usr/share/oem", "folder with nodes.csv, ipmi_user and ipmi_password")
+	pf.StringVar(&env.StateDir, "state-dir", "/opt/racker-state", "folder where Racker keeps its state")
+	pf.StringVar(&env.InstallDir, "install-dir", "/opt/racker", "folder of Racker's installed payload")
+	pf.StringVar(&env.LogFormat, "log-format", "text", "log format: text or json")
+	pf.BoolVarP(&env.Verbose, "verbose", "v", false, "debug logging")
+	pf.StringVar(&env.MgmtMAC, "mgmt-mac", "", "MAC of the management node's row (default: the row with a MAC of this machine)")
+	pf.StringVar(&env.PXEInterface, "pxe-interface", "", "internal (PXE) interface (default: the one with the management node's secondary MAC)")
+
+	for _, add := range commands {
+		root.AddCommand(add(env))
+	}
+	return root
+}
+
+// commands lists the constructors of the top-level commands; each command's
+// file adds itself in an init function, so adding a command touches one file.
+var commands []func(*Env) *cobra.Command
+
+func register(c func(*Env) *cobra.Command) { commands = append(commands, c) }
+
+// Main runs racker with args and returns the process exit code. Errors are
+// printed once, here.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	env := &Env{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	root := NewRoot(env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err != nil {
+			fmt.Fprintln(stderr, "racker:", ee.Err)
+		}
+		return ee.Code
+	}
+	fmt.Fprintln(stderr, "racker:", err)
+	return 1
+}

@@ -1,0 +1,80 @@
+package plan
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/racker/racker/provisioner/internal/atomicfile"
+	"os"
+	"path/filepath"
+	"reflect"
+	"syscall"
+)
+
+// StateFile is where a Store keeps the plan's state, inside the state folder.
+const StateFile = "plan.json"
+
+// Store is an Allocator backed by a file in the state folder. Updates hold
+// an exclusive lock and replace the file atomically, so concurrent racker
+// processes (serve and bootstrap) and crashes lose nothing.
+type Store struct{ Path string }
+
+// NewStore returns the store in stateDir.
+func NewStore(stateDir string) *Store { return &Store{Path: filepath.Join(stateDir, StateFile)} }
+
+// Load reads the stored state (empty if there is none yet).
+func (s *Store) Load() (State, error) {
+	var st State
+	b, err := os.ReadFile(s.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("reading plan state: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("reading plan state %s: %w", s.Path, err)
+	}
+	return st, nil
+}
+
+// Snapshot returns an in-memory allocator seeded with the stored state: a
+// dry run that shows the addresses a real run would keep, writing nothing.
+func (s *Store) Snapshot() (*Memory, error) {
+	st, err := s.Load()
+	if err != nil {
+		return nil, err
+	}
+	return &Memory{State: st}, nil
+}
+
+func (s *Store) Update(fn func(*State) error) error {
+	if err := os.MkdirAll(filepath.Dir(s.Path), 0o755); err != nil {
+		return fmt.Errorf("creating state folder: %w", err)
+	}
+	lock, err := os.OpenFile(s.Path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("locking plan state: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking plan state: %w", err)
+	}
+	st, err := s.Load()
+	if err != nil {
+		return err
+	}
+	before := st.clone()
+	st = st.clone()
+	if err := fn(&st); err != nil {
+		return err
+	}
+	if reflect.DeepEqual(before, st) {
+		return nil
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(s.Path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every Debian package Racker's build, tests, simulator
+# and benchmarks need, and starts the daemons a machine without systemd lacks.
+# Run as root.
+set -euo pipefail
+
+packages=(
+  # boot files served over TFTP/HTTP
+  ipxe
+  # simulator: VMs under libvirt/QEMU (TCG), firmware
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients ipxe-qemu ovmf
+  # real peers and clients for integration tests and benchmarks
+  ipmitool openipmi dnsmasq-base busybox-static iproute2 iptables tcpdump
+  # test OS image building
+  cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk
+)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "deps: run as root (apt-get install)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "deps: all ${#packages[@]} packages installed"
+fi
