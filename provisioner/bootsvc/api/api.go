@@ -1,0 +1,179 @@
+// Package api is the wire contract of Racker's boot services: the JSON types
+// of the HTTP API (/api/v1/…), the Recorder through which the in-process
+// DHCP and TFTP servers report what they saw, the Prometheus collectors they
+// share, and a small Go client for other processes (the orchestrator, the
+// CLI). It is a leaf: the server lives in provisioner/bootsvc/web.
+//
+// The types are a stable interface between processes and between helpers,
+// so fields are only ever added, never renamed.
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/racker/racker/provisioner/inventory"
+)
+
+// Target is what a node's next netboot should do.
+type Target string
+
+const (
+	// TargetInstall: the iPXE script boots the live installer. Every node
+	// without a record starts here.
+	TargetInstall Target = "install"
+	// TargetDisk: the node is installed; a netboot answers "boot from disk",
+	// so a failed hand-off to disk never becomes a netboot loop.
+	TargetDisk Target = "disk"
+)
+
+// Phase is the boot services' own view of a node, from what they observed
+// last (a DHCP lease, a file served, a callback). It is an observation, not
+// the orchestrator's state machine.
+type Phase string
+
+const (
+	PhaseUnknown    Phase = "unknown"
+	PhaseDHCP       Phase = "dhcp"
+	PhaseNetbooting Phase = "netbooting"
+	PhaseInstalling Phase = "installing"
+	PhaseInstalled  Phase = "installed"
+	PhaseBooted     Phase = "booted"
+	PhaseFailed     Phase = "failed"
+)
+
+// Node is one planned machine as the boot services see it
+// (GET /api/v1/nodes).
+type Node struct {
+	PrimaryMAC string     `json:"primary_mac"`
+	Hostname   string     `json:"hostname"`
+	IP         netip.Addr `json:"ip"`
+	BMCMAC     string     `json:"bmc_mac"`
+	// BMCIP is the BMC's current DHCP lease, else its planned address.
+	BMCIP             netip.Addr `json:"bmc_ip"`
+	Target            Target     `json:"target"`
+	InstallGeneration int        `json:"install_generation"`
+	WipeAll           bool       `json:"wipe_all"`
+	Phase             Phase      `json:"phase"`
+	LastEvent         EventKind  `json:"last_event"`
+	LastEventAt       time.Time  `json:"last_event_at,omitzero"`
+}
+
+// NodesResponse is the body of GET /api/v1/nodes.
+type NodesResponse struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// EventKind says what happened.
+type EventKind string
+
+const (
+	// KindDHCP: a lease was given; Message holds the ip, client arch and
+	// user/vendor class.
+	KindDHCP EventKind = "dhcp"
+	// KindMachineSeen: a MAC that is not in the plan asked for DHCP.
+	KindMachineSeen EventKind = "machine_seen"
+	// KindTFTP: a file was sent over TFTP; Message names it.
+	KindTFTP EventKind = "tftp"
+	// KindIPXE: an iPXE script was served; Message is install, disk or unknown.
+	KindIPXE EventKind = "ipxe"
+	// KindIgnition: an Ignition config was served; Message is the phase.
+	KindIgnition EventKind = "ignition"
+	// KindForbidden: a request for a node's secrets came from an address
+	// that is neither the node's planned address nor its current lease.
+	KindForbidden EventKind = "forbidden"
+
+	// Node callbacks (POST /api/v1/events, docs/boot-contract.md §5).
+	KindInstalling EventKind = "installing"
+	KindInstalled  EventKind = "installed"
+	KindBooted     EventKind = "booted"
+	KindFailed     EventKind = "failed"
+)
+
+// IsCallback says whether a node may report this kind itself.
+func (k EventKind) IsCallback() bool {
+	switch k {
+	case KindInstalling, KindInstalled, KindBooted, KindFailed:
+		return true
+	}
+	return false
+}
+
+// Event is one entry of the event journal (GET /api/v1/events). Seq is
+// assigned by the store, strictly increasing, and survives restarts; a
+// Recorder ignores Seq (and fills Time when zero).
+type Event struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	MAC     string    `json:"mac"`
+	Kind    EventKind `json:"kind"`
+	Message string    `json:"message,omitempty"`
+	// Source is the sender's ip:port.
+	Source string `json:"source,omitempty"`
+}
+
+// EventsResponse is the body of GET /api/v1/events.
+type EventsResponse struct {
+	Events []Event `json:"events"`
+}
+
+// Recorder takes events from the in-process DHCP and TFTP servers. The web
+// server's store implements it: Record assigns the sequence number and
+// returns once the event is durable in the journal (group commit: concurrent
+// callers share one fsync). A caller on a hot path that must not wait for
+// the disk may call it from its own goroutine.
+type Recorder interface {
+	Record(Event)
+}
+
+// RecorderFunc adapts a function to a Recorder (handy in unit tests).
+type RecorderFunc func(Event)
+
+// Record calls f.
+func (f RecorderFunc) Record(e Event) { f(e) }
+
+// MaxCallbackBytes is the largest body POST /api/v1/events accepts.
+const MaxCallbackBytes = 64 << 10
+
+// MaxMessageBytes bounds an event's message, so one chatty node cannot
+// bloat the journal.
+const MaxMessageBytes = 4 << 10
+
+// Callback is the body a node POSTs to /api/v1/events.
+type Callback struct {
+	MAC     string    `json:"mac"`
+	Event   EventKind `json:"event"`
+	Message string    `json:"message,omitempty"`
+}
+
+// Validate checks a callback and returns it with its MAC normalised.
+func (c Callback) Validate() (Callback, error) {
+	mac, err := inventory.NormalizeMAC(c.MAC)
+	if err != nil {
+		return c, fmt.Errorf("field mac: %w", err)
+	}
+	c.MAC = mac
+	if !c.Event.IsCallback() {
+		return c, fmt.Errorf("field event: %q is not one of installing, installed, booted, failed", c.Event)
+	}
+	if len(c.Message) > MaxMessageBytes {
+		return c, fmt.Errorf("field message: %d bytes, at most %d", len(c.Message), MaxMessageBytes)
+	}
+	if strings.ContainsRune(c.Message, 0) {
+		return c, errors.New("field message: contains a NUL byte")
+	}
+	return c, nil
+}
+
+// ReinstallRequest is the body of POST /api/v1/nodes/{mac}/reinstall.
+type ReinstallRequest struct {
+	WipeAll bool `json:"wipe_all"`
+}
+
+// ErrorResponse is the body of every 4xx/5xx answer of /api/v1.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}

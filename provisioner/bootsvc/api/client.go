@@ -1,0 +1,121 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to the boot services' HTTP API from another process.
+type Client struct {
+	base string
+	// HTTP is the client used for every request; its Timeout must exceed
+	// the longest long-poll wait (or be 0 and rely on contexts).
+	HTTP *http.Client
+}
+
+// NewClient returns a client for baseURL, e.g. "http://172.24.213.1:8080".
+func NewClient(baseURL string) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{}}
+}
+
+// Nodes returns every planned node's state.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	var out NodesResponse
+	if err := c.do(ctx, http.MethodGet, "/api/v1/nodes", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Nodes, nil
+}
+
+// Events returns the events after seq, waiting up to wait for one to
+// arrive (long poll). An empty answer after wait is not an error.
+func (c *Client) Events(ctx context.Context, after uint64, wait time.Duration) ([]Event, error) {
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	var out EventsResponse
+	if err := c.do(ctx, http.MethodGet, "/api/v1/events?"+q.Encode(), nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Events, nil
+}
+
+// Reinstall sets the node's target to install (wiping every disk when
+// wipeAll) and returns its new state.
+func (c *Client) Reinstall(ctx context.Context, mac string, wipeAll bool) (Node, error) {
+	var out Node
+	err := c.do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(mac)+"/reinstall", ReinstallRequest{WipeAll: wipeAll}, &out)
+	return out, err
+}
+
+// PostEvent sends a node callback, as a node's OS does with curl. The
+// server only accepts it from the node's own address.
+func (c *Client) PostEvent(ctx context.Context, cb Callback) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/events", cb, nil)
+}
+
+// Healthz returns nil when the boot services answer.
+func (c *Client) Healthz(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)
+}
+
+// StatusError is a non-2xx answer.
+type StatusError struct {
+	Method, URL string
+	Code        int
+	Message     string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.URL, e.Code, http.StatusText(e.Code), e.Message)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	u := c.base + path
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding request for %s %s: %w", method, u, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("building request %s %s: %w", method, u, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling the boot services: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var er ErrorResponse
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &er) == nil && er.Error != "" {
+			msg = er.Error
+		}
+		return &StatusError{Method: method, URL: u, Code: resp.StatusCode, Message: msg}
+	}
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decoding the answer of %s %s: %w", method, u, err)
+	}
+	return nil
+}

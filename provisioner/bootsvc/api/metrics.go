@@ -1,0 +1,123 @@
+package api
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the boot services' Prometheus collectors, shared by the DHCP,
+// TFTP and HTTP servers of one process and exposed on /metrics. Every method
+// is safe on a nil *Metrics, so a server under test may run without them.
+type Metrics struct {
+	// Registry holds every collector below (plus Go and process collectors);
+	// the web server serves it on /metrics.
+	Registry *prometheus.Registry
+
+	HTTPRequests  *prometheus.CounterVec // handler, code
+	DHCPLeases    *prometheus.CounterVec // kind: node, bmc, pool
+	DHCPDropped   *prometheus.CounterVec // reason: malformed, unknown, …
+	TFTPTransfers *prometheus.CounterVec // file, result: ok, error
+	TFTPBytes     prometheus.Counter
+	AssetBytes    prometheus.Counter
+	Events        *prometheus.CounterVec // kind
+}
+
+// NewMetrics makes and registers the collectors in a fresh registry.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "racker_http_requests_total", Help: "HTTP requests answered by the boot services, by handler and status code.",
+		}, []string{"handler", "code"}),
+		DHCPLeases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "racker_dhcp_leases_total", Help: "DHCP leases given (ACKs), by kind of client.",
+		}, []string{"kind"}),
+		DHCPDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "racker_dhcp_dropped_total", Help: "DHCP packets dropped without an answer, by reason.",
+		}, []string{"reason"}),
+		TFTPTransfers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "racker_tftp_transfers_total", Help: "TFTP read transfers, by file and result.",
+		}, []string{"file", "result"}),
+		TFTPBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "racker_tftp_bytes_total", Help: "Bytes sent over TFTP.",
+		}),
+		AssetBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "racker_http_asset_bytes_total", Help: "Bytes of /assets files served over HTTP.",
+		}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "racker_events_total", Help: "Events recorded in the journal, by kind.",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.HTTPRequests, m.DHCPLeases, m.DHCPDropped, m.TFTPTransfers, m.TFTPBytes, m.AssetBytes, m.Events,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Lease counts a DHCP lease given to a client of this kind (node, bmc, pool).
+func (m *Metrics) Lease(kind string) {
+	if m != nil {
+		m.DHCPLeases.WithLabelValues(kind).Inc()
+	}
+}
+
+// Dropped counts a DHCP packet dropped for reason.
+func (m *Metrics) Dropped(reason string) {
+	if m != nil {
+		m.DHCPDropped.WithLabelValues(reason).Inc()
+	}
+}
+
+// Transfer counts one finished TFTP transfer of file and the bytes sent.
+func (m *Metrics) Transfer(file string, bytes int64, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.TFTPTransfers.WithLabelValues(file, result).Inc()
+	if bytes > 0 {
+		m.TFTPBytes.Add(float64(bytes))
+	}
+}
+
+// Event counts one recorded event.
+func (m *Metrics) Event(kind EventKind) {
+	if m != nil {
+		m.Events.WithLabelValues(string(kind)).Inc()
+	}
+}
+
+// Request counts one HTTP answer.
+func (m *Metrics) Request(handler string, code int) {
+	if m != nil {
+		m.HTTPRequests.WithLabelValues(handler, itoa(code)).Inc()
+	}
+}
+
+// Asset counts bytes of an /assets file sent.
+func (m *Metrics) Asset(bytes int64) {
+	if m != nil && bytes > 0 {
+		m.AssetBytes.Add(float64(bytes))
+	}
+}
+
+func itoa(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 206:
+		return "206"
+	case 400:
+		return "400"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	}
+	b := []byte{byte('0' + code/100%10), byte('0' + code/10%10), byte('0' + code%10)}
+	return string(b)
+}
