@@ -46,7 +46,7 @@ func Parse(name string, r io.Reader) ([]Node, error) {
 	var (
 		nodes   []Node
 		probs   Problems
-		seen    = map[string]string{} // MAC → "line N (field)"
+		seen    = map[string]macUse{}
 		sawRow  bool
 		lineNum int
 	)
@@ -103,12 +103,15 @@ func Parse(name string, r io.Reader) ([]Node, error) {
 				probs.add(name, lineNum, m.field, "%v", err)
 				continue
 			}
-			where := fmt.Sprintf("line %d (%s)", lineNum, m.field)
 			if prev, dup := seen[mac]; dup {
-				probs.add(name, lineNum, m.field, "%s is already used on %s", mac, prev)
+				where := fmt.Sprintf("line %d (%s)", prev.line, prev.field)
+				if prev.line == lineNum {
+					where = "this line (" + prev.field + ")"
+				}
+				probs.add(name, lineNum, m.field, "%s is already used on %s", mac, where)
 				continue
 			}
-			seen[mac] = where
+			seen[mac] = macUse{lineNum, m.field}
 			*m.dst = mac
 		}
 		switch {
@@ -128,6 +131,12 @@ func Parse(name string, r io.Reader) ([]Node, error) {
 		return nodes, &probs
 	}
 	return nodes, nil
+}
+
+// macUse is where a MAC was first seen.
+type macUse struct {
+	line  int
+	field string
 }
 
 // splitCSVLine splits one line as CSV (quotes allowed) and trims each field.

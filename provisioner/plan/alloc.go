@@ -54,14 +54,20 @@ func (s State) clone() State {
 	return out
 }
 
-// allocate fills in addresses and hostnames, keeping every one already held.
-func allocate(p *Plan, alloc Allocator) error {
+// allocate assigns roles, then addresses and hostnames, keeping every one
+// already held.
+func allocate(p *Plan, c Choices, alloc Allocator) error {
 	return alloc.Update(func(st *State) error {
 		if st.Addresses == nil {
 			st.Addresses = map[string]map[string]string{}
 		}
 		if st.Hostnames == nil {
 			st.Hostnames = map[string]string{}
+		}
+		prefix := p.ClusterName + "-" + string(Controller) + "-"
+		wasController := func(n Node) bool { return strings.HasPrefix(st.Hostnames[n.PrimaryMAC], prefix) }
+		if err := assignRoles(p.Nodes, c, wasController); err != nil {
+			return err
 		}
 		if err := allocateAddresses(p, st); err != nil {
 			return err

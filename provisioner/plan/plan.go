@@ -166,12 +166,8 @@ func Make(inv *inventory.Inventory, c Choices, alloc Allocator) (*Plan, error) {
 		}
 		members = append(members, pn)
 	}
-	if err := assignRoles(members, c); err != nil {
-		return nil, err
-	}
 	p.Nodes = members
-
-	if err := allocate(p, alloc); err != nil {
+	if err := allocate(p, c, alloc); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -205,8 +201,11 @@ func excludedSet(inv *inventory.Inventory, macs []string) (map[int]bool, error) 
 	return out, nil
 }
 
-// assignRoles picks controllers, workers and storage nodes, in file order.
-func assignRoles(nodes []Node, c Choices) error {
+// assignRoles picks controllers, workers and storage nodes. Nodes that were
+// controllers before (wasController) stay controllers while they fit the
+// choices, so adding a row never moves the control plane; the rest are
+// taken in file order.
+func assignRoles(nodes []Node, c Choices, wasController func(Node) bool) error {
 	if len(nodes) == 0 {
 		return nil // a rack of only the management node: nothing to provision
 	}
@@ -250,13 +249,17 @@ func assignRoles(nodes []Node, c Choices) error {
 	default:
 		return fmt.Errorf("--controllers %d: choose 1 or 3", want)
 	}
+	fits := func(n Node) bool { return ctype == AnyType || n.Type == ctype }
 	for i := range nodes {
-		if want > 0 && (ctype == AnyType || nodes[i].Type == ctype) {
-			nodes[i].Role = Controller
-			want--
-			continue
-		}
 		nodes[i].Role = Worker
+	}
+	for _, first := range []bool{true, false} {
+		for i := range nodes {
+			if want > 0 && nodes[i].Role == Worker && fits(nodes[i]) && (!first || wasController(nodes[i])) {
+				nodes[i].Role = Controller
+				want--
+			}
+		}
 	}
 	left := c.StorageNodes
 	for i := range nodes {
