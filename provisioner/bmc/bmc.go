@@ -1,0 +1,197 @@
+// Package bmc drives a server's baseboard management controller: power,
+// boot device, diagnostics and the serial-over-LAN console, behind one small
+// interface (Controller) with one driver per URL scheme:
+//
+//	ipmi://HOST[:PORT]   IPMI 2.0 lanplus (cipher suites 17 and 3), IPMI 1.5 fallback
+//	libvirt:///DOMAIN    a local libvirt domain standing in for a server without a BMC
+//	libvirt:///          the same, found by Options.PrimaryMAC
+//	fake://NAME          in memory, shared per NAME inside the process (unit and scale tests)
+//
+// Every error names the node, the BMC address and what was tried, so a rack
+// operator reading one line knows which cable to check. Credentials never
+// reach argv, logs or errors.
+package bmc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/racker/racker/provisioner/inventory"
+)
+
+// PowerState is the chassis power: "on" or "off".
+type PowerState string
+
+const (
+	PowerOn  PowerState = "on"
+	PowerOff PowerState = "off"
+)
+
+// PowerAction is a chassis control request.
+type PowerAction string
+
+const (
+	ActionOn    PowerAction = "on"
+	ActionOff   PowerAction = "off"
+	ActionCycle PowerAction = "cycle" // off then on; powers on a node that is off
+	ActionReset PowerAction = "reset" // hard reset without removing power
+)
+
+// Device is the boot device override.
+type Device string
+
+const (
+	DevicePXE  Device = "pxe"
+	DeviceDisk Device = "disk"
+	DeviceNone Device = "none" // no override: the firmware's own order
+)
+
+// BootFlags are IPMI boot flags (Set System Boot Options, parameter 5).
+type BootFlags struct {
+	Device     Device
+	Persistent bool // else next boot only
+	EFI        bool // else legacy (PC compatible)
+	Valid      bool // the BMC reports the flags as valid (set and not yet consumed)
+}
+
+func (f BootFlags) String() string {
+	dev := f.Device
+	if dev == "" {
+		dev = DeviceNone
+	}
+	s := string(dev)
+	if f.Persistent {
+		s += " persistent"
+	} else {
+		s += " next-boot"
+	}
+	if f.EFI {
+		s += " efi"
+	} else {
+		s += " legacy"
+	}
+	if !f.Valid {
+		s += " (not valid)"
+	}
+	return s
+}
+
+// Diagnostics is what `racker ipmi diag` shows; fields the BMC could not
+// report stay empty and the reason is in Problems.
+type Diagnostics struct {
+	Driver         string     `json:"driver"`
+	Address        string     `json:"address"` // BMC address (host:port, domain name, fake name)
+	MAC            string     `json:"mac,omitempty"`
+	DeviceID       uint8      `json:"device_id"`
+	DeviceRevision uint8      `json:"device_revision"`
+	Firmware       string     `json:"firmware,omitempty"`
+	IPMIVersion    string     `json:"ipmi_version,omitempty"`
+	ManufacturerID uint32     `json:"manufacturer_id"`
+	ProductID      uint16     `json:"product_id"`
+	Protocol       string     `json:"protocol,omitempty"` // "lanplus (cipher suite 17)", "lan (IPMI 1.5)", …
+	Power          PowerState `json:"power,omitempty"`
+	Boot           BootFlags  `json:"boot"`
+	BootKnown      bool       `json:"boot_known"`
+	SOLAvailable   bool       `json:"sol_available"`
+	Problems       []string   `json:"problems,omitempty"`
+}
+
+// Controller is one node's BMC. Methods are safe for concurrent use.
+type Controller interface {
+	PowerState(ctx context.Context) (PowerState, error)
+	Power(ctx context.Context, a PowerAction) error
+	// SetBoot writes the flags the way real BMCs need (parameter 3 stops the 60 s
+	// valid-bit timeout, write parameter 5, read back, retry). verified=false when
+	// the BMC cannot report flags back (stock ipmi_sim) after bounded retries.
+	SetBoot(ctx context.Context, f BootFlags) (verified bool, err error)
+	Boot(ctx context.Context) (BootFlags, error)
+	Diag(ctx context.Context) (Diagnostics, error)
+	Console(ctx context.Context) (io.ReadWriteCloser, error) // SOL; a second one is refused
+	Close() error
+}
+
+// Options configure a controller. The zero value plus credentials works.
+type Options struct {
+	Credentials inventory.Credentials // never logged
+	Node        string                // for error messages, e.g. the primary MAC
+	Logger      *slog.Logger
+	// PrimaryMAC finds the domain of `libvirt:///` (no domain name).
+	PrimaryMAC string
+	// Tries is how many times an operation is attempted when the BMC does not
+	// answer (default 3); authentication failures are never retried.
+	Tries int
+	// TryTimeout bounds one attempt (session setup plus the command; default 3s).
+	TryTimeout time.Duration
+	// Backoff is the pause after the first failed attempt, doubled each time (default 500ms).
+	Backoff time.Duration
+	// BootRetries is how many times SetBoot writes flags that do not read
+	// back as written before it reports them unverified (default 3).
+	BootRetries int
+	// MaxSessions bounds concurrent sessions per BMC address in this process
+	// (default 2: BMCs have few session slots and refuse more).
+	MaxSessions int
+	// LibvirtSocket is libvirtd's API socket (default /var/run/libvirt/libvirt-sock).
+	LibvirtSocket string
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Tries <= 0 {
+		o.Tries = 3
+	}
+	if o.TryTimeout <= 0 {
+		o.TryTimeout = 3 * time.Second
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 500 * time.Millisecond
+	}
+	if o.BootRetries <= 0 {
+		o.BootRetries = 3
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 2
+	}
+	if o.LibvirtSocket == "" {
+		o.LibvirtSocket = "/var/run/libvirt/libvirt-sock"
+	}
+	return o
+}
+
+// Open picks the driver by scheme: ipmi://HOST[:PORT], libvirt:///DOMAIN (or
+// libvirt:/// + Options.PrimaryMAC to find it), fake://NAME. It does not
+// contact the BMC: the first operation does, so opening many is cheap.
+func Open(ctx context.Context, rawURL string, opts Options) (Controller, error) {
+	opts = opts.withDefaults()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%sBMC URL %q: %w", nodePrefix(opts.Node), rawURL, err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "ipmi":
+		return openIPMI(u, opts)
+	case "libvirt":
+		return openLibvirt(ctx, u, opts)
+	case "fake":
+		name := u.Host + u.Path
+		if name == "" {
+			return nil, fmt.Errorf("%sBMC URL %q: fake:// needs a name", nodePrefix(opts.Node), rawURL)
+		}
+		return &fakeController{bmc: Fake(name), node: opts.Node}, nil
+	default:
+		return nil, fmt.Errorf("%sBMC URL %q: unknown scheme %q (want ipmi, libvirt or fake)", nodePrefix(opts.Node), rawURL, u.Scheme)
+	}
+}
+
+func nodePrefix(node string) string {
+	if node == "" {
+		return ""
+	}
+	return "node " + node + ": "
+}

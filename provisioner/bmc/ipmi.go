@@ -1,0 +1,266 @@
+package bmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/client"
+	"github.com/bougou/go-ipmi/pkg/command/chassis"
+	"github.com/bougou/go-ipmi/pkg/types"
+)
+
+// The ipmi driver talks RMCP+ (IPMI 2.0 "lanplus") with cipher suites 17
+// (HMAC-SHA256, AES) and 3 (HMAC-SHA1, AES), and falls back to IPMI 1.5 when
+// a BMC does not offer 2.0. Suite 0 (no authentication) is never offered.
+//
+// Each operation opens a session, runs its commands and closes it: BMCs
+// expire idle sessions after about a minute and have only a few slots, so a
+// session held by an orchestrator waiting for a node to install would both
+// break and starve other tools. A process-wide semaphore per BMC address
+// bounds concurrent sessions (Options.MaxSessions).
+
+// cipherSuites are offered in this order.
+var cipherSuites = []types.CipherSuiteID{types.CipherSuiteID17, types.CipherSuiteID3}
+
+type ipmiController struct {
+	host string
+	port int
+	addr string // for messages: host, or host:port when not 623
+	key  string // host:port, the identity of the BMC in this process
+	opts Options
+	sem  chan struct{}
+
+	mu      sync.Mutex
+	console *ipmiConsole // this controller's open SOL session
+}
+
+// sessionSlots is one semaphore per BMC address, shared by every controller
+// in the process.
+var sessionSlots = struct {
+	sync.Mutex
+	m map[string]chan struct{}
+}{m: map[string]chan struct{}{}}
+
+func slotsFor(addr string, n int) chan struct{} {
+	sessionSlots.Lock()
+	defer sessionSlots.Unlock()
+	s, ok := sessionSlots.m[addr]
+	if !ok {
+		s = make(chan struct{}, n)
+		sessionSlots.m[addr] = s
+	}
+	return s
+}
+
+func openIPMI(u *url.URL, opts Options) (Controller, error) {
+	host, port := u.Hostname(), 623
+	if host == "" {
+		return nil, fmt.Errorf("%sBMC URL %q: no host", nodePrefix(opts.Node), u.Redacted())
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("%sBMC URL %q: bad port %q", nodePrefix(opts.Node), u.Redacted(), p)
+		}
+		port = n
+	}
+	addr := host
+	if port != 623 {
+		addr = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	return &ipmiController{
+		host: host, port: port, addr: addr, opts: opts,
+		key: net.JoinHostPort(host, strconv.Itoa(port)),
+		sem: slotsFor(net.JoinHostPort(host, strconv.Itoa(port)), opts.MaxSessions),
+	}, nil
+}
+
+// fail builds the one-line error every caller sees: node, BMC, what was being done, why.
+func (c *ipmiController) fail(what string, err error) error {
+	return fmt.Errorf("%sBMC %s: %s: %w", nodePrefix(c.opts.Node), c.addr, what, err)
+}
+
+// connect opens one authenticated session (lanplus, else IPMI 1.5).
+func (c *ipmiController) connect(ctx context.Context) (*client.Client, error) {
+	cl, err := client.NewClient(c.host, c.port, c.opts.Credentials.User, c.opts.Credentials.Password)
+	if err != nil {
+		// The only error is a user name longer than 16 bytes; never echo it.
+		return nil, fmt.Errorf("user name in ipmi_user is too long for IPMI (16 bytes at most): %w", ErrAuth)
+	}
+	// Each packet gets a third of the try; go-ipmi resends once before the
+	// try's deadline ends it.
+	cl.WithTimeout(c.opts.TryTimeout / 3).WithRetry(1).WithCipherSuiteID(cipherSuites...)
+	cl.WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
+	if err := cl.ConnectAuto(ctx); err != nil {
+		_ = closeQuietly(cl)
+		return nil, err
+	}
+	return cl, nil
+}
+
+// closeQuietly ends a session; a BMC that does not answer Close Session
+// lets its own timer do it.
+func closeQuietly(cl *client.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	return cl.Close(ctx)
+}
+
+// do runs fn in a fresh session, retrying with backoff when the BMC does not
+// answer. Authentication failures and IPMI completion codes (the BMC
+// answered "no") end at once.
+func (c *ipmiController) do(ctx context.Context, what string, fn func(ctx context.Context, cl *client.Client) error, opts ...doOption) error {
+	keep := len(opts) > 0 && opts[0] == keepSession
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return c.fail(what, fmt.Errorf("waiting for a free session slot: %w", ctx.Err()))
+	}
+	start := time.Now()
+	backoff := c.opts.Backoff
+	var lastErr error
+	ok := false
+	defer func() {
+		if !ok || !keep {
+			<-c.sem
+		}
+	}()
+	for try := 1; try <= c.opts.Tries; try++ {
+		err := c.try(ctx, fn, keep)
+		if err == nil {
+			ok = true
+			return nil
+		}
+		lastErr = err
+		if isAuthError(err) || errors.Is(err, ErrAuth) {
+			c.opts.Logger.Debug("BMC refused the credentials", "node", c.opts.Node, "bmc", c.addr, "detail", err)
+			return c.fail(what, ErrAuth)
+		}
+		var perm permanentError
+		if _, answered := completionCode(err); answered || errors.As(err, &perm) {
+			return c.fail(what, err)
+		}
+		if ctx.Err() != nil {
+			return c.fail(what, fmt.Errorf("%w after %d tries in %s", ctx.Err(), try, roundDur(time.Since(start))))
+		}
+		c.opts.Logger.Debug("BMC try failed", "node", c.opts.Node, "bmc", c.addr, "op", what, "try", try, "err", err)
+		if try < c.opts.Tries {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff *= 2
+		}
+	}
+	if isTimeout(lastErr) {
+		return c.fail(what, fmt.Errorf("%w after %d tries in %s", ErrNoAnswer, c.opts.Tries, roundDur(time.Since(start))))
+	}
+	return c.fail(what, fmt.Errorf("failed after %d tries in %s: %w", c.opts.Tries, roundDur(time.Since(start)), lastErr))
+}
+
+// doOption changes how do treats the session.
+type doOption int
+
+// keepSession leaves the session open and its slot taken when fn succeeds:
+// the caller (the console) owns both and releases them itself.
+const keepSession doOption = 1
+
+func (c *ipmiController) try(ctx context.Context, fn func(ctx context.Context, cl *client.Client) error, keep bool) error {
+	tctx, cancel := context.WithTimeout(ctx, c.opts.TryTimeout)
+	defer cancel()
+	cl, err := c.connect(tctx)
+	if err != nil {
+		return err
+	}
+	err = fn(tctx, cl)
+	if err != nil || !keep {
+		_ = closeQuietly(cl)
+	}
+	return err
+}
+
+func roundDur(d time.Duration) time.Duration {
+	if d > 10*time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+func (c *ipmiController) PowerState(ctx context.Context) (PowerState, error) {
+	var s PowerState
+	err := c.do(ctx, "reading power state", func(ctx context.Context, cl *client.Client) error {
+		var err error
+		s, err = powerState(ctx, cl)
+		return err
+	})
+	return s, err
+}
+
+func powerState(ctx context.Context, cl *client.Client) (PowerState, error) {
+	st, err := cl.GetChassisStatus(ctx)
+	if err != nil {
+		return "", fmt.Errorf("get chassis status: %w", err)
+	}
+	if st.PowerIsOn {
+		return PowerOn, nil
+	}
+	return PowerOff, nil
+}
+
+// Power sends a chassis control. "cycle" on a node that is off powers it
+// on (many BMCs refuse a power cycle when off, and the caller wants the
+// node to boot either way); "reset" on a node that is off is an error.
+func (c *ipmiController) Power(ctx context.Context, a PowerAction) error {
+	var ctl chassis.ChassisControl
+	switch a {
+	case ActionOn:
+		ctl = chassis.ChassisControlPowerUp
+	case ActionOff:
+		ctl = chassis.ChassisControlPowerDown
+	case ActionCycle:
+		ctl = chassis.ChassisControlPowerCycle
+	case ActionReset:
+		ctl = chassis.ChassisControlHardReset
+	default:
+		return c.fail("power", fmt.Errorf("unknown action %q (want on, off, cycle or reset)", a))
+	}
+	return c.do(ctx, "power "+string(a), func(ctx context.Context, cl *client.Client) error {
+		if a == ActionCycle || a == ActionReset {
+			s, err := powerState(ctx, cl)
+			if err != nil {
+				return err
+			}
+			if s == PowerOff {
+				if a == ActionReset {
+					return permanentError{errors.New("node is off; use power on")}
+				}
+				ctl = chassis.ChassisControlPowerUp
+			}
+		}
+		if _, err := cl.ChassisControl(ctx, ctl); err != nil {
+			return fmt.Errorf("chassis control %d: %w", ctl, err)
+		}
+		return nil
+	})
+}
+
+func (c *ipmiController) Close() error {
+	c.mu.Lock()
+	con := c.console
+	c.mu.Unlock()
+	if con != nil {
+		return con.Close()
+	}
+	return nil
+}
+
+// permanentError ends do's retries: asking again cannot change the answer.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }

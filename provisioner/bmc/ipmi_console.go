@@ -1,0 +1,117 @@
+package bmc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/client"
+	"github.com/bougou/go-ipmi/pkg/command/transport"
+	"github.com/bougou/go-ipmi/pkg/types"
+)
+
+// openConsoles refuses a second console on the same BMC inside this process
+// before the BMC has to; the BMC refuses one from another process
+// ("payload already active").
+var openConsoles = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
+// Console activates the SOL payload in a session of its own and relays it
+// as a byte stream until Close. Bytes are passed unchanged: escape
+// sequences (~.) are the caller's business.
+func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error) {
+	key := c.key
+	openConsoles.Lock()
+	if openConsoles.m[key] {
+		openConsoles.Unlock()
+		return nil, c.fail("opening the serial console", ErrConsoleBusy)
+	}
+	openConsoles.m[key] = true
+	openConsoles.Unlock()
+	release := func() {
+		openConsoles.Lock()
+		delete(openConsoles.m, key)
+		openConsoles.Unlock()
+	}
+
+	var cl *client.Client
+	err := c.do(ctx, "opening the serial console", func(tctx context.Context, fresh *client.Client) error {
+		_, err := fresh.ActivatePayload(tctx, &transport.ActivatePayloadRequest{
+			PayloadType: types.PayloadTypeSOL, PayloadInstance: 1,
+		})
+		if cc, ok := completionCode(err); ok && cc == types.CodeActivatePayloadAlreadyActive {
+			return permanentError{ErrConsoleBusy}
+		}
+		if err != nil {
+			return fmt.Errorf("activate SOL payload: %w", err)
+		}
+		cl = fresh
+		return nil
+	}, keepSession)
+	if err != nil {
+		release()
+		return nil, err
+	}
+
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	sctx, cancel := context.WithCancel(context.Background())
+	con := &ipmiConsole{in: inW, out: outR, cancel: cancel, done: make(chan struct{})}
+	con.stop = func() {
+		cancel()
+		inR.Close()
+		<-con.done
+		dctx, dcancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = cl.DeactivatePayload(dctx, &transport.DeactivatePayloadRequest{PayloadType: types.PayloadTypeSOL, PayloadInstance: 1})
+		dcancel()
+		_ = closeQuietly(cl)
+		<-c.sem // the session slot held since do
+		c.mu.Lock()
+		if c.console == con {
+			c.console = nil
+		}
+		c.mu.Unlock()
+		release()
+	}
+	go func() {
+		defer close(con.done)
+		err := cl.SOLStream(sctx, inR, outW, &client.SOLStreamOptions{PollInterval: 50 * time.Millisecond})
+		if err == nil || sctx.Err() != nil {
+			err = io.EOF
+		} else {
+			err = c.fail("serial console", err)
+		}
+		outW.CloseWithError(err)
+	}()
+	c.mu.Lock()
+	c.console = con
+	c.mu.Unlock()
+	return con, nil
+}
+
+type ipmiConsole struct {
+	in     *io.PipeWriter
+	out    *io.PipeReader
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+	stop   func()
+}
+
+func (s *ipmiConsole) Read(p []byte) (int, error)  { return s.out.Read(p) }
+func (s *ipmiConsole) Write(p []byte) (int, error) { return s.in.Write(p) }
+
+// Close deactivates the payload and ends the session, so the node's console
+// is free for the next user at once rather than after the BMC's timeout.
+func (s *ipmiConsole) Close() error {
+	s.once.Do(func() {
+		s.in.Close()
+		s.out.Close()
+		s.stop()
+	})
+	return nil
+}
