@@ -1,0 +1,211 @@
+package vbmc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/types"
+)
+
+// Machine is the hardware a virtual BMC manages: small on purpose, so the
+// IPMI side is tested against an in-memory machine and the libvirt driver
+// stays a thin mapping.
+type Machine interface {
+	// PoweredOn says whether the machine runs.
+	PoweredOn(ctx context.Context) (bool, error)
+	// Start applies the boot order (first tried first) and powers the
+	// machine on. The machine is off when Start is called.
+	Start(ctx context.Context, first BootDevice) error
+	// Stop cuts the power at once (no guest involvement).
+	Stop(ctx context.Context) error
+	// Shutdown asks the guest to power off (ACPI power button).
+	Shutdown(ctx context.Context) error
+	// GuestEvents reports power changes the guest made itself, each one
+	// once the machine is off. The channel closes when ctx ends.
+	GuestEvents(ctx context.Context) (<-chan GuestEvent, error)
+}
+
+// GuestEvent is a power change the guest caused.
+type GuestEvent int
+
+const (
+	// GuestReset: the guest rebooted. Real firmware reads the boot flags
+	// again, so the BMC starts the machine with them.
+	GuestReset GuestEvent = iota + 1
+	// GuestPowerOff: the guest powered itself off; it stays off.
+	GuestPowerOff
+)
+
+func (e GuestEvent) String() string {
+	switch e {
+	case GuestReset:
+		return "guest-reset"
+	case GuestPowerOff:
+		return "guest-shutdown"
+	}
+	return fmt.Sprintf("guest-event(%d)", int(e))
+}
+
+// errNotInThisState is the IPMI answer to a power cycle or reset of a
+// machine that is off (§28.3 recommends D5h and no action).
+var errNotInThisState = fmt.Errorf("the machine is off: %w", types.CodeNotSupported)
+
+// chassis is the BMC's view of the machine: power actions, boot options and
+// what to do when the guest reboots. One mutex orders IPMI commands and
+// guest events, so a power-off and a guest reboot never race into a start.
+type chassis struct {
+	mu   sync.Mutex
+	m    Machine
+	boot bootOptions
+	// wantOn is the power state the BMC was last asked for; a guest reboot
+	// after a power-off command must not bring the machine back.
+	wantOn bool
+	now    func() time.Time
+	log    *slog.Logger
+	name   string // node name for messages
+}
+
+func newChassis(ctx context.Context, m Machine, name string, now func() time.Time, log *slog.Logger) (*chassis, error) {
+	on, err := m.PoweredOn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("while reading the power state of %s: %w", name, err)
+	}
+	return &chassis{m: m, wantOn: on, now: now, log: log, name: name}, nil
+}
+
+func (c *chassis) poweredOn(ctx context.Context) (bool, error) {
+	on, err := c.m.PoweredOn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("while reading the power state of %s: %w", c.name, err)
+	}
+	return on, nil
+}
+
+// powerOn starts the machine with the current boot flags. Already on: no-op.
+func (c *chassis) powerOn(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.boot.noteChassisControl()
+	c.wantOn = true
+	on, err := c.poweredOn(ctx)
+	if err != nil || on {
+		return err
+	}
+	return c.startLocked(ctx, "power on")
+}
+
+// startLocked starts the machine with the boot device the flags choose and,
+// once it started, uses next-boot-only flags up.
+func (c *chassis) startLocked(ctx context.Context, why string) error {
+	dev := c.boot.next(c.now())
+	if err := c.m.Start(ctx, dev); err != nil {
+		return fmt.Errorf("while starting %s (%s, boot %s): %w", c.name, why, dev, err)
+	}
+	c.boot.booted(c.now())
+	c.log.Info("machine started", "node", c.name, "why", why, "boot", dev.String(), "efi", c.boot.efi())
+	return nil
+}
+
+func (c *chassis) powerOff(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.boot.noteChassisControl()
+	c.wantOn = false
+	on, err := c.poweredOn(ctx)
+	if err != nil || !on {
+		return err
+	}
+	if err := c.m.Stop(ctx); err != nil {
+		return fmt.Errorf("while powering %s off: %w", c.name, err)
+	}
+	c.log.Info("machine powered off", "node", c.name)
+	return nil
+}
+
+// cycle is power cycle and hard reset alike: the machine goes off and starts
+// again through its firmware, which reads the boot flags.
+func (c *chassis) cycle(ctx context.Context, why string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.boot.noteChassisControl()
+	on, err := c.poweredOn(ctx)
+	if err != nil {
+		return err
+	}
+	if !on {
+		return fmt.Errorf("while doing %s on %s: %w", why, c.name, errNotInThisState)
+	}
+	if err := c.m.Stop(ctx); err != nil {
+		return fmt.Errorf("while doing %s on %s (stopping): %w", why, c.name, err)
+	}
+	c.wantOn = true
+	return c.startLocked(ctx, why)
+}
+
+func (c *chassis) softOff(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.boot.noteChassisControl()
+	if err := c.m.Shutdown(ctx); err != nil {
+		return fmt.Errorf("while asking %s to shut down: %w", c.name, err)
+	}
+	return nil
+}
+
+// guestEvent reacts to a power change the guest made: after a reboot the
+// machine starts again with the current flags, as firmware would; after a
+// power-off it stays off.
+func (c *chassis) guestEvent(ctx context.Context, ev GuestEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log.Info("guest power event", "node", c.name, "event", ev.String())
+	if ev != GuestReset {
+		c.wantOn = false
+		return
+	}
+	if !c.wantOn {
+		c.log.Info("not restarting after a guest reboot: powered off meanwhile", "node", c.name)
+		return
+	}
+	on, err := c.poweredOn(ctx)
+	if err == nil && on {
+		return // someone started it already
+	}
+	if err := c.startLocked(ctx, "guest reboot"); err != nil {
+		c.log.Error("restart after a guest reboot failed", "node", c.name, "err", err)
+	}
+}
+
+// watch applies guest events until ctx ends.
+func (c *chassis) watch(ctx context.Context) error {
+	events, err := c.m.GuestEvents(ctx)
+	if err != nil {
+		return fmt.Errorf("while subscribing to guest power events of %s: %w", c.name, err)
+	}
+	for ev := range events {
+		c.guestEvent(ctx, ev)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("guest power events of %s stopped", c.name)
+}
+
+func (c *chassis) setBootOption(param byte, data []byte) types.CompletionCode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cc := c.boot.set(param, data, c.now())
+	if cc == types.CodeOK && param == paramBootFlags {
+		c.log.Info("boot flags set", "node", c.name, "flags", fmt.Sprintf("%x", data))
+	}
+	return cc
+}
+
+func (c *chassis) getBootOption(param byte) ([]byte, types.CompletionCode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.boot.get(param, c.now())
+}

@@ -1,0 +1,216 @@
+package vbmc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	libvirt "github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
+)
+
+// DefaultLibvirtSocket is where libvirtd listens (qemu:///system).
+const DefaultLibvirtSocket = "/var/run/libvirt/libvirt-sock"
+
+// offTimeout bounds the wait for a domain to reach "shut off" after a
+// destroy or a guest reset.
+const offTimeout = 30 * time.Second
+
+// libvirtMachine is a libvirt domain seen as a machine. The domain follows
+// the simulator's conventions (contract D): <on_reboot>destroy</on_reboot>,
+// per-device boot order, so the BMC decides what a reboot boots.
+type libvirtMachine struct {
+	l          *libvirt.Libvirt
+	domain     string
+	primaryMAC string
+	log        *slog.Logger
+}
+
+// openLibvirt connects to libvirtd on its unix socket; the socket is a path,
+// so this works from inside the BMC's network namespace.
+func openLibvirt(socketPath, domain, primaryMAC string, log *slog.Logger) (*libvirtMachine, error) {
+	if socketPath == "" {
+		socketPath = DefaultLibvirtSocket
+	}
+	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(socketPath), dialers.WithLocalTimeout(5*time.Second)))
+	if err := l.Connect(); err != nil {
+		return nil, fmt.Errorf("while connecting to libvirtd at %s: %w", socketPath, err)
+	}
+	m := &libvirtMachine{l: l, domain: domain, primaryMAC: primaryMAC, log: log}
+	if _, err := m.lookup(); err != nil {
+		l.Disconnect()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *libvirtMachine) Close() error { return m.l.Disconnect() }
+
+func (m *libvirtMachine) lookup() (libvirt.Domain, error) {
+	d, err := m.l.DomainLookupByName(m.domain)
+	if err != nil {
+		return d, fmt.Errorf("while looking up libvirt domain %s: %w", m.domain, err)
+	}
+	return d, nil
+}
+
+func (m *libvirtMachine) state() (libvirt.DomainState, error) {
+	d, err := m.lookup()
+	if err != nil {
+		return 0, err
+	}
+	st, _, err := m.l.DomainGetState(d, 0)
+	if err != nil {
+		return 0, fmt.Errorf("while reading the state of domain %s: %w", m.domain, err)
+	}
+	return libvirt.DomainState(st), nil
+}
+
+// isOff: shut off, crashed or never started. A domain being shut down still
+// draws power.
+func isOff(st libvirt.DomainState) bool {
+	return st == libvirt.DomainShutoff || st == libvirt.DomainCrashed || st == libvirt.DomainNostate
+}
+
+func (m *libvirtMachine) PoweredOn(context.Context) (bool, error) {
+	st, err := m.state()
+	if err != nil {
+		return false, err
+	}
+	return !isOff(st), nil
+}
+
+// Start redefines the shut-off domain with the boot order, then starts it.
+func (m *libvirtMachine) Start(_ context.Context, first BootDevice) error {
+	d, err := m.lookup()
+	if err != nil {
+		return err
+	}
+	x, err := m.l.DomainGetXMLDesc(d, libvirt.DomainXMLInactive|libvirt.DomainXMLSecure)
+	if err != nil {
+		return fmt.Errorf("while reading the XML of domain %s: %w", m.domain, err)
+	}
+	nx, err := withBootOrder(x, first, m.primaryMAC)
+	if err != nil {
+		return fmt.Errorf("while setting the boot order of domain %s: %w", m.domain, err)
+	}
+	if nx != x {
+		if d, err = m.l.DomainDefineXML(nx); err != nil {
+			return fmt.Errorf("while redefining domain %s with boot %s first: %w", m.domain, first, err)
+		}
+	}
+	if err := m.l.DomainCreate(d); err != nil {
+		return fmt.Errorf("while starting domain %s: %w", m.domain, err)
+	}
+	return nil
+}
+
+// Stop destroys the domain (pulls the plug) and waits until it is off.
+func (m *libvirtMachine) Stop(ctx context.Context) error {
+	d, err := m.lookup()
+	if err != nil {
+		return err
+	}
+	if err := m.l.DomainDestroy(d); err != nil {
+		if st, serr := m.state(); serr == nil && isOff(st) {
+			return nil // it went off by itself meanwhile
+		}
+		return fmt.Errorf("while destroying domain %s: %w", m.domain, err)
+	}
+	return m.waitOff(ctx)
+}
+
+// Shutdown presses the ACPI power button; the guest decides.
+func (m *libvirtMachine) Shutdown(context.Context) error {
+	d, err := m.lookup()
+	if err != nil {
+		return err
+	}
+	if err := m.l.DomainShutdown(d); err != nil {
+		return fmt.Errorf("while sending ACPI shutdown to domain %s: %w", m.domain, err)
+	}
+	return nil
+}
+
+func (m *libvirtMachine) waitOff(ctx context.Context) error {
+	deadline := time.Now().Add(offTimeout)
+	for {
+		st, err := m.state()
+		if err != nil {
+			return err
+		}
+		if isOff(st) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("domain %s still not off after %s", m.domain, offTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// shutdownEvent is the data of QEMU's SHUTDOWN monitor event.
+type shutdownEvent struct {
+	Guest  bool   `json:"guest"`
+	Reason string `json:"reason"`
+}
+
+// guestEventOf tells a guest reboot from a guest power-off in a QEMU monitor
+// event. libvirt's own lifecycle events cannot: with on_reboot=destroy both
+// are "stopped/destroyed"; QEMU's SHUTDOWN reason says which it was.
+func guestEventOf(name string, details []byte) (GuestEvent, bool) {
+	if name != "SHUTDOWN" {
+		return 0, false
+	}
+	var ev shutdownEvent
+	if err := json.Unmarshal(details, &ev); err != nil {
+		return 0, false
+	}
+	switch {
+	case ev.Guest && ev.Reason == "guest-reset":
+		return GuestReset, true
+	case ev.Guest && ev.Reason == "guest-shutdown":
+		return GuestPowerOff, true
+	}
+	return 0, false // host-initiated (destroy, quit): the BMC did it
+}
+
+// GuestEvents subscribes to the domain's QEMU monitor events. The
+// subscription is per connection and outlives domain restarts.
+func (m *libvirtMachine) GuestEvents(ctx context.Context) (<-chan GuestEvent, error) {
+	raw, err := m.l.SubscribeQEMUEvents(ctx, m.domain)
+	if err != nil {
+		return nil, fmt.Errorf("while subscribing to QEMU monitor events of domain %s: %w", m.domain, err)
+	}
+	out := make(chan GuestEvent)
+	go func() {
+		defer close(out)
+		for ev := range raw {
+			gev, ok := guestEventOf(ev.Event, ev.Details)
+			if !ok {
+				continue
+			}
+			// QEMU announces the shutdown before libvirt destroys the
+			// domain; the BMC may only redefine it once it is off.
+			if err := m.waitOff(ctx); err != nil {
+				if !errors.Is(err, context.Canceled) {
+					m.log.Error("domain did not stop after a guest event", "domain", m.domain, "event", gev.String(), "err", err)
+				}
+				continue
+			}
+			select {
+			case out <- gev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}

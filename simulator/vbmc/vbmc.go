@@ -1,0 +1,318 @@
+// Package vbmc is the simulator's virtual BMC: an IPMI server (go-ipmi's
+// BMC server) whose hardware is a libvirt domain. It behaves like the BMC of
+// a real server so Racker cannot tell the two apart: it gets its address by
+// DHCP on its own interface (retrying until a server answers, renewing),
+// answers RMCP+ on UDP 623 with cipher suites 3 and 17 only, maps chassis
+// power onto the domain, keeps boot flags with IPMI semantics (next boot
+// only or persistent, EFI or legacy, parameter 5 read back byte-exact,
+// parameter 3's 60 s rule) and applies them on every power-on and on every
+// guest-initiated reboot, and bridges Serial over LAN to the VM's serial
+// console socket.
+//
+// The door is Run(ctx, Config). The simulator runs one per BMC, inside the
+// BMC's network namespace (`racker-sim vbmc`, hidden).
+package vbmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/hal"
+)
+
+// Config describes one virtual BMC.
+type Config struct {
+	// Name identifies the node in logs and errors (default: Domain).
+	Name string
+	// Domain is the libvirt domain the BMC manages (e.g. rsim-n1).
+	Domain string
+	// PrimaryMAC selects the interface that gets the PXE boot order;
+	// empty means the domain's first interface (contract D: NIC 1).
+	PrimaryMAC string
+	// LibvirtSocket is libvirtd's socket (default DefaultLibvirtSocket).
+	LibvirtSocket string
+
+	// Interface is the BMC's NIC, where it runs its DHCP client.
+	Interface string
+	// Static, when valid, replaces DHCP: this address is put on Interface
+	// (when set) and served. Meant for tests.
+	Static netip.Prefix
+	// Port is the IPMI UDP port (default 623; 0 is not "any": use -1 in
+	// tests to let the kernel choose, and OnListen to learn it).
+	Port int
+
+	// ConsoleSocket is the VM's serial console unix socket (QEMU binds it);
+	// empty means the BMC has no SOL.
+	ConsoleSocket string
+
+	// Credentials: from files (what the simulator uses, nothing in argv) or
+	// values. Never logged, never in errors.
+	UserFile, PasswordFile string
+	User, Password         string
+
+	Logger *slog.Logger
+
+	// Machine replaces the libvirt domain (unit tests use an in-memory
+	// machine). When set, Domain and LibvirtSocket are unused.
+	Machine Machine
+	// OnListen is called each time the IPMI server listens on an address
+	// (after a lease, after a new lease).
+	OnListen func(netip.AddrPort)
+
+	now func() time.Time // tests move time; default time.Now
+}
+
+// DefaultPort is IPMI's RMCP port.
+const DefaultPort = 623
+
+// Run runs the virtual BMC until ctx ends (then it returns nil) or it cannot
+// go on (libvirt gone, socket error).
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.complete(); err != nil {
+		return err
+	}
+	user, password, err := cfg.credentials()
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger.With("node", cfg.Name)
+
+	m := cfg.Machine
+	if m == nil {
+		lm, err := openLibvirt(cfg.LibvirtSocket, cfg.Domain, cfg.PrimaryMAC, log)
+		if err != nil {
+			return fmt.Errorf("virtual BMC of %s: %w", cfg.Name, err)
+		}
+		defer lm.Close()
+		m = lm
+	}
+	ch, err := newChassis(ctx, m, cfg.Name, cfg.now, log)
+	if err != nil {
+		return fmt.Errorf("virtual BMC of %s: %w", cfg.Name, err)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := ch.watch(ctx); err != nil {
+			cancel(err)
+		}
+	}()
+
+	var console hal.ConsoleHAL
+	if cfg.ConsoleSocket != "" {
+		console = newSerialConsole(cfg.ConsoleSocket, log)
+	}
+	r := &runner{cfg: cfg, ch: ch, console: console, nic: &nicInfo{}, user: user, password: password, log: log}
+	if cfg.Static.IsValid() {
+		err = r.serveStatic(ctx)
+	} else {
+		err = r.serveDHCP(ctx)
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return fmt.Errorf("virtual BMC of %s: %w", cfg.Name, cause)
+	}
+	return err
+}
+
+func (c *Config) complete() error {
+	if c.Name == "" {
+		c.Name = c.Domain
+	}
+	if c.Machine == nil && c.Domain == "" {
+		return errors.New("virtual BMC: no libvirt domain given")
+	}
+	if !c.Static.IsValid() && c.Interface == "" {
+		return fmt.Errorf("virtual BMC of %s: neither an interface for DHCP nor a static address", c.Name)
+	}
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.Port < 0 {
+		c.Port = 0
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return nil
+}
+
+// credentials reads the user and password. Errors name the file, never
+// the content.
+func (c *Config) credentials() (user, password string, err error) {
+	read := func(path, value, what string) (string, error) {
+		if path == "" {
+			return value, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("virtual BMC of %s: while reading the %s file: %w", c.Name, what, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	if user, err = read(c.UserFile, c.User, "IPMI user"); err != nil {
+		return "", "", err
+	}
+	if password, err = read(c.PasswordFile, c.Password, "IPMI password"); err != nil {
+		return "", "", err
+	}
+	// IPMI 2.0 limits: 16 bytes of user name, 20 of password.
+	if user == "" || len(user) > 16 {
+		return "", "", fmt.Errorf("virtual BMC of %s: the IPMI user must have 1 to 16 bytes", c.Name)
+	}
+	if password == "" || len(password) > 20 {
+		return "", "", fmt.Errorf("virtual BMC of %s: the IPMI password must have 1 to 20 bytes", c.Name)
+	}
+	return user, password, nil
+}
+
+// runner holds what one BMC serves with, across address changes.
+type runner struct {
+	cfg            Config
+	ch             *chassis
+	console        hal.ConsoleHAL
+	nic            *nicInfo
+	user, password string
+	log            *slog.Logger
+}
+
+// listen starts the IPMI server on addr; stop closes it.
+func (r *runner) listen(ctx context.Context, addr netip.Addr) (stop func(), err error) {
+	ap := netip.AddrPortFrom(addr, uint16(r.cfg.Port))
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return nil, fmt.Errorf("while listening for IPMI on %s: %w", ap, err)
+	}
+	srv, err := newIPMIServer(conn, r.ch, r.console, r.nic, r.user, r.password)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			r.log.Error("IPMI server stopped", "addr", ap.String(), "err", err)
+		}
+	}()
+	bound := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	r.log.Info("IPMI listening", "addr", bound.String())
+	if r.cfg.OnListen != nil {
+		r.cfg.OnListen(bound)
+	}
+	return func() { srv.Close(); <-done }, nil
+}
+
+func (r *runner) setNIC(p netip.Prefix, router netip.Addr, dhcp bool) {
+	var cfg hal.IPConfig
+	cfg.IP = p.Addr().As4()
+	copy(cfg.Mask[:], net.CIDRMask(p.Bits(), 32))
+	if router.Is4() {
+		cfg.Gateway = router.As4()
+	}
+	if r.cfg.Interface != "" {
+		copy(cfg.MAC[:], macOf(r.cfg.Interface))
+	}
+	cfg.DHCP = dhcp
+	cfg.Port = uint16(r.cfg.Port)
+	r.nic.set(cfg)
+}
+
+func (r *runner) serveStatic(ctx context.Context) error {
+	if r.cfg.Interface != "" {
+		if err := setAddress(r.cfg.Interface, r.cfg.Static, netip.Addr{}); err != nil {
+			return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
+		}
+	}
+	r.setNIC(r.cfg.Static, netip.Addr{}, false)
+	stop, err := r.listen(ctx, r.cfg.Static.Addr())
+	if err != nil {
+		return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
+	}
+	defer stop()
+	<-ctx.Done()
+	return nil
+}
+
+// serveDHCP is the BMC's life on a DHCP network: get a lease, serve on it,
+// renew it; when it is lost, stop serving and start over.
+func (r *runner) serveDHCP(ctx context.Context) error {
+	dc, err := newDHCPClient(r.cfg.Interface, r.log)
+	if err != nil {
+		return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
+	}
+	defer dc.Close()
+	for {
+		li, err := dc.acquire(ctx)
+		if err != nil {
+			return nil // ctx ended
+		}
+		if err := setAddress(r.cfg.Interface, li.addr, li.router); err != nil {
+			return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
+		}
+		r.setNIC(li.addr, li.router, true)
+		stop, err := r.listen(ctx, li.addr.Addr())
+		if err != nil {
+			return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
+		}
+		r.holdLease(ctx, dc, li)
+		stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("DHCP lease lost, asking again", "addr", li.addr.String())
+		if err := dropAddress(r.cfg.Interface, li.addr); err != nil {
+			r.log.Warn("could not remove the old address", "err", err)
+		}
+	}
+}
+
+// holdLease renews the lease at T1 and retries on failure until it expires,
+// changes address or ctx ends.
+func (r *runner) holdLease(ctx context.Context, dc *dhcpClient, li leaseInfo) {
+	if li.validIn == 0 {
+		<-ctx.Done() // infinite lease
+		return
+	}
+	expire := time.Now().Add(li.validIn)
+	next := li.renewIn
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(next, time.Until(expire))):
+		}
+		if !time.Now().Before(expire) {
+			return
+		}
+		nl, err := dc.renew(ctx)
+		if err != nil {
+			next = max(time.Until(expire)/2, time.Second)
+			r.log.Warn("DHCP renewal failed, retrying", "addr", li.addr.String(), "next_in", next.String(), "err", err)
+			var nak *nclientNak
+			if errors.As(err, &nak) {
+				return
+			}
+			continue
+		}
+		if nl.addr != li.addr {
+			return
+		}
+		if nl.validIn == 0 {
+			<-ctx.Done()
+			return
+		}
+		expire = time.Now().Add(nl.validIn)
+		next = nl.renewIn
+	}
+}
