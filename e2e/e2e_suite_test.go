@@ -1,0 +1,63 @@
+//go:build e2e
+
+// Package e2e is the end-to-end suite: it brings up a simulated rack with
+// racker-sim (management node + 3 nodes, one UEFI), drives it with racker as a
+// user would, and asserts on what a user would check. Run it with `make e2e`
+// (root, libvirtd, QEMU); `make e2e LABELS=bootstrap` runs a subset.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "racker e2e")
+}
+
+// rack is the simulated rack shared by every spec.
+var rack *simRack
+
+var _ = BeforeSuite(func() {
+	if os.Geteuid() != 0 {
+		Fail("the e2e suite needs root (network namespaces, bridges, libvirt)")
+	}
+	repo, err := filepath.Abs("..")
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range []string{"bin/racker", "bin/racker-sim", "bin/testos/current/flatcar_production_image.bin.bz2"} {
+		Expect(filepath.Join(repo, f)).To(BeAnExistingFile(), "%s is missing: `make e2e` builds it", f)
+	}
+	rack = &simRack{
+		repo: repo,
+		name: fmt.Sprintf("e2e%d", os.Getpid()%10000),
+	}
+	By("bringing up the simulated rack " + rack.name)
+	start := time.Now()
+	DeferCleanup(func() {
+		By("tearing down the simulated rack " + rack.name)
+		rack.sim("down")
+	})
+	rack.sim("up", "--nodes", "3", "--types", "bios,uefi", "--uefi-types", "uefi", "--os", "testos")
+	phases.add("sim up", time.Since(start))
+	rack.load()
+})
+
+var _ = ReportAfterEach(func(r SpecReport) {
+	phases.add(r.LeafNodeText, r.RunTime)
+	if r.Failed() && rack != nil {
+		dir := rack.collectArtifacts(r.LeafNodeText)
+		fmt.Fprintf(GinkgoWriter, "artifacts of the failed spec %q: %s\n", r.LeafNodeText, dir)
+		AddReportEntry("artifacts", dir)
+	}
+})
+
+var _ = ReportAfterSuite("wall time per phase", func(r Report) {
+	phases.print(os.Stdout, r.RunTime)
+})
