@@ -105,7 +105,7 @@ func (c *chassis) startLocked(ctx context.Context, why string) error {
 		return fmt.Errorf("while starting %s (%s, boot %s): %w", c.name, why, dev, err)
 	}
 	c.boot.booted(c.now())
-	c.log.Info("machine started", "node", c.name, "why", why, "boot", dev.String(), "efi", c.boot.efi())
+	c.log.Info("machine started", "why", why, "boot", dev.String(), "efi", c.boot.efi())
 	return nil
 }
 
@@ -121,7 +121,7 @@ func (c *chassis) powerOff(ctx context.Context) error {
 	if err := c.m.Stop(ctx); err != nil {
 		return fmt.Errorf("while powering %s off: %w", c.name, err)
 	}
-	c.log.Info("machine powered off", "node", c.name)
+	c.log.Info("machine powered off")
 	return nil
 }
 
@@ -161,13 +161,13 @@ func (c *chassis) softOff(ctx context.Context) error {
 func (c *chassis) guestEvent(ctx context.Context, ev GuestEvent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.log.Info("guest power event", "node", c.name, "event", ev.String())
+	c.log.Info("guest power event", "event", ev.String())
 	if ev != GuestReset {
 		c.wantOn = false
 		return
 	}
 	if !c.wantOn {
-		c.log.Info("not restarting after a guest reboot: powered off meanwhile", "node", c.name)
+		c.log.Info("not restarting after a guest reboot: powered off meanwhile")
 		return
 	}
 	on, err := c.poweredOn(ctx)
@@ -175,7 +175,7 @@ func (c *chassis) guestEvent(ctx context.Context, ev GuestEvent) {
 		return // someone started it already
 	}
 	if err := c.startLocked(ctx, "guest reboot"); err != nil {
-		c.log.Error("restart after a guest reboot failed", "node", c.name, "err", err)
+		c.log.Error("restart after a guest reboot failed", "err", err)
 	}
 }
 
@@ -199,7 +199,7 @@ func (c *chassis) setBootOption(param byte, data []byte) types.CompletionCode {
 	defer c.mu.Unlock()
 	cc := c.boot.set(param, data, c.now())
 	if cc == types.CodeOK && param == paramBootFlags {
-		c.log.Info("boot flags set", "node", c.name, "flags", fmt.Sprintf("%x", data))
+		c.log.Info("boot flags set", "flags", fmt.Sprintf("%x", data))
 	}
 	return cc
 }

@@ -77,7 +77,7 @@ func registry(ch *chassis) *handlers.Registry {
 // port, which the server advertises for SOL payloads.
 type udpTransport struct{ c *net.UDPConn }
 
-func (t udpTransport) ReadFrom(b []byte) (int, net.Addr, error) { return t.c.ReadFrom(b) }
+func (t udpTransport) ReadFrom(b []byte) (int, net.Addr, error)  { return t.c.ReadFrom(b) }
 func (t udpTransport) WriteTo(b []byte, a net.Addr) (int, error) { return t.c.WriteTo(b, a) }
 func (t udpTransport) Close() error                              { return t.c.Close() }
 func (t udpTransport) LocalAddr() net.Addr                       { return t.c.LocalAddr() }
@@ -118,8 +118,8 @@ func (c chassisHAL) PowerCycle(ctx context.Context) error { return c.ch.cycle(ct
 func (c chassisHAL) ColdReset(ctx context.Context) error  { return c.ch.cycle(ctx, "hard reset") }
 
 // WarmReset is what go-ipmi calls for action 05h, "soft shutdown via ACPI".
-func (c chassisHAL) WarmReset(ctx context.Context) error         { return c.ch.softOff(ctx) }
-func (c chassisHAL) Identify(context.Context, uint8) error       { return nil }
+func (c chassisHAL) WarmReset(ctx context.Context) error          { return c.ch.softOff(ctx) }
+func (c chassisHAL) Identify(context.Context, uint8) error        { return nil }
 func (c chassisHAL) IntrusionState(context.Context) (bool, error) { return false, hal.ErrNotSupported }
 
 func (c chassisHAL) SetBootFlags(_ context.Context, f *types.BootOptionParam_BootFlags) error {
