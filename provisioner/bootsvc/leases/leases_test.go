@@ -175,3 +175,41 @@ func BenchmarkCommitParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestCloseAnswersEveryCommitOnce: commits still queued at Close are
+// written and answered, and none is answered twice.
+func TestCloseAnswersEveryCommitOnce(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(lease(0)); err != nil { // leaves a batch behind in the committer
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	for i := 1; i <= 200; i++ {
+		l := lease(i)
+		s.Commit(l, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			calls[l.MAC]++
+			mu.Unlock()
+		})
+	}
+	s.Close()
+	if len(calls) != 200 {
+		t.Fatalf("%d commits answered, want 200", len(calls))
+	}
+	for mac, n := range calls {
+		if n != 1 {
+			t.Fatalf("commit of %s answered %d times", mac, n)
+		}
+	}
+	if live, _ := readJournal(filepath.Join(dir, JournalFile), nil); len(live) != 201 {
+		t.Fatalf("journal holds %d leases, want 201", len(live))
+	}
+}

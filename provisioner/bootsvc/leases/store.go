@@ -189,6 +189,7 @@ func (s *Store) committer() {
 		case first = <-s.queue:
 		case <-s.closed:
 			// Drain what was queued before Close, then stop.
+			batch = batch[:0]
 			for {
 				select {
 				case c := <-s.queue:
