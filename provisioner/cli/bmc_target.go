@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/inventory"
+)
+
+// bmcFlags say how the node commands (power, bootdev, ipmi diag, console)
+// reach a BMC: by node name through the plan, or directly with --bmc.
+type bmcFlags struct {
+	url    string
+	driver string
+	plan   PlanFlags
+}
+
+func addBMCFlags(fs *pflag.FlagSet, bf *bmcFlags) {
+	fs.StringVar(&bf.url, "bmc", "", "address a BMC directly (ipmi://HOST[:PORT], libvirt:///DOMAIN) instead of a NODE")
+	fs.StringVar(&bf.driver, "bmc-driver", "ipmi", "how to reach nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
+	AddPlanFlags(fs, &bf.plan)
+}
+
+// nodeArgs splits args into the NODE (absent with --bmc) and the rest.
+func (bf *bmcFlags) nodeArgs(args []string) (node string, rest []string, err error) {
+	if bf.url != "" {
+		return "", args, nil
+	}
+	if len(args) == 0 {
+		return "", nil, fmt.Errorf("name a NODE (primary MAC, BMC MAC, hostname or plan index) or give --bmc URL")
+	}
+	return args[0], args[1:], nil
+}
+
+// openBMC resolves node (or --bmc) to a controller. The plan is a dry run:
+// these commands never write state. A node's BMC address is Racker's own
+// DHCP lease for the BMC MAC, else its planned address; never an ARP scan.
+func (env *Env) openBMC(ctx context.Context, bf *bmcFlags, node string) (bmc.Controller, string, error) {
+	t, err := env.resolveBMC(bf, node)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := bmc.Open(ctx, t.url, t.opts)
+	return c, t.label, err
+}
+
+// bmcTarget is where a node command goes: the driver URL, the options
+// (credentials included) and how to name the node in messages.
+type bmcTarget struct {
+	url   string
+	opts  bmc.Options
+	label string
+}
+
+func (env *Env) resolveBMC(bf *bmcFlags, node string) (bmcTarget, error) {
+	opts := bmc.Options{Logger: env.Logger()}
+	if bf.url != "" {
+		creds, err := env.bmcCredentials()
+		if err != nil {
+			return bmcTarget{}, err
+		}
+		opts.Credentials = creds
+		u, err := url.Parse(bf.url)
+		if err != nil {
+			return bmcTarget{}, fmt.Errorf("--bmc %q: %w", bf.url, err)
+		}
+		return bmcTarget{url: bf.url, opts: opts, label: u.Redacted()}, nil
+	}
+	if bf.driver != "ipmi" && bf.driver != "libvirt" {
+		return bmcTarget{}, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", bf.driver)
+	}
+	inv, p, err := env.MakePlan(&bf.plan, false)
+	if err != nil {
+		return bmcTarget{}, err
+	}
+	n, ok := p.Find(node)
+	if !ok {
+		return bmcTarget{}, fmt.Errorf("node %q: not in the rack (give a primary MAC, BMC MAC, hostname or plan index; see racker plan)", node)
+	}
+	opts.Credentials = inv.Credentials
+	opts.Node = n.PrimaryMAC
+	opts.PrimaryMAC = n.PrimaryMAC
+	label := n.PrimaryMAC
+	if n.Hostname != "" {
+		label += " (" + n.Hostname + ")"
+	}
+	var rawURL string
+	if bf.driver == "libvirt" {
+		rawURL = "libvirt:///"
+	} else {
+		addr, found, err := leases.Lookup(env.StateDir, n.BMCMAC)
+		switch {
+		case err != nil:
+			env.Logger().Warn("cannot read Racker's DHCP leases; using the planned BMC address", "node", n.PrimaryMAC, "err", err)
+		case found:
+			rawURL = "ipmi://" + addr.String()
+		}
+		if rawURL == "" {
+			if !n.BMCIP.IsValid() {
+				return bmcTarget{}, fmt.Errorf("node %s: its BMC has no address on the internal network (the management node's BMC is on the public network); use --bmc ipmi://ADDRESS", n.PrimaryMAC)
+			}
+			rawURL = "ipmi://" + n.BMCIP.String()
+		}
+	}
+	return bmcTarget{url: rawURL, opts: opts, label: label}, nil
+}
+
+// bmcCredentials reads ipmi_user and ipmi_password from the OEM folder for
+// --bmc, where nodes.csv may be absent or broken. Only a trailing newline is
+// trimmed, as inventory does; values are never echoed.
+func (env *Env) bmcCredentials() (inventory.Credentials, error) {
+	if inv, err := env.LoadInventory(); err == nil {
+		return inv.Credentials, nil
+	}
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(env.OEMDir, name))
+		if err != nil {
+			return "", fmt.Errorf("BMC credentials: %w", err)
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			return "", fmt.Errorf("BMC credentials: %s is empty", filepath.Join(env.OEMDir, name))
+		}
+		return s, nil
+	}
+	user, err := read(inventory.UserFile)
+	if err != nil {
+		return inventory.Credentials{}, err
+	}
+	pass, err := read(inventory.PasswordFile)
+	if err != nil {
+		return inventory.Credentials{}, err
+	}
+	return inventory.Credentials{User: user, Password: pass}, nil
+}
