@@ -1,0 +1,182 @@
+// Package tftp serves the iPXE binaries that PXE firmware loads before iPXE
+// takes over over HTTP (undionly.kpxe for BIOS, ipxe.efi for UEFI).
+//
+// It is read-only on purpose: write requests are refused, names are resolved
+// inside the boot-files folder through os.Root, so neither "../" nor a
+// symlink can reach a file outside it. blksize and tsize are negotiated by
+// pin/tftp (blksize up to the interface MTU); that library does not
+// implement RFC 7440 windowsize, and its "anticipate" mode sends windows a
+// plain client never asked for, so it stays off.
+package tftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"os"
+
+	"github.com/pin/tftp/v3"
+	"golang.org/x/sys/unix"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
+)
+
+// DefaultRoot is where Debian's ipxe package puts undionly.kpxe and ipxe.efi.
+const DefaultRoot = "/usr/lib/ipxe"
+
+// Config is what the server needs; Root is required.
+type Config struct {
+	Root string // the boot-files folder
+	// MACForIP names the machine behind a client address for events
+	// (planned addresses and leases); "" when unknown.
+	MACForIP func(netip.Addr) string
+	Recorder api.Recorder // a tftp event per file sent; may be nil
+	Metrics  *api.Metrics
+	Logger   *slog.Logger
+	// Timeout per round trip (default 2 s: firmware retransmits quickly).
+	Timeout time.Duration
+}
+
+// Server is a read-only TFTP server over one boot-files folder.
+type Server struct {
+	cfg  Config
+	root *os.Root
+	srv  *tftp.Server
+	log  *slog.Logger
+}
+
+// New opens the boot-files folder and prepares the server; Serve runs it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	root, err := os.OpenRoot(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("opening the TFTP boot-files folder: %w", err)
+	}
+	s := &Server{cfg: cfg, root: root, log: cfg.Logger}
+	s.srv = tftp.NewServer(s.read, nil) // nil write handler: writes are refused
+	s.srv.SetTimeout(cfg.Timeout)
+	s.srv.SetBlockSize(65456) // the client's blksize wins, clamped to the MTU
+	return s, nil
+}
+
+// Serve answers requests on conn until Shutdown; it owns conn from then on.
+func (s *Server) Serve(conn net.PacketConn) error {
+	if err := s.srv.Serve(conn); err != nil {
+		return fmt.Errorf("serving TFTP on %s: %w", conn.LocalAddr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting requests, lets transfers in flight finish (each
+// bounded by the timeout and retries), and closes the folder.
+func (s *Server) Shutdown() {
+	s.srv.Shutdown()
+	s.root.Close()
+}
+
+// ErrForbidden is what a request for a name outside the folder gets.
+var ErrForbidden = errors.New("access violation: outside the boot-files folder")
+
+// CleanName turns a requested file name into a path relative to the root:
+// leading slashes and backslashes (some firmware sends "\ipxe.efi") are
+// dropped; any ".." component is refused rather than resolved.
+func CleanName(name string) (string, error) {
+	name = strings.ReplaceAll(name, `\`, "/")
+	name = strings.TrimLeft(name, "/")
+	if name == "" || strings.ContainsRune(name, 0) {
+		return "", ErrForbidden
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return "", ErrForbidden
+		}
+	}
+	return path.Clean(name), nil
+}
+
+func (s *Server) read(name string, rf io.ReaderFrom) error {
+	peer := ""
+	var peerIP netip.Addr
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		ra := ot.RemoteAddr()
+		peer = ra.String()
+		peerIP, _ = netip.AddrFromSlice(ra.IP.To4())
+	}
+	log := s.log.With("file", name, "client", peer)
+	rel, err := CleanName(name)
+	if err != nil {
+		log.Warn("TFTP request refused", "err", err)
+		s.cfg.Metrics.Transfer("refused", 0, err)
+		return err
+	}
+	f, err := s.root.Open(rel)
+	if err != nil {
+		log.Info("TFTP file not served", "err", err)
+		s.cfg.Metrics.Transfer("missing", 0, err)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("file not found: %s", rel)
+		}
+		return ErrForbidden
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		s.cfg.Metrics.Transfer("missing", 0, ErrForbidden)
+		return fmt.Errorf("not a file: %s", rel)
+	}
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		ot.SetSize(st.Size()) // tsize
+	}
+	n, err := rf.ReadFrom(f)
+	s.cfg.Metrics.Transfer(rel, n, err)
+	if err != nil {
+		log.Warn("TFTP transfer failed", "sent", n, "err", err)
+		return fmt.Errorf("sending %s to %s: %w", rel, peer, err)
+	}
+	log.Debug("TFTP file sent", "bytes", n)
+	if s.cfg.Recorder != nil {
+		mac := ""
+		if s.cfg.MACForIP != nil && peerIP.IsValid() {
+			mac = s.cfg.MACForIP(peerIP)
+		}
+		s.cfg.Recorder.Record(api.Event{Time: time.Now(), MAC: mac, Kind: api.KindTFTP, Source: peer,
+			Message: rel + " " + strconv.FormatInt(n, 10) + " bytes"})
+	}
+	return nil
+}
+
+// Listen opens the TFTP socket (UDP port, 69 in production) bound to
+// ifname, so the boot files are offered on the PXE interface only.
+func Listen(ctx context.Context, ifname string, port int) (*net.UDPConn, error) {
+	var serr error
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		if err := c.Control(func(fd uintptr) {
+			if ifname != "" {
+				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+			}
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp4", ":"+strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("opening the TFTP socket on %s port %d: %w", ifname, port, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
