@@ -46,13 +46,15 @@ func SSHKeys(stateDir string) ([]string, error) {
 // without a restart.
 func Snippets(stateDir, nodeType, mac string) ([]Snippet, error) {
 	var out []Snippet
-	for _, rel := range []string{
-		filepath.Join(TypeSnippetDir, nodeType+".ign"),
-		filepath.Join(NodeSnippetDir, mac+".ign"),
-	} {
-		if strings.Contains(filepath.Base(rel), string(filepath.Separator)) || filepath.Base(rel) == ".ign" {
-			continue
-		}
+	var rels []string
+	// Names that could leave the folder ("../x") are never looked up.
+	if safeName.MatchString(nodeType) {
+		rels = append(rels, filepath.Join(TypeSnippetDir, nodeType+".ign"))
+	}
+	if safeName.MatchString(strings.ReplaceAll(mac, ":", "")) {
+		rels = append(rels, filepath.Join(NodeSnippetDir, mac+".ign"))
+	}
+	for _, rel := range rels {
 		b, err := os.ReadFile(filepath.Join(stateDir, rel))
 		if errors.Is(err, os.ErrNotExist) {
 			continue

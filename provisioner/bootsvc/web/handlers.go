@@ -1,0 +1,412 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/ignition"
+	"github.com/racker/racker/provisioner/inventory"
+	"github.com/racker/racker/provisioner/plan"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, name string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.counted(name, h))
+	}
+	handle("GET /boot.ipxe", "boot.ipxe", s.serveBootIPXE)
+	handle("GET /ipxe", "ipxe", s.serveIPXE)
+	handle("GET /ignition", "ignition", s.serveIgnition)
+	handle("GET /assets/", "assets", s.serveAsset)
+	handle("POST /api/v1/events", "events_post", s.postEvent)
+	handle("GET /api/v1/events", "events_get", s.getEvents)
+	handle("GET /api/v1/nodes", "nodes", s.getNodes)
+	handle("POST /api/v1/nodes/{mac}/reinstall", "reinstall", s.postReinstall)
+	handle("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// counted counts answers by handler and status code.
+func (s *Server) counted(name string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
+		h(cw, r)
+		s.metrics.Request(name, cw.code)
+		if name == "assets" {
+			s.metrics.Asset(cw.bytes)
+		}
+	})
+}
+
+// remoteAddr is the requester's address (no proxies sit between a node
+// and Racker, so forwarded headers are never trusted).
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// mayActFor says whether a request comes from the node itself: its
+// planned address or its current lease.
+func (s *Server) mayActFor(r *http.Request, n plan.Node) bool {
+	from := remoteAddr(r)
+	if !from.IsValid() {
+		return false
+	}
+	if from == n.IP {
+		return true
+	}
+	if s.cfg.LeaseOf != nil {
+		if ip, ok := s.cfg.LeaseOf(n.PrimaryMAC); ok && ip == from {
+			return true
+		}
+	}
+	return false
+}
+
+// isAdmin says whether a request comes from the management node itself
+// (loopback or its planned address): only it may change a node's target.
+func (s *Server) isAdmin(r *http.Request) bool {
+	from := remoteAddr(r)
+	return from.IsLoopback() || (from.IsValid() && from == s.cfg.Plan.Management.IP)
+}
+
+func (s *Server) record(r *http.Request, mac string, kind api.EventKind, msg string) {
+	s.store.Record(api.Event{MAC: mac, Kind: kind, Message: msg, Source: r.RemoteAddr})
+}
+
+func (s *Server) serveBootIPXE(w http.ResponseWriter, r *http.Request) {
+	writeText(w, bootScript(s.base))
+}
+
+func (s *Server) serveIPXE(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("mac")
+	mac, err := inventory.NormalizeMAC(raw)
+	if err != nil {
+		s.log.Warn("iPXE script asked for without a valid MAC", "mac", scriptSafe(raw), "from", r.RemoteAddr)
+		s.record(r, scriptSafe(raw), api.KindIPXE, "unknown")
+		writeText(w, unknownScript("no valid MAC in the request ("+raw+")"))
+		return
+	}
+	n, ok := s.store.node(mac)
+	if !ok {
+		s.log.Info("iPXE script for a machine that is not a planned node", "mac", mac, "from", r.RemoteAddr)
+		s.record(r, mac, api.KindIPXE, "unknown")
+		writeText(w, unknownScript(mac+" is not a node of this rack's plan (add it to nodes.csv, or it is excluded)"))
+		return
+	}
+	if s.store.target(mac).Target == api.TargetDisk {
+		s.record(r, mac, api.KindIPXE, "disk")
+		writeText(w, diskScript(mac))
+		return
+	}
+	if s.cfg.Release == nil {
+		s.log.Error("a node wants to install but no OS release is configured", "mac", mac)
+		http.Error(w, "no OS release is configured", http.StatusServiceUnavailable)
+		return
+	}
+	s.record(r, mac, api.KindIPXE, "install")
+	writeText(w, installScript(s.base, mac, s.cfg.Release.OS, s.cfg.Release.Version, s.console(n.Type)))
+}
+
+func (s *Server) console(nodeType string) string {
+	c := s.cfg.Types[nodeType].Console
+	switch c {
+	case "":
+		return DefaultConsole
+	case "-":
+		return ""
+	}
+	return c
+}
+
+func (s *Server) serveIgnition(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	mac, err := inventory.NormalizeMAC(q.Get("mac"))
+	if err != nil {
+		http.Error(w, "mac: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	phase := q.Get("phase")
+	if phase != "install" && phase != "boot" {
+		http.Error(w, "phase must be install or boot", http.StatusBadRequest)
+		return
+	}
+	n, ok := s.store.node(mac)
+	if !ok {
+		http.Error(w, mac+" is not a node of this rack's plan", http.StatusNotFound)
+		return
+	}
+	log := s.log.With("mac", mac, "node", n.Hostname, "phase", phase, "from", r.RemoteAddr)
+	if !s.mayActFor(r, n) {
+		log.Warn("refused a node's Ignition config to an address that is not the node's")
+		s.record(r, mac, api.KindForbidden, "ignition phase="+phase+" requested by "+remoteAddr(r).String())
+		http.Error(w, "this config is only served to the node itself", http.StatusForbidden)
+		return
+	}
+	var cfg []byte
+	if phase == "install" {
+		cfg, err = s.installConfig(n)
+	} else {
+		cfg, err = s.bootConfig(n)
+	}
+	if err != nil {
+		log.Error("could not build the Ignition config", "err", err)
+		http.Error(w, "could not build the config: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.record(r, mac, api.KindIgnition, phase)
+	w.Header().Set("Content-Type", "application/vnd.coreos.ignition+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(cfg)
+}
+
+func (s *Server) installConfig(n plan.Node) ([]byte, error) {
+	if s.cfg.Release == nil {
+		return nil, errors.New("no OS release is configured")
+	}
+	t := s.store.target(n.PrimaryMAC)
+	return ignition.Install(ignition.InstallParams{
+		MAC: n.PrimaryMAC, BaseURL: s.base, OS: s.cfg.Release.OS, Version: s.cfg.Release.Version,
+		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll,
+	})
+}
+
+func (s *Server) bootConfig(n plan.Node) ([]byte, error) {
+	keys, err := ignition.SSHKeys(s.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	snippets, err := ignition.Snippets(s.cfg.StateDir, n.Type, n.PrimaryMAC)
+	if err != nil {
+		return nil, err
+	}
+	s.store.mu.Lock()
+	bits := s.store.plan.Subnet.Bits()
+	s.store.mu.Unlock()
+	return ignition.Boot(ignition.BootParams{
+		MAC: n.PrimaryMAC, BaseURL: s.base, Hostname: n.Hostname,
+		Address: netip.PrefixFrom(n.IP, bits), SSHKeys: keys, Snippets: snippets,
+		Labels: map[string]string{"role": string(n.Role), "node_type": n.Type, "storage": fmt.Sprint(n.Storage)},
+	})
+}
+
+// serveAsset serves /assets/ipxe/FILE and /assets/OS/VERSION/FILE straight
+// from the file (Range requests, sendfile), never from memory.
+func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/assets/"), "/")
+	var f *os.File
+	var err error
+	switch {
+	case len(parts) == 2 && parts[0] == "ipxe" && s.cfg.IPXEDir != "" && validFileName(parts[1]):
+		f, err = os.Open(filepath.Join(s.cfg.IPXEDir, parts[1]))
+	case len(parts) == 3 && s.cfg.Release != nil && parts[0] == s.cfg.Release.OS && parts[1] == s.cfg.Release.Version:
+		f, err = s.cfg.Release.Open(parts[2])
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			s.log.Error("could not open an asset", "path", r.URL.Path, "err", err)
+		}
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
+}
+
+func validFileName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\\\x00")
+}
+
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	var cb api.Callback
+	body := http.MaxBytesReader(w, r.Body, api.MaxCallbackBytes)
+	if err := json.NewDecoder(body).Decode(&cb); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", api.MaxCallbackBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+		return
+	}
+	cb, err := cb.Validate()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	n, ok := s.store.node(cb.MAC)
+	if !ok || !s.mayActFor(r, n) {
+		s.log.Warn("refused a node callback from an address that is not the node's", "mac", cb.MAC, "event", cb.Event, "from", r.RemoteAddr)
+		s.record(r, cb.MAC, api.KindForbidden, "callback "+string(cb.Event)+" sent by "+remoteAddr(r).String())
+		writeError(w, http.StatusForbidden, "callbacks for "+cb.MAC+" are only taken from that node's address")
+		return
+	}
+	ev, err := s.store.j.append(api.Event{MAC: cb.MAC, Kind: cb.Event, Message: cb.Message, Source: r.RemoteAddr})
+	if err != nil {
+		s.log.Error("could not record a node callback", "mac", cb.MAC, "event", cb.Event, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not record the event")
+		return
+	}
+	lvl := slog.LevelInfo
+	if cb.Event == api.KindFailed {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), lvl, "node callback", "mac", cb.MAC, "node", n.Hostname, "event", cb.Event, "message", cb.Message, "seq", ev.Seq)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// maxEventsPerAnswer bounds one GET /api/v1/events answer; clients page
+// with after=<last seq>.
+const maxEventsPerAnswer = 1000
+
+func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var after uint64
+	if a := q.Get("after"); a != "" {
+		if _, err := fmt.Sscan(a, &after); err != nil {
+			writeError(w, http.StatusBadRequest, "after: not a sequence number")
+			return
+		}
+	}
+	var wait time.Duration
+	if ws := q.Get("wait"); ws != "" {
+		d, err := time.ParseDuration(ws)
+		if err != nil || d < 0 {
+			writeError(w, http.StatusBadRequest, "wait: not a duration (e.g. 30s)")
+			return
+		}
+		wait = min(d, s.cfg.MaxWait)
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		evs, notify, err := s.store.j.since(after, maxEventsPerAnswer)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if len(evs) > 0 || wait == 0 {
+			writeJSON(w, http.StatusOK, api.EventsResponse{Events: nonNil(evs)})
+			return
+		}
+		select {
+		case <-notify:
+		case <-deadline.C:
+			wait = 0
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func nonNil(evs []api.Event) []api.Event {
+	if evs == nil {
+		return []api.Event{}
+	}
+	return evs
+}
+
+func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: s.store.list()})
+}
+
+func (s *Server) postReinstall(w http.ResponseWriter, r *http.Request) {
+	if !s.isAdmin(r) {
+		writeError(w, http.StatusForbidden, "reinstalls are only taken from the management node")
+		return
+	}
+	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var req api.ReinstallRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+		return
+	}
+	n, err := s.store.reinstall(mac, req.WipeAll)
+	if err != nil {
+		code := http.StatusInternalServerError
+		if _, planned := s.store.node(mac); !planned {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	s.log.Info("node will reinstall at its next netboot", "mac", mac, "node", n.Hostname, "wipe_all", n.WipeAll, "generation", n.InstallGeneration)
+	writeJSON(w, http.StatusOK, n)
+}
+
+func writeText(w http.ResponseWriter, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, s)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, api.ErrorResponse{Error: msg})
+}
+
+// countingWriter remembers the status code and counts body bytes, keeping
+// the sendfile path (ReadFrom) of the underlying writer.
+type countingWriter struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.code = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.bytes += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(c.ResponseWriter, r)
+	}
+	c.bytes += n
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

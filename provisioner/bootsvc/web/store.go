@@ -1,0 +1,285 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/internal/atomicfile"
+	"github.com/racker/racker/provisioner/plan"
+)
+
+// TargetsFile keeps each node's target and install generation, inside the
+// state folder. It changes only on installed callbacks and reinstalls, so it
+// is replaced atomically as a whole; phases are rebuilt from the journal.
+const TargetsFile = "bootsvc-targets.json"
+
+// targetsOnDisk is TargetsFile. Seq is the last journal event applied to
+// it: on start, installed/booted events after Seq are applied again, so a
+// crash between the journal write and the file write loses no target.
+type targetsOnDisk struct {
+	Seq   uint64                `json:"seq"`
+	Nodes map[string]nodeTarget `json:"nodes"`
+}
+
+type nodeTarget struct {
+	Target            api.Target `json:"target"`
+	InstallGeneration int        `json:"install_generation"`
+	WipeAll           bool       `json:"wipe_all"`
+}
+
+type nodeView struct {
+	nodeTarget
+	phase       api.Phase
+	lastEvent   api.EventKind
+	lastEventAt time.Time
+}
+
+// store is the boot services' memory: the plan's nodes, what each node
+// should do on its next netboot, what was last seen of it, and the journal.
+// It is the api.Recorder the DHCP and TFTP servers report to.
+type store struct {
+	dir     string
+	log     *slog.Logger
+	metrics *api.Metrics
+	leaseOf func(mac string) (netip.Addr, bool)
+
+	mu      sync.Mutex
+	plan    *plan.Plan
+	byMAC   map[string]plan.Node // primary MAC → planned node (members only)
+	nodes   map[string]*nodeView // primary MAC → state; absent = install, unknown
+	applied uint64               // last journal seq reflected in nodes
+
+	j *journal
+}
+
+func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool), m *api.Metrics, log *slog.Logger) (*store, error) {
+	s := &store{dir: dir, log: log, metrics: m, leaseOf: leaseOf, nodes: map[string]*nodeView{}}
+	s.setPlan(p)
+	var onDisk targetsOnDisk
+	b, err := os.ReadFile(filepath.Join(dir, TargetsFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("reading node targets: %w", err)
+	default:
+		if err := json.Unmarshal(b, &onDisk); err != nil {
+			return nil, fmt.Errorf("reading node targets %s: %w", filepath.Join(dir, TargetsFile), err)
+		}
+	}
+	for mac, t := range onDisk.Nodes {
+		s.nodes[mac] = &nodeView{nodeTarget: t, phase: api.PhaseUnknown}
+	}
+	s.applied = onDisk.Seq
+	fileSeq := onDisk.Seq
+	dirty := false
+	j, err := openJournal(filepath.Join(dir, EventsFile), log, func(ev api.Event) {
+		if s.apply(ev, ev.Seq > fileSeq) {
+			dirty = true
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.j = j
+	j.commit = s.committed
+	if dirty {
+		s.mu.Lock()
+		err := s.saveLocked()
+		s.mu.Unlock()
+		if err != nil {
+			j.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *store) setPlan(p *plan.Plan) {
+	by := map[string]plan.Node{}
+	for _, n := range p.Nodes {
+		by[n.PrimaryMAC] = n
+	}
+	s.mu.Lock()
+	s.plan, s.byMAC = p, by
+	s.mu.Unlock()
+}
+
+// node returns the planned member node with this primary MAC.
+func (s *store) node(mac string) (plan.Node, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.byMAC[mac]
+	return n, ok
+}
+
+// Record implements api.Recorder for the DHCP and TFTP servers.
+func (s *store) Record(ev api.Event) {
+	if _, err := s.j.append(ev); err != nil {
+		s.log.Error("event lost", "kind", ev.Kind, "mac", ev.MAC, "err", err)
+	}
+}
+
+// committed runs on the journal's writer after each durable batch.
+func (s *store) committed(evs []api.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dirty := false
+	for _, ev := range evs {
+		s.metrics.Event(ev.Kind)
+		if s.applyLocked(ev, true) {
+			dirty = true
+		}
+	}
+	if dirty {
+		if err := s.saveLocked(); err != nil {
+			// The journal has the event; the next start re-applies it.
+			s.log.Error("could not persist node targets; they will be rebuilt from the journal on restart", "err", err)
+		}
+	}
+}
+
+func (s *store) apply(ev api.Event, targets bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applyLocked(ev, targets)
+}
+
+// applyLocked updates a node's view from one event and reports whether its
+// persisted target changed.
+func (s *store) applyLocked(ev api.Event, targets bool) bool {
+	if ev.Seq > s.applied {
+		s.applied = ev.Seq
+	}
+	phase, ok := phaseAfter(ev)
+	if !ok {
+		return false
+	}
+	v := s.nodes[ev.MAC]
+	if v == nil {
+		if _, planned := s.byMAC[ev.MAC]; !planned {
+			return false // a BMC, an unknown machine: not a node's phase
+		}
+		v = &nodeView{nodeTarget: nodeTarget{Target: api.TargetInstall}}
+		s.nodes[ev.MAC] = v
+	}
+	if phase != "" {
+		v.phase = phase
+	}
+	v.lastEvent, v.lastEventAt = ev.Kind, ev.Time
+	// No netboot loops: once a node has installed (or booted from disk),
+	// its next netboot boots from disk until someone asks for a reinstall.
+	if targets && (ev.Kind == api.KindInstalled || ev.Kind == api.KindBooted) && v.Target != api.TargetDisk {
+		v.Target, v.WipeAll = api.TargetDisk, false
+		return true
+	}
+	return false
+}
+
+// phaseAfter maps an event to the phase it shows ("" keeps the phase);
+// ok=false for events that say nothing about a node.
+func phaseAfter(ev api.Event) (api.Phase, bool) {
+	switch ev.Kind {
+	case api.KindDHCP:
+		return api.PhaseDHCP, true
+	case api.KindTFTP:
+		return api.PhaseNetbooting, true
+	case api.KindIPXE, api.KindIgnition:
+		if ev.Message == "install" {
+			return api.PhaseNetbooting, true
+		}
+		return "", true
+	case api.KindInstalling:
+		return api.PhaseInstalling, true
+	case api.KindInstalled:
+		return api.PhaseInstalled, true
+	case api.KindBooted:
+		return api.PhaseBooted, true
+	case api.KindFailed:
+		return api.PhaseFailed, true
+	}
+	return "", false
+}
+
+func (s *store) saveLocked() error {
+	out := targetsOnDisk{Seq: s.applied, Nodes: map[string]nodeTarget{}}
+	for mac, v := range s.nodes {
+		out.Nodes[mac] = v.nodeTarget
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding node targets: %w", err)
+	}
+	return atomicfile.Write(filepath.Join(s.dir, TargetsFile), append(b, '\n'), 0o644)
+}
+
+// target returns what a node's next netboot should do.
+func (s *store) target(mac string) nodeTarget {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.nodes[mac]; v != nil {
+		return v.nodeTarget
+	}
+	return nodeTarget{Target: api.TargetInstall}
+}
+
+// reinstall makes the node's next netboot install again.
+func (s *store) reinstall(mac string, wipeAll bool) (api.Node, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.byMAC[mac]
+	if !ok {
+		return api.Node{}, fmt.Errorf("no planned node has the primary MAC %s", mac)
+	}
+	v := s.nodes[mac]
+	if v == nil {
+		v = &nodeView{nodeTarget: nodeTarget{Target: api.TargetInstall}, phase: api.PhaseUnknown}
+		s.nodes[mac] = v
+	}
+	old := *v
+	v.Target, v.WipeAll = api.TargetInstall, wipeAll
+	v.InstallGeneration++
+	if err := s.saveLocked(); err != nil {
+		*v = old
+		return api.Node{}, fmt.Errorf("reinstalling %s: %w", mac, err)
+	}
+	return s.viewLocked(n), nil
+}
+
+// nodes returns every member node's state, in plan order.
+func (s *store) list() []api.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]api.Node, 0, len(s.plan.Nodes))
+	for _, n := range s.plan.Nodes {
+		out = append(out, s.viewLocked(n))
+	}
+	return out
+}
+
+func (s *store) viewLocked(n plan.Node) api.Node {
+	out := api.Node{PrimaryMAC: n.PrimaryMAC, Hostname: n.Hostname, IP: n.IP, BMCMAC: n.BMCMAC, BMCIP: n.BMCIP,
+		Target: api.TargetInstall, Phase: api.PhaseUnknown}
+	if s.leaseOf != nil && n.BMCMAC != "" {
+		if ip, ok := s.leaseOf(n.BMCMAC); ok {
+			out.BMCIP = ip
+		}
+	}
+	if v := s.nodes[n.PrimaryMAC]; v != nil {
+		out.Target, out.InstallGeneration, out.WipeAll = v.Target, v.InstallGeneration, v.WipeAll
+		if v.phase != "" {
+			out.Phase = v.phase
+		}
+		out.LastEvent, out.LastEventAt = v.lastEvent, v.lastEventAt
+	}
+	return out
+}
+
+func (s *store) close() { s.j.close() }

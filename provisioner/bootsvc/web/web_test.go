@@ -1,0 +1,367 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/ignition/v2/config/v3_4"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/images"
+)
+
+const base = "http://172.24.213.1:8080"
+
+func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
+	r := newRig(t)
+	if code, body := r.get("/boot.ipxe"); code != 200 || body != "#!ipxe\nchain "+base+"/ipxe?mac=${net0/mac}\n" {
+		t.Fatalf("boot.ipxe: %d %q", code, body)
+	}
+	wantInstall := "#!ipxe\nkernel " + base + "/assets/testos/current/flatcar_production_pxe.vmlinuz initrd=flatcar_production_pxe_image.cpio.gz flatcar.first_boot=yes ignition.config.url=" + base + "/ignition?mac=" + macA + "&phase=install console=ttyS0,115200n8\n" +
+		"initrd " + base + "/assets/testos/current/flatcar_production_pxe_image.cpio.gz\nboot\n"
+	if _, body := r.get("/ipxe?mac=00-11-22-33-44-10"); body != wantInstall {
+		t.Fatalf("install script:\n%s\nwant\n%s", body, wantInstall)
+	}
+	if _, body := r.get("/ipxe?mac=" + macB); !strings.Contains(body, "console=ttyS1,57600n8\n") {
+		t.Errorf("node type console not used:\n%s", body)
+	}
+	if n := r.node(macA); n.Phase != api.PhaseNetbooting || n.Target != api.TargetInstall {
+		t.Errorf("after the install script: %+v", n)
+	}
+
+	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+		t.Fatalf("installed callback: %d", code)
+	}
+	if n := r.node(macA); n.Target != api.TargetDisk || n.Phase != api.PhaseInstalled || n.LastEvent != api.KindInstalled {
+		t.Errorf("after installed: %+v", n)
+	}
+	_, body := r.get("/ipxe?mac=" + macA)
+	if !strings.HasPrefix(body, "#!ipxe\n") || !strings.Contains(body, "\nexit\n") || !strings.Contains(body, "sanboot --no-describe --drive 0x80") || strings.Contains(body, "kernel") {
+		t.Errorf("installed node got:\n%s", body)
+	}
+	if n := r.node(macA); n.Phase != api.PhaseInstalled || n.LastEvent != api.KindIPXE {
+		t.Errorf("after a disk script the phase must stay installed: %+v", n)
+	}
+
+	n, err := api.NewClient(r.http.URL).Reinstall(context.Background(), macA, true)
+	if err != nil || n.Target != api.TargetInstall || n.InstallGeneration != 1 || !n.WipeAll {
+		t.Fatalf("reinstall: %+v %v", n, err)
+	}
+	if _, body := r.get("/ipxe?mac=" + macA); body != wantInstall {
+		t.Errorf("after reinstall:\n%s", body)
+	}
+
+	for _, mac := range []string{"00:11:22:33:44:99", "00:11:22:33:44:00" /* management */, bmcA, "$%7Bnet0/mac%7D"} {
+		_, body := r.get("/ipxe?mac=" + mac)
+		if !strings.Contains(body, "\nsleep 30\nreboot\n") || strings.Contains(body, "kernel") || strings.Contains(body, "${") {
+			t.Errorf("machine %s got:\n%s", mac, body)
+		}
+	}
+	evs := r.events(0)
+	for _, want := range []struct {
+		mac  string
+		kind api.EventKind
+		msg  string
+	}{{macA, api.KindIPXE, "install"}, {macA, api.KindIPXE, "disk"}, {"00:11:22:33:44:99", api.KindIPXE, "unknown"}} {
+		if !hasEvent(evs, want.mac, want.kind, want.msg) {
+			t.Errorf("no %s event %q for %s in %+v", want.kind, want.msg, want.mac, evs)
+		}
+	}
+}
+
+func TestIgnitionServedOnlyToTheNode(t *testing.T) {
+	r := newRig(t)
+	// A asks from its lease, B from its planned address: both valid configs.
+	for _, tc := range []struct{ mac, src, phase, want string }{
+		{macA, "127.0.0.1", "install", "flatcar-install -s"},
+		{macB, "127.0.0.2", "install", "flatcar-install -d \"$DISK\""},
+		{macB, "127.0.0.2", "boot", "racker-booted.service"},
+	} {
+		code, body, hdr := r.do(clientFrom(tc.src), "GET", "/ignition?mac="+tc.mac+"&phase="+tc.phase, nil)
+		if code != 200 {
+			t.Fatalf("%s %s from %s: %d %s", tc.mac, tc.phase, tc.src, code, body)
+		}
+		cfg, rpt, err := v3_4.Parse(body)
+		if err != nil {
+			t.Fatalf("%s %s: Ignition rejects it: %v %s", tc.mac, tc.phase, err, rpt)
+		}
+		if tc.phase == "install" {
+			script, _ := decodeFile(cfg, "/opt/racker/install.sh")
+			if !strings.Contains(script, tc.want) {
+				t.Errorf("%s install.sh lacks %q", tc.mac, tc.want)
+			}
+		} else if !bytes.Contains(body, []byte(tc.want)) || cfg.Passwd.Users[0].SSHAuthorizedKeys[0] != testPK {
+			t.Errorf("%s boot config: %s", tc.mac, body)
+		}
+		if ct := hdr.Get("Content-Type"); ct != "application/vnd.coreos.ignition+json" {
+			t.Errorf("content type %q", ct)
+		}
+	}
+	// B's config asked for from A's address, and C's from anywhere on loopback.
+	for _, tc := range []struct{ mac, src string }{{macB, "127.0.0.1"}, {macC, "127.0.0.1"}, {macA, "127.0.0.3"}} {
+		code, body, _ := r.do(clientFrom(tc.src), "GET", "/ignition?mac="+tc.mac+"&phase=boot", nil)
+		if code != 403 || bytes.Contains(body, []byte("ssh-ed25519")) {
+			t.Errorf("%s's config from %s: %d %s, want 403", tc.mac, tc.src, code, body)
+		}
+	}
+	evs := r.events(0)
+	if !hasEvent(evs, macC, api.KindForbidden, "requested by 127.0.0.1") || !hasEvent(evs, macA, api.KindForbidden, "requested by 127.0.0.3") {
+		t.Errorf("no forbidden events in %+v", evs)
+	}
+	if !hasEvent(evs, macB, api.KindIgnition, "boot") {
+		t.Errorf("no ignition event in %+v", evs)
+	}
+	if code, _ := r.get("/ignition?mac=" + macA + "&phase=other"); code != 400 {
+		t.Errorf("bad phase: %d", code)
+	}
+}
+
+func TestAssetsRangeAndRefusals(t *testing.T) {
+	r := newRig(t)
+	want, _ := os.ReadFile(filepath.Join(r.release, images.Image))
+	code, body, hdr := r.do(nil, "GET", "/assets/testos/current/"+images.Image, nil, "Range", "bytes=1000-1999")
+	if code != 206 || !bytes.Equal(body, want[1000:2000]) || hdr.Get("Content-Range") != fmt.Sprintf("bytes 1000-1999/%d", len(want)) {
+		t.Fatalf("range: %d %d bytes %q", code, len(body), hdr.Get("Content-Range"))
+	}
+	code, body, _ = r.do(nil, "GET", "/assets/testos/current/"+images.Kernel, nil, "Range", fmt.Sprintf("bytes=%d-", len(want)-10))
+	kernel, _ := os.ReadFile(filepath.Join(r.release, images.Kernel))
+	if code != 206 || !bytes.Equal(body, kernel[len(kernel)-10:]) {
+		t.Errorf("suffix range: %d %d bytes", code, len(body))
+	}
+	ipxe, _ := os.ReadFile(filepath.Join(r.ipxe, "undionly.kpxe"))
+	if code, body, _ := r.do(nil, "GET", "/assets/ipxe/undionly.kpxe", nil); code != 200 || !bytes.Equal(body, ipxe) {
+		t.Errorf("ipxe binary: %d %d bytes", code, len(body))
+	}
+	for _, p := range []string{
+		"/assets/testos/current/secret.txt", // in the folder but not a release file
+		"/assets/testos/other/" + images.Kernel,
+		"/assets/ipxe/..%2f..%2fstate%2fssh%2fid_ed25519.pub",
+		"/assets/ipxe/../testos/current/secret.txt",
+		"/assets/flatcar/current/" + images.Kernel,
+	} {
+		if code, _ := r.get(p); code != 404 {
+			t.Errorf("%s: %d, want 404", p, code)
+		}
+	}
+	_, metrics := r.get("/metrics")
+	if !strings.Contains(metrics, `racker_http_requests_total{code="206",handler="assets"} 2`) || !strings.Contains(metrics, "racker_http_asset_bytes_total") {
+		t.Errorf("metrics lack asset counts:\n%s", grepLines(metrics, "racker_"))
+	}
+}
+
+func grepLines(s, part string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, part) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestEventCallbacksAreValidated(t *testing.T) {
+	r := newRig(t)
+	a := clientFrom("127.0.0.1")
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{`{"mac":"` + macA + `","event":"installing"}`, 204},
+		{`{"mac":"` + macA + `","event":"failed","message":"flatcar-install -s failed"}`, 204},
+		{`{"mac":"` + macA + `","event":"installing"`, 400},
+		{`{"mac":"` + macA + `","event":"dhcp"}`, 400},
+		{`{"mac":"nope","event":"booted"}`, 400},
+		{`{"mac":"` + macA + `","event":"failed","message":"` + strings.Repeat("x", 70<<10) + `"}`, 413},
+		{`{"mac":"` + macC + `","event":"installed"}`, 403}, // C's callback from A's address
+		{`{"mac":"00:11:22:33:44:99","event":"installed"}`, 403},
+	} {
+		code, body, _ := r.do(a, "POST", "/api/v1/events", []byte(tc.body), "Content-Type", "application/json")
+		if code != tc.code {
+			t.Errorf("%.80s: %d %s, want %d", tc.body, code, body, tc.code)
+		}
+	}
+	if n := r.node(macA); n.Phase != api.PhaseFailed || n.Target != api.TargetInstall {
+		t.Errorf("A after failed: %+v", n)
+	}
+	if n := r.node(macC); n.Target != api.TargetInstall || n.Phase != api.PhaseUnknown {
+		t.Errorf("C changed by a refused callback: %+v", n)
+	}
+	evs := r.events(0)
+	if !hasEvent(evs, macA, api.KindFailed, "flatcar-install -s failed") || !hasEvent(evs, macC, api.KindForbidden, "callback installed") {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// The booted unit's own command line, run by the real curl, is accepted.
+func TestBootedUnitCommandWithRealCurl(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	r := newRig(t)
+	cmd := exec.Command("curl", "-fsS", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+		`{"mac":"`+macA+`","event":"booted"}`, r.http.URL+"/api/v1/events")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("curl: %v %s", err, out)
+	}
+	if n := r.node(macA); n.Phase != api.PhaseBooted || n.Target != api.TargetDisk {
+		t.Errorf("after booted: %+v", n)
+	}
+}
+
+func TestJournalSurvivesReopen(t *testing.T) {
+	r := newRig(t)
+	rec := r.srv.Recorder()
+	rec.Record(api.Event{MAC: macA, Kind: api.KindDHCP, Message: "ip=172.24.213.10 arch=0"})
+	rec.Record(api.Event{MAC: "00:11:22:33:44:99", Kind: api.KindMachineSeen})
+	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+		t.Fatal(code)
+	}
+	if _, err := api.NewClient(r.http.URL).Reinstall(context.Background(), macB, true); err != nil {
+		t.Fatal(err)
+	}
+	before := r.events(0)
+	r.stop()
+
+	// A crash in the middle of a write leaves a torn last line.
+	f, _ := os.OpenFile(filepath.Join(r.state, EventsFile), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"seq":99,"kind":"dhc`)
+	f.Close()
+
+	r.start()
+	after := r.events(0)
+	if len(after) != len(before) || after[len(after)-1] != before[len(before)-1] {
+		t.Fatalf("events after reopen differ:\n%+v\n%+v", before, after)
+	}
+	r.srv.Recorder().Record(api.Event{MAC: macA, Kind: api.KindDHCP})
+	evs := r.events(after[len(after)-1].Seq)
+	if len(evs) != 1 || evs[0].Seq != after[len(after)-1].Seq+1 {
+		t.Errorf("sequence after reopen: %+v", evs)
+	}
+	if n := r.node(macA); n.Target != api.TargetDisk || n.LastEvent != api.KindDHCP {
+		t.Errorf("A after reopen: %+v", n)
+	}
+	if n := r.node(macB); n.Target != api.TargetInstall || n.InstallGeneration != 1 || !n.WipeAll {
+		t.Errorf("B after reopen: %+v", n)
+	}
+	if n := r.node(macA); n.BMCIP.String() != "172.24.213.211" {
+		t.Errorf("A's BMC address is not its lease: %+v", n)
+	}
+}
+
+// A crash after the journal write but before the targets file was replaced
+// still leaves the node installed: the journal is replayed over the file.
+func TestInstalledSurvivesLostTargetsFile(t *testing.T) {
+	r := newRig(t)
+	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+		t.Fatal(code)
+	}
+	r.stop()
+	os.Remove(filepath.Join(r.state, TargetsFile))
+	r.start()
+	if n := r.node(macA); n.Target != api.TargetDisk {
+		t.Errorf("A after losing the targets file: %+v", n)
+	}
+}
+
+func TestGroupCommitUnderConcurrency(t *testing.T) {
+	r := newRig(t)
+	const n = 300
+	done := make(chan struct{})
+	for i := 0; i < n; i++ {
+		go func() {
+			r.srv.Recorder().Record(api.Event{MAC: macA, Kind: api.KindTFTP, Message: fmt.Sprint(i)})
+			done <- struct{}{}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		<-done
+	}
+	evs := r.events(0)
+	if len(evs) != n {
+		t.Fatalf("%d events, want %d", len(evs), n)
+	}
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d", i, e.Seq)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(r.state, EventsFile))
+	if lines := bytes.Count(b, []byte("\n")); lines != n {
+		t.Errorf("journal has %d lines, want %d", lines, n)
+	}
+}
+
+func TestLongPoll(t *testing.T) {
+	r := newRig(t)
+	c := api.NewClient(r.http.URL)
+	got := make(chan []api.Event, 1)
+	errc := make(chan error, 1)
+	go func() {
+		evs, err := c.Events(context.Background(), 0, 30*time.Second)
+		errc <- err
+		got <- evs
+	}()
+	r.srv.Recorder().Record(api.Event{MAC: macB, Kind: api.KindDHCP})
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if evs := <-got; len(evs) != 1 || evs[0].MAC != macB || evs[0].Seq != 1 {
+		t.Errorf("long poll got %+v", evs)
+	}
+	// Nothing new: the poll ends empty after its wait.
+	evs, err := c.Events(context.Background(), 1, time.Millisecond)
+	if err != nil || len(evs) != 0 {
+		t.Errorf("empty poll: %+v %v", evs, err)
+	}
+	if code, _ := r.get("/api/v1/events?wait=forever"); code != 400 {
+		t.Errorf("bad wait: %d", code)
+	}
+}
+
+func TestReinstallOnlyFromManagement(t *testing.T) {
+	r := newRig(t)
+	// Loopback is the management node itself.
+	code, _, _ := r.do(clientFrom("127.0.0.2"), "POST", "/api/v1/nodes/"+macA+"/reinstall", []byte(`{"wipe_all":true}`))
+	if code != 200 {
+		t.Fatalf("reinstall from loopback: %d", code)
+	}
+	if !r.srv.isAdmin(requestFrom("172.24.213.1:5000")) || r.srv.isAdmin(requestFrom("172.24.213.10:5000")) {
+		t.Error("admin check: management address must be admin, a node's must not")
+	}
+	if code, _, _ := r.do(nil, "POST", "/api/v1/nodes/00:11:22:33:44:99/reinstall", nil); code != 404 {
+		t.Errorf("reinstall of an unknown node: %d", code)
+	}
+}
+
+func TestServeStopsWithContext(t *testing.T) {
+	r := newRig(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.srv.Serve(ctx, ln) }()
+	if err := api.NewClient("http://" + ln.Addr().String()).Healthz(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A long poll in flight must not hold the shutdown.
+	pollErr := make(chan error, 1)
+	go func() {
+		_, err := api.NewClient("http://"+ln.Addr().String()).Events(context.Background(), 0, 60*time.Second)
+		pollErr <- err
+	}()
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	<-pollErr
+}
