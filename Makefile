@@ -14,7 +14,7 @@ help:
 	@echo "make lint   gofmt check and go vet"
 	@echo "make demo   the main job on the embedded example rack"
 	@echo "make e2e    end-to-end suite on the simulator (not built yet)"
-	@echo "make bench  benchmarks against real peers (not built yet)"
+	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
 
 deps:
 	./scripts/deps.sh
@@ -40,8 +40,10 @@ demo: deps build
 e2e:
 	@echo "make e2e: the end-to-end suite does not exist yet" >&2; exit 1
 
-bench:
-	@echo "make bench: the benchmarks do not exist yet" >&2; exit 1
+# make bench: the full run; make bench BENCH=short: the CI smoke run (< 2 min).
+BENCH ?= full
+bench: build
+	$(GO) run ./bench $(if $(filter short,$(BENCH)),-short) -json bench-results.json
 
 clean:
 	rm -rf bin

@@ -73,6 +73,7 @@ func run(short bool, out, racker, only string) error {
 	}{
 		{"dhcp", func() error { return benchDHCP(r, n, filepath.Join(work, "dhcp"), racker, short) }},
 		{"tftp", func() error { return benchTFTP(r, n, filepath.Join(work, "tftp"), racker, short) }},
+		{"ipmi", func() error { return benchIPMI(r, filepath.Join(work, "ipmi"), short) }},
 	}
 	for _, s := range sections {
 		if only != "" && only != s.name {
