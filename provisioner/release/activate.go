@@ -1,0 +1,131 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/racker/racker/provisioner/internal/atomicfile"
+)
+
+// activate makes the current version usable on the host: executables linked
+// into BinDir, systemd units refreshed and running ones restarted.
+func (in *Installer) activate(ctx context.Context, res *Result) error {
+	if err := in.step(StepLink); err != nil {
+		return err
+	}
+	if err := in.linkExecutables(); err != nil {
+		return err
+	}
+	if err := in.step(StepUnits); err != nil {
+		return err
+	}
+	return in.refreshUnits(ctx, res)
+}
+
+// linkExecutables links every file of current/bin into BinDir through the
+// current symlink (relative links, valid both on the host and under Root),
+// and drops links to executables the current version no longer has.
+func (in *Installer) linkExecutables() error {
+	l := in.Layout
+	binDir := l.at(l.BinDir)
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return fmt.Errorf("linking executables: %w", err)
+	}
+	currentBin := filepath.Join(l.InstallDir, "current", "bin")
+	entries, err := os.ReadDir(l.at(currentBin))
+	if err != nil {
+		return fmt.Errorf("linking executables: %w", err)
+	}
+	relBase, err := filepath.Rel(l.BinDir, currentBin)
+	if err != nil {
+		return fmt.Errorf("linking executables: %w", err)
+	}
+	for _, e := range entries {
+		target := filepath.Join(relBase, e.Name())
+		link := filepath.Join(binDir, e.Name())
+		if t, err := os.Readlink(link); err == nil && t == target {
+			continue
+		}
+		if err := replaceSymlink(target, link); err != nil {
+			return fmt.Errorf("linking %s: %w", link, err)
+		}
+	}
+	// Links into current/bin that now dangle name a dropped module.
+	links, _ := os.ReadDir(binDir)
+	for _, e := range links {
+		link := filepath.Join(binDir, e.Name())
+		t, err := os.Readlink(link)
+		if err != nil || !strings.HasPrefix(t, relBase+string(filepath.Separator)) {
+			continue
+		}
+		if _, err := os.Stat(link); os.IsNotExist(err) {
+			os.Remove(link)
+		}
+	}
+	return nil
+}
+
+// refreshUnits copies current/systemd/*.service into UnitDir when they
+// changed, then reloads systemd and restarts the units that were running.
+func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
+	l := in.Layout
+	src := filepath.Join(l.CurrentLink(), UnitsDir)
+	entries, err := os.ReadDir(src)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("installing systemd units: %w", err)
+	}
+	unitDir := l.at(l.UnitDir)
+	if err := os.MkdirAll(unitDir, 0o755); err != nil {
+		return fmt.Errorf("installing systemd units: %w", err)
+	}
+	var units []string
+	changed := false
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
+		}
+		units = append(units, e.Name())
+		dst := filepath.Join(unitDir, e.Name())
+		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+		if err := atomicfile.Write(dst, data, 0o644); err != nil {
+			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
+		}
+		changed = true
+	}
+	if in.Services == nil || !in.Services.Available() {
+		note := "no systemd on this host: units written, nothing reloaded or restarted"
+		res.Notes = append(res.Notes, note)
+		in.log().Info(note, "units", units)
+		return nil
+	}
+	if changed {
+		if err := in.Services.Reload(ctx); err != nil {
+			return fmt.Errorf("reloading systemd after installing units: %w", err)
+		}
+	}
+	for _, u := range units {
+		active, err := in.Services.IsActive(ctx, u)
+		if err != nil {
+			return fmt.Errorf("asking systemd about %s: %w", u, err)
+		}
+		if !active {
+			continue
+		}
+		if err := in.Services.Restart(ctx, u); err != nil {
+			return fmt.Errorf("restarting %s: %w", u, err)
+		}
+		res.Restarted = append(res.Restarted, u)
+		in.log().Info("restarted unit", "unit", u)
+	}
+	return nil
+}

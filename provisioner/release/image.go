@@ -1,0 +1,355 @@
+package release
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Build stages the payload declared by o.Manifest in work (a folder the
+// caller removes once the image is written) and returns the installer image:
+// one layer per module, then a layer with the release info; default command
+// `racker install`. No container engine is involved, and the tar streams are
+// deterministic (sorted, zero times, root owner), so unchanged modules keep
+// their layer digests from one version to the next.
+func Build(ctx context.Context, o BuildOptions, work string) (v1.Image, *Info, error) {
+	if _, err := ParseVersion(o.Version); err != nil {
+		return nil, nil, err
+	}
+	staged, info, err := stagePayload(ctx, o, work)
+	if err != nil {
+		return nil, nil, err
+	}
+	infoJSON, _ := json.Marshal(info)
+	cfg := &v1.ConfigFile{
+		Architecture: "amd64",
+		OS:           "linux",
+		Config: v1.Config{
+			Entrypoint: []string{"/" + ImageRoot + "/bin/racker"},
+			Cmd:        []string{"install"},
+			Env:        []string{"PATH=/" + ImageRoot + "/bin"},
+			Labels: map[string]string{
+				InfoLabel:                          string(infoJSON),
+				"org.opencontainers.image.title":   "racker",
+				"org.opencontainers.image.version": info.Version,
+			},
+		},
+		RootFS: v1.RootFS{Type: "layers"},
+	}
+	img, err := mutate.ConfigFile(empty.Image, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the image config: %w", err)
+	}
+	img = mutate.MediaType(img, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	layersDir := filepath.Join(work, "layers")
+	if err := os.MkdirAll(layersDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("building the image: %w", err)
+	}
+	for _, m := range staged {
+		tarPath := filepath.Join(layersDir, m.name+".tar")
+		if err := writeLayerTar(m.dir, tarPath); err != nil {
+			return nil, nil, fmt.Errorf("building the layer of module %s: %w", m.name, err)
+		}
+		layer, err := tarball.LayerFromFile(tarPath, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
+		if err != nil {
+			return nil, nil, fmt.Errorf("building the layer of module %s: %w", m.name, err)
+		}
+		img, err = mutate.Append(img, mutate.Addendum{
+			Layer:   layer,
+			History: v1.History{CreatedBy: "racker release: module " + m.name},
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("adding the layer of module %s: %w", m.name, err)
+		}
+	}
+	return img, info, nil
+}
+
+// writeLayerTar writes dir as a tar stream rooted at ImageRoot/.
+func writeLayerTar(dir, out string) error {
+	var names []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return fmt.Errorf("%s: only regular files and folders go into the payload", p)
+		}
+		rel, _ := filepath.Rel(dir, p)
+		names = append(names, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(f)
+	epoch := time.Unix(0, 0).UTC()
+	for _, rel := range names {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		st, err := os.Stat(p)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		name := path.Join(ImageRoot, rel)
+		hdr := &tar.Header{Name: name, ModTime: epoch, Format: tar.FormatPAX, Mode: int64(st.Mode().Perm())}
+		if st.IsDir() {
+			hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, name+"/", 0o755
+		} else {
+			hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size()
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			f.Close()
+			return err
+		}
+		if st.IsDir() {
+			continue
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		_, err = io.Copy(tw, in)
+		in.Close()
+		if err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ImageInfo reads the release info label of an image's config, so a
+// release can be judged (version, state migrations) before its layers are
+// downloaded.
+func ImageInfo(img v1.Image) (*Info, error) {
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading the image config: %w", err)
+	}
+	raw, ok := cfg.Config.Labels[InfoLabel]
+	if !ok {
+		return nil, fmt.Errorf("the image has no %s label: not a Racker release image", InfoLabel)
+	}
+	var info Info
+	if err := json.Unmarshal([]byte(raw), &info); err != nil {
+		return nil, fmt.Errorf("reading the image's release label: %w", err)
+	}
+	if err := info.Validate(); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// WriteOCIArchive writes img as an OCI image layout in a tar file, the
+// format `docker load` and `podman load` read; repo (e.g.
+// registry.example/racker) names the image they create. The file appears
+// whole or not at all.
+func WriteOCIArchive(img v1.Image, repo, version, out string) error {
+	tmpDir, err := os.MkdirTemp(filepath.Dir(out), ".oci-layout-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	defer os.RemoveAll(tmpDir)
+	lp, err := layout.Write(tmpDir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	if repo == "" {
+		repo = "racker"
+	}
+	err = lp.AppendImage(img, layout.WithAnnotations(map[string]string{
+		"org.opencontainers.image.ref.name": version,
+		"io.containerd.image.name":          repo + ":" + version,
+	}))
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	if err := writeDockerManifest(img, tmpDir, repo+":"+version); err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tarFolder(tmpDir, tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	return os.Rename(tmp.Name(), out)
+}
+
+// writeDockerManifest adds the manifest.json that older `docker load`
+// versions read (they ignore index.json); it points at the same blobs.
+func writeDockerManifest(img v1.Image, dir, tag string) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	blob := func(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
+	entry := map[string]any{"Config": blob(m.Config.Digest), "RepoTags": []string{tag}}
+	var layers []string
+	for _, l := range m.Layers {
+		layers = append(layers, blob(l.Digest))
+	}
+	entry["Layers"] = layers
+	data, err := json.Marshal([]any{entry})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "manifest.json"), data, 0o644)
+}
+
+func tarFolder(dir string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		st, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		hdr, err := tar.FileInfoHeader(st, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = filepath.ToSlash(rel), 0, 0, "", ""
+		hdr.ModTime = time.Unix(0, 0).UTC()
+		if d.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// OpenOCIArchive reads an image written by WriteOCIArchive (or `podman save
+// --format oci-archive`). It unpacks into a temporary folder that close
+// removes; blobs are checked against their digests when read.
+func OpenOCIArchive(file string) (img v1.Image, closeFn func(), err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the image archive: %w", err)
+	}
+	defer f.Close()
+	dir, err := os.MkdirTemp("", "racker-oci-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the image archive %s: %w", file, err)
+	}
+	closeFn = func() { os.RemoveAll(dir) }
+	defer func() {
+		if err != nil {
+			closeFn()
+		}
+	}()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/")
+		if name == "" || name == "." {
+			continue
+		}
+		if err := checkPayloadPath(name); err != nil {
+			return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, 0o755)
+		case tar.TypeReg:
+			err = writeFileFrom(p, tr, 0o644)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+		}
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+	}
+	if len(im.Manifests) != 1 {
+		return nil, nil, fmt.Errorf("the image archive %s holds %d images; want one", file, len(im.Manifests))
+	}
+	img, err = idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+	}
+	return img, closeFn, nil
+}
+
+func writeFileFrom(p string, r io.Reader, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
