@@ -301,6 +301,14 @@ func (in *Installer) prune() {
 	if keep == 0 {
 		keep = 3
 	}
+	// Symlinks a crash left between creation and rename.
+	for _, dir := range []string{in.Layout.at(in.Layout.InstallDir), in.Layout.at(in.Layout.BinDir)} {
+		if stale, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(stale) > 0 {
+			for _, s := range stale {
+				os.Remove(s)
+			}
+		}
+	}
 	entries, err := os.ReadDir(in.Layout.versions())
 	if err != nil {
 		return
