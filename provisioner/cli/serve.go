@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+
+	"github.com/racker/racker/provisioner/bootsvc"
+	"github.com/racker/racker/provisioner/bootsvc/dhcp"
+	"github.com/racker/racker/provisioner/bootsvc/tftp"
+	"github.com/racker/racker/provisioner/images"
+)
+
+func init() { register(newServeCmd) }
+
+type serveFlags struct {
+	httpPort    int
+	tftpRoot    string
+	leaseTime   time.Duration
+	dynamicPool bool
+	osName      string
+	osVersion   string
+	testosDir   string
+}
+
+func newServeCmd(env *Env) *cobra.Command {
+	var pf PlanFlags
+	var sf serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the boot services (DHCP, TFTP, HTTP) on the PXE interface until stopped",
+		Long: `Run Racker's boot services on the rack's internal network: DHCP with a fixed
+address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
+for iPXE scripts, Ignition configs, OS images and the event API.
+
+The PXE interface is brought up and given the management node's planned
+address first. Stops gracefully on SIGTERM or SIGINT.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(cmd.Context(), env, &pf, &sf)
+		},
+	}
+	AddPlanFlags(cmd.Flags(), &pf)
+	f := cmd.Flags()
+	f.IntVar(&sf.httpPort, "http-port", 8080, "HTTP port of the boot services")
+	f.StringVar(&sf.tftpRoot, "tftp-root", tftp.DefaultRoot, "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP")
+	f.DurationVar(&sf.leaseTime, "lease-time", dhcp.DefaultLeaseTime, "DHCP lease time")
+	f.BoolVar(&sf.dynamicPool, "dynamic-pool", false, "give machines that are not in nodes.csv an address from the upper half of the subnet")
+	f.StringVar(&sf.osName, "os", "flatcar", "OS to install: flatcar or testos")
+	f.StringVar(&sf.osVersion, "os-version", "current", "version (release folder) of the OS")
+	f.StringVar(&sf.testosDir, "testos-dir", "", "folder with the test OS's release folders (default: INSTALL-DIR/testos)")
+	return cmd
+}
+
+func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) error {
+	log := env.Logger()
+	inv, p, err := env.MakePlan(pf, true)
+	if err != nil {
+		return err
+	}
+	if inv.PXEInterface == "" {
+		return fmt.Errorf("serve: no local interface has the management node's secondary MAC %s; is this the management node? (--pxe-interface names the interface)", inv.Mgmt().SecondaryMAC)
+	}
+	prefix := netip.PrefixFrom(p.Management.IP, p.Subnet.Bits())
+	if err := ensureAddress(inv.PXEInterface, prefix); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("PXE interface ready", "interface", inv.PXEInterface, "address", prefix)
+	release, err := serveRelease(env, sf)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if release == nil {
+		log.Warn("no OS release to serve: nodes get iPXE scripts, but installs will fail until one is available",
+			"os", sf.osName, "version", sf.osVersion)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return bootsvc.Serve(ctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
+		TFTPRoot: sf.tftpRoot, HTTPPort: sf.httpPort, LeaseTime: sf.leaseTime, DynamicPool: sf.dynamicPool,
+		Release: release, Logger: log})
+}
+
+// serveRelease finds the OS release folder to serve. testos is a local
+// folder (make testos); a Flatcar release is served once it is in the
+// image cache.
+func serveRelease(env *Env, sf *serveFlags) (*images.Release, error) {
+	var dir string
+	switch sf.osName {
+	case "testos":
+		root := sf.testosDir
+		if root == "" {
+			root = filepath.Join(env.InstallDir, "testos")
+		}
+		dir = filepath.Join(root, sf.osVersion)
+		if _, err := os.Stat(filepath.Join(dir, images.Kernel)); err != nil {
+			return nil, fmt.Errorf("--os testos: no test OS release in %s (make testos builds one): %w", dir, err)
+		}
+	case "flatcar":
+		dir = filepath.Join(env.StateDir, "images", "flatcar", sf.osVersion)
+		if _, err := os.Stat(filepath.Join(dir, images.Kernel)); err != nil {
+			return nil, nil
+		}
+	default:
+		return nil, fmt.Errorf("--os %q: want flatcar or testos", sf.osName)
+	}
+	return &images.Release{OS: sf.osName, Version: sf.osVersion, Dir: dir,
+		Files: []string{images.Kernel, images.Initrd, images.Image}}, nil
+}
+
+// ensureAddress brings the PXE interface up and makes sure it holds the
+// management node's planned address with the subnet's prefix length, so
+// DHCP replies come from the address nodes are told to fetch from.
+func ensureAddress(ifname string, prefix netip.Prefix) error {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("finding the PXE interface %s: %w", ifname, err)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(link); err != nil {
+			return fmt.Errorf("bringing the PXE interface %s up: %w", ifname, err)
+		}
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing the addresses of %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == prefix.Addr() {
+			if ones, _ := a.Mask.Size(); ones == prefix.Bits() {
+				return nil
+			}
+		}
+	}
+	ipnet := &net.IPNet{IP: prefix.Addr().AsSlice(), Mask: net.CIDRMask(prefix.Bits(), 32)}
+	if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: ipnet}); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("adding %s to the PXE interface %s: %w", prefix, ifname, err)
+	}
+	return nil
+}
