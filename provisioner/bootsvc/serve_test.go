@@ -1,0 +1,168 @@
+package bootsvc_test
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/racker/racker/internal/testenv"
+	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/bootsvc/leases"
+)
+
+var node1 = rackNode{primary: "02:bb:00:00:10:01", bmc: "02:bb:00:00:10:02", secondary: "02:bb:00:00:10:03", typ: "worker"}
+
+// TestUdhcpcGetsPlannedAddresses: a node's NIC and its BMC each get their
+// planned address from racker serve, the node with the boot file its
+// firmware needs, the BMC without; the leases are durable and visible to
+// other processes and to the HTTP API.
+func TestUdhcpcGetsPlannedAddresses(t *testing.T) {
+	n := newTestNet(t)
+	r := newRack(t, n, node1)
+	s := serve(t, n, r)
+
+	n.setClientMAC(t, node1.primary)
+	v := udhcpc(t, n, "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
+	if v["ip"] != "172.24.213.2" || v["mask"] != "24" || v["serverid"] != "172.24.213.1" {
+		t.Fatalf("node lease: ip=%q mask=%q serverid=%q, want 172.24.213.2/24 from 172.24.213.1", v["ip"], v["mask"], v["serverid"])
+	}
+	if v["boot_file"] != "undionly.kpxe" || v["siaddr"] != "172.24.213.1" || v["hostname"] == "" {
+		t.Errorf("node PXE answer: boot_file=%q siaddr=%q hostname=%q", v["boot_file"], v["siaddr"], v["hostname"])
+	}
+	// The same NIC, now as iPXE (user class "iPXE", sent raw as iPXE does).
+	v = udhcpc(t, n, "-x", "0x4d:69505845")
+	if v["boot_file"] != "http://172.24.213.1:8080/boot.ipxe" {
+		t.Errorf("iPXE boot file = %q", v["boot_file"])
+	}
+
+	n.setClientMAC(t, node1.bmc)
+	v = udhcpc(t, n)
+	if v["ip"] != "172.24.213.3" || v["boot_file"] != "" {
+		t.Fatalf("BMC lease: ip=%q boot_file=%q, want 172.24.213.3 and no boot file", v["ip"], v["boot_file"])
+	}
+	for mac, want := range map[string]string{node1.primary: "172.24.213.2", node1.bmc: "172.24.213.3"} {
+		ip, ok, err := leases.Lookup(r.state, mac)
+		if err != nil || !ok || ip != netip.MustParseAddr(want) {
+			t.Errorf("leases.Lookup(%s) = %v %v %v, want %s", mac, ip, ok, err, want)
+		}
+	}
+	// The HTTP API reports the BMC's lease (from the client's side of the link).
+	run(t, "ip", "-n", n.cliNS, "addr", "add", "172.24.213.3/24", "dev", n.cliIf)
+	out := run(t, "ip", "netns", "exec", n.cliNS, "busybox", "wget", "-q", "-O", "-", "http://172.24.213.1:8080/api/v1/nodes")
+	if !strings.Contains(out, `"bmc_ip":"172.24.213.3"`) {
+		t.Errorf("GET /api/v1/nodes does not show the BMC lease:\n%s", out)
+	}
+	log := s.stop(t)
+	if !strings.Contains(log, "boot services stopped") {
+		t.Errorf("no graceful stop in the log:\n%s", log)
+	}
+	evs := events(t, r.state)
+	if !hasEvent(evs, node1.primary, api.KindDHCP, "ip=172.24.213.2") || !hasEvent(evs, node1.bmc, api.KindDHCP, "ip=172.24.213.3") {
+		t.Errorf("missing dhcp events: %+v", evs)
+	}
+}
+
+// TestUnknownMACGetsNothingButIsSeen: without a pool, a MAC that is not in
+// nodes.csv gets no address, and a machine_seen event records it. A
+// malformed packet before it does not stop the server.
+func TestUnknownMACGetsNothingButIsSeen(t *testing.T) {
+	n := newTestNet(t)
+	r := newRack(t, n, node1)
+	s := serve(t, n, r)
+	garbage(t, n, []byte("this is not DHCP"))
+	n.setClientMAC(t, "02:cc:00:00:00:99")
+	if v := udhcpc(t, n, "-V", "PXEClient:Arch:00000:UNDI:002001"); len(v) != 0 {
+		t.Fatalf("an unknown MAC got a lease: %v", v)
+	}
+	// Still serving after the garbage: the planned node gets its address.
+	n.setClientMAC(t, node1.primary)
+	if v := udhcpc(t, n); v["ip"] != "172.24.213.2" {
+		t.Fatalf("after a malformed packet the node got %q", v["ip"])
+	}
+	if !hasEvent(events(t, r.state), "02:cc:00:00:00:99", api.KindMachineSeen, "PXEClient") {
+		t.Errorf("no machine_seen event for the unknown MAC: %+v", events(t, r.state))
+	}
+	if _, ok, _ := leases.Lookup(r.state, "02:cc:00:00:00:99"); ok {
+		t.Error("the unknown MAC has a lease")
+	}
+	if log := s.stop(t); !strings.Contains(log, "malformed") {
+		t.Errorf("the malformed packet was not logged:\n%s", log)
+	}
+}
+
+// TestDynamicPoolLeaseSurvivesRestart: with --dynamic-pool an unknown MAC
+// gets an address from the upper half of the subnet, and after a restart
+// of the server it gets the same one back while another MAC does not.
+func TestDynamicPoolLeaseSurvivesRestart(t *testing.T) {
+	n := newTestNet(t)
+	r := newRack(t, n, node1)
+	s := serve(t, n, r, "--dynamic-pool")
+	n.setClientMAC(t, "02:cc:00:00:00:01")
+	first := udhcpc(t, n)["ip"]
+	ip, err := netip.ParseAddr(first)
+	if err != nil || ip.Compare(netip.MustParseAddr("172.24.213.128")) < 0 {
+		t.Fatalf("pool lease %q, want an address in 172.24.213.128-254", first)
+	}
+	s.stop(t)
+
+	serve(t, n, r, "--dynamic-pool")
+	if again := udhcpc(t, n)["ip"]; again != first {
+		t.Fatalf("after a restart the same MAC got %q, it held %q", again, first)
+	}
+	n.setClientMAC(t, "02:cc:00:00:00:02")
+	if other := udhcpc(t, n)["ip"]; other == "" || other == first {
+		t.Fatalf("another MAC got %q (the first holds %s)", other, first)
+	}
+	if got, ok, _ := leases.Lookup(r.state, "02:cc:00:00:00:01"); !ok || got != ip {
+		t.Errorf("leases.Lookup = %v %v, want %s", got, ok, ip)
+	}
+}
+
+// TestTFTPServesIPXEBinaries: busybox tftp fetches undionly.kpxe byte for
+// byte (with blksize negotiation); a path outside the folder is refused.
+func TestTFTPServesIPXEBinaries(t *testing.T) {
+	want, err := os.ReadFile(testenv.RequireFile(t, "/usr/lib/ipxe/undionly.kpxe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNet(t)
+	r := newRack(t, n, node1)
+	serve(t, n, r)
+	run(t, "ip", "-n", n.cliNS, "addr", "add", "172.24.213.2/24", "dev", n.cliIf)
+	dst := filepath.Join(t.TempDir(), "undionly.kpxe")
+	for _, blk := range []string{"512", "1432"} {
+		os.Remove(dst)
+		run(t, "ip", "netns", "exec", n.cliNS, "busybox", "tftp", "-g", "-b", blk, "-r", "undionly.kpxe", "-l", dst, "172.24.213.1")
+		got, err := os.ReadFile(dst)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("blksize %s: got %d bytes, want the %d of /usr/lib/ipxe/undionly.kpxe (%v)", blk, len(got), len(want), err)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "passwd")
+	out, err := exec.Command("ip", "netns", "exec", n.cliNS, "busybox", "tftp", "-g", "-r", "../../../etc/passwd", "-l", bad, "172.24.213.1").CombinedOutput()
+	if err == nil {
+		t.Fatalf("path traversal served: %s", out)
+	}
+	if !hasEvent(events(t, r.state), node1.primary, api.KindTFTP, "undionly.kpxe") {
+		t.Errorf("no tftp event naming the node: %+v", events(t, r.state))
+	}
+}
+
+// garbage sends b as a UDP datagram to the server's DHCP port from the
+// client namespace (this test binary, re-executed there).
+func garbage(t *testing.T, n *testNet, b []byte) {
+	t.Helper()
+	run(t, "ip", "-n", n.cliNS, "addr", "add", "172.24.213.250/24", "dev", n.cliIf)
+	defer run(t, "ip", "-n", n.cliNS, "addr", "flush", "dev", n.cliIf)
+	self, _ := os.Executable()
+	cmd := exec.Command("ip", "netns", "exec", n.cliNS, self)
+	cmd.Env = append(os.Environ(), sendUDP+"=172.24.213.1:67")
+	cmd.Stdin = bytes.NewReader(b)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sending garbage: %v\n%s", err, out)
+	}
+}
