@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -31,6 +30,7 @@ type serveFlags struct {
 	osName      string
 	osVersion   string
 	testosDir   string
+	channel     string
 }
 
 func newServeCmd(env *Env) *cobra.Command {
@@ -57,7 +57,8 @@ address first. Stops gracefully on SIGTERM or SIGINT.`,
 	f.DurationVar(&sf.leaseTime, "lease-time", dhcp.DefaultLeaseTime, "DHCP lease time")
 	f.BoolVar(&sf.dynamicPool, "dynamic-pool", false, "give machines that are not in nodes.csv an address from the upper half of the subnet")
 	f.StringVar(&sf.osName, "os", "flatcar", "OS to install: flatcar or testos")
-	f.StringVar(&sf.osVersion, "os-version", "current", "version (release folder) of the OS")
+	f.StringVar(&sf.osVersion, "os-version", "current", "OS version: for flatcar current (the channel's newest) or a version, for testos a release folder")
+	f.StringVar(&sf.channel, "flatcar-channel", "stable", "Flatcar channel: stable, beta, alpha or lts")
 	f.StringVar(&sf.testosDir, "testos-dir", "", "folder with the test OS's release folders (default: INSTALL-DIR/testos)")
 	return cmd
 }
@@ -76,7 +77,9 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("PXE interface ready", "interface", inv.PXEInterface, "address", prefix)
-	release, err := serveRelease(env, sf)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	release, err := serveRelease(ctx, env, sf)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -84,38 +87,29 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 		log.Warn("no OS release to serve: nodes get iPXE scripts, but installs will fail until one is available",
 			"os", sf.osName, "version", sf.osVersion)
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	return bootsvc.Serve(ctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
 		TFTPRoot: sf.tftpRoot, HTTPPort: sf.httpPort, LeaseTime: sf.leaseTime, DynamicPool: sf.dynamicPool,
 		Release: release, Logger: log})
 }
 
-// serveRelease finds the OS release folder to serve. testos is a local
-// folder (make testos); a Flatcar release is served once it is in the
-// image cache.
-func serveRelease(env *Env, sf *serveFlags) (*images.Release, error) {
-	var dir string
-	switch sf.osName {
-	case "testos":
-		root := sf.testosDir
-		if root == "" {
-			root = filepath.Join(env.InstallDir, "testos")
-		}
-		dir = filepath.Join(root, sf.osVersion)
-		if _, err := os.Stat(filepath.Join(dir, images.Kernel)); err != nil {
-			return nil, fmt.Errorf("--os testos: no test OS release in %s (make testos builds one): %w", dir, err)
-		}
-	case "flatcar":
-		dir = filepath.Join(env.StateDir, "images", "flatcar", sf.osVersion)
-		if _, err := os.Stat(filepath.Join(dir, images.Kernel)); err != nil {
-			return nil, nil
-		}
-	default:
-		return nil, fmt.Errorf("--os %q: want flatcar or testos", sf.osName)
+// serveRelease prepares the OS release to serve (images.Prepare: a
+// verified Flatcar download or cache, or the local test OS). A Flatcar
+// release that cannot be had (no network, no cache) is not fatal: DHCP
+// must answer BMCs regardless, so serve goes on without an OS and says so.
+func serveRelease(ctx context.Context, env *Env, sf *serveFlags) (*images.Release, error) {
+	testosDir := sf.testosDir
+	if testosDir == "" {
+		testosDir = filepath.Join(env.InstallDir, "testos")
 	}
-	return &images.Release{OS: sf.osName, Version: sf.osVersion, Dir: dir,
-		Files: []string{images.Kernel, images.Initrd, images.Image}}, nil
+	spec := images.Spec{OS: sf.osName, Version: sf.osVersion, Channel: sf.channel, Dir: testosDir,
+		CacheDir: filepath.Join(env.StateDir, "images"), Logger: env.Logger()}
+	env.Logger().Info("preparing the OS release", "os", sf.osName, "version", sf.osVersion)
+	rel, err := images.Prepare(ctx, spec)
+	if err != nil && sf.osName == "flatcar" {
+		env.Logger().Warn("Flatcar release not available", "err", err)
+		return nil, nil
+	}
+	return rel, err
 }
 
 // ensureAddress brings the PXE interface up and makes sure it holds the
