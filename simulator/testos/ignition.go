@@ -1,0 +1,228 @@
+package testos
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Config is the subset of an Ignition v3 config that Racker's configs use
+// (docs/boot-contract.md §3–4). Unknown fields are ignored on purpose: the
+// test OS must accept every valid 3.x config Racker writes, and it says on the
+// console which parts it applies.
+type Config struct {
+	Ignition struct {
+		Version string `json:"version"`
+		Config  struct {
+			Replace Resource   `json:"replace"`
+			Merge   []Resource `json:"merge"`
+		} `json:"config"`
+	} `json:"ignition"`
+	Storage struct {
+		Directories []Directory `json:"directories"`
+		Files       []File      `json:"files"`
+	} `json:"storage"`
+	Passwd struct {
+		Users []User `json:"users"`
+	} `json:"passwd"`
+	Systemd struct {
+		Units []Unit `json:"units"`
+	} `json:"systemd"`
+}
+
+// Resource is Ignition's pointer to content: a data: or http(s): URL,
+// optionally gzip-compressed.
+type Resource struct {
+	Source      *string `json:"source"`
+	Compression *string `json:"compression"`
+}
+
+// Directory is a storage.directories entry.
+type Directory struct {
+	Path string `json:"path"`
+	Mode *int   `json:"mode"`
+}
+
+// File is a storage.files entry.
+type File struct {
+	Path     string     `json:"path"`
+	Mode     *int       `json:"mode"`
+	Contents Resource   `json:"contents"`
+	Append   []Resource `json:"append"`
+}
+
+// User is a passwd.users entry; only the SSH keys matter to the test OS.
+type User struct {
+	Name              string   `json:"name"`
+	SSHAuthorizedKeys []string `json:"sshAuthorizedKeys"`
+}
+
+// Unit is a systemd.units entry.
+type Unit struct {
+	Name     string   `json:"name"`
+	Enabled  *bool    `json:"enabled"`
+	Mask     *bool    `json:"mask"`
+	Contents *string  `json:"contents"`
+	Dropins  []Dropin `json:"dropins"`
+}
+
+// Dropin is a unit drop-in (appended to the unit when it is parsed).
+type Dropin struct {
+	Name     string  `json:"name"`
+	Contents *string `json:"contents"`
+}
+
+// maxConfigChain bounds replace/merge chains so a config pointing at itself
+// cannot loop forever.
+const maxConfigChain = 5
+
+// ParseConfig decodes an Ignition config and refuses anything that is not
+// spec 3 (Flatcar ≥ 3185 reads only spec 3, so Racker must never send 2.x).
+func ParseConfig(data []byte) (*Config, error) {
+	var c Config
+	if err := json.Unmarshal(bytes.TrimSpace(data), &c); err != nil {
+		return nil, fmt.Errorf("while decoding the Ignition config: %w", err)
+	}
+	if !strings.HasPrefix(c.Ignition.Version, "3.") {
+		return nil, fmt.Errorf("Ignition config version %q is not 3.x", c.Ignition.Version)
+	}
+	return &c, nil
+}
+
+// Fetcher fetches the content a Resource source names.
+type Fetcher interface {
+	Fetch(ctx context.Context, source string) ([]byte, error)
+}
+
+// HTTPFetcher fetches data: URLs locally and http(s): URLs with a client.
+type HTTPFetcher struct {
+	Client *http.Client
+}
+
+// Fetch returns the body of source; HTTP answers other than 200 are errors,
+// as in Ignition.
+func (f HTTPFetcher) Fetch(ctx context.Context, source string) ([]byte, error) {
+	if strings.HasPrefix(source, "data:") {
+		return DecodeDataURL(source)
+	}
+	if !strings.HasPrefix(source, "http://") && !strings.HasPrefix(source, "https://") {
+		return nil, fmt.Errorf("unsupported source %q (the test OS fetches data: and http(s): only)", source)
+	}
+	client := f.Client
+	if client == nil {
+		client = &http.Client{Timeout: 60 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, source, nil)
+	if err != nil {
+		return nil, fmt.Errorf("while building the request for %s: %w", source, err)
+	}
+	req.Header.Set("Accept", "application/vnd.coreos.ignition+json;version=3.4.0, */*;q=0.1")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("while fetching %s: %w", source, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("while reading %s: %w", source, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching %s: HTTP %d: %s", source, resp.StatusCode, strings.TrimSpace(string(firstBytes(body, 200))))
+	}
+	return body, nil
+}
+
+func firstBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// fetchResource fetches r and undoes its compression.
+func fetchResource(ctx context.Context, f Fetcher, r Resource) ([]byte, error) {
+	if r.Source == nil {
+		return nil, nil
+	}
+	data, err := f.Fetch(ctx, *r.Source)
+	if err != nil {
+		return nil, err
+	}
+	if r.Compression == nil || *r.Compression == "" {
+		return data, nil
+	}
+	if *r.Compression != "gzip" {
+		return nil, fmt.Errorf("unsupported compression %q", *r.Compression)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("while opening gzip content: %w", err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("while decompressing gzip content: %w", err)
+	}
+	return out, nil
+}
+
+// Resolve follows ignition.config.replace (the stored boot.ign is a stub
+// whose replace source is Racker's boot-phase config) and merges
+// ignition.config.merge configs the way Ignition does: the merged config
+// first, the parent's own entries on top (later files with the same path win).
+func Resolve(ctx context.Context, f Fetcher, c *Config, say func(string)) (*Config, error) {
+	for depth := 0; ; depth++ {
+		if depth >= maxConfigChain {
+			return nil, fmt.Errorf("more than %d chained Ignition configs", maxConfigChain)
+		}
+		if c.Ignition.Config.Replace.Source != nil {
+			src := *c.Ignition.Config.Replace.Source
+			say("following config.replace to " + src)
+			data, err := fetchResource(ctx, f, c.Ignition.Config.Replace)
+			if err != nil {
+				return nil, fmt.Errorf("while fetching the replacing config: %w", err)
+			}
+			if c, err = ParseConfig(data); err != nil {
+				return nil, fmt.Errorf("config from %s: %w", src, err)
+			}
+			continue
+		}
+		break
+	}
+	merged := &Config{}
+	merged.Ignition.Version = c.Ignition.Version
+	for _, m := range c.Ignition.Config.Merge {
+		if m.Source == nil {
+			continue
+		}
+		say("merging config " + *m.Source)
+		data, err := fetchResource(ctx, f, m)
+		if err != nil {
+			return nil, fmt.Errorf("while fetching a merged config: %w", err)
+		}
+		child, err := ParseConfig(data)
+		if err != nil {
+			return nil, fmt.Errorf("config from %s: %w", *m.Source, err)
+		}
+		if child, err = Resolve(ctx, f, child, say); err != nil {
+			return nil, err
+		}
+		appendConfig(merged, child)
+	}
+	own := *c
+	own.Ignition.Config.Merge = nil
+	appendConfig(merged, &own)
+	return merged, nil
+}
+
+func appendConfig(dst, src *Config) {
+	dst.Storage.Directories = append(dst.Storage.Directories, src.Storage.Directories...)
+	dst.Storage.Files = append(dst.Storage.Files, src.Storage.Files...)
+	dst.Passwd.Users = append(dst.Passwd.Users, src.Passwd.Users...)
+	dst.Systemd.Units = append(dst.Systemd.Units, src.Systemd.Units...)
+}

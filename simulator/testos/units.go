@@ -1,0 +1,240 @@
+package testos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// UnitSpec is what the test OS takes from a unit file: the commands of a
+// Type=oneshot service, in systemd's order, and the unit to start on failure.
+type UnitSpec struct {
+	Name      string
+	Pre       []string // ExecStartPre lines
+	Start     []string // ExecStart lines
+	Post      []string // ExecStartPost lines
+	OnFailure []string
+}
+
+// ParseUnit reads the [Unit] and [Service] keys the test OS acts on; drop-in
+// contents are parsed after the unit, as systemd does, so they can reset a
+// list with an empty assignment ("ExecStart=").
+func ParseUnit(name string, contents ...string) UnitSpec {
+	spec := UnitSpec{Name: name}
+	for _, text := range contents {
+		section := ""
+		for _, line := range joinContinuations(text) {
+			line = strings.TrimSpace(line)
+			if line == "" || line[0] == '#' || line[0] == ';' {
+				continue
+			}
+			if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+				section = line[1 : len(line)-1]
+				continue
+			}
+			key, value, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+			var list *[]string
+			switch section + "." + key {
+			case "Service.ExecStartPre":
+				list = &spec.Pre
+			case "Service.ExecStart":
+				list = &spec.Start
+			case "Service.ExecStartPost":
+				list = &spec.Post
+			case "Unit.OnFailure":
+				if value == "" {
+					spec.OnFailure = nil
+				} else {
+					spec.OnFailure = append(spec.OnFailure, strings.Fields(value)...)
+				}
+				continue
+			default:
+				continue
+			}
+			if value == "" {
+				*list = nil
+			} else {
+				*list = append(*list, value)
+			}
+		}
+	}
+	return spec
+}
+
+func joinContinuations(text string) []string {
+	var out []string
+	cur := ""
+	for _, l := range strings.Split(text, "\n") {
+		l = strings.TrimRight(l, "\r")
+		if strings.HasSuffix(l, "\\") {
+			cur += strings.TrimSuffix(l, "\\") + " "
+			continue
+		}
+		out = append(out, cur+l)
+		cur = ""
+	}
+	if cur != "" {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// Command is one parsed Exec line.
+type Command struct {
+	Argv         []string
+	IgnoreFailed bool // the "-" prefix
+}
+
+// SplitCommand splits an Exec line by systemd's rules: whitespace-separated
+// words, "double" and 'single' quoted words, C-style backslash escapes,
+// "%%" for a literal percent, and the "-@:+!" prefixes on the first word.
+func SplitCommand(line string) (Command, error) {
+	var cmd Command
+	s := strings.TrimSpace(line)
+	for len(s) > 0 && strings.ContainsRune("-@:+!", rune(s[0])) {
+		if s[0] == '-' {
+			cmd.IgnoreFailed = true
+		}
+		s = s[1:]
+	}
+	var word strings.Builder
+	inWord := false
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote == 0 && (c == '"' || c == '\'') && !inWord:
+			quote, inWord = c, true
+		case quote == 0 && (c == ' ' || c == '\t'):
+			if inWord {
+				cmd.Argv = append(cmd.Argv, word.String())
+				word.Reset()
+				inWord = false
+			}
+		case c == '\\' && i+1 < len(s):
+			i++
+			word.WriteByte(unescape(s[i]))
+			inWord = true
+		case c == '%' && i+1 < len(s) && s[i+1] == '%':
+			i++
+			word.WriteByte('%')
+			inWord = true
+		default:
+			word.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return cmd, fmt.Errorf("unterminated quote in %q", line)
+	}
+	if inWord {
+		cmd.Argv = append(cmd.Argv, word.String())
+	}
+	if len(cmd.Argv) == 0 {
+		return cmd, fmt.Errorf("empty command line")
+	}
+	return cmd, nil
+}
+
+func unescape(c byte) byte {
+	switch c {
+	case 'n':
+		return '\n'
+	case 't':
+		return '\t'
+	case 'r':
+		return '\r'
+	}
+	return c
+}
+
+// Runner runs one command with the test OS's environment.
+type Runner func(ctx context.Context, argv []string) error
+
+// ExecRunner runs commands as child processes with output on the console
+// (the caller's stdout/stderr), as systemd's journal would show it there.
+func ExecRunner(stdout, stderr *os.File) Runner {
+	return func(ctx context.Context, argv []string) error {
+		c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		c.Stdout, c.Stderr = stdout, stderr
+		c.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=vt100"}
+		return c.Run()
+	}
+}
+
+// RunUnits runs each enabled unit's commands in order and, when one fails,
+// the units its OnFailure= names. A failed unit does not stop the others
+// (systemd would start them too). It returns the names of the failed units.
+func RunUnits(ctx context.Context, root string, units []Unit, run Runner, say func(string)) []string {
+	byName := map[string]Unit{}
+	for _, u := range units {
+		byName[u.Name] = u
+	}
+	var failed []string
+	for _, u := range units {
+		spec := specOf(root, u)
+		if err := runSpec(ctx, spec, run, say); err != nil {
+			say(fmt.Sprintf("unit %s failed: %v", u.Name, err))
+			failed = append(failed, u.Name)
+			for _, name := range spec.OnFailure {
+				say(fmt.Sprintf("starting %s (OnFailure of %s)", name, u.Name))
+				fu, ok := byName[name]
+				if !ok {
+					fu = Unit{Name: name}
+				}
+				if err := runSpec(ctx, specOf(root, fu), run, say); err != nil {
+					say(fmt.Sprintf("unit %s failed: %v", name, err))
+				}
+			}
+			continue
+		}
+		say(fmt.Sprintf("unit %s finished", u.Name))
+	}
+	return failed
+}
+
+// specOf parses a unit from its config contents and drop-ins, or from the
+// unit file under root when the config only enables it.
+func specOf(root string, u Unit) UnitSpec {
+	var texts []string
+	if u.Contents != nil {
+		texts = append(texts, *u.Contents)
+	} else if b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", u.Name)); err == nil {
+		texts = append(texts, string(b))
+	}
+	for _, d := range u.Dropins {
+		if d.Contents != nil {
+			texts = append(texts, *d.Contents)
+		}
+	}
+	return ParseUnit(u.Name, texts...)
+}
+
+func runSpec(ctx context.Context, spec UnitSpec, run Runner, say func(string)) error {
+	if len(spec.Pre)+len(spec.Start)+len(spec.Post) == 0 {
+		return fmt.Errorf("unit %s has no commands the test OS can run", spec.Name)
+	}
+	say(fmt.Sprintf("starting unit %s", spec.Name))
+	for _, group := range [][]string{spec.Pre, spec.Start, spec.Post} {
+		for _, line := range group {
+			cmd, err := SplitCommand(line)
+			if err != nil {
+				return fmt.Errorf("while parsing %q: %w", line, err)
+			}
+			say(fmt.Sprintf("%s: running %s", spec.Name, strings.Join(cmd.Argv, " ")))
+			if err := run(ctx, cmd.Argv); err != nil && !cmd.IgnoreFailed {
+				return fmt.Errorf("%s: %w", cmd.Argv[0], err)
+			}
+		}
+	}
+	return nil
+}
