@@ -104,6 +104,9 @@ func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 	}
 	if in.Services == nil || !in.Services.Available() {
 		note := "no systemd on this host: units written, nothing reloaded or restarted"
+		if in.Services == nil {
+			note = "units written to " + unitDir + "; systemd left alone (not this host's root)"
+		}
 		res.Notes = append(res.Notes, note)
 		in.log().Info(note, "units", units)
 		return nil

@@ -15,6 +15,11 @@ import (
 // SIGKILLs itself at that step — no deferred cleanup, no flush, as with a
 // power cut or `kill -9`.
 func TestMain(m *testing.M) {
+	if os.Getenv("RACKER_TEST_DETECT") != "" {
+		_, err := DetectHost()
+		fmt.Println("detect:", err)
+		os.Exit(0)
+	}
 	if step := os.Getenv("RACKER_TEST_KILL_AT"); step != "" {
 		os.Exit(killedInstall(Step(step)))
 	}
