@@ -15,6 +15,8 @@ help:
 	@echo "make demo   the main job on the embedded example rack"
 	@echo "make e2e    end-to-end suite on the simulator (not built yet)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
+	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=kubectl,terraform)"
+	@echo "make image-push REGISTRY=HOST[:PORT]/REPO  build and push the installer image"
 
 deps:
 	./scripts/deps.sh
@@ -44,6 +46,17 @@ e2e:
 BENCH ?= full
 bench: build
 	$(GO) run ./bench $(if $(filter short,$(BENCH)),-short) -json bench-results.json
+
+# The installer image (provisioner/release, payload in release/conf.yaml): no
+# Docker engine; VERSION from git describe (made semver) or VERSION=.
+.PHONY: image image-push
+IMAGE_FLAGS = --manifest release/conf.yaml --version $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(WITH),--with $(WITH))
+image:
+	$(GO) run ./cmd/racker release image $(IMAGE_FLAGS)
+
+image-push:
+	@test -n "$(REGISTRY)" || { echo "make image-push: set REGISTRY=HOST[:PORT]/REPO" >&2; exit 1; }
+	$(GO) run ./cmd/racker release image $(IMAGE_FLAGS) --push
 
 clean:
 	rm -rf bin

@@ -11,6 +11,8 @@ packages=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients ipxe-qemu ovmf
   # real peers and clients for integration tests and benchmarks
   ipmitool openipmi dnsmasq-base busybox-static iproute2 iptables tcpdump
+  # installer image: a real OCI client reads the archives `make image` writes
+  skopeo
   # test OS image building
   cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk
 )

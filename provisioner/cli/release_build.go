@@ -29,6 +29,7 @@ func newReleaseCmd(env *Env) *cobra.Command {
 func newReleaseImageCmd(env *Env) *cobra.Command {
 	var manifest, version, registry, out, cache string
 	var with []string
+	var push bool
 	cmd := &cobra.Command{
 		Use:   "image",
 		Short: "Build the installer image from the payload manifest into an OCI archive",
@@ -63,6 +64,20 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 			}
 			d, _ := img.Digest()
 			fmt.Fprintf(env.Stdout, "%s: racker %s (%s), modules %s, %s\n", out, v, d, strings.Join(info.Modules, ","), registryNote(repo))
+			if !push {
+				return nil
+			}
+			if registry == "" {
+				return errors.New("release image --push: --registry HOST[:PORT]/REPO is required")
+			}
+			reg, err := release.OpenRegistry(registry)
+			if err != nil {
+				return err
+			}
+			if err := reg.Push(cmd.Context(), img, v); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "pushed %s:%s (%s)\n", reg, v, d)
 			return nil
 		},
 	}
@@ -72,6 +87,7 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 	f.StringVar(&registry, "registry", "", "registry HOST[:PORT]/REPO recorded as the release's update source (default: the manifest's)")
 	f.StringSliceVar(&with, "with", nil, "optional modules to include (kubectl, terraform, lokoctl)")
 	f.StringVar(&out, "out", "", "OCI archive to write (default bin/racker-VERSION.oci.tar)")
+	f.BoolVar(&push, "push", false, "also push the image to --registry, tagged with its version")
 	f.StringVar(&cache, "cache", filepath.Join(os.TempDir(), "racker-release-cache"), "download cache for pinned assets")
 	return cmd
 }

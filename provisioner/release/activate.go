@@ -108,7 +108,7 @@ func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 			note = "units written to " + unitDir + "; systemd left alone (not this host's root)"
 		}
 		res.Notes = append(res.Notes, note)
-		in.log().Info(note, "units", units)
+		in.log().Debug(note, "units", units)
 		return nil
 	}
 	if changed {

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,7 +51,8 @@ func Build(ctx context.Context, o BuildOptions, work string) (v1.Image, *Info, e
 				"org.opencontainers.image.version": info.Version,
 			},
 		},
-		RootFS: v1.RootFS{Type: "layers"},
+		RootFS:  v1.RootFS{Type: "layers"},
+		Created: v1.Time{Time: buildTime()},
 	}
 	img, err := mutate.ConfigFile(empty.Image, cfg)
 	if err != nil {
@@ -80,6 +82,15 @@ func Build(ctx context.Context, o BuildOptions, work string) (v1.Image, *Info, e
 		}
 	}
 	return img, info, nil
+}
+
+// buildTime is SOURCE_DATE_EPOCH when set (reproducible builds), else now;
+// it only dates the config, the layers carry no times.
+func buildTime() time.Time {
+	if s, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		return time.Unix(s, 0).UTC()
+	}
+	return time.Now().UTC().Truncate(time.Second)
 }
 
 // writeLayerTar writes dir as a tar stream rooted at ImageRoot/.
@@ -200,6 +211,10 @@ func WriteOCIArchive(img v1.Image, repo, version, out string) error {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
 	if err := tarFolder(tmpDir, tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("writing %s: %w", out, err)
@@ -252,8 +267,9 @@ func tarFolder(dir string, w io.Writer) error {
 		}
 		hdr.Name, hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = filepath.ToSlash(rel), 0, 0, "", ""
 		hdr.ModTime = time.Unix(0, 0).UTC()
+		hdr.Mode = 0o644
 		if d.IsDir() {
-			hdr.Name += "/"
+			hdr.Name, hdr.Mode = hdr.Name+"/", 0o755
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err

@@ -15,6 +15,9 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/racker/racker/internal/testenv"
 )
 
 var lifecycle = []testRelease{
@@ -330,6 +333,9 @@ func TestOCIArchiveRoundTrip(t *testing.T) {
 	if d1 != d2 {
 		t.Fatalf("digest %s after the archive, %s before", d2, d1)
 	}
+	if err := validate.Image(back); err != nil {
+		t.Fatalf("the archived image is not a valid OCI image: %v", err)
+	}
 	cfg, err := back.ConfigFile()
 	must(t, err)
 	if !slices.Equal(cfg.Config.Entrypoint, []string{"/racker/bin/racker"}) || !slices.Equal(cfg.Config.Cmd, []string{"install"}) {
@@ -339,6 +345,19 @@ func TestOCIArchiveRoundTrip(t *testing.T) {
 	_, err = in.Install(context.Background(), Source{Image: back, Digest: d2.String()}, Options{})
 	must(t, err)
 	assertCurrent(t, in, "1.2.3")
+
+	// containers/image (podman's library, through skopeo) reads the archive
+	// both as an OCI archive and as a `docker save` archive.
+	skopeo := testenv.RequireCommand(t, "skopeo")
+	for _, transport := range []string{"oci-archive:", "docker-archive:"} {
+		out, err := exec.Command(skopeo, "inspect", transport+out).CombinedOutput()
+		if err != nil {
+			t.Fatalf("skopeo inspect %s: %v: %s", transport, err, out)
+		}
+		if !strings.Contains(string(out), `"org.opencontainers.image.version": "1.2.3"`) {
+			t.Fatalf("skopeo inspect %s: %s", transport, out)
+		}
+	}
 }
 
 // Installing from an unpacked payload folder (the container's /racker).
