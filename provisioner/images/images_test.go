@@ -265,3 +265,26 @@ func TestTestOSRelease(t *testing.T) {
 		t.Error("path in version accepted")
 	}
 }
+
+// The shipped Flatcar key is the published one (its fingerprint), and it
+// is the default when no key file is given.
+func TestShippedFlatcarKey(t *testing.T) {
+	k, err := shippedFlatcarKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fps := k.Fingerprints(); len(fps) != 1 || fps[0] != FlatcarKeyFingerprint {
+		t.Errorf("fingerprints %v", fps)
+	}
+	if len(k.entities[0].Subkeys) < 2 {
+		t.Errorf("the shipped key lost its signing subkeys")
+	}
+	// A file signed by a local key must not verify with Flatcar's key.
+	signer, _ := newKey(t, nil)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, "f.sig"), sign(t, signer, []byte("x"), nil), 0o644)
+	if err := k.VerifyFile(filepath.Join(dir, "f"), filepath.Join(dir, "f.sig")); err == nil {
+		t.Error("a foreign signature verified with the Flatcar key")
+	}
+}
