@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -204,3 +205,5 @@ func requestFrom(remote string) *http.Request {
 	r.RemoteAddr = remote
 	return r
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
