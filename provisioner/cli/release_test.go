@@ -152,7 +152,10 @@ func TestReleaseCommands(t *testing.T) {
 
 // make image's path: racker release image → OCI archive → racker install
 // --image, and racker release push to a loopback registry.
-func testReleaseImageArchive(t *testing.T, racker string) {
+// buildArchive runs `racker release image` (as make image does) on a
+// manifest holding racker, and returns the OCI archive.
+func buildArchive(t *testing.T, racker, version string) string {
+	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "conf.yaml")
 	os.WriteFile(filepath.Join(dir, "undionly.kpxe"), []byte("undionly"), 0o644)
@@ -166,9 +169,14 @@ modules:
     assets: [{path: racker-serve.service, dest: systemd/racker-serve.service}]
 `, racker)), 0o644)
 	archive := filepath.Join(dir, "racker.oci.tar")
-	if _, err := runRacker(t, "release", "image", "--manifest", conf, "--version", "v3.1.4-2-gabcdef", "--out", archive); err != nil {
+	if _, err := runRacker(t, "release", "image", "--manifest", conf, "--version", version, "--out", archive); err != nil {
 		t.Fatal(err)
 	}
+	return archive
+}
+
+func testReleaseImageArchive(t *testing.T, racker string) {
+	archive := buildArchive(t, racker, "v3.1.4-2-gabcdef")
 	root := t.TempDir()
 	if _, err := runRacker(t, "install", "--image", archive, "--root", root); err != nil {
 		t.Fatal(err)

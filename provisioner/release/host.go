@@ -51,7 +51,9 @@ func (s Systemctl) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	if _, err := os.Stat(filepath.Join(s.Chroot, nsenter)); err != nil {
 		nsenter = "/bin/nsenter"
 	}
-	argv := append([]string{"--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", "systemctl"}, args...)
+	// Short options: util-linux and busybox nsenter both take them; -r/-w
+	// take pid 1's root and cwd, in case init itself runs chrooted.
+	argv := append([]string{"-t", "1", "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", "systemctl"}, args...)
 	cmd := exec.CommandContext(ctx, nsenter, argv...)
 	cmd.Path = nsenter // resolved inside the chroot, not here
 	cmd.Dir = "/"
