@@ -116,8 +116,9 @@ func (s *Server) serveIPXE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.cfg.Release == nil {
-		s.log.Error("a node wants to install but no OS release is configured", "mac", mac)
-		http.Error(w, "no OS release is configured", http.StatusServiceUnavailable)
+		s.log.Error("a node wants to install but no OS release is available", "mac", mac)
+		s.record(r, mac, api.KindIPXE, "waiting")
+		writeText(w, waitScript(s.base, mac))
 		return
 	}
 	s.record(r, mac, api.KindIPXE, "install")

@@ -37,6 +37,16 @@ func diskScript(mac string) string {
 		"sanboot --no-describe --drive 0x80\n"
 }
 
+// waitScript keeps a node that should install in iPXE until an OS release
+// is available. It asks again rather than rebooting: the BMC's PXE flag is
+// next-boot-only, so a reboot would fall through to whatever is on disk.
+func waitScript(base, mac string) string {
+	return "#!ipxe\n" +
+		"echo Racker: no OS release is available yet, asking again in 30 s\n" +
+		"sleep 30\n" +
+		"chain --replace " + base + "/ipxe?mac=" + mac + "\n"
+}
+
 // unknownScript never installs anything: it says why and reboots later, so
 // a machine plugged in before it is in nodes.csv keeps asking.
 func unknownScript(reason string) string {

@@ -77,6 +77,20 @@ func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
 	}
 }
 
+func TestIPXEWaitsForARelease(t *testing.T) {
+	r := newRig(t)
+	r.srv.cfg.Release = nil
+	_, body := r.get("/ipxe?mac=" + macA)
+	want := "#!ipxe\necho Racker: no OS release is available yet, asking again in 30 s\nsleep 30\nchain --replace " + base + "/ipxe?mac=" + macA + "\n"
+	if body != want {
+		t.Errorf("without a release:\n%s\nwant\n%s", body, want)
+	}
+	code, _, _ := r.do(clientFrom("127.0.0.1"), "GET", "/ignition?mac="+macA+"&phase=install", nil)
+	if code != 500 {
+		t.Errorf("install config without a release: %d", code)
+	}
+}
+
 func TestIgnitionServedOnlyToTheNode(t *testing.T) {
 	r := newRig(t)
 	// A asks from its lease, B from its planned address: both valid configs.
