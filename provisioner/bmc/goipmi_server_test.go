@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	gobmc "github.com/bougou/go-ipmi/pkg/bmc"
 	"github.com/bougou/go-ipmi/pkg/clock"
@@ -34,10 +35,12 @@ const (
 // (as some BMCs do), writes counts them.
 type faultyChassis struct {
 	*mock.Chassis
-	mu     sync.Mutex
-	forget int // writes still to drop; -1 drops all
-	writes int
-	param3 bool // saw "don't clear the valid bit after 60 s"
+	mu        sync.Mutex
+	forget    int // writes still to drop; -1 drops all
+	writes    int
+	slow      bool
+	active    int
+	maxActive int
 }
 
 func (c *faultyChassis) SetBootFlags(ctx context.Context, f *types.BootOptionParam_BootFlags) error {
@@ -52,6 +55,25 @@ func (c *faultyChassis) SetBootFlags(ctx context.Context, f *types.BootOptionPar
 		return nil
 	}
 	return c.Chassis.SetBootFlags(ctx, f)
+}
+
+// PowerState counts concurrent readers when slow is set, so a test can see
+// how many sessions run at once.
+func (c *faultyChassis) PowerState(ctx context.Context) (bool, error) {
+	c.mu.Lock()
+	slow := c.slow
+	c.active++
+	if c.active > c.maxActive {
+		c.maxActive = c.active
+	}
+	c.mu.Unlock()
+	if slow {
+		time.Sleep(50 * time.Millisecond) // lets concurrent sessions overlap
+	}
+	c.mu.Lock()
+	c.active--
+	c.mu.Unlock()
+	return c.Chassis.PowerState(ctx)
 }
 
 func (c *faultyChassis) bootWrites() int { c.mu.Lock(); defer c.mu.Unlock(); return c.writes }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type ipmiController struct {
 	sem  chan struct{}
 
 	mu      sync.Mutex
+	proto   string       // protoLanplus or protoLan once a session worked
 	console *ipmiConsole // this controller's open SOL session
 }
 
@@ -86,8 +88,58 @@ func (c *ipmiController) fail(what string, err error) error {
 	return fmt.Errorf("%sBMC %s: %s: %w", nodePrefix(c.opts.Node), c.addr, what, err)
 }
 
-// connect opens one authenticated session (lanplus, else IPMI 1.5).
+// Session protocols, learned per controller on the first session.
+const (
+	protoLanplus = "lanplus"
+	protoLan     = "lan" // IPMI 1.5
+)
+
+// connect opens one authenticated session: IPMI 2.0 lanplus first; IPMI 1.5
+// when the BMC answers the (1.5-framed) capabilities request but opens no
+// RMCP+ session, as a 1.5-only BMC does. Once a BMC is known to speak
+// lanplus it never falls back, so a lanplus failure cannot downgrade
+// security. Each attempt gets its own TryTimeout within ctx.
 func (c *ipmiController) connect(ctx context.Context) (*client.Client, error) {
+	c.mu.Lock()
+	proto := c.proto
+	c.mu.Unlock()
+	if proto != protoLan {
+		cl, err := c.connectWith(ctx, client.InterfaceLanplus)
+		if err == nil {
+			c.learn(protoLanplus)
+			return cl, nil
+		}
+		if proto == protoLanplus || isAuthError(err) || errors.Is(err, ErrAuth) || !answeredCapabilities(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		c.opts.Logger.Debug("BMC opened no IPMI 2.0 session; trying IPMI 1.5", "node", c.opts.Node, "bmc", c.addr, "err", err)
+	}
+	cl, err := c.connectWith(ctx, client.InterfaceLan)
+	if err == nil {
+		c.learn(protoLan)
+	}
+	return cl, err
+}
+
+func (c *ipmiController) learn(proto string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proto != proto {
+		c.proto = proto
+		c.opts.Logger.Debug("BMC session protocol", "node", c.opts.Node, "bmc", c.addr, "protocol", proto)
+	}
+}
+
+// answeredCapabilities says whether a failed lanplus setup got past Get
+// Channel Authentication Capabilities, i.e. the BMC is there and speaks
+// IPMI 1.5 at least.
+func answeredCapabilities(err error) bool {
+	return !strings.Contains(err.Error(), "Get Channel Authentication Capabilities failed")
+}
+
+func (c *ipmiController) connectWith(ctx context.Context, intf client.Interface) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.TryTimeout)
+	defer cancel()
 	cl, err := client.NewClient(c.host, c.port, c.opts.Credentials.User, c.opts.Credentials.Password)
 	if err != nil {
 		// The only error is a user name longer than 16 bytes; never echo it.
@@ -95,9 +147,9 @@ func (c *ipmiController) connect(ctx context.Context) (*client.Client, error) {
 	}
 	// Each packet gets a third of the try; go-ipmi resends once before the
 	// try's deadline ends it.
-	cl.WithTimeout(c.opts.TryTimeout / 3).WithRetry(1).WithCipherSuiteID(cipherSuites...)
+	cl.WithInterface(intf).WithTimeout(c.opts.TryTimeout / 3).WithRetry(1).WithCipherSuiteID(cipherSuites...)
 	cl.WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
-	if err := cl.ConnectAuto(ctx); err != nil {
+	if err := cl.Connect(ctx); err != nil {
 		_ = closeQuietly(cl)
 		return nil, err
 	}
@@ -172,12 +224,12 @@ type doOption int
 const keepSession doOption = 1
 
 func (c *ipmiController) try(ctx context.Context, fn func(ctx context.Context, cl *client.Client) error, keep bool) error {
-	tctx, cancel := context.WithTimeout(ctx, c.opts.TryTimeout)
-	defer cancel()
-	cl, err := c.connect(tctx)
+	cl, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
+	tctx, cancel := context.WithTimeout(ctx, c.opts.TryTimeout)
+	defer cancel()
 	err = fn(tctx, cl)
 	if err != nil || !keep {
 		_ = closeQuietly(cl)

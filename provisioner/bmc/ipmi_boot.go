@@ -108,13 +108,13 @@ func (c *ipmiController) Diag(ctx context.Context) (Diagnostics, error) {
 	err := c.do(ctx, "running diagnostics", func(ctx context.Context, cl *client.Client) error {
 		d.Problems = nil
 		problem := func(what string, err error) { d.Problems = append(d.Problems, what+": "+err.Error()) }
-		if caps, err := cl.GetChannelAuthenticationCapabilities(ctx, types.ChannelNumberSelf, types.PrivilegeLevelAdministrator); err == nil {
-			if caps.SupportIPMIv20 {
-				d.Protocol = "IPMI 2.0 lanplus (cipher suites 17, 3)"
-			} else {
-				d.Protocol = "IPMI 1.5 lan"
-			}
+		c.mu.Lock()
+		if c.proto == protoLan {
+			d.Protocol = "IPMI 1.5 lan"
+		} else {
+			d.Protocol = "IPMI 2.0 lanplus (cipher suites 17, 3)"
 		}
+		c.mu.Unlock()
 		if id, err := cl.GetDeviceID(ctx); err != nil {
 			problem("device id", err)
 		} else {

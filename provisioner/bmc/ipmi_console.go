@@ -2,6 +2,7 @@ package bmc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -40,6 +41,12 @@ func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error
 
 	var cl *client.Client
 	err := c.do(ctx, "opening the serial console", func(tctx context.Context, fresh *client.Client) error {
+		c.mu.Lock()
+		proto := c.proto
+		c.mu.Unlock()
+		if proto == protoLan {
+			return permanentError{errors.New("serial over LAN needs IPMI 2.0 (lanplus); this BMC speaks only IPMI 1.5")}
+		}
 		_, err := fresh.ActivatePayload(tctx, &transport.ActivatePayloadRequest{
 			PayloadType: types.PayloadTypeSOL, PayloadInstance: 1,
 		})

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,4 +258,39 @@ func TestIPMIConsoleRelaysBothWaysAndRefusesASecond(t *testing.T) {
 		t.Fatalf("console after close: %v", err)
 	}
 	again.Close()
+}
+
+func TestIPMISessionsPerBMCAreBounded(t *testing.T) {
+	tb := startGoIPMI(t, false)
+	tb.chassis.mu.Lock()
+	tb.chassis.slow = true
+	tb.chassis.mu.Unlock()
+	opts := testOpts(t, nil)
+	opts.MaxSessions = 2
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for range 6 {
+		// Separate controllers, as an orchestrator with one per goroutine
+		// would have: the bound is per BMC address, not per controller.
+		c := openTest(t, "ipmi://"+tb.addr, opts)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.PowerState(ctx)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.chassis.mu.Lock()
+	defer tb.chassis.mu.Unlock()
+	if tb.chassis.maxActive > 2 || tb.chassis.maxActive < 1 {
+		t.Fatalf("%d sessions ran at once; want at most 2", tb.chassis.maxActive)
+	}
 }
