@@ -29,13 +29,21 @@ func TestInstallFromContainer(t *testing.T) {
 	nsenter := testenv.RequireCommand(t, "nsenter")
 	busybox := testenv.RequireFile(t, "/bin/busybox")
 
-	// A payload as the image holds it: /racker/bin/racker + release files.
+	// Payloads as the image holds them: /racker/bin/racker + release files;
+	// 2.0.0 migrates the state (version 1 → 2) with a shell script, which
+	// must run on the host since the image has no shell.
 	racker := buildRacker(t)
 	src := t.TempDir()
 	if _, err := runRacker(t, "install", "--image", buildArchive(t, racker, "1.4.2"), "--root", src); err != nil {
 		t.Fatal(err)
 	}
 	payload := filepath.Join(src, "opt/racker/versions/1.4.2")
+	src2 := t.TempDir()
+	migration := "#!/bin/sh\ntouch \"$1/migrated-on-host\"\n"
+	if _, err := runRacker(t, "install", "--image", buildArchiveState(t, racker, "2.0.0", 2, migration), "--root", src2); err != nil {
+		t.Fatal(err)
+	}
+	payload2 := filepath.Join(src2, "opt/racker/versions/2.0.0")
 
 	host := t.TempDir()
 	for _, d := range []string{"bin", "usr/bin", "etc", "proc", "run/systemd/system"} {
@@ -62,13 +70,18 @@ func TestInstallFromContainer(t *testing.T) {
 
 	// The "container": pid namespace of the host, its own mount namespace
 	// with a /proc for that pid namespace, container=docker.
-	script := fmt.Sprintf("mount -t proc proc /proc && exec env container=docker %s install", filepath.Join(payload, "bin/racker"))
-	cmd := exec.Command(nsenter, "-t", strconv.Itoa(initPid), "-p", "--", unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script)
-	out, err := cmd.CombinedOutput()
-	t.Logf("racker install in the container:\n%s", out)
-	if err != nil {
-		t.Fatalf("racker install in the container: %v", err)
+	inContainer := func(payload string) string {
+		t.Helper()
+		script := fmt.Sprintf("mount -t proc proc /proc && exec env container=docker %s install", filepath.Join(payload, "bin/racker"))
+		cmd := exec.Command(nsenter, "-t", strconv.Itoa(initPid), "-p", "--", unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script)
+		out, err := cmd.CombinedOutput()
+		t.Logf("racker install in the container:\n%s", out)
+		if err != nil {
+			t.Fatalf("racker install in the container: %v", err)
+		}
+		return string(out)
 	}
+	out := inContainer(payload)
 
 	v, err := os.ReadFile(filepath.Join(host, "opt/racker/current/VERSION"))
 	if err != nil || strings.TrimSpace(string(v)) != "1.4.2" {
@@ -89,8 +102,21 @@ func TestInstallFromContainer(t *testing.T) {
 			t.Errorf("host systemctl calls:\n%s\nwant %q", log, want)
 		}
 	}
-	if !strings.Contains(string(out), "restarted racker-serve.service") {
+	if !strings.Contains(out, "restarted racker-serve.service") {
 		t.Errorf("install output does not report the restart")
+	}
+
+	out = inContainer(payload2)
+	v, _ = os.ReadFile(filepath.Join(host, "opt/racker/current/VERSION"))
+	if strings.TrimSpace(string(v)) != "2.0.0" || !strings.Contains(out, "was 1.4.2") {
+		t.Fatalf("after installing 2.0.0 from the container: current %q", v)
+	}
+	state := filepath.Join(host, "opt/racker-state")
+	if _, err := os.Stat(filepath.Join(state, "migrated-on-host")); err != nil {
+		t.Fatalf("the state migration did not run on the host: %v", err)
+	}
+	if sv, _ := os.ReadFile(filepath.Join(state, "state-version")); strings.TrimSpace(string(sv)) != "2" {
+		t.Fatalf("state version after the migration: %q", sv)
 	}
 }
 

@@ -155,19 +155,30 @@ func TestReleaseCommands(t *testing.T) {
 // buildArchive runs `racker release image` (as make image does) on a
 // manifest holding racker, and returns the OCI archive.
 func buildArchive(t *testing.T, racker, version string) string {
+	return buildArchiveState(t, racker, version, 1, "")
+}
+
+// buildArchiveState is buildArchive for a release with state version sv
+// whose migrations/SV.sh is migration (none when empty).
+func buildArchiveState(t *testing.T, racker, version string, sv int, migration string) string {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "conf.yaml")
 	os.WriteFile(filepath.Join(dir, "undionly.kpxe"), []byte("undionly"), 0o644)
 	os.WriteFile(filepath.Join(dir, "racker-serve.service"), []byte("[Service]\n"), 0o644)
+	extra := ""
+	if migration != "" {
+		os.WriteFile(filepath.Join(dir, "migration.sh"), []byte(migration), 0o755)
+		extra = fmt.Sprintf("  - name: migrations\n    assets: [{path: migration.sh, dest: migrations/%d.sh, mode: \"0755\"}]\n", sv)
+	}
 	os.WriteFile(conf, []byte(fmt.Sprintf(`name: racker
-state_version: 1
+state_version: %d
 modules:
   - name: racker
     assets: [{path: %q, dest: bin/racker, mode: "0755"}]
   - name: systemd
     assets: [{path: racker-serve.service, dest: systemd/racker-serve.service}]
-`, racker)), 0o644)
+%s`, sv, racker, extra)), 0o644)
 	archive := filepath.Join(dir, "racker.oci.tar")
 	if _, err := runRacker(t, "release", "image", "--manifest", conf, "--version", version, "--out", archive); err != nil {
 		t.Fatal(err)

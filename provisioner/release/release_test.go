@@ -183,11 +183,17 @@ func TestCorruptedBlobRefused(t *testing.T) {
 		t.Fatalf("versions/1.0.1 exists after a refused install: %v", err)
 	}
 
-	// Once the registry serves good bytes again, the install succeeds.
+	// Once the registry serves good bytes again, the install succeeds,
+	// showing its progress (as on a terminal).
 	reg.corrupt.Store("")
+	var meter strings.Builder
+	in.Progress = &meter
 	_, err = installFrom(t, in, reg.ref, "1.0.1", Options{})
 	must(t, err)
 	assertCurrent(t, in, "1.0.1")
+	if !strings.Contains(meter.String(), "downloading") || !strings.HasSuffix(meter.String(), "MiB\n") {
+		t.Errorf("progress output %q", meter.String())
+	}
 }
 
 // A failure injected at each step leaves the old version current and
