@@ -183,7 +183,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (Controller, error) 
 		if name == "" {
 			return nil, fmt.Errorf("%sBMC URL %q: fake:// needs a name", nodePrefix(opts.Node), rawURL)
 		}
-		return &fakeController{bmc: Fake(name), node: opts.Node}, nil
+		return &fakeController{bmc: Fake(name), node: opts.Node, retries: opts.BootRetries}, nil
 	default:
 		return nil, fmt.Errorf("%sBMC URL %q: unknown scheme %q (want ipmi, libvirt or fake)", nodePrefix(opts.Node), rawURL, u.Scheme)
 	}

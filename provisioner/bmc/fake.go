@@ -92,8 +92,9 @@ func (b *FakeBMC) Serial() net.Conn { b.mu.Lock(); defer b.mu.Unlock(); return b
 var errFakeDead = errors.New("no answer")
 
 type fakeController struct {
-	bmc  *FakeBMC
-	node string
+	bmc     *FakeBMC
+	node    string
+	retries int // Options.BootRetries
 }
 
 func (c *fakeController) fail(what string, err error) error {
@@ -152,7 +153,7 @@ func (c *fakeController) SetBoot(ctx context.Context, f BootFlags) (bool, error)
 		return false, c.fail("setting boot flags", err)
 	}
 	// Same bounded write-read-retry as the IPMI driver, on the fake's state.
-	for range 3 {
+	for range c.retries {
 		b.writes++
 		if b.forgets > 0 {
 			b.forgets--

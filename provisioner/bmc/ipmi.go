@@ -150,7 +150,11 @@ func (c *ipmiController) connectWith(ctx context.Context, intf client.Interface)
 	cl.WithInterface(intf).WithTimeout(c.opts.TryTimeout / 3).WithRetry(1).WithCipherSuiteID(cipherSuites...)
 	cl.WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
 	if err := cl.Connect(ctx); err != nil {
-		_ = closeQuietly(cl)
+		// No session to close: a cancelled context makes go-ipmi skip the
+		// Close Session exchange and only release its socket.
+		dead, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = cl.Close(dead)
 		return nil, err
 	}
 	return cl, nil
