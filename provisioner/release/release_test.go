@@ -99,6 +99,34 @@ func TestUpdateUpgradeRollback(t *testing.T) {
 	if _, err := Verify(in.Layout.VersionDir("1.0.1")); err != nil {
 		t.Fatalf("previous version not kept intact: %v", err)
 	}
+
+	// A fourth version: three are kept (current, previous, one more), the
+	// oldest goes.
+	_, err = installFrom(t, in, reg.ref, "1.1.0", Options{})
+	must(t, err)
+	assertCurrent(t, in, "1.1.0")
+	entries, err := os.ReadDir(in.Layout.versions())
+	must(t, err)
+	var kept []string
+	for _, e := range entries {
+		kept = append(kept, e.Name())
+	}
+	if !slices.Equal(kept, []string{"1.0.1", "1.1.0", "2.0.0"}) {
+		t.Fatalf("versions kept: %v, want 1.0.1 1.1.0 2.0.0", kept)
+	}
+	if prev, err := in.Previous(); err != nil || prev.Version != "2.0.0" {
+		t.Fatalf("previous after installing 1.1.0: %v %v", prev, err)
+	}
+
+	// Two installs at once: the second is refused, not interleaved.
+	unlock, err := in.lock()
+	must(t, err)
+	_, err = installFrom(t, in, reg.ref, "1.0.1", Options{})
+	unlock()
+	if err == nil || !strings.Contains(err.Error(), "another install is running") {
+		t.Fatalf("a concurrent install: %v", err)
+	}
+	assertCurrent(t, in, "1.1.0")
 }
 
 // The installed tree holds exactly what the image holds under /racker,
