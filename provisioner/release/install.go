@@ -146,7 +146,7 @@ func (in *Installer) Install(ctx context.Context, src Source, opts Options) (*Re
 		return nil, err
 	}
 	dir := in.Layout.VersionDir(info.Version)
-	if rec, err := Verify(dir); err == nil && (src.Digest == "" || rec.Digest == src.Digest) {
+	if alreadyUnpacked(src, dir) {
 		in.log().Info("version already unpacked and intact", "version", info.Version, "dir", dir)
 	} else if err := in.stage(ctx, src, info); err != nil {
 		return nil, err
@@ -166,6 +166,22 @@ func (in *Installer) Install(ctx context.Context, src Source, opts Options) (*Re
 	}
 	in.prune()
 	return res, nil
+}
+
+// alreadyUnpacked says whether dir is an intact copy of src: the same
+// image digest, or src is dir itself (the installed racker reinstalling its
+// own payload). Anything else is unpacked again, even under the same version.
+func alreadyUnpacked(src Source, dir string) bool {
+	rec, err := Verify(dir)
+	if err != nil {
+		return false
+	}
+	if src.Image != nil {
+		return src.Digest != "" && rec.Digest == src.Digest
+	}
+	a, err1 := filepath.EvalSymlinks(src.Dir)
+	b, err2 := filepath.EvalSymlinks(dir)
+	return err1 == nil && err2 == nil && a == b
 }
 
 // stage unpacks src into a fresh hidden folder and renames it into place;

@@ -405,4 +405,17 @@ func TestInstallFromPayloadDir(t *testing.T) {
 	_, err = b.Install(context.Background(), Source{Dir: a.Layout.CurrentLink()}, Options{})
 	must(t, err)
 	assertCurrent(t, b, "1.0.0")
+
+	// Another payload under the same version replaces the installed copy
+	// (swapped in whole), rather than being taken for it.
+	must(t, os.WriteFile(filepath.Join(a.Layout.CurrentLink(), "share/ipxe/undionly.kpxe"), []byte("rebuilt"), 0o644))
+	_, err = b.Install(context.Background(), Source{Dir: a.Layout.CurrentLink()}, Options{})
+	must(t, err)
+	assertCurrent(t, b, "1.0.0")
+	got, err := os.ReadFile(filepath.Join(b.Layout.CurrentLink(), "share/ipxe/undionly.kpxe"))
+	must(t, err)
+	if string(got) != "rebuilt" {
+		t.Fatalf("same version, new payload: installed file says %q", got)
+	}
+	assertNoLeftovers(t, b)
 }
