@@ -1,11 +1,14 @@
 package release
 
 import (
+	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -188,4 +191,33 @@ type failTransport struct{ t *testing.T }
 func (f failTransport) RoundTrip(*http.Request) (*http.Response, error) {
 	f.t.Fatal("a request went out")
 	return nil, nil
+}
+
+// Release tarballs (lokoctl's) are .tar.gz: the named member is taken out;
+// a missing member fails the build.
+func TestExtractMemberFromTarGz(t *testing.T) {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	body := []byte("#!/bin/sh\necho lokoctl\n")
+	tw.WriteHeader(&tar.Header{Name: "lokoctl_v0.9.0_linux_amd64/lokoctl", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write(body)
+	tw.Close()
+	gz.Close()
+	f := filepath.Join(t.TempDir(), "lokoctl.tar.gz")
+	must(t, os.WriteFile(f, buf.Bytes(), 0o644))
+	in, err := os.Open(f)
+	must(t, err)
+	defer in.Close()
+	r, err := extractMember(in, "lokoctl_v0.9.0_linux_amd64/lokoctl")
+	must(t, err)
+	got, err := io.ReadAll(r)
+	must(t, err)
+	if !bytes.Equal(got, body) {
+		t.Fatalf("extracted %q", got)
+	}
+	in.Seek(0, io.SeekStart)
+	if _, err := extractMember(in, "lokoctl"); err == nil || !strings.Contains(err.Error(), "no member") {
+		t.Fatalf("missing member: %v", err)
+	}
 }
