@@ -49,6 +49,7 @@ type Config struct {
 	// ipxe.efi); empty serves none.
 	IPXEDir string
 	// Types are per node type settings; missing types use the defaults.
+	// nil reads them from STATE/node-types.json (TypesFile), if present.
 	Types map[string]TypeSettings
 	// LeaseOf returns the address currently leased to a MAC (the DHCP
 	// server's leases). A node's secrets go to its planned address or that
@@ -111,6 +112,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("starting the HTTP boot services: %w", err)
+	}
+	if cfg.Types == nil {
+		types, err := ReadTypeSettings(cfg.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("starting the HTTP boot services: %w", err)
+		}
+		cfg.Types = types
+	}
+	for t, ts := range cfg.Types {
+		if !validConsole(ts.Console) || (ts.InstallDisk != "" && !validDisk(ts.InstallDisk)) {
+			return nil, fmt.Errorf("starting the HTTP boot services: node type %s: console %q / install disk %q not valid", t, ts.Console, ts.InstallDisk)
+		}
 	}
 	st, err := openStore(cfg.StateDir, cfg.Plan, cfg.LeaseOf, cfg.Metrics, cfg.Logger)
 	if err != nil {

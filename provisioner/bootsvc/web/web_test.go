@@ -379,3 +379,39 @@ func TestServeStopsWithContext(t *testing.T) {
 	}
 	<-pollErr
 }
+
+func TestTypeSettingsFromStateDir(t *testing.T) {
+	dir := t.TempDir()
+	if ts, err := ReadTypeSettings(dir); err != nil || ts != nil {
+		t.Fatalf("no file: %v %v", ts, err)
+	}
+	os.WriteFile(filepath.Join(dir, TypesFile), []byte(`{"red":{"console":"ttyS1,57600n8","install_disk":"/dev/sda"}}`), 0o644)
+	ts, err := ReadTypeSettings(dir)
+	if err != nil || ts["red"] != (TypeSettings{Console: "ttyS1,57600n8", InstallDisk: "/dev/sda"}) {
+		t.Fatalf("settings %v %v", ts, err)
+	}
+	for _, bad := range []string{
+		`{"red":{"console":"ttyS1 init=/bin/sh"}}`,
+		`{"red":{"install_disk":"sda"}}`,
+		`{"red":{"consol":"ttyS1"}}`,
+	} {
+		os.WriteFile(filepath.Join(dir, TypesFile), []byte(bad), 0o644)
+		if _, err := ReadTypeSettings(dir); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	// New reads the file when no settings are given, and the install
+	// script then carries the type's console.
+	os.WriteFile(filepath.Join(dir, TypesFile), []byte(`{"red":{"console":"ttyS1,57600n8"}}`), 0o644)
+	s, err := New(Config{Plan: testPlan(), StateDir: dir, Release: &images.Release{OS: "testos", Version: "current"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.console("red"); got != "ttyS1,57600n8" {
+		t.Errorf("console of red %q", got)
+	}
+	if got := s.console("purple"); got != DefaultConsole {
+		t.Errorf("console of purple %q", got)
+	}
+}
