@@ -39,6 +39,8 @@ type faultyChassis struct {
 	forget    int // writes still to drop; -1 drops all
 	writes    int
 	slow      bool
+	cycles    int
+	resets    int
 	active    int
 	maxActive int
 }
@@ -74,6 +76,27 @@ func (c *faultyChassis) PowerState(ctx context.Context) (bool, error) {
 	c.active--
 	c.mu.Unlock()
 	return c.Chassis.PowerState(ctx)
+}
+
+func (c *faultyChassis) PowerCycle(ctx context.Context) error {
+	c.mu.Lock()
+	c.cycles++
+	c.mu.Unlock()
+	return c.Chassis.PowerCycle(ctx)
+}
+
+func (c *faultyChassis) ColdReset(ctx context.Context) error {
+	c.mu.Lock()
+	c.resets++
+	c.mu.Unlock()
+	return c.Chassis.ColdReset(ctx)
+}
+
+// counts returns the power cycles and hard resets received.
+func (c *faultyChassis) counts() (cycles, resets int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cycles, c.resets
 }
 
 func (c *faultyChassis) bootWrites() int { c.mu.Lock(); defer c.mu.Unlock(); return c.writes }

@@ -58,13 +58,13 @@ func TestIPMIPowerAgainstGoIPMIServer(t *testing.T) {
 	if err := c.Power(ctx, ActionCycle); err != nil {
 		t.Fatal(err)
 	}
-	if got := tb.chassis.PowerCycles; got != 1 {
+	if got, _ := tb.chassis.counts(); got != 1 {
 		t.Fatalf("BMC saw %d power cycles, want 1", got)
 	}
 	if err := c.Power(ctx, ActionReset); err != nil {
 		t.Fatal(err)
 	}
-	if got := tb.chassis.ColdResets; got != 1 {
+	if _, got := tb.chassis.counts(); got != 1 {
 		t.Fatalf("BMC saw %d hard resets, want 1", got)
 	}
 	if err := c.Power(ctx, ActionOff); err != nil {

@@ -129,7 +129,7 @@ func TestPowerBootdevDiagCommands(t *testing.T) {
 		t.Fatalf("power status = %q", out)
 	}
 	cmd("power", "on")
-	if !chassis.On {
+	if on, _ := chassis.PowerState(context.Background()); !on {
 		t.Fatal("the BMC's chassis is not on")
 	}
 	if out := cmd("power", "status"); out != "on\n" {
