@@ -2,9 +2,15 @@ package web
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/images"
 )
 
 // BenchmarkRecordParallel measures durable events per second with many
@@ -28,5 +34,36 @@ func BenchmarkRecordParallel(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})
+	}
+}
+
+// BenchmarkAssetDownload measures /assets throughput over loopback (the
+// file is streamed with sendfile, never read into memory).
+func BenchmarkAssetDownload(b *testing.B) {
+	dir := b.TempDir()
+	const size = 64 << 20
+	f, _ := os.Create(filepath.Join(dir, images.Image))
+	f.Truncate(size)
+	f.Close()
+	s, err := New(Config{Plan: testPlan(), StateDir: filepath.Join(dir, "state"),
+		Release: &images.Release{OS: "testos", Version: "current", Dir: dir, Files: []string{images.Image}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := http.Get(srv.URL + "/assets/testos/current/" + images.Image)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if n != size {
+			b.Fatalf("got %d bytes", n)
+		}
 	}
 }
