@@ -12,6 +12,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/clock"
 	"github.com/bougou/go-ipmi/pkg/hal"
 	"github.com/bougou/go-ipmi/pkg/hal/mock"
+	"github.com/bougou/go-ipmi/pkg/handlers"
 	"github.com/bougou/go-ipmi/pkg/server"
 	"github.com/bougou/go-ipmi/pkg/transport/udp"
 	"github.com/bougou/go-ipmi/pkg/types"
@@ -24,6 +25,33 @@ type testBMC struct {
 	addr    string // 127.0.0.1:PORT
 	chassis *faultyChassis
 	serial  *mock.FakeConsoleConn // the node's serial port, when console is on
+
+	mu          sync.Mutex
+	bootOptions [][]byte // request data of every Set System Boot Options, as on the wire
+}
+
+// recordingRegistry is go-ipmi's full command set with Set System Boot
+// Options recorded on the way through, so tests see the exact bytes sent.
+func (tb *testBMC) recordingRegistry() *handlers.Registry {
+	full := handlers.NewRegistry()
+	handlers.RegisterAllHandlers(full)
+	rec := handlers.NewRegistry()
+	handlers.RegisterAllHandlers(rec)
+	cmd := types.CommandSetSystemBootOptions
+	rec.RegisterFunc(cmd, func(ctx context.Context, hctx *handlers.HandlerContext, data []byte) ([]byte, types.CompletionCode, error) {
+		tb.mu.Lock()
+		tb.bootOptions = append(tb.bootOptions, append([]byte(nil), data...))
+		tb.mu.Unlock()
+		return full.Dispatch(ctx, hctx, uint8(cmd.NetFn), cmd.ID, data)
+	})
+	return rec
+}
+
+// setBootOptions returns the recorded Set System Boot Options requests.
+func (tb *testBMC) setBootOptions() [][]byte {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return append([][]byte(nil), tb.bootOptions...)
 }
 
 const (
@@ -138,7 +166,7 @@ func startGoIPMI(t *testing.T, withConsole bool) *testBMC {
 		t.Fatalf("listen: %v", err)
 	}
 	tb.addr = pc.LocalAddr().String()
-	srv := server.NewServer(b, udp.Wrap(pc))
+	srv := server.NewServer(b, udp.Wrap(pc), server.WithHandlerRegistry(tb.recordingRegistry()))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -292,5 +293,19 @@ func TestIPMISessionsPerBMCAreBounded(t *testing.T) {
 	defer tb.chassis.mu.Unlock()
 	if tb.chassis.maxActive > 2 || tb.chassis.maxActive < 1 {
 		t.Fatalf("%d sessions ran at once; want at most 2", tb.chassis.maxActive)
+	}
+}
+
+// The bytes on the wire: parameter 3 "don't clear the valid bit after
+// 60 s" first, then parameter 5 exactly as EncodeBootFlags says.
+func TestIPMISetBootWireBytes(t *testing.T) {
+	tb := startGoIPMI(t, false)
+	c := openTest(t, "ipmi://"+tb.addr, testOpts(t, nil))
+	if v, err := c.SetBoot(context.Background(), BootFlags{Device: DevicePXE, EFI: true}); err != nil || !v {
+		t.Fatalf("SetBoot = %v, %v", v, err)
+	}
+	got := fmt.Sprintf("% x", tb.setBootOptions())
+	if want := "[03 08 05 a0 04 00 00 00]"; got != want {
+		t.Fatalf("Set System Boot Options requests = %s, want %s", got, want)
 	}
 }
