@@ -4,6 +4,19 @@
 // share, and a small Go client for other processes (the orchestrator, the
 // CLI). It is a leaf: the server lives in provisioner/bootsvc/web.
 //
+// Endpoints (docs/boot-contract.md has the node's side):
+//
+//	GET  /boot.ipxe                        chain to /ipxe?mac=${net0/mac}
+//	GET  /ipxe?mac=MAC                     install, boot-from-disk or unknown script
+//	GET  /ignition?mac=MAC&phase=P         install|boot config, only to the node itself (else 403 + forbidden event)
+//	GET  /assets/OS/VERSION/FILE           the OS release (Range requests)
+//	GET  /assets/ipxe/FILE                 iPXE binaries
+//	POST /api/v1/events                    node callbacks (Callback, ≤ 64 KiB) → 204
+//	GET  /api/v1/events?after=SEQ&wait=D   EventsResponse, long poll
+//	GET  /api/v1/nodes                     NodesResponse
+//	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (management node only)
+//	GET  /metrics, /healthz
+//
 // The types are a stable interface between processes and between helpers,
 // so fields are only ever added, never renamed.
 package api

@@ -45,6 +45,7 @@ func (s *Server) counted(name string, h http.HandlerFunc) http.Handler {
 		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
 		h(cw, r)
 		s.metrics.Request(name, cw.code)
+		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "code", cw.code, "bytes", cw.bytes, "from", r.RemoteAddr)
 		if name == "assets" {
 			s.metrics.Asset(cw.bytes)
 		}
