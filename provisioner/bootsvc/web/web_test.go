@@ -150,6 +150,11 @@ func TestAssetsRangeAndRefusals(t *testing.T) {
 	if code != 206 || !bytes.Equal(body, kernel[len(kernel)-10:]) {
 		t.Errorf("suffix range: %d %d bytes", code, len(body))
 	}
+	// flatcar-install checks the image and its signature with wget --spider (HEAD).
+	code, body, hdr = r.do(nil, "HEAD", "/assets/testos/current/"+images.Image, nil)
+	if code != 200 || len(body) != 0 || hdr.Get("Content-Length") != fmt.Sprint(len(want)) {
+		t.Errorf("HEAD: %d, %d body bytes, length %q", code, len(body), hdr.Get("Content-Length"))
+	}
 	ipxe, _ := os.ReadFile(filepath.Join(r.ipxe, "undionly.kpxe"))
 	if code, body, _ := r.do(nil, "GET", "/assets/ipxe/undionly.kpxe", nil); code != 200 || !bytes.Equal(body, ipxe) {
 		t.Errorf("ipxe binary: %d %d bytes", code, len(body))
