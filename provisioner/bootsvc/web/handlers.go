@@ -104,7 +104,11 @@ func (s *Server) serveIPXE(w http.ResponseWriter, r *http.Request) {
 		writeText(w, unknownScript("no valid MAC in the request ("+raw+")"))
 		return
 	}
-	n, ok := s.store.node(mac)
+	n, ok := s.store.nodeByNIC(mac)
+	if ok && n.PrimaryMAC != mac {
+		s.log.Info("iPXE named a node's secondary MAC; answering for its primary", "mac", mac, "primary_mac", n.PrimaryMAC)
+		mac = n.PrimaryMAC
+	}
 	if !ok {
 		s.log.Info("iPXE script for a machine that is not a planned node", "mac", mac, "from", r.RemoteAddr)
 		s.record(r, mac, api.KindIPXE, "unknown")

@@ -40,7 +40,7 @@ func testPlan() *plan.Plan {
 	return &plan.Plan{Subnet: sub, ClusterName: "racker",
 		Management: plan.Node{PrimaryMAC: "00:11:22:33:44:00", Role: plan.Management, IP: netip.MustParseAddr("172.24.213.1")},
 		Nodes: []plan.Node{
-			{PrimaryMAC: macA, BMCMAC: bmcA, Type: "red", Role: plan.Controller, Hostname: "racker-controller-1",
+			{PrimaryMAC: macA, BMCMAC: bmcA, SecondaryMAC: "00:11:22:33:44:1f", Type: "red", Role: plan.Controller, Hostname: "racker-controller-1",
 				IP: netip.MustParseAddr("172.24.213.10"), BMCIP: netip.MustParseAddr("172.24.213.110")},
 			{PrimaryMAC: macB, BMCMAC: "00:11:22:33:44:21", Type: "purple", Role: plan.Worker, Storage: true, Hostname: "racker-worker-1",
 				IP: netip.MustParseAddr("127.0.0.2"), BMCIP: netip.MustParseAddr("172.24.213.120")},

@@ -112,6 +112,23 @@ func (s *store) setPlan(p *plan.Plan) {
 	s.mu.Unlock()
 }
 
+// nodeByNIC returns the planned member node with this primary or secondary
+// MAC: iPXE names the MAC of its first NIC, which on some servers is the
+// secondary one.
+func (s *store) nodeByNIC(mac string) (plan.Node, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.byMAC[mac]; ok {
+		return n, true
+	}
+	for _, n := range s.plan.Nodes {
+		if n.SecondaryMAC == mac {
+			return n, true
+		}
+	}
+	return plan.Node{}, false
+}
+
 // node returns the planned member node with this primary MAC.
 func (s *store) node(mac string) (plan.Node, bool) {
 	s.mu.Lock()

@@ -30,6 +30,9 @@ func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
 	if _, body := r.get("/ipxe?mac=00-11-22-33-44-10"); body != wantInstall {
 		t.Fatalf("install script:\n%s\nwant\n%s", body, wantInstall)
 	}
+	if _, body := r.get("/ipxe?mac=00:11:22:33:44:1F"); body != wantInstall {
+		t.Errorf("a node's secondary MAC must get its install script:\n%s", body)
+	}
 	if _, body := r.get("/ipxe?mac=" + macB); !strings.Contains(body, "console=ttyS1,57600n8\n") {
 		t.Errorf("node type console not used:\n%s", body)
 	}
