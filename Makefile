@@ -58,5 +58,12 @@ image-push:
 	@test -n "$(REGISTRY)" || { echo "make image-push: set REGISTRY=HOST[:PORT]/REPO" >&2; exit 1; }
 	$(GO) run ./cmd/racker release image $(IMAGE_FLAGS) --push
 
+# make test-bmc: the BMC library (go-ipmi server in-process, ipmi_sim, ipmitool,
+# a TCG domain under libvirtd) and the power/bootdev/ipmi diag/console commands.
+.PHONY: test-bmc
+test-bmc:
+	$(GO) test -count=1 ./provisioner/bmc
+	$(GO) test -count=1 -run 'BMC|Power|Bootdev|Console|Escape' ./provisioner/cli
+
 clean:
 	rm -rf bin
