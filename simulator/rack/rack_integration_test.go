@@ -1,0 +1,283 @@
+package rack_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/racker/racker/internal/testenv"
+	"github.com/racker/racker/netenv"
+	"github.com/racker/racker/simulator/rack"
+	"github.com/racker/racker/simulator/simcli"
+	"github.com/racker/racker/simulator/vm"
+)
+
+// The test binary doubles as racker-sim: the rack runs its vBMCs and
+// `exec` through SimBinary, and here that is this binary with
+// RACKER_SIM_SELF=1, so the test exercises exactly the code under test.
+func TestMain(m *testing.M) {
+	if os.Getenv("RACKER_SIM_SELF") == "1" {
+		os.Exit(simcli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func requireRack(t *testing.T) (rackerBin, testosDir string) {
+	testenv.RequireRoot(t)
+	for _, c := range []string{"ip", "iptables", "qemu-img", "libvirtd", "virtlogd", "ipmitool"} {
+		testenv.RequireCommand(t, c)
+	}
+	testenv.RequireFile(t, "/usr/bin/qemu-system-x86_64")
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rackerBin = testenv.RequireFile(t, filepath.Join(root, "bin", "racker")) // make build
+	return rackerBin, filepath.Join(root, "bin", "testos")
+}
+
+// simCmd runs this binary as racker-sim.
+func simCmd(ctx context.Context, s *rack.State, args ...string) *exec.Cmd {
+	exe, _ := os.Executable()
+	cmd := exec.CommandContext(ctx, exe, append([]string{"--name", s.Name, "--dir", s.Dir}, args...)...)
+	cmd.Env = append(os.Environ(), "RACKER_SIM_SELF=1")
+	return cmd
+}
+
+// inMgmt runs a shell script inside the management node.
+func inMgmt(t *testing.T, s *rack.State, script string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := simCmd(ctx, s, "exec", "--", "sh", "-c", script).CombinedOutput()
+	return string(out), err
+}
+
+// leftovers lists what of the rack is still on the host.
+func leftovers(t *testing.T, s *rack.State, pids []int) []string {
+	var left []string
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, s.Name+"-") {
+			left = append(left, "interface "+l.Attrs().Name)
+		}
+	}
+	nss, _ := os.ReadDir(netenv.NamespaceDir)
+	for _, ns := range nss {
+		if strings.HasPrefix(ns.Name(), s.Name+"-") {
+			left = append(left, "namespace "+ns.Name())
+		}
+	}
+	m, err := vm.Connect(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	doms, _ := m.Domains(s.Name + "-")
+	for _, d := range doms {
+		left = append(left, "domain "+d)
+	}
+	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z ") {
+			left = append(left, fmt.Sprintf("process %d", pid))
+		}
+	}
+	if _, err := os.Stat(s.Dir); err == nil {
+		left = append(left, "folder "+s.Dir)
+	}
+	out, _ := exec.Command("iptables-save").Output()
+	if bytes.Contains(out, []byte("netenv:"+s.Name+"-")) {
+		left = append(left, "iptables rules")
+	}
+	return left
+}
+
+// TestRackUpDriveBMCAndDown builds a 3-server rack, checks the management
+// node (its files, Racker's factory check, racker serve), drives a virtual
+// BMC with ipmitool from the management node at the address the BMC got by
+// DHCP from racker serve, injects faults, and takes the rack down: nothing
+// may be left behind.
+func TestRackUpDriveBMCAndDown(t *testing.T) {
+	rackerBin, testosDir := requireRack(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("rt%d", os.Getpid()%100000)
+	dir, err := os.MkdirTemp("", "rack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = filepath.Join(dir, name)
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(dir)) })
+	cfg := rack.Config{
+		Name: name, Dir: dir, Nodes: 3, Types: []string{"red", "blue"}, UEFITypes: []string{"blue"},
+		MemoryMiB: 256, Disks: 1, RackerBinary: rackerBin, TestOSDir: testosDir, SimBinary: exe,
+	}
+	// Children (vBMCs, exec) run this binary as racker-sim through the
+	// environment they inherit; TestMain only reads it at process start.
+	t.Setenv("RACKER_SIM_SELF", "1")
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	ctx := context.Background()
+
+	start := time.Now()
+	s, err := rack.Up(ctx, cfg, log)
+	upTime := time.Since(start)
+	var pids []int
+	t.Cleanup(func() {
+		if s != nil {
+			if err := rack.Down(ctx, dir, log); err != nil {
+				t.Errorf("down: %v", err)
+			}
+			if left := leftovers(t, s, pids); len(left) > 0 {
+				t.Errorf("left behind after down: %s", strings.Join(left, ", "))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FIGURE: racker-sim up with 3 servers took %.2f s", upTime.Seconds())
+	for _, p := range s.Processes {
+		pids = append(pids, p.PID)
+	}
+	if len(s.Processes) != 4 {
+		t.Fatalf("want 3 vBMCs and racker serve running, got %+v", s.Processes)
+	}
+
+	// up again is idempotent: same machines, nothing new.
+	s2, err := rack.Up(ctx, cfg, log)
+	if err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	if s2.Machines[2].PrimaryMAC != s.Machines[2].PrimaryMAC || len(s2.Processes) != 4 || s2.Processes[0].PID != s.Processes[0].PID {
+		t.Fatalf("second up changed the rack: %+v", s2.Processes)
+	}
+
+	// The management node sees its own OEM folder and Racker accepts it.
+	out, err := inMgmt(t, s, "racker factory check && stat -c %a /usr/share/oem/ipmi_password && cat /usr/share/oem/nodes.csv && ls /opt/racker-state")
+	if err != nil {
+		t.Fatalf("factory check in the management node: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "\n600\n") {
+		t.Errorf("ipmi_password is not mode 0600:\n%s", out)
+	}
+	m, err := vm.Connect(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, mc := range s.Machines[1:] {
+		x, err := m.XML(s.Domain(mc.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(x, mc.PrimaryMAC) || !strings.Contains(out, mc.PrimaryMAC+", "+mc.BMCMAC+", "+mc.SecondaryMAC+", "+mc.Type) {
+			t.Errorf("%s: nodes.csv and the domain disagree on its MACs", mc.Name)
+		}
+		if (mc.Type == "blue") != strings.Contains(x, vm.OVMFCode) {
+			t.Errorf("%s (type %s): UEFI firmware only for --uefi-types", mc.Name, mc.Type)
+		}
+	}
+	// Nothing of the management node leaked to the host's real paths.
+	if _, err := os.Stat("/usr/share/oem/nodes.csv"); err == nil {
+		if b, _ := os.ReadFile("/usr/share/oem/nodes.csv"); bytes.Contains(b, []byte(s.Machines[1].PrimaryMAC)) {
+			t.Error("the management node's nodes.csv is visible on the host")
+		}
+	}
+
+	// The vBMC of n1 gets its address by DHCP from racker serve.
+	var bmcIP string
+	for i := 0; i < 600 && bmcIP == ""; i++ { // bounded wait, not a speed assertion
+		if b, err := os.ReadFile(s.BMCAddrFile("n1")); err == nil {
+			bmcIP = strings.TrimSpace(string(b))
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if bmcIP == "" {
+		serveLog, _ := os.ReadFile(filepath.Join(s.MgmtDir(), "racker-serve.log"))
+		vbmcLog, _ := os.ReadFile(filepath.Join(dir, "nodes", "n1", "vbmc.log"))
+		t.Fatalf("the vBMC of n1 got no DHCP address\nserve:\n%s\nvbmc:\n%s", serveLog, vbmcLog)
+	}
+	ipmi := func(args string) (string, error) {
+		return inMgmt(t, s, `export IPMI_PASSWORD="$(cat /usr/share/oem/ipmi_password)"; ipmitool -I lanplus -C 17 -H `+bmcIP+` -U "$(cat /usr/share/oem/ipmi_user)" -E `+args)
+	}
+	if out, err := ipmi("power status"); err != nil || !strings.Contains(out, "Chassis Power is off") {
+		t.Fatalf("power status at %s: %v\n%s", bmcIP, err, out)
+	}
+	if out, err := ipmi("chassis bootdev pxe options=persistent,efiboot"); err != nil {
+		t.Fatalf("bootdev: %v\n%s", err, out)
+	}
+	if out, err := ipmi("raw 0x00 0x09 0x05 0x00 0x00"); err != nil || !strings.Contains(out, "05 e0 04 00 00 00") {
+		t.Fatalf("boot flags read back: %v\n%s", err, out)
+	}
+	if out, err := ipmi("power on"); err != nil {
+		t.Fatalf("power on: %v\n%s", err, out)
+	}
+	st, err := rack.GetStatus(ctx, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Nodes[0].Power != "on" || st.Nodes[0].BMCIP != bmcIP || st.Nodes[1].Power != "off" || st.Serve != "running" {
+		t.Fatalf("status after power on of n1: %+v", st)
+	}
+	// The CLI's JSON status carries the documented fields.
+	jout, err := simCmd(ctx, s, "status", "-o", "json").Output()
+	if err != nil || !bytes.Contains(jout, []byte(`"bmc_ip": "`+bmcIP+`"`)) || !bytes.Contains(jout, []byte(`"console_log"`)) {
+		t.Fatalf("status -o json: %v\n%s", err, jout)
+	}
+	if out, err := ipmi("power off"); err != nil {
+		t.Fatalf("power off: %v\n%s", err, out)
+	}
+
+	// Faults: install-fail puts the rule in the management node, install-ok
+	// removes it; bmc-down pulls the BMC's cable, link-down the NIC's.
+	if err := rack.Fault(ctx, s, "n2", rack.FaultInstallFail, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := inMgmt(t, s, "iptables -S INPUT"); !strings.Contains(out, s.Machines[2].PrimaryMAC) {
+		t.Fatalf("install-fail rule missing:\n%s", out)
+	}
+	if err := rack.Fault(ctx, s, "n2", rack.FaultInstallOK, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := inMgmt(t, s, "iptables -S INPUT"); strings.Contains(out, s.Machines[2].PrimaryMAC) {
+		t.Fatalf("install-ok left the rule:\n%s", out)
+	}
+	if err := rack.Fault(ctx, s, "n1", rack.FaultBMCDown, nil); err != nil {
+		t.Fatal(err)
+	}
+	l, err := netlink.LinkByName(netenv.Names{Instance: name}.Iface("n1", "b"))
+	if err != nil || l.Attrs().Flags&(1<<0) != 0 { // net.FlagUp
+		t.Fatalf("bmc-down: the BMC's cable is still up (%v)", err)
+	}
+	if err := rack.Fault(ctx, s, "n1", rack.FaultBMCUp, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := rack.Fault(ctx, s, "n3", rack.FaultLinkDown, nil); err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := m.XML(s.Domain("n3")); !strings.Contains(x, "<link state='down'/>") {
+		t.Fatal("link-down not applied to n3")
+	}
+	if err := rack.Fault(ctx, s, "n3", "melt", nil); err == nil {
+		t.Fatal("an unknown fault was accepted")
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
