@@ -44,7 +44,12 @@ func prepareFlatcar(ctx context.Context, s Spec) (*Release, error) {
 	}
 	s.BaseURL = strings.TrimRight(s.BaseURL, "/")
 	if s.HTTP == nil {
-		s.HTTP = &http.Client{Timeout: 30 * time.Minute}
+		// No overall timeout: an image is hundreds of MB on links of any
+		// speed; ctx ends a download, and a server that never answers is
+		// caught by the header timeout.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = time.Minute
+		s.HTTP = &http.Client{Transport: tr}
 	}
 	keys, err := flatcarKeyring(s.KeyFile)
 	if err != nil {

@@ -17,7 +17,7 @@ var flatcarKey []byte
 
 func shippedFlatcarKey() (*Keyring, error) {
 	if len(bytes.TrimSpace(flatcarKey)) == 0 {
-		return nil, errors.New("flatcar: this build ships no Flatcar image signing key; pass its file with --image-key")
+		return nil, errors.New("flatcar: this build ships no Flatcar image signing key; set images.Spec.KeyFile")
 	}
 	k, err := ReadKeyring(bytes.NewReader(flatcarKey), "the shipped Flatcar image signing key")
 	if err != nil {
