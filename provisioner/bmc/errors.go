@@ -65,3 +65,14 @@ func completionCode(err error) (types.CompletionCode, bool) {
 	}
 	return 0, false
 }
+
+// transientCode says whether a completion code means "try again later":
+// node busy (C0h), timeout (C3h), out of space (C4h), or no response
+// could be provided (CEh). Any other code is the BMC's final answer.
+func transientCode(cc types.CompletionCode) bool {
+	switch uint8(cc) {
+	case 0xc0, 0xc3, 0xc4, 0xce:
+		return true
+	}
+	return false
+}

@@ -28,6 +28,7 @@ type testBMC struct {
 
 	mu          sync.Mutex
 	bootOptions [][]byte // request data of every Set System Boot Options, as on the wire
+	busy        int      // Get Chassis Status answers "node busy" this many times
 }
 
 // recordingRegistry is go-ipmi's full command set with Set System Boot
@@ -43,6 +44,19 @@ func (tb *testBMC) recordingRegistry() *handlers.Registry {
 		tb.bootOptions = append(tb.bootOptions, append([]byte(nil), data...))
 		tb.mu.Unlock()
 		return full.Dispatch(ctx, hctx, uint8(cmd.NetFn), cmd.ID, data)
+	})
+	status := types.CommandGetChassisStatus
+	rec.RegisterFunc(status, func(ctx context.Context, hctx *handlers.HandlerContext, data []byte) ([]byte, types.CompletionCode, error) {
+		tb.mu.Lock()
+		busy := tb.busy > 0
+		if busy {
+			tb.busy--
+		}
+		tb.mu.Unlock()
+		if busy {
+			return nil, types.CompletionCode(0xc0), nil // node busy
+		}
+		return full.Dispatch(ctx, hctx, uint8(status.NetFn), status.ID, data)
 	})
 	return rec
 }

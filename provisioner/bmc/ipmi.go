@@ -199,7 +199,7 @@ func (c *ipmiController) do(ctx context.Context, what string, fn func(ctx contex
 			return c.fail(what, ErrAuth)
 		}
 		var perm permanentError
-		if _, answered := completionCode(err); answered || errors.As(err, &perm) {
+		if cc, answered := completionCode(err); (answered && !transientCode(cc)) || errors.As(err, &perm) {
 			return c.fail(what, err)
 		}
 		if ctx.Err() != nil {

@@ -309,3 +309,27 @@ func TestIPMISetBootWireBytes(t *testing.T) {
 		t.Fatalf("Set System Boot Options requests = %s, want %s", got, want)
 	}
 }
+
+func TestIPMIBusyBMCIsRetriedABoundedNumberOfTimes(t *testing.T) {
+	tb := startGoIPMI(t, false)
+	c := openTest(t, "ipmi://"+tb.addr, testOpts(t, nil))
+	tb.mu.Lock()
+	tb.busy = 2
+	tb.mu.Unlock()
+	if s, err := c.PowerState(context.Background()); err != nil || s != PowerOff {
+		t.Fatalf("PowerState after two \"node busy\" answers = %q, %v", s, err)
+	}
+	tb.mu.Lock()
+	tb.busy = 5 // more than the 3 tries
+	tb.mu.Unlock()
+	_, err := c.PowerState(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "after 3 tries") {
+		t.Fatalf("err = %v; want the busy BMC given up on after 3 tries", err)
+	}
+	tb.mu.Lock()
+	left := tb.busy
+	tb.mu.Unlock()
+	if left != 2 {
+		t.Fatalf("BMC was asked %d times, want 3", 5-left)
+	}
+}
