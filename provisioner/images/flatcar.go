@@ -51,6 +51,9 @@ func prepareFlatcar(ctx context.Context, s Spec) (*Release, error) {
 		tr.ResponseHeaderTimeout = time.Minute
 		s.HTTP = &http.Client{Transport: tr}
 	}
+	if err := os.MkdirAll(s.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("flatcar: image cache: %w", err)
+	}
 	keys, err := flatcarKeyring(s.KeyFile)
 	if err != nil {
 		return nil, err

@@ -104,7 +104,7 @@ func flatcarSpec(rs *releaseServer, keyFile, cache string) Spec {
 func TestFlatcarDownloadVerifyAndCache(t *testing.T) {
 	signer, keyFile := newKey(t, nil)
 	rs := newReleaseServer(t, signer, "4152.2.3")
-	cache := t.TempDir()
+	cache := filepath.Join(t.TempDir(), "state", "images") // not there yet, as on a first start
 	rel, err := Prepare(context.Background(), flatcarSpec(rs, keyFile, cache))
 	if err != nil {
 		t.Fatal(err)
