@@ -61,10 +61,15 @@ func usage(s *rack.State) string {
 	if s.Name != rack.DefaultName {
 		flag = " --name " + s.Name
 	}
+	driver := ""
+	if s.NoBMC {
+		driver = " --bmc-driver libvirt" // no vBMCs: Racker drives the domains
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nIn the management node (Racker's paths are the rack's own):\n")
 	fmt.Fprintf(&b, "  racker-sim%s exec -- racker factory check\n", flag)
-	fmt.Fprintf(&b, "  racker-sim%s exec -- racker bootstrap\n", flag)
+	fmt.Fprintf(&b, "  racker-sim%s exec -- racker factory gen-ssh-key\n", flag)
+	fmt.Fprintf(&b, "  racker-sim%s exec -- racker bootstrap%s\n", flag, driver)
 	fmt.Fprintf(&b, "Look at it:\n  racker-sim%s status\n  racker-sim%s console n1\n", flag, flag)
 	fmt.Fprintf(&b, "Break it:\n  racker-sim%s fault n1 %s\n", flag, strings.Join(rack.Faults, "|"))
 	fmt.Fprintf(&b, "Remove it:\n  racker-sim%s down\n", flag)

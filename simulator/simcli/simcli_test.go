@@ -1,0 +1,61 @@
+package simcli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpListsTheCommandsButNotTheHiddenVBMC(t *testing.T) {
+	code, out, _ := run(t, "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, c := range []string{"up", "down", "status", "exec", "console", "fault"} {
+		if !strings.Contains(out, "\n  "+c+" ") {
+			t.Errorf("help lacks %s:\n%s", c, out)
+		}
+	}
+	if strings.Contains(out, "vbmc") {
+		t.Errorf("the hidden vbmc command is listed:\n%s", out)
+	}
+}
+
+func TestCommandsWithoutARackSayHowToMakeOne(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"status"}, {"fault", "n1", "bmc-down"}, {"console", "n1"}, {"exec", "--", "true"}} {
+		code, _, errs := run(t, append([]string{"--dir", dir}, args...)...)
+		if code != 1 || !strings.Contains(errs, "racker-sim up") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+}
+
+func TestUpRefusesBadInputBeforeTouchingTheHost(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"up", "--name", "much-too-long-name"},
+		{"up", "--os", "windows"},
+		{"up", "--nodes", "99"},
+	} {
+		code, _, errs := run(t, append([]string{"--dir", dir}, args...)...)
+		if code != 1 || errs == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+}
+
+func TestStatusOutputFlagIsChecked(t *testing.T) {
+	code, _, errs := run(t, "--dir", t.TempDir(), "status", "-o", "yaml")
+	if code != 1 || !strings.Contains(errs, "table or json") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+}
