@@ -65,5 +65,11 @@ test-bmc:
 	$(GO) test -count=1 ./provisioner/bmc
 	$(GO) test -count=1 -run 'BMC|Power|Bootdev|Console|Escape' ./provisioner/cli
 
+# make test-sim: netenv, the VMs and racker-sim (root, libvirtd, QEMU; the
+# hand-driven provisioning test also needs make testos).
+.PHONY: test-sim
+test-sim: build
+	$(GO) test -count=1 ./netenv ./simulator/vm ./simulator/rack ./simulator/simcli
+
 clean:
 	rm -rf bin
