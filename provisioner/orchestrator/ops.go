@@ -1,0 +1,197 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Operations run on their own goroutines and report back to the loop as
+// inputs; they never touch the state.
+
+type opKind string
+
+const (
+	opReinstall opKind = "reinstall" // boot services: next netboot installs
+	opDiag      opKind = "diag"      // BMC answers?
+	opPXE       opKind = "pxe"       // boot device PXE next boot, power on or cycle
+	opDiskBoot  opKind = "disk-boot" // boot device disk, persistent
+	opPowerOff  opKind = "power-off" // excluded nodes stay off
+)
+
+type opResult struct {
+	mac        string
+	kind       opKind
+	phase      Phase // the node's phase when the operation started
+	err        error
+	power      string
+	action     string
+	verified   bool
+	generation int
+}
+
+type askResult struct {
+	mac      string
+	decision FailureMode
+}
+
+type input struct {
+	events []Event
+	op     *opResult
+	ask    *askResult
+}
+
+func (r *runner) send(ctx context.Context, in input) {
+	select {
+	case r.inputs <- in:
+	case <-ctx.Done():
+	}
+}
+
+func (r *runner) runOp(ctx context.Context, s NodeSpec, kind opKind, phase Phase, wipeAll bool) {
+	defer r.wg.Done()
+	res := opResult{mac: s.PrimaryMAC, kind: kind, phase: phase}
+	res.err = r.doOp(ctx, s, kind, wipeAll, &res)
+	if res.err != nil {
+		res.err = fmt.Errorf("%s: %w", kind, res.err) // the BMC's errors name the node and address
+	}
+	r.send(ctx, input{op: &res})
+}
+
+func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, wipeAll bool, res *opResult) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.BMCOpTimeout)
+	defer cancel()
+	if kind == opReinstall {
+		rn, err := r.cfg.Boot.Reinstall(ctx, s.PrimaryMAC, wipeAll)
+		if err != nil {
+			return fmt.Errorf("asking the boot services for a reinstall: %w", err)
+		}
+		res.generation = rn.InstallGeneration
+		return nil
+	}
+	if err := r.lim.wait(ctx); err != nil {
+		return err
+	}
+	defer r.lim.done()
+	b, err := r.cfg.OpenBMC(ctx, s)
+	if err != nil {
+		return fmt.Errorf("connecting to the BMC: %w", err)
+	}
+	defer b.Close()
+	switch kind {
+	case opDiag:
+		res.power, err = b.Diag(ctx)
+		return err
+	case opPXE:
+		if res.verified, err = b.SetBoot(ctx, BootPXE, false, s.EFI); err != nil {
+			return fmt.Errorf("setting boot device PXE: %w", err)
+		}
+		state, err := b.PowerState(ctx)
+		if err != nil {
+			return fmt.Errorf("reading power state: %w", err)
+		}
+		res.action = "on"
+		if state == "on" {
+			res.action = "cycle"
+		}
+		if err := b.Power(ctx, res.action); err != nil {
+			return fmt.Errorf("power %s: %w", res.action, err)
+		}
+		res.power = "on"
+		return nil
+	case opDiskBoot:
+		if res.verified, err = b.SetBoot(ctx, BootDisk, true, s.EFI); err != nil {
+			return fmt.Errorf("setting boot device disk: %w", err)
+		}
+		return nil
+	case opPowerOff:
+		if err := b.Power(ctx, "off"); err != nil {
+			return err
+		}
+		res.power = "off"
+		return nil
+	}
+	return fmt.Errorf("unknown operation %q", kind)
+}
+
+func (r *runner) ask(ctx context.Context, n Node) {
+	defer r.wg.Done()
+	d := r.cfg.Ask(ctx, n, n.Reason)
+	r.send(ctx, input{ask: &askResult{mac: n.PrimaryMAC, decision: d}})
+}
+
+// poll long-polls the boot services for events and hands them to the loop
+// in order. The loop records the last sequence it applied; after a crash
+// the next run asks again from there.
+func (r *runner) poll(ctx context.Context, after uint64) {
+	defer r.wg.Done()
+	failing := false
+	for ctx.Err() == nil {
+		evs, err := r.cfg.Boot.Events(ctx, after, r.cfg.PollWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				r.log.Warn("cannot read events from the boot services; retrying", "err", err)
+			}
+			failing = true
+			select {
+			case <-r.cfg.Clock.After(2 * time.Second):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		if failing {
+			r.log.Info("reading events from the boot services again")
+			failing = false
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		after = evs[len(evs)-1].Seq
+		r.send(ctx, input{events: evs})
+	}
+}
+
+// limiter bounds concurrent BMC operations and spaces their starts.
+type limiter struct {
+	sem      chan struct{}
+	clock    Clock
+	interval time.Duration
+	mu       sync.Mutex
+	next     time.Time
+}
+
+func newLimiter(c Clock, concurrency int, interval time.Duration) *limiter {
+	return &limiter{sem: make(chan struct{}, concurrency), clock: c, interval: interval}
+}
+
+func (l *limiter) wait(ctx context.Context) error {
+	select {
+	case l.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	l.mu.Lock()
+	now := l.clock.Now()
+	at := l.next
+	if at.Before(now) {
+		at = now
+	}
+	l.next = at.Add(l.interval)
+	l.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		select {
+		case <-l.clock.After(d):
+		case <-ctx.Done():
+			<-l.sem
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (l *limiter) done() { <-l.sem }

@@ -1,0 +1,342 @@
+// Package orchestrator takes every node of a rack from "powered, unknown" to
+// "installed and booted from disk", one state machine per node.
+//
+// Progress is observed, never guessed: a node moves on when its BMC answers
+// or when it causes an event at the boot services (a DHCP request, an iPXE
+// or Ignition fetch, an install callback). Each phase has a timeout, and a
+// failure policy (retry, exclude, ask, cancel) decides what a failure does.
+// The state — every node's record and the last boot-services event consumed
+// — is persisted after each change, so a run killed at any moment resumes
+// where it stopped, never loses an event and never reinstalls a booted node.
+//
+// The door is Run; the BMCs, the boot services and the clock are ports
+// (ports.go) so that tests drive every transition with fakes.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// NodeSpec is one node to provision, from the plan.
+type NodeSpec struct {
+	PrimaryMAC string // lower case, colons
+	BMCMAC     string
+	Hostname   string
+	Role       string
+	Type       string
+	// EFI: the node's firmware boots UEFI (a per-type setting), so boot
+	// flags carry the EFI bit.
+	EFI bool
+	// Exclude leaves the node out (and powered off); ExcludeReason says why.
+	Exclude       bool
+	ExcludeReason string
+}
+
+// FailureMode is what a failure does to a node.
+type FailureMode string
+
+const (
+	Retry   FailureMode = "retry"
+	Exclude FailureMode = "exclude"
+	Ask     FailureMode = "ask"
+	Cancel  FailureMode = "cancel"
+)
+
+// ParseFailureMode checks a --on-failure value.
+func ParseFailureMode(s string) (FailureMode, error) {
+	switch m := FailureMode(s); m {
+	case Retry, Exclude, Ask, Cancel:
+		return m, nil
+	}
+	return "", fmt.Errorf("--on-failure %q: want retry, exclude, ask or cancel", s)
+}
+
+// Policy decides what a node's failure does.
+type Policy struct {
+	OnFailure FailureMode
+	// Retries is how many times Retry starts a node afresh.
+	Retries int
+	// AfterRetries applies once the retries are used up: Ask (on a
+	// terminal), Exclude or Cancel.
+	AfterRetries FailureMode
+}
+
+// Config is one provisioning run.
+type Config struct {
+	StateDir string
+	Nodes    []NodeSpec
+	Boot     BootServices
+	OpenBMC  BMCOpener
+	// Parallel bounds the nodes in flight (default 20).
+	Parallel int
+	Policy   Policy
+	Timeouts Timeouts
+	// Ask is called (from its own goroutine) when a failure needs a human
+	// decision; it returns Retry, Exclude or Cancel. Nil means Exclude.
+	Ask func(ctx context.Context, n Node, reason string) FailureMode
+	// OS names what is installed ("flatcar current"), recorded per node.
+	OS string
+	// StopAt ends the run once every node reached this phase (or a
+	// terminal one); "" runs until every node is terminal.
+	StopAt Phase
+
+	// BMCConcurrency bounds concurrent BMC operations (default 10) and
+	// BMCInterval spaces their starts (default 50 ms): a rack of BMCs on
+	// one switch should not be hit all at once.
+	BMCConcurrency int
+	BMCInterval    time.Duration
+	// BMCOpTimeout bounds one BMC operation (default 2 min).
+	BMCOpTimeout time.Duration
+	// RetryBackoff is the wait before repeating a failed BMC operation or
+	// restarting a node (default 10 s).
+	RetryBackoff time.Duration
+	// PollWait is the events long-poll wait (default 30 s).
+	PollWait time.Duration
+	// Tick is how often timeouts are checked (default 1 s).
+	Tick time.Duration
+
+	Clock  Clock
+	Logger *slog.Logger
+	// OnChange gets a snapshot of the run's nodes after every change (the
+	// live view). It runs on the orchestrator's goroutine: keep it quick.
+	OnChange func([]Node)
+}
+
+func (c *Config) defaults() {
+	if c.Parallel <= 0 {
+		c.Parallel = 20
+	}
+	if c.Policy.OnFailure == "" {
+		c.Policy.OnFailure = Retry
+		c.Policy.Retries = 3
+	}
+	if c.Policy.AfterRetries == "" {
+		c.Policy.AfterRetries = Exclude
+	}
+	c.Timeouts = c.Timeouts.withDefaults()
+	if c.BMCConcurrency <= 0 {
+		c.BMCConcurrency = 10
+	}
+	if c.BMCInterval < 0 {
+		c.BMCInterval = 0
+	} else if c.BMCInterval == 0 {
+		c.BMCInterval = 50 * time.Millisecond
+	}
+	if c.BMCOpTimeout <= 0 {
+		c.BMCOpTimeout = 2 * time.Minute
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 10 * time.Second
+	}
+	if c.PollWait <= 0 {
+		c.PollWait = 30 * time.Second
+	}
+	if c.Tick <= 0 {
+		c.Tick = time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Result is how a run ended, node by node.
+type Result struct {
+	Nodes []Node
+}
+
+// Failed returns the nodes that did not make it: failed, or excluded after
+// failures (not those the user excluded).
+func (r Result) Failed() []Node {
+	var out []Node
+	for _, n := range r.Nodes {
+		if n.Phase == Failed || (n.Phase == Excluded && !n.ExcludedByUser) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ErrCancelled ends a run under --on-failure cancel (or a "cancel" answer).
+var ErrCancelled = errors.New("provisioning cancelled")
+
+// Run provisions cfg.Nodes until each is booted, excluded or failed (or
+// has reached cfg.StopAt), or ctx ends. Nodes already booted are left alone.
+// It holds the state folder's lock for its whole life.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	cfg.defaults()
+	if cfg.Boot == nil || cfg.OpenBMC == nil {
+		return Result{}, errors.New("orchestrator: Boot and OpenBMC are required")
+	}
+	l, err := lock(cfg.StateDir)
+	if err != nil {
+		return Result{}, err
+	}
+	defer l.Close()
+	st, err := Load(cfg.StateDir)
+	if err != nil {
+		return Result{}, err
+	}
+	r := &runner{
+		cfg:      cfg,
+		st:       st,
+		log:      cfg.Logger,
+		specs:    map[string]NodeSpec{},
+		byBMC:    map[string]string{},
+		inputs:   make(chan input, 16),
+		inflight: map[string]bool{},
+		asking:   map[string]bool{},
+		lim:      newLimiter(cfg.Clock, cfg.BMCConcurrency, cfg.BMCInterval),
+	}
+	for _, s := range cfg.Nodes {
+		r.order = append(r.order, s.PrimaryMAC)
+		r.specs[s.PrimaryMAC] = s
+		if s.BMCMAC != "" {
+			r.byBMC[s.BMCMAC] = s.PrimaryMAC
+		}
+	}
+	r.prepare()
+	if err := r.sync(ctx); err != nil {
+		return r.result(), err
+	}
+	if err := r.persist(); err != nil {
+		return r.result(), err
+	}
+	err = r.loop(ctx)
+	return r.result(), err
+}
+
+// runner is one run's mutable state; only the loop goroutine touches st.
+type runner struct {
+	cfg    Config
+	st     *State
+	log    *slog.Logger
+	specs  map[string]NodeSpec
+	order  []string          // spec order: nodes start in plan order
+	byBMC  map[string]string // BMC MAC → primary MAC
+	inputs chan input
+
+	inflight  map[string]bool // a BMC or boot-services operation runs for the node
+	asking    map[string]bool
+	lim       *limiter
+	wg        sync.WaitGroup
+	pending   []Transition
+	dirty     bool
+	cancelled error
+}
+
+func (r *runner) now() time.Time { return r.cfg.Clock.Now() }
+
+func (r *runner) result() Result {
+	var out Result
+	for _, mac := range r.order {
+		if n := r.st.Nodes[mac]; n != nil {
+			out.Nodes = append(out.Nodes, *n)
+		}
+	}
+	return out
+}
+
+func (r *runner) snapshot() []Node { return r.result().Nodes }
+
+// persist writes the transitions, then the state; a crash in between
+// repeats a log line at worst, never loses a state change.
+func (r *runner) persist() error {
+	if !r.dirty {
+		return nil
+	}
+	if err := appendLog(r.cfg.StateDir, r.pending); err != nil {
+		return err
+	}
+	r.pending = nil
+	if err := save(r.cfg.StateDir, r.st); err != nil {
+		return err
+	}
+	r.dirty = false
+	if r.cfg.OnChange != nil {
+		r.cfg.OnChange(r.snapshot())
+	}
+	return nil
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	workCtx, stop := context.WithCancel(ctx)
+	defer func() {
+		stop()
+		r.wg.Wait()
+	}()
+	r.wg.Add(1)
+	go r.poll(workCtx, r.st.LastEventSeq)
+	for {
+		r.schedule(workCtx)
+		if err := r.persist(); err != nil {
+			return err
+		}
+		if r.cancelled != nil {
+			return r.cancelled
+		}
+		if r.finished() {
+			return nil
+		}
+		select {
+		case in := <-r.inputs:
+			r.apply(in)
+		drain:
+			for {
+				select {
+				case in := <-r.inputs:
+					r.apply(in)
+				default:
+					break drain
+				}
+			}
+		case <-r.cfg.Clock.After(r.cfg.Tick):
+		case <-ctx.Done():
+			return fmt.Errorf("provisioning interrupted (state saved; run again to resume): %w", ctx.Err())
+		}
+		r.checkTimeouts()
+	}
+}
+
+// finished: every node reached its goal and nothing is running.
+func (r *runner) finished() bool {
+	if len(r.inflight) > 0 || len(r.asking) > 0 {
+		return false
+	}
+	for _, mac := range r.order {
+		n := r.st.Nodes[mac]
+		if _, op := r.needOp(n); op {
+			return false
+		}
+		if n.Phase.Terminal() {
+			continue
+		}
+		if r.cfg.StopAt != "" && rank[n.Phase] >= rank[r.cfg.StopAt] && n.Started {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func (r *runner) apply(in input) {
+	switch {
+	case in.events != nil:
+		for _, ev := range in.events {
+			r.onEvent(ev)
+		}
+	case in.op != nil:
+		delete(r.inflight, in.op.mac)
+		r.onOp(*in.op)
+	case in.ask != nil:
+		delete(r.asking, in.ask.mac)
+		r.onAnswer(in.ask.mac, in.ask.decision)
+	}
+}

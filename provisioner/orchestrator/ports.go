@@ -1,0 +1,88 @@
+package orchestrator
+
+import (
+	"context"
+	"time"
+)
+
+// The orchestrator talks to the world through these small ports, so unit
+// tests drive every transition and timeout with fakes and a simulated
+// clock, and the real drivers (IPMI, libvirt, the boot services' HTTP API)
+// plug in unchanged.
+
+// Clock is the time source; tests use a simulated one.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// BootDevice is what a node boots from next.
+type BootDevice string
+
+const (
+	BootPXE  BootDevice = "pxe"
+	BootDisk BootDevice = "disk"
+)
+
+// BMC is what the orchestrator needs from a node's BMC. Every method names
+// the node and the BMC address in its errors.
+type BMC interface {
+	// Diag checks that the BMC answers and reports the power state ("on"/"off").
+	Diag(ctx context.Context) (power string, err error)
+	// SetBoot sets the boot device; persistent=false is next boot only.
+	// verified=false when the BMC cannot report the flags back.
+	SetBoot(ctx context.Context, dev BootDevice, persistent, efi bool) (verified bool, err error)
+	// PowerState is "on" or "off".
+	PowerState(ctx context.Context) (string, error)
+	// Power runs "on", "off", "cycle" or "reset".
+	Power(ctx context.Context, action string) error
+	Close() error
+}
+
+// BMCOpener connects to a node's BMC. It is called for every operation, so
+// a BMC whose address changes (a new DHCP lease) is found again.
+type BMCOpener func(ctx context.Context, n NodeSpec) (BMC, error)
+
+// Event is one boot-services event (contract B: GET /api/v1/events).
+type Event struct {
+	Seq     uint64
+	Time    time.Time
+	MAC     string
+	Kind    string
+	Message string
+}
+
+// Event kinds the orchestrator acts on.
+const (
+	EventDHCP       = "dhcp"
+	EventTFTP       = "tftp"
+	EventIPXE       = "ipxe"
+	EventIgnition   = "ignition"
+	EventInstalling = "installing"
+	EventInstalled  = "installed"
+	EventBooted     = "booted"
+	EventFailed     = "failed"
+)
+
+// RemoteNode is the boot services' view of a node (GET /api/v1/nodes).
+type RemoteNode struct {
+	PrimaryMAC        string
+	Target            string // "install" or "disk"
+	InstallGeneration int
+	Phase             string // the boot services' phase: unknown, dhcp, netbooting, installing, installed, booted, failed
+}
+
+// BootServices is the orchestrator's view of the boot services.
+type BootServices interface {
+	// Events long-polls for events after seq, waiting up to wait.
+	Events(ctx context.Context, after uint64, wait time.Duration) ([]Event, error)
+	Nodes(ctx context.Context) ([]RemoteNode, error)
+	// Reinstall makes the node's next netboot an install (a new install
+	// generation), wiping every disk with wipeAll.
+	Reinstall(ctx context.Context, mac string, wipeAll bool) (RemoteNode, error)
+}

@@ -1,0 +1,232 @@
+package orchestrator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/racker/racker/provisioner/internal/atomicfile"
+)
+
+// Files inside the state folder.
+const (
+	// StateFile holds every node's record and the last boot-services event
+	// consumed, replaced atomically after each batch of changes, so a
+	// kill -9 at any moment leaves the previous or the next state, and
+	// readers (racker status) never block the writer.
+	StateFile = "provision.json"
+	// LogFile gets one JSON line per phase transition, appended and synced.
+	LogFile  = "provision-log.jsonl"
+	lockFile = "provision.lock"
+)
+
+// Node is the orchestrator's record of one node, persisted in StateFile. It
+// is also what racker status shows.
+type Node struct {
+	PrimaryMAC string    `json:"primary_mac"`
+	BMCMAC     string    `json:"bmc_mac,omitempty"`
+	Hostname   string    `json:"hostname,omitempty"`
+	Role       string    `json:"role,omitempty"`
+	Type       string    `json:"type,omitempty"`
+	Phase      Phase     `json:"phase"`
+	PhaseSince time.Time `json:"phase_since"`
+
+	// Started: the node holds one of the --parallel slots.
+	Started bool `json:"started,omitempty"`
+	// Failures counts failures since the node last started afresh; the
+	// retry policy compares it with --retries.
+	Failures int    `json:"failures,omitempty"`
+	Reason   string `json:"reason,omitempty"` // why failed or excluded
+	// ExcludedByUser: --exclude, as opposed to excluded after failures.
+	ExcludedByUser bool `json:"excluded_by_user,omitempty"`
+	// NeedReinstall: ask the boot services for a new install generation
+	// before PXE (reprovision, retry), so the node gets the install script
+	// and not "boot from disk".
+	NeedReinstall bool `json:"need_reinstall,omitempty"`
+	WipeAll       bool `json:"wipe_all,omitempty"`
+	// DiskBootSet: boot device disk (persistent) written after the install.
+	DiskBootSet bool `json:"disk_boot_set,omitempty"`
+	// BootedSeen: the "booted" callback arrived (the phase moves to booted
+	// once the disk boot device is set too).
+	BootedSeen bool `json:"booted_seen,omitempty"`
+	// PowerOffDone: an excluded node was powered off (or tried to be).
+	PowerOffDone bool `json:"power_off_done,omitempty"`
+	// RetryAt delays the next BMC operation after an error.
+	RetryAt   time.Time `json:"retry_at,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+
+	// What the BMC said last, for status.
+	BMCReachable *bool  `json:"bmc_reachable,omitempty"`
+	Power        string `json:"power,omitempty"`
+	BootDevice   string `json:"boot_device,omitempty"`
+
+	InstallGeneration int       `json:"install_generation,omitempty"`
+	OS                string    `json:"os,omitempty"`
+	LastEvent         string    `json:"last_event,omitempty"`
+	LastEventAt       time.Time `json:"last_event_at,omitzero"`
+}
+
+// State is everything the orchestrator persists.
+type State struct {
+	// LastEventSeq is the sequence number of the last boot-services event
+	// whose effects are in Nodes: a resumed run asks for the events after
+	// it, so no event is lost and none is applied twice.
+	LastEventSeq uint64 `json:"last_event_seq"`
+	// EventsSynced: the first run skipped the journal's older history
+	// (events of earlier installs must not move today's nodes).
+	EventsSynced bool             `json:"events_synced"`
+	Nodes        map[string]*Node `json:"nodes"`
+}
+
+// Sorted returns the nodes ordered by hostname, then MAC.
+func (s *State) Sorted() []Node {
+	out := make([]Node, 0, len(s.Nodes))
+	for _, n := range s.Nodes {
+		out = append(out, *n)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hostname != out[j].Hostname {
+			return out[i].Hostname < out[j].Hostname
+		}
+		return out[i].PrimaryMAC < out[j].PrimaryMAC
+	})
+	return out
+}
+
+// Transition is one line of LogFile.
+type Transition struct {
+	Time     time.Time `json:"time"`
+	MAC      string    `json:"mac"`
+	Hostname string    `json:"hostname,omitempty"`
+	From     Phase     `json:"from"`
+	To       Phase     `json:"to"`
+	Cause    string    `json:"cause"`
+}
+
+// Load reads the persisted state of stateDir without taking any lock, so
+// it can run while a bootstrap writes (the file is replaced atomically).
+// A missing file is an empty state.
+func Load(stateDir string) (*State, error) {
+	st := &State{Nodes: map[string]*Node{}}
+	b, err := os.ReadFile(filepath.Join(stateDir, StateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading provisioning state: %w", err)
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("reading provisioning state %s: %w", filepath.Join(stateDir, StateFile), err)
+	}
+	if st.Nodes == nil {
+		st.Nodes = map[string]*Node{}
+	}
+	return st, nil
+}
+
+func save(stateDir string, st *State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(stateDir, StateFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("saving provisioning state: %w", err)
+	}
+	return nil
+}
+
+func appendLog(stateDir string, ts []Transition) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening transition log: %w", err)
+	}
+	defer f.Close()
+	var buf []byte
+	for _, t := range ts {
+		b, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	if _, err := f.Write(buf); err != nil {
+		return fmt.Errorf("appending to transition log: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing transition log: %w", err)
+	}
+	return nil
+}
+
+// ReadLog returns the transitions logged in stateDir.
+func ReadLog(stateDir string) ([]Transition, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, LogFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Transition
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for dec.More() {
+		var t Transition
+		if err := dec.Decode(&t); err != nil {
+			// A torn last line after a crash: keep what was whole.
+			break
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// ErrBusy says another racker process is provisioning with this state folder.
+var ErrBusy = errors.New("another racker bootstrap or reprovision is running with this state folder")
+
+// lock takes the state folder's provisioning lock, so two runs never write
+// the same state. It is released by closing the file (or by the process
+// dying: a kill -9 never leaves a stale lock).
+func lock(stateDir string) (*os.File, error) {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating state folder: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking provisioning state: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (%s)", ErrBusy, stateDir)
+		}
+		return nil, fmt.Errorf("locking provisioning state: %w", err)
+	}
+	return f, nil
+}
+
+// Update changes the persisted state under the provisioning lock: for
+// commands that mark nodes (reprovision, cluster ready) outside a run.
+func Update(stateDir string, fn func(*State) error) error {
+	l, err := lock(stateDir)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	st, err := Load(stateDir)
+	if err != nil {
+		return err
+	}
+	if err := fn(st); err != nil {
+		return err
+	}
+	return save(stateDir, st)
+}
