@@ -65,6 +65,10 @@ func openIPMI(u *url.URL, opts Options) (Controller, error) {
 	if host == "" {
 		return nil, fmt.Errorf("%sBMC URL %q: no host", nodePrefix(opts.Node), u.Redacted())
 	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		// go-ipmi v0.9.1 joins host and port without brackets.
+		return nil, fmt.Errorf("%sBMC URL %q: IPv6 BMC addresses are not supported; use the BMC's IPv4 address", nodePrefix(opts.Node), u.Redacted())
+	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n <= 0 || n > 65535 {

@@ -93,6 +93,7 @@ func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error
 			err = c.fail("serial console", err)
 		}
 		outW.CloseWithError(err)
+		inR.CloseWithError(err) // writes fail from now on instead of blocking
 	}()
 	c.mu.Lock()
 	c.console = con

@@ -234,6 +234,15 @@ func TestIPMIConsoleRelaysBothWaysAndRefusesASecond(t *testing.T) {
 		t.Fatalf("second console: err = %v; want ErrConsoleBusy", err)
 	}
 
+	// Another process would not share this process's console registry: the
+	// same BMC under another spelling of its address shows that the BMC
+	// itself refuses a second SOL activation, and that Racker says so.
+	_, port, _ := net.SplitHostPort(tb.addr)
+	mapped := openTest(t, "ipmi://localhost:"+port, testOpts(t, nil))
+	if _, err := mapped.Console(ctx); !errors.Is(err, ErrConsoleBusy) {
+		t.Fatalf("second console via the BMC: err = %v; want ErrConsoleBusy", err)
+	}
+
 	tb.serial.FeedRX([]byte("login: "))
 	buf := make([]byte, 0, 64)
 	tmp := make([]byte, 64)
@@ -331,5 +340,15 @@ func TestIPMIBusyBMCIsRetriedABoundedNumberOfTimes(t *testing.T) {
 	tb.mu.Unlock()
 	if left != 2 {
 		t.Fatalf("BMC was asked %d times, want 3", 5-left)
+	}
+}
+
+func TestOpenRejectsBadURLs(t *testing.T) {
+	for _, u := range []string{"ipmi://", "ipmi://10.0.0.1:0", "ipmi://[fd00::1]:623", "ftp://x", "fake://", "libvirt://otherhost/dom", "libvirt:///"} {
+		if _, err := Open(context.Background(), u, Options{Node: testNode}); err == nil {
+			t.Errorf("Open(%q) succeeded", u)
+		} else if !strings.Contains(err.Error(), "node "+testNode) {
+			t.Errorf("Open(%q): error %q does not name the node", u, err)
+		}
 	}
 }
