@@ -249,6 +249,14 @@ func (s *store) target(mac string) nodeTarget {
 
 // reinstall makes the node's next netboot install again.
 func (s *store) reinstall(mac string, wipeAll bool) (api.Node, error) {
+	n, err := s.markForInstall(mac, wipeAll)
+	if err != nil {
+		return n, err
+	}
+	return s.withBMCLease(n), nil
+}
+
+func (s *store) markForInstall(mac string, wipeAll bool) (api.Node, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n, ok := s.byMAC[mac]
@@ -273,22 +281,31 @@ func (s *store) reinstall(mac string, wipeAll bool) (api.Node, error) {
 // nodes returns every member node's state, in plan order.
 func (s *store) list() []api.Node {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := make([]api.Node, 0, len(s.plan.Nodes))
 	for _, n := range s.plan.Nodes {
 		out = append(out, s.viewLocked(n))
 	}
+	s.mu.Unlock()
+	for i := range out {
+		out[i] = s.withBMCLease(out[i])
+	}
 	return out
+}
+
+// withBMCLease reports the BMC's current lease as its address. It runs
+// outside s.mu: the lease store has locks of its own.
+func (s *store) withBMCLease(n api.Node) api.Node {
+	if s.leaseOf != nil && n.BMCMAC != "" {
+		if ip, ok := s.leaseOf(n.BMCMAC); ok {
+			n.BMCIP = ip
+		}
+	}
+	return n
 }
 
 func (s *store) viewLocked(n plan.Node) api.Node {
 	out := api.Node{PrimaryMAC: n.PrimaryMAC, Hostname: n.Hostname, IP: n.IP, BMCMAC: n.BMCMAC, BMCIP: n.BMCIP,
 		Target: api.TargetInstall, Phase: api.PhaseUnknown}
-	if s.leaseOf != nil && n.BMCMAC != "" {
-		if ip, ok := s.leaseOf(n.BMCMAC); ok {
-			out.BMCIP = ip
-		}
-	}
 	if v := s.nodes[n.PrimaryMAC]; v != nil {
 		out.Target, out.InstallGeneration, out.WipeAll = v.Target, v.InstallGeneration, v.WipeAll
 		if v.phase != "" {
