@@ -245,6 +245,10 @@ func (e *Env) Teardown() error {
 		case kindIPTables:
 			err = deleteRule(it)
 		case kindSysctl:
+			if it.Name == ipForwardSysctl && otherNATs() {
+				e.log.Debug("netenv: leaving IPv4 forwarding on for another environment's NAT")
+				continue
+			}
 			err = writeSysctl(it.Name, it.Prev)
 		default:
 			err = fmt.Errorf("unknown item kind %q in network record %s", it.Kind, e.path)

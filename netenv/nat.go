@@ -56,6 +56,14 @@ func deleteRule(it item) error {
 	return nil
 }
 
+// otherNATs says whether another environment's NAT rules are still in place
+// (ours are gone by the time forwarding is restored), so that tearing down
+// one rack does not cut another one off its uplink.
+func otherNATs() bool {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	return err == nil && strings.Contains(string(out), "--comment netenv:")
+}
+
 func readSysctl(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -91,6 +91,11 @@ func leftovers(t *testing.T, s *rack.State, pids []int) []string {
 			left = append(left, fmt.Sprintf("process %d", pid))
 		}
 	}
+	for _, mc := range s.Machines[1:] {
+		if _, err := os.Stat(filepath.Join(vm.QEMULogDir, s.Domain(mc.Name)+".log")); err == nil {
+			left = append(left, "libvirt log of "+s.Domain(mc.Name))
+		}
+	}
 	if _, err := os.Stat(s.Dir); err == nil {
 		left = append(left, "folder "+s.Dir)
 	}
@@ -158,6 +163,11 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	s2, err := rack.Up(ctx, cfg, log)
 	if err != nil {
 		t.Fatalf("second up: %v", err)
+	}
+	bigger := cfg
+	bigger.Nodes = 5
+	if _, err := rack.Up(ctx, bigger, log); err == nil {
+		t.Fatal("up with another node count over an existing rack succeeded")
 	}
 	if s2.Machines[2].PrimaryMAC != s.Machines[2].PrimaryMAC || len(s2.Processes) != 4 || s2.Processes[0].PID != s.Processes[0].PID {
 		t.Fatalf("second up changed the rack: %+v", s2.Processes)

@@ -29,6 +29,7 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	asked := c.Nodes
 	if err := c.complete(); err != nil {
 		return nil, err
 	}
@@ -41,6 +42,9 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 	case err != nil:
 		return nil, err
 	default:
+		if asked != 0 && c.NodesCSV == "" && asked != len(s.Machines)-1 {
+			return nil, fmt.Errorf("rack %s exists with %d servers, not %d: take it down first (racker-sim down)", s.Name, len(s.Machines)-1, asked)
+		}
 		log.Info("rack exists; completing it", "name", s.Name, "dir", s.Dir)
 	}
 	if err := s.save(); err != nil {

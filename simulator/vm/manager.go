@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,9 @@ import (
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 )
+
+// QEMULogDir is where libvirtd writes each domain's QEMU log (NAME.log).
+const QEMULogDir = "/var/log/libvirt/qemu"
 
 // Socket is libvirtd's API socket (qemu:///system).
 const Socket = "/var/run/libvirt/libvirt-sock"
@@ -200,6 +204,8 @@ func (m *Manager) Remove(name string) error {
 	if err := m.l.DomainUndefineFlags(d, libvirt.DomainUndefineNvram); err != nil && !libvirt.IsNotFound(err) {
 		return fmt.Errorf("while undefining domain %s: %w", name, err)
 	}
+	// libvirt's own per-domain QEMU log is ours too: a removed VM leaves no file.
+	_ = os.Remove(filepath.Join(QEMULogDir, name+".log"))
 	m.log.Debug("vm: domain removed", "domain", name)
 	return nil
 }
