@@ -150,7 +150,7 @@ type faultyHAL struct {
 
 func (h *faultyHAL) Chassis() hal.ChassisHAL { return h.chassis }
 
-func startGoIPMI(t *testing.T, withConsole bool) *testBMC {
+func startGoIPMI(t testing.TB, withConsole bool) *testBMC {
 	t.Helper()
 	base := mock.New()
 	ch := &faultyChassis{Chassis: base.Chassis().(*mock.Chassis)}

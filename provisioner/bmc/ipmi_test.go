@@ -18,7 +18,7 @@ import (
 
 const testNode = "00:11:22:33:44:10"
 
-func testOpts(t *testing.T, logs *bytes.Buffer) Options {
+func testOpts(t testing.TB, logs *bytes.Buffer) Options {
 	var h slog.Handler = slog.DiscardHandler
 	if logs != nil {
 		h = slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})

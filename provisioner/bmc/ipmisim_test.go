@@ -63,7 +63,7 @@ set)
 esac
 `
 
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func freeUDPPort(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-func startIPMISim(t *testing.T) *ipmiSim {
+func startIPMISim(t testing.TB) *ipmiSim {
 	t.Helper()
 	bin := testenv.RequireCommand(t, "ipmi_sim")
 	dir := t.TempDir()
