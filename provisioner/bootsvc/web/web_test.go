@@ -14,6 +14,7 @@ import (
 
 	"github.com/coreos/ignition/v2/config/v3_4"
 
+	"github.com/racker/racker/internal/testenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/images"
 )
@@ -224,11 +225,9 @@ func TestEventCallbacksAreValidated(t *testing.T) {
 
 // The booted unit's own command line, run by the real curl, is accepted.
 func TestBootedUnitCommandWithRealCurl(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
-	}
+	curl := testenv.RequireCommand(t, "curl")
 	r := newRig(t)
-	cmd := exec.Command("curl", "-fsS", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+	cmd := exec.Command(curl, "-fsS", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
 		`{"mac":"`+macA+`","event":"booted"}`, r.http.URL+"/api/v1/events")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("curl: %v %s", err, out)
