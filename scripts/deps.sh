@@ -36,3 +36,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "deps: all ${#packages[@]} packages installed"
 fi
+
+# No systemd here: start libvirt's daemons ourselves when they are not running
+# (the simulator, the libvirt BMC driver and the e2e suite talk to libvirtd).
+mkdir -p /var/run/libvirt /var/log/libvirt
+pgrep -x virtlogd >/dev/null || virtlogd -d
+pgrep -x libvirtd >/dev/null || libvirtd -d
+for _ in $(seq 50); do
+  [ -S /var/run/libvirt/libvirt-sock ] && break
+  sleep 0.2
+done
+[ -S /var/run/libvirt/libvirt-sock ] || { echo "deps: libvirtd did not start" >&2; exit 1; }
+echo "deps: libvirtd and virtlogd running"
