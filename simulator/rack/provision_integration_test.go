@@ -46,8 +46,19 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 	ctx := context.Background()
 	s, err := rack.Up(ctx, rack.Config{Name: name, Dir: dir, Nodes: 2, Disks: 2, RackerBinary: rackerBin, TestOSDir: testosDir, SimBinary: exe}, log)
 	t.Cleanup(func() {
+		var pids []int
+		if s != nil {
+			for _, p := range s.Processes {
+				pids = append(pids, p.PID)
+			}
+		}
 		if err := rack.Down(ctx, dir, log); err != nil {
 			t.Errorf("down: %v", err)
+		}
+		if s != nil {
+			if left := leftovers(t, s, pids); len(left) > 0 {
+				t.Errorf("left behind after down: %s", strings.Join(left, ", "))
+			}
 		}
 	})
 	if err != nil {
@@ -133,7 +144,16 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 		t.Fatalf("n1 booted=%v n2 failed=%v; n1 console tail:\n%s", n1Booted, n2Failed, tail(c1, 3000))
 	}
 	t.Logf("FIGURE: power-on to booted from disk (n1) %.1f s; to failed install (n2) %.1f s", n1Booted.Seconds(), n2Failed.Seconds())
-	assertOrder(t, "n1", kinds[n1], "ipxe:install", "installing:", "installed:", "booted:")
+	assertOrder(t, "n1", kinds[n1], "ipxe:install", "installing:", "installed:", "ignition:boot", "booted:")
+	// The guest's own reboot after the install went to disk: the next-boot
+	// PXE flag was spent, so no second install (no netboot loop).
+	installed := false
+	for _, k := range kinds[n1] {
+		installed = installed || strings.HasPrefix(k, "installed")
+		if installed && (strings.HasPrefix(k, "ipxe:install") || strings.HasPrefix(k, "ignition:install")) {
+			t.Errorf("n1 netbooted into the installer again after installing: %v", kinds[n1])
+		}
+	}
 	for _, k := range kinds[n2] {
 		if strings.HasPrefix(k, "installed") {
 			t.Errorf("n2 installed despite install-fail: %v", kinds[n2])
