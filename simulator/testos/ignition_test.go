@@ -25,12 +25,12 @@ func (m mapFetcher) Fetch(_ context.Context, src string) ([]byte, error) {
 
 func TestDecodeDataURL(t *testing.T) {
 	cases := map[string]string{
-		"data:,hello%20world%0A":                       "hello world\n",
-		"data:,a+b":                                    "a+b",
+		"data:,hello%20world%0A": "hello world\n",
+		"data:,a+b":              "a+b",
 		"data:text/plain;charset=utf-8,%23!%2Fbin%2Fsh": "#!/bin/sh",
-		"data:;base64,cm9sZT13b3JrZXIK":                "role=worker\n",
-		"data:text/plain;base64,aGk":                   "hi",
-		"data:,":                                       "",
+		"data:;base64,cm9sZT13b3JrZXIK":                 "role=worker\n",
+		"data:text/plain;base64,aGk":                    "hi",
+		"data:,":                                        "",
 	}
 	for in, want := range cases {
 		got, err := DecodeDataURL(in)
@@ -156,11 +156,11 @@ func TestApplyWritesFilesUsersAndUnits(t *testing.T) {
 func TestParseCmdline(t *testing.T) {
 	got := ParseCmdline(`BOOT_IMAGE=/vmlinuz flatcar.first_boot=yes ignition.config.url=http://172.24.213.1:8080/ignition?mac=00:11:22:33:44:10&phase=install console=ttyS0,115200n8 quiet x="a b"` + "\n")
 	want := map[string]string{
-		"ignition.config.url":  "http://172.24.213.1:8080/ignition?mac=00:11:22:33:44:10&phase=install",
-		"flatcar.first_boot":   "yes",
-		"console":              "ttyS0,115200n8",
-		"quiet":                "",
-		"x":                    "a b",
+		"ignition.config.url": "http://172.24.213.1:8080/ignition?mac=00:11:22:33:44:10&phase=install",
+		"flatcar.first_boot":  "yes",
+		"console":             "ttyS0,115200n8",
+		"quiet":               "",
+		"x":                   "a b",
 	}
 	for k, v := range want {
 		if got[k] != v {
