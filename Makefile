@@ -71,5 +71,15 @@ test-bmc:
 test-sim: build
 	$(GO) test -count=1 ./netenv ./simulator/vm ./simulator/rack ./simulator/simcli
 
+# make testos: the test OS as a release folder, bin/testos/current (Debian's
+# cloud kernel + the Go init; quick when nothing changed). make test-testos:
+# its tests, with the QEMU netboot-install-then-disk-boot test (~1 min, TCG).
+.PHONY: testos test-testos
+testos:
+	GO=$(GO) ./scripts/build-testos.sh bin/testos
+
+test-testos: testos
+	RACKER_TESTOS_DIR=$(CURDIR)/bin/testos $(GO) test -count=1 -timeout 20m ./simulator/testos/...
+
 clean:
 	rm -rf bin
