@@ -16,7 +16,7 @@ packages=(
   # installer image: a real OCI client reads the archives `make image` writes
   skopeo
   # test OS image building
-  cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk
+  cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk bzip2
 )
 
 if [ "$(id -u)" != 0 ]; then
