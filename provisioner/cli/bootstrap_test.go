@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/bootsvc/web"
+	"github.com/racker/racker/provisioner/images"
+	"github.com/racker/racker/provisioner/orchestrator"
+	"github.com/racker/racker/provisioner/plan"
+)
+
+// simulateNode plays a node behind its fake BMC against the real HTTP boot
+// services: when powered on with PXE as boot device it fetches its iPXE
+// script from its own planned address (127.0.0.x, on loopback) and, when
+// told to install, posts the installing and installed callbacks; once its
+// BMC boots it from disk, it posts booted. Fake BMCs, real HTTP.
+// wipedInstalls maps a primary MAC to the install generation it installed
+// with wipe-all.
+var wipedInstalls sync.Map
+
+func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
+	b := bmc.Fake(fakeBMCName(n.PrimaryMAC))
+	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: n.IP.AsSlice()}}).DialContext}}
+	post := func(event string) {
+		body, _ := json.Marshal(api.Callback{MAC: n.PrimaryMAC, Event: api.EventKind(event)})
+		resp, err := client.Post(base+"/api/v1/events", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Errorf("%s: posting %s: %v", n.Hostname, event, err)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("%s: posting %s: %s", n.Hostname, event, resp.Status)
+		}
+	}
+	seen, installed := len(b.Actions()), false
+	for ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+		if acts := b.Actions(); len(acts) > seen {
+			seen = len(acts)
+			last := acts[len(acts)-1]
+			if (last == bmc.ActionOn || last == bmc.ActionCycle) && b.Flags().Device == bmc.DevicePXE {
+				resp, err := client.Get(base + "/ipxe?mac=" + n.PrimaryMAC)
+				if err != nil {
+					t.Errorf("%s: iPXE: %v", n.Hostname, err)
+					continue
+				}
+				script, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(script), "kernel ") {
+					// What the install config is built from: the target's wipe-all.
+					if ns, err := api.NewClient(base).Nodes(ctx); err == nil {
+						for _, rn := range ns {
+							if rn.PrimaryMAC == n.PrimaryMAC && rn.WipeAll {
+								wipedInstalls.Store(n.PrimaryMAC, rn.InstallGeneration)
+							}
+						}
+					}
+					post("installing")
+					post("installed")
+					installed = true
+				}
+			}
+			continue
+		}
+		if f := b.Flags(); installed && f.Device == bmc.DeviceDisk && f.Persistent {
+			post("booted")
+			installed = false
+		}
+	}
+}
+
+func TestBootstrapStatusReprovision(t *testing.T) {
+	oem, state := exampleRack(t)
+	// A third node whose BMC never answers.
+	f, err := os.OpenFile(filepath.Join(oem, "nodes.csv"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("00:11:22:33:44:60, 00:11:22:33:44:61, 00:11:22:33:44:70, purple, dead BMC\n")
+	f.Close()
+	flags := append(rackFlags(oem, state), "--subnet", "127.0.0.0/24", "--controller-type", "red")
+
+	env := &Env{OEMDir: oem, StateDir: state, MgmtMAC: "00:11:22:33:44:00", Stdout: io.Discard, Stderr: io.Discard}
+	env.log = slog.New(slog.DiscardHandler)
+	_, p, err := env.MakePlan(&PlanFlags{subnet: "127.0.0.0/24", Choices: plan.Choices{ControllerType: "red"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	srv, err := web.New(web.Config{Plan: p, StateDir: state, Release: release, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ctx, ln) }()
+	simsDone := make(chan struct{})
+	var live []plan.Node
+	for _, n := range p.Nodes {
+		t.Cleanup(func() { bmc.ForgetFake(fakeBMCName(n.PrimaryMAC)) })
+		if n.PrimaryMAC == "00:11:22:33:44:60" {
+			bmc.Fake(fakeBMCName(n.PrimaryMAC)).SetDead(true)
+			continue
+		}
+		live = append(live, n)
+	}
+	go func() {
+		defer close(simsDone)
+		done := make(chan struct{})
+		for _, n := range live {
+			go func() { simulateNode(ctx, t, "http://"+ln.Addr().String(), n); done <- struct{}{} }()
+		}
+		for range live {
+			<-done
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-simsDone; <-served; srv.Close() })
+	url := "http://" + ln.Addr().String()
+	drive := []string{"--boot-services", url, "--bmc-driver", "fake", "--os", "testos", "--bmc-timeout", "2s"}
+
+	code, out, errs := run(t, "", append(append([]string{"bootstrap", "--on-failure", "exclude"}, drive...), flags...)...)
+	if code != 1 || !strings.Contains(errs, "1 node(s) failed") || !strings.Contains(errs, "00:11:22:33:44:60") {
+		t.Fatalf("bootstrap with a dead BMC: exit %d, want 1 naming the node\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "excluded") || !strings.Contains(out, "2 booted") {
+		t.Errorf("summary:\n%s", out)
+	}
+	status := func() map[string]orchestrator.StatusNode {
+		t.Helper()
+		code, out, errs := run(t, "", append([]string{"status", "-o", "json", "--boot-services", url}, flags...)...)
+		if code != 0 {
+			t.Fatalf("status: exit %d: %s", code, errs)
+		}
+		var st struct {
+			Nodes []map[string]any `json:"nodes"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status JSON: %v\n%s", err, out)
+		}
+		want := []string{"primary_mac", "hostname", "role", "phase", "bmc_reachable", "power", "boot_device", "os", "ip", "last_event", "last_event_at", "install_generation"}
+		for _, n := range st.Nodes {
+			for _, k := range want {
+				if _, ok := n[k]; !ok && k != "last_event_at" {
+					t.Errorf("status JSON node lacks %q: %v", k, n)
+				}
+			}
+		}
+		var typed orchestrator.Status
+		json.Unmarshal([]byte(out), &typed)
+		m := map[string]orchestrator.StatusNode{}
+		for _, n := range typed.Nodes {
+			m[n.PrimaryMAC] = n
+		}
+		return m
+	}
+	st := status()
+	for _, mac := range []string{"00:11:22:33:44:10", "00:11:22:33:44:20"} {
+		n := st[mac]
+		if n.Phase != orchestrator.Booted || n.BootDevice != "disk" || n.Power != "on" || n.OS != "testos current" ||
+			n.BMCReachable == nil || !*n.BMCReachable || !strings.HasPrefix(n.IP, "127.0.0.") || !strings.HasPrefix(n.LastEvent, "booted") {
+			t.Errorf("%s after bootstrap: %+v", mac, n)
+		}
+	}
+	if st["00:11:22:33:44:10"].Role != "controller" || st["00:11:22:33:44:20"].Role != "worker" {
+		t.Errorf("roles: %+v", st)
+	}
+	if n := st["00:11:22:33:44:60"]; n.Phase != orchestrator.Excluded || n.BMCReachable == nil || *n.BMCReachable {
+		t.Errorf("dead BMC node: %+v", n)
+	}
+
+	// Reprovision the worker: a new install generation with wipe-all, the
+	// controller untouched; a controller needs --yes off a terminal.
+	ctrlActions := len(bmc.Fake(fakeBMCName("00:11:22:33:44:10")).Actions())
+	code, out, errs = run(t, "", append(append([]string{"reprovision", "00:11:22:33:44:10"}, drive...), flags...)...)
+	if code == 0 || !strings.Contains(errs, "--yes") {
+		t.Errorf("reprovision of a controller without --yes: exit %d: %s", code, errs)
+	}
+	code, out, errs = run(t, "", append(append([]string{"reprovision", "00:11:22:33:44:20"}, drive...), flags...)...)
+	if code != 0 {
+		t.Fatalf("reprovision: exit %d\n%s\n%s", code, out, errs)
+	}
+	st = status()
+	if n := st["00:11:22:33:44:20"]; n.Phase != orchestrator.Booted || n.InstallGeneration != 1 {
+		t.Errorf("reprovisioned worker: %+v", n)
+	}
+	if n := st["00:11:22:33:44:10"]; n.Phase != orchestrator.Booted || n.InstallGeneration != 0 {
+		t.Errorf("untouched controller: %+v", n)
+	}
+	if got := len(bmc.Fake(fakeBMCName("00:11:22:33:44:10")).Actions()); got != ctrlActions {
+		t.Errorf("reprovision of the worker power-cycled the controller")
+	}
+	if g, ok := wipedInstalls.Load("00:11:22:33:44:20"); !ok || g.(int) != 1 {
+		t.Errorf("the reprovisioned worker did not install generation 1 with wipe-all (got %v)", g)
+	}
+	if _, ok := wipedInstalls.Load("00:11:22:33:44:10"); ok {
+		t.Error("the controller installed with wipe-all")
+	}
+	nodes, err := api.NewClient(url).Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.PrimaryMAC == "00:11:22:33:44:20" && n.Target != api.TargetDisk {
+			t.Errorf("boot services after reprovision: %+v", n)
+		}
+	}
+}
