@@ -1,9 +1,11 @@
 // Package tftp serves the iPXE binaries that PXE firmware loads before iPXE
 // takes over over HTTP (undionly.kpxe for BIOS, ipxe.efi for UEFI).
 //
-// It is read-only on purpose: write requests are refused, names are resolved
-// inside the boot-files folder through os.Root, so neither "../" nor a
-// symlink can reach a file outside it. blksize and tsize are negotiated by
+// It is read-only on purpose: write requests are refused, and a requested
+// name with any ".." component is refused rather than resolved, so a client
+// can only name files below the boot-files folder. Symlinks the folder
+// itself holds are followed: they are the administrator's (Debian links
+// /usr/lib/ipxe/ipxe.efi to /boot/ipxe.efi), not the client's. blksize and tsize are negotiated by
 // pin/tftp (blksize up to the interface MTU); that library does not
 // implement RFC 7440 windowsize, and its "anticipate" mode sends windows a
 // plain client never asked for, so it stays off.
@@ -17,13 +19,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"os"
 
 	"github.com/pin/tftp/v3"
 	"golang.org/x/sys/unix"
@@ -49,10 +51,9 @@ type Config struct {
 
 // Server is a read-only TFTP server over one boot-files folder.
 type Server struct {
-	cfg  Config
-	root *os.Root
-	srv  *tftp.Server
-	log  *slog.Logger
+	cfg Config
+	srv *tftp.Server
+	log *slog.Logger
 }
 
 // New opens the boot-files folder and prepares the server; Serve runs it.
@@ -63,11 +64,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	root, err := os.OpenRoot(cfg.Root)
-	if err != nil {
-		return nil, fmt.Errorf("opening the TFTP boot-files folder: %w", err)
+	if st, err := os.Stat(cfg.Root); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("opening the TFTP boot-files folder %q: not a folder (%v)", cfg.Root, err)
 	}
-	s := &Server{cfg: cfg, root: root, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.srv = tftp.NewServer(s.read, nil) // nil write handler: writes are refused
 	s.srv.SetTimeout(cfg.Timeout)
 	s.srv.SetBlockSize(65456) // the client's blksize wins, clamped to the MTU
@@ -83,10 +83,9 @@ func (s *Server) Serve(conn net.PacketConn) error {
 }
 
 // Shutdown stops accepting requests, lets transfers in flight finish (each
-// bounded by the timeout and retries), and closes the folder.
+// bounded by the timeout and retries).
 func (s *Server) Shutdown() {
 	s.srv.Shutdown()
-	s.root.Close()
 }
 
 // ErrForbidden is what a request for a name outside the folder gets.
@@ -124,7 +123,7 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		s.cfg.Metrics.Transfer("refused", 0, err)
 		return err
 	}
-	f, err := s.root.Open(rel)
+	f, err := os.Open(filepath.Join(s.cfg.Root, filepath.FromSlash(rel)))
 	if err != nil {
 		log.Info("TFTP file not served", "err", err)
 		s.cfg.Metrics.Transfer("missing", 0, err)
