@@ -104,7 +104,7 @@ syslinux --install "$part"
 disk=$work/disk.img
 truncate -s "$(( part_mib + 1 ))M" "$disk"
 dd if="$part" of="$disk" bs=1M seek=1 conv=notrunc status=none
-printf 'label: dos\nstart=2048, size=%d, type=ef, bootable\n' $(( part_mib * 2048 )) | sfdisk -q --wipe-partitions never "$disk"
+printf 'label: dos\nstart=2048, size=%d, type=ef, bootable\n' $(( part_mib * 2048 )) | sfdisk -q --wipe-partitions never "$disk" 2> >(grep -v "contains a vfat signature" >&2)
 dd if=/usr/lib/syslinux/mbr/mbr.bin of="$disk" bs=440 count=1 conv=notrunc status=none
 bzip2 -9 -c "$disk" >"$work/image.bin.bz2"
 

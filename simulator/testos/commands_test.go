@@ -100,6 +100,9 @@ func TestListAndPickDisks(t *testing.T) {
 	// A fake /sys/block tree (unit test): names and sizes as the kernel shows them.
 	sys := fakeSysBlock(t, map[string]string{"vda": "4194304", "vdb": "2097152", "nvme0n1": "2097152", "loop0": "100", "sr0": "2048", "vdc": "0", "nvme0": "5"})
 	os.WriteFile(filepath.Join(sys, "vdb", "ro"), []byte("1\n"), 0o644)
+	os.MkdirAll(filepath.Join(sys, "sdz"), 0o755)
+	os.WriteFile(filepath.Join(sys, "sdz", "size"), []byte("1024\n"), 0o644)
+	os.WriteFile(filepath.Join(sys, "sdz", "removable"), []byte("1\n"), 0o644) // a USB stick
 	disks, err := ListDisks(sys)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +112,7 @@ func TestListAndPickDisks(t *testing.T) {
 		names = append(names, d.Name)
 	}
 	if got := strings.Join(names, ","); got != "nvme0n1,vda" {
-		t.Errorf("disks = %s, want nvme0n1,vda (no loop/sr/read-only/empty/controller)", got)
+		t.Errorf("disks = %s, want nvme0n1,vda (no loop/sr/read-only/removable/empty/controller)", got)
 	}
 	d, err := SmallestDisk(disks)
 	if err != nil || d.Dev() != "/dev/nvme0n1" || d.Size != 2097152*512 {

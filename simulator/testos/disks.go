@@ -22,8 +22,8 @@ type Disk struct {
 func (d Disk) Dev() string { return "/dev/" + d.Name }
 
 // ListDisks lists the disks under sysBlock (normally /sys/block) that an
-// install can target: sd*, vd*, xvd* and nvme*n*, not read-only, not empty,
-// sorted by name. The same patterns as the contract's wipe-all loop.
+// install can target: sd*, vd*, xvd* and nvme*n*, not read-only, not
+// removable, not empty, sorted by name. The same patterns as the contract's wipe-all loop.
 func ListDisks(sysBlock string) ([]Disk, error) {
 	entries, err := os.ReadDir(sysBlock)
 	if err != nil {
@@ -36,6 +36,9 @@ func ListDisks(sysBlock string) ([]Disk, error) {
 			continue
 		}
 		if ro, _ := readInt(filepath.Join(sysBlock, name, "ro")); ro != 0 {
+			continue
+		}
+		if rm, _ := readInt(filepath.Join(sysBlock, name, "removable")); rm != 0 {
 			continue
 		}
 		sectors, err := readInt(filepath.Join(sysBlock, name, "size"))

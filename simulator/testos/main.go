@@ -49,8 +49,10 @@ func Main(args []string) int {
 		return Wipefs(rest, os.Stdout, os.Stderr)
 	case "systemctl":
 		return Systemctl(rest, os.Stdout, os.Stderr, rebootNow)
+	case "reboot", "poweroff", "halt":
+		return Systemctl([]string{name}, os.Stdout, os.Stderr, rebootNow)
 	}
-	fmt.Fprintf(os.Stderr, "testos: unknown applet %q (init, curl, flatcar-install, wipefs, systemctl)\n", name)
+	fmt.Fprintf(os.Stderr, "testos: unknown applet %q (init, curl, flatcar-install, wipefs, systemctl, reboot, poweroff, halt)\n", name)
 	return 2
 }
 

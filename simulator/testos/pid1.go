@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ func RunInit() {
 	console := os.Stdout
 	log := NewConsoleLogger(console)
 	started := time.Now()
+	handleSignals(log)
 	mountEarly(log)
 	args := ParseCmdline(readFile("/proc/cmdline"))
 	installed := args["testos.root"] == "disk"
@@ -230,6 +232,26 @@ func keepRunning(log *slog.Logger, console *os.File) {
 			shell = start()
 		}
 	}
+}
+
+// handleSignals keeps PID 1 alive: Go's default for SIGHUP, SIGUSR1 and
+// SIGUSR2 is to exit, and PID 1 exiting panics the kernel. The signals
+// sysvinit-style tools send to PID 1 get their meaning: SIGTERM reboot,
+// SIGUSR2 power off, SIGUSR1 halt.
+func handleSignals(log *slog.Logger) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	go func() {
+		for sig := range ch {
+			cmd := map[os.Signal]int{unix.SIGTERM: unix.LINUX_REBOOT_CMD_RESTART, unix.SIGUSR2: unix.LINUX_REBOOT_CMD_POWER_OFF, unix.SIGUSR1: unix.LINUX_REBOOT_CMD_HALT}
+			if c, ok := cmd[sig]; ok {
+				log.Info("going down", "signal", sig.String())
+				_ = rebootNow(c)
+				continue
+			}
+			log.Info("ignoring signal", "signal", sig.String())
+		}
+	}()
 }
 
 // ParseCmdline splits a kernel command line into key=value pairs (a flag

@@ -23,9 +23,9 @@ import (
 	"github.com/racker/racker/simulator/testos/kmod"
 )
 
-// applets are the names the init binary answers to, in /usr/bin, which comes
-// before busybox's /bin in PATH.
-var applets = []string{"curl", "flatcar-install", "wipefs", "systemctl"}
+// applets are the names the init binary answers to. reboot, poweroff and
+// halt are the init's too: busybox's would signal PID 1 instead.
+var applets = []string{"curl", "flatcar-install", "wipefs", "systemctl", "reboot", "poweroff", "halt"}
 
 func main() {
 	out := flag.String("o", "", "output file (.cpio.gz)")
@@ -46,8 +46,13 @@ func main() {
 
 func build(out, initBin, busybox, modDir, kver string, modules []string) error {
 	a := initrd.NewArchive()
-	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "mnt", "opt", "var", "usr/sbin", "sbin", "home/core", "etc/systemd/system"} {
+	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "mnt", "opt", "var", "usr/bin", "home/core", "etc/systemd/system"} {
 		a.Dir(d, 0o755)
+	}
+	// A merged /usr, as on Flatcar: /bin/sh, /usr/bin/env and /usr/sbin/X
+	// all resolve, whatever path a unit or script names.
+	for _, l := range []string{"bin", "sbin", "usr/sbin"} {
+		a.Symlink(l, "/usr/bin")
 	}
 	a.Dir("root", 0o700)
 	a.CharDev("dev/console", 0o600, 5, 1)
@@ -65,14 +70,14 @@ func build(out, initBin, busybox, modDir, kver string, modules []string) error {
 	if data, err = os.ReadFile(busybox); err != nil {
 		return fmt.Errorf("while reading busybox: %w", err)
 	}
-	a.File("bin/busybox", 0o755, data)
+	a.File("usr/bin/busybox", 0o755, data)
 	list, err := exec.Command(busybox, "--list").Output()
 	if err != nil {
 		return fmt.Errorf("while listing busybox applets: %w", err)
 	}
 	for _, name := range strings.Fields(string(list)) {
-		if name != "busybox" {
-			a.Symlink("bin/"+name, "busybox")
+		if name != "busybox" && !a.Has("usr/bin/"+name) {
+			a.Symlink("usr/bin/"+name, "busybox")
 		}
 	}
 
