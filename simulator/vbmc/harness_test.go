@@ -53,6 +53,8 @@ type bmcUnderTest struct {
 	addr     netip.AddrPort
 	passFile string
 	dir      string
+	// netns, when set, runs ipmitool inside that network namespace.
+	netns string
 }
 
 // writeCredentials writes the user and password files (0600) the way the
@@ -118,8 +120,11 @@ func (b *bmcUnderTest) ipmitoolArgs(extra ...string) []string {
 // ipmitool runs the real ipmitool against the BMC.
 func (b *bmcUnderTest) ipmitool(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(testenv.RequireCommand(t, "ipmitool"), b.ipmitoolArgs(args...)...)
-	out, err := cmd.CombinedOutput()
+	argv := append([]string{testenv.RequireCommand(t, "ipmitool")}, b.ipmitoolArgs(args...)...)
+	if b.netns != "" {
+		argv = append([]string{testenv.RequireCommand(t, "ip"), "netns", "exec", b.netns}, argv...)
+	}
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	return string(out), err
 }
 
