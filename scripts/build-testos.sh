@@ -10,7 +10,8 @@
 #
 # Usage: scripts/build-testos.sh [OUT]   (default bin/testos; GO=go)
 # Idempotent: downloads are cached in OUT/cache, and nothing is rebuilt when
-# the inputs (kernel package, init binary, busybox, this script) are unchanged.
+# the inputs (kernel package, init and initramfs builder binaries, busybox,
+# syslinux, this script) are unchanged.
 # TESTOS_REFRESH=1 looks for a newer kernel package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,11 +25,14 @@ MODULES=(virtio_pci virtio_net virtio_blk virtio_scsi sd_mod vfat nls_cp437 nls_
 
 say() { echo "build-testos: $*"; }
 need() { command -v "$1" >/dev/null || { echo "build-testos: $1 is missing (make deps installs it)" >&2; exit 1; }; }
-for c in apt-get apt-cache dpkg-deb mkfs.vfat mcopy mmd syslinux sfdisk bzip2 sha256sum; do need "$c"; done
+for c in apt-get apt-cache dpkg-deb mkfs.vfat mcopy mmd syslinux sfdisk bzip2 sha256sum flock; do need "$c"; done
 for f in /bin/busybox /usr/lib/syslinux/mbr/mbr.bin /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi /usr/lib/syslinux/modules/efi64/ldlinux.e64; do
   [ -e "$f" ] || { echo "build-testos: $f is missing (make deps installs it)" >&2; exit 1; }
 done
 mkdir -p "$CACHE" "$REL"
+# One build at a time per output folder (make testos and a test may race).
+exec 9>"$CACHE/.lock"
+flock 9
 
 # 1. The kernel: linux-image-cloud-amd64 names the current versioned package.
 deb=$(ls "$CACHE"/linux-image-*-cloud-amd64_*.deb 2>/dev/null | sort -V | tail -n1 || true)
@@ -55,9 +59,11 @@ vmlinuz=$kdir/boot/vmlinuz-$kver
 
 # 2. The multi-call init (static) and the initramfs builder.
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$CACHE/init" ./simulator/testos/cmd/testos-init
-"$GO" build -o "$CACHE/testos-initrd" ./simulator/testos/cmd/testos-initrd
+"$GO" build -trimpath -o "$CACHE/testos-initrd" ./simulator/testos/cmd/testos-initrd
 
-stamp=$( { sha256sum "$0" "$CACHE/init" /bin/busybox "$vmlinuz" | cut -d' ' -f1; echo "${MODULES[*]}"; } | sha256sum | cut -d' ' -f1)
+stamp=$( { sha256sum "$0" "$CACHE/init" "$CACHE/testos-initrd" /bin/busybox "$vmlinuz" \
+  /usr/lib/syslinux/mbr/mbr.bin /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi /usr/lib/syslinux/modules/efi64/ldlinux.e64 \
+  | cut -d' ' -f1; echo "${MODULES[*]}"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$REL/.stamp" ] && [ "$(cat "$REL/.stamp")" = "$stamp" ] \
   && [ -f "$REL/flatcar_production_pxe.vmlinuz" ] && [ -f "$REL/flatcar_production_pxe_image.cpio.gz" ] \
   && [ -f "$REL/flatcar_production_image.bin.bz2" ]; then
