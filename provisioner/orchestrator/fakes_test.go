@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -360,3 +361,5 @@ func (h *harness) wait() (Result, error) {
 	h.waitFor("the run ends", h.ended)
 	return h.res, h.err
 }
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
