@@ -65,6 +65,14 @@ test-bmc:
 	$(GO) test -count=1 ./provisioner/bmc
 	$(GO) test -count=1 -run 'BMC|Power|Bootdev|Console|Escape' ./provisioner/cli
 
+# make test-orch: the orchestrator (every transition and timeout on a simulated
+# clock, kill -9 and resume against the real HTTP boot services), the cluster
+# profiles and the bootstrap/status/reprovision commands (fake BMCs, loopback).
+.PHONY: test-orch
+test-orch:
+	$(GO) test -count=1 ./provisioner/orchestrator ./provisioner/cluster
+	$(GO) test -count=1 -run 'Bootstrap|Status|Reprovision' ./provisioner/cli
+
 # make test-sim: netenv, the VMs and racker-sim (root, libvirtd, QEMU; the
 # hand-driven provisioning test also needs make testos).
 .PHONY: test-sim
