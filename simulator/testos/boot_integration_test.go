@@ -46,6 +46,7 @@ type bootServices struct {
 	t       *testing.T
 	release string
 	port    int
+	version string // the release flatcar-install asks for ("current")
 
 	mu       sync.Mutex
 	requests []request
@@ -122,7 +123,7 @@ for d in /sys/block/sd* /sys/block/vd* /sys/block/nvme*n*; do
   wipefs -a "/dev/${d##*/}" || fail "wipefs /dev/${d##*/} failed"
 done
 ls /sys/block
-flatcar-install -d /dev/vda -i /opt/racker/boot.ign -b ` + s.base() + `/assets/testos -V current || fail "flatcar-install failed"
+flatcar-install -d /dev/vda -i /opt/racker/boot.ign -b ` + s.base() + `/assets/testos -V ` + s.version + ` || fail "flatcar-install failed"
 report installed "" || exit 1
 systemctl reboot
 `
@@ -315,16 +316,7 @@ func TestInstallAndBootUnderQEMU(t *testing.T) {
 	ovmfCode := testenv.RequireFile(t, "/usr/share/OVMF/OVMF_CODE_4M.fd")
 	ovmfVars := testenv.RequireFile(t, "/usr/share/OVMF/OVMF_VARS_4M.fd")
 	release := buildRelease(t)
-
-	srv := &bootServices{t: t, release: release, events: make(chan event, 16)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.port = ln.Addr().(*net.TCPAddr).Port
-	hs := &http.Server{Handler: srv}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
+	srv := startBootServices(t, release, "current")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -421,6 +413,61 @@ func TestInstallAndBootUnderQEMU(t *testing.T) {
 			}
 		}
 		_ = boot.cmd.Process.Kill()
+	}
+}
+
+func startBootServices(t *testing.T, release, version string) *bootServices {
+	t.Helper()
+	srv := &bootServices{t: t, release: release, version: version, events: make(chan event, 16)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.port = ln.Addr().(*net.TCPAddr).Port
+	hs := &http.Server{Handler: srv}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return srv
+}
+
+// TestInstallFailureReportsFailed: when flatcar-install fails (here the
+// release does not exist), install.sh reports failed with its message, and
+// the node stays up for inspection instead of rebooting.
+func TestInstallFailureReportsFailed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM under TCG; skipped with -short")
+	}
+	testenv.RequireCommand(t, "qemu-system-x86_64")
+	release := buildRelease(t)
+	srv := startBootServices(t, release, "no-such-version")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	disk := filepath.Join(t.TempDir(), "vda.img")
+	fillFile(t, disk, 64<<20, 0)
+	v := startVM(t, "install-fail",
+		"-kernel", filepath.Join(release, "flatcar_production_pxe.vmlinuz"),
+		"-initrd", filepath.Join(release, "flatcar_production_pxe_image.cpio.gz"),
+		"-append", fmt.Sprintf("ignition.config.url=%s/ignition?mac=%s&phase=install console=ttyS0,115200n8 quiet", srv.base(), nodeMAC),
+		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac="+nodeMAC+",romfile=",
+		"-drive", "file="+disk+",format=raw,if=virtio")
+	srv.waitEvent(t, ctx, v, "installing")
+	select {
+	case e := <-srv.events:
+		if e.Event != "failed" || e.Message != "flatcar-install failed" {
+			t.Fatalf("event %q %q, want failed with the script's message", e.Event, e.Message)
+		}
+	case <-ctx.Done():
+		t.Fatal("no failed event")
+	}
+	v.waitLine(t, ctx, "testos: unit racker-install.service failed")
+	v.waitLine(t, ctx, "testos: ready")
+	select {
+	case <-v.exited:
+		t.Fatal("the node rebooted or stopped after a failed install; it must stay up")
+	default:
+	}
+	if !strings.Contains(v.output(), "HTTP 404") {
+		t.Error("the console does not say why flatcar-install failed")
 	}
 }
 
