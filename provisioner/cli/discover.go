@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,7 +28,8 @@ func newDiscoverCmd(env *Env) *cobra.Command {
 for DHCP, as a draft nodes.csv to edit: netboot firmware (vendor class PXEClient
 or HTTPClient, user class iPXE, a client architecture) is listed as a primary
 MAC, anything else (a BMC, an OS) as a BMC MAC. Power the rack on, run this,
-then pair each node's MACs and set the node types.
+then pair each node's MACs and set the node types. Ctrl-C stops listening
+early and prints what was heard.
 
 The interface is --pxe-interface, or the one nodes.csv names when it can be read.`,
 		Args: cobra.NoArgs,
@@ -41,6 +44,9 @@ The interface is --pxe-interface, or the one nodes.csv names when it can be read
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), duration)
 			defer cancel()
+			// Ctrl-C (or SIGTERM) ends the listening early; the draft is printed anyway.
+			ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
 			conn, err := dhcp.Listen(ctx, ifname, port)
 			if err != nil {
 				return fmt.Errorf("factory discover: %w", err)
