@@ -102,6 +102,10 @@ type crashRig struct {
 	child  *exec.Cmd
 	exited chan error
 	stderr *bytes.Buffer
+
+	mu   sync.Mutex
+	hold map[string]bool // nodes that do not post installed yet
+	step map[string]int  // how far each simulated node got
 }
 
 func (c *crashRig) startChild() {
@@ -134,7 +138,9 @@ func (c *crashRig) phases() map[string]Node {
 	return out
 }
 
-func TestKill9ResumesAgainstRealBootServices(t *testing.T) {
+// newCrashRig serves the real HTTP boot services for a 3-node plan on
+// 127.0.0.0/24 and starts a simulated node per planned node.
+func newCrashRig(t *testing.T) *crashRig {
 	inv := &inventory.Inventory{Nodes: []inventory.Node{
 		{Line: 2, PrimaryMAC: "02:00:00:00:00:01", BMCMAC: "02:00:00:00:01:01", SecondaryMAC: "02:00:00:00:02:01", Type: "a"},
 		{Line: 3, PrimaryMAC: "02:00:00:00:00:02", BMCMAC: "02:00:00:00:01:02", SecondaryMAC: "02:00:00:00:02:02", Type: "a"},
@@ -158,66 +164,85 @@ func TestKill9ResumesAgainstRealBootServices(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() { defer close(served); srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-served; srv.Close() })
-	rig := &crashRig{t: t, dir: dir, url: "http://" + ln.Addr().String(), ops: filepath.Join(t.TempDir(), "ops"), p: p}
+	rig := &crashRig{t: t, dir: dir, url: "http://" + ln.Addr().String(), ops: filepath.Join(t.TempDir(), "ops"), p: p,
+		hold: map[string]bool{}, step: map[string]int{}}
+	var sims sync.WaitGroup
 	t.Cleanup(func() {
 		if rig.child != nil && rig.child.ProcessState == nil {
 			rig.child.Process.Kill()
 			<-rig.exited
 		}
+		cancel()
+		sims.Wait()
+		<-served
+		srv.Close()
 	})
+	for _, n := range p.Nodes {
+		sims.Add(1)
+		go func() { defer sims.Done(); rig.simulate(ctx, n) }()
+	}
+	return rig
+}
 
-	n1, n2, n3 := p.Nodes[0], p.Nodes[1], p.Nodes[2]
-	var mu sync.Mutex
-	hold := map[string]bool{n2.PrimaryMAC: true} // n2 stops at installing until the crash
-	step := map[string]int{}
-	act := func(n plan.Node) {
-		client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: n.IP.AsSlice()}}).DialContext}}
-		post := func(ev string) {
-			b, _ := json.Marshal(api.Callback{MAC: n.PrimaryMAC, Event: api.EventKind(ev)})
-			resp, err := client.Post(rig.url+"/api/v1/events", "application/json", bytes.NewReader(b))
-			if err != nil || resp.StatusCode != http.StatusNoContent {
-				t.Errorf("%s posting %s: %v %v", n.Hostname, ev, err, resp)
-				return
-			}
-			resp.Body.Close()
+// simulate plays node n from the phases the orchestrator persists: iPXE
+// fetch once PXE is requested, then the installing, installed (unless held)
+// and booted callbacks, from the node's own address.
+func (c *crashRig) simulate(ctx context.Context, n plan.Node) {
+	t := c.t
+	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: n.IP.AsSlice()}}).DialContext}}
+	post := func(ev string) bool {
+		b, _ := json.Marshal(api.Callback{MAC: n.PrimaryMAC, Event: api.EventKind(ev)})
+		resp, err := client.Post(c.url+"/api/v1/events", "application/json", bytes.NewReader(b))
+		if err != nil {
+			return false
 		}
-		for ctx.Err() == nil {
-			time.Sleep(5 * time.Millisecond)
-			cur := rig.phases()[n.PrimaryMAC]
-			mu.Lock()
-			s, held := step[n.PrimaryMAC], hold[n.PrimaryMAC]
-			mu.Unlock()
-			next := s
-			switch {
-			case s == 0 && cur.Phase == PXERequested:
-				resp, err := client.Get(rig.url + "/ipxe?mac=" + n.PrimaryMAC)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					next = 1
-				}
-			case s == 1 && cur.Phase == Netbooting:
-				post("installing")
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("%s posting %s: %s", n.Hostname, ev, resp.Status)
+		}
+		return true
+	}
+	for ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+		cur := c.phases()[n.PrimaryMAC]
+		c.mu.Lock()
+		s, held := c.step[n.PrimaryMAC], c.hold[n.PrimaryMAC]
+		c.mu.Unlock()
+		next := s
+		switch {
+		case s == 0 && cur.Phase == PXERequested:
+			resp, err := client.Get(c.url + "/ipxe?mac=" + n.PrimaryMAC)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				next = 1
+			}
+		case s == 1 && cur.Phase == Netbooting:
+			if post("installing") {
 				next = 2
-			case s == 2 && cur.Phase == Installing && !held:
-				post("installed")
+			}
+		case s == 2 && cur.Phase == Installing && !held:
+			if post("installed") {
 				next = 3
-			case s == 3 && cur.Phase == Installed && cur.DiskBootSet:
-				post("booted")
+			}
+		case s == 3 && cur.Phase == Installed && cur.DiskBootSet:
+			if post("booted") {
 				next = 4
 			}
-			mu.Lock()
-			if step[n.PrimaryMAC] == s {
-				step[n.PrimaryMAC] = next
-			}
-			mu.Unlock()
 		}
+		c.mu.Lock()
+		c.step[n.PrimaryMAC] = next
+		c.mu.Unlock()
 	}
-	for _, n := range p.Nodes {
-		go act(n)
-	}
+}
 
+func TestKill9ResumesAgainstRealBootServices(t *testing.T) {
+	rig := newCrashRig(t)
+	p := rig.p
+	n1, n2, n3 := p.Nodes[0], p.Nodes[1], p.Nodes[2]
+	mu := &rig.mu
+	step := rig.step
+	rig.hold[n2.PrimaryMAC] = true // n2 stops at installing until the crash
 	rig.startChild()
 	waitUntil(t, "n1 booted and n2 installing", func() bool {
 		ph := rig.phases()
@@ -227,7 +252,7 @@ func TestKill9ResumesAgainstRealBootServices(t *testing.T) {
 	<-rig.exited
 	// While nothing runs, n2 finishes its install: the event waits in the journal.
 	mu.Lock()
-	hold[n2.PrimaryMAC] = false
+	rig.hold[n2.PrimaryMAC] = false
 	mu.Unlock()
 	waitUntil(t, "n2 posted installed", func() bool { mu.Lock(); defer mu.Unlock(); return step[n2.PrimaryMAC] == 3 })
 	before, _ := os.ReadFile(rig.ops)
@@ -271,5 +296,64 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("never reached: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Killed again and again at arbitrary moments, the orchestrator still takes
+// every node to booted, and never asks for a reinstall (which would mean it
+// lost track of a node).
+func TestKill9AtAnyMoment(t *testing.T) {
+	rig := newCrashRig(t)
+	kills := 0
+	stateFile := filepath.Join(rig.dir, StateFile)
+	for {
+		before, _ := os.ReadFile(stateFile)
+		rig.startChild()
+		// Kill right after the child made progress (its state changed), at
+		// a varying delay: mid-operation, mid-write, mid-event batch.
+		var exitErr error
+		exited := false
+		for !exited {
+			select {
+			case exitErr = <-rig.exited:
+				exited = true
+				continue
+			case <-time.After(time.Millisecond):
+			}
+			if now, _ := os.ReadFile(stateFile); !bytes.Equal(now, before) {
+				time.Sleep(time.Duration(kills%4) * time.Millisecond)
+				break
+			}
+		}
+		if exited {
+			if exitErr != nil {
+				t.Fatalf("run %d: %v\n%s", kills+1, exitErr, rig.stderr)
+			}
+			break
+		}
+		rig.child.Process.Signal(os.Kill)
+		<-rig.exited
+		kills++
+		if kills > 500 {
+			t.Fatalf("no run finished after %d kills; state %v", kills, rig.phases())
+		}
+	}
+	t.Logf("finished after %d kill -9s", kills)
+	for _, n := range rig.p.Nodes {
+		if ph := rig.phases()[n.PrimaryMAC]; ph.Phase != Booted {
+			t.Errorf("%s: %s (%s)", n.Hostname, ph.Phase, ph.Reason)
+		}
+	}
+	nodes, err := api.NewClient(rig.url).Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.InstallGeneration != 0 || n.Phase != api.PhaseBooted {
+			t.Errorf("boot services' view of %s: generation %d, phase %s", n.Hostname, n.InstallGeneration, n.Phase)
+		}
+	}
+	if kills == 0 {
+		t.Error("the run finished before any kill; the test proved nothing")
 	}
 }
