@@ -166,3 +166,28 @@ func garbage(t *testing.T, n *testNet, b []byte) {
 		t.Fatalf("sending garbage: %v\n%s", err, out)
 	}
 }
+
+// TestAnswersOnlyOnThePXEInterface: the server namespace has a second
+// link (the "public" side); a planned node's MAC asking there gets nothing,
+// while on the PXE link it gets its address.
+func TestAnswersOnlyOnThePXEInterface(t *testing.T) {
+	n := newTestNet(t)
+	pub := &testNet{srvNS: n.srvNS, cliNS: "rkt-p-" + suffix(), cliIf: "rkq" + suffix(), srvIf: "rkr" + suffix()}
+	run(t, "ip", "netns", "add", pub.cliNS)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", pub.cliNS).Run() })
+	run(t, "ip", "link", "add", pub.srvIf, "netns", n.srvNS, "type", "veth", "peer", "name", pub.cliIf, "netns", pub.cliNS)
+	run(t, "ip", "-n", n.srvNS, "addr", "add", "192.168.77.1/24", "dev", pub.srvIf)
+	run(t, "ip", "-n", n.srvNS, "link", "set", pub.srvIf, "up")
+	run(t, "ip", "-n", pub.cliNS, "link", "set", pub.cliIf, "up")
+
+	r := newRack(t, n, node1)
+	serve(t, n, r)
+	pub.setClientMAC(t, node1.primary)
+	if v := udhcpc(t, pub, "-V", "PXEClient:Arch:00000:UNDI:002001"); len(v) != 0 {
+		t.Fatalf("answered on the public link: %v", v)
+	}
+	n.setClientMAC(t, node1.primary)
+	if v := udhcpc(t, n); v["ip"] != "172.24.213.2" {
+		t.Fatalf("on the PXE link the node got %q", v["ip"])
+	}
+}
