@@ -89,5 +89,12 @@ testos:
 test-testos: testos
 	RACKER_TESTOS_DIR=$(CURDIR)/bin/testos $(GO) test -count=1 -timeout 20m ./simulator/testos/...
 
+# make test-bootsvc: DHCP, TFTP, leases, racker serve and factory discover in
+# network namespaces (busybox udhcpc/tftp/wget), plus the QEMU netboot tests
+# (SeaBIOS + iPXE ROM, OVMF's own PXE) into the test OS (~1.5 min, TCG).
+.PHONY: test-bootsvc
+test-bootsvc: testos
+	RACKER_TESTOS_DIR=$(CURDIR)/bin/testos $(GO) test -count=1 -timeout 20m ./provisioner/bootsvc/...
+
 clean:
 	rm -rf bin
