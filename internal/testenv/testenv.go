@@ -44,7 +44,7 @@ func RequireCommand(t testing.TB, name string) string {
 func RequireFile(t testing.TB, path string) string {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		Missing(t, path+" is missing (make deps installs it)")
+		Missing(t, path+" is missing (make test builds binaries and the test OS first; make deps installs packages)")
 	}
 	return path
 }
