@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -318,6 +319,10 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	}
 	view := newLiveView(env)
 	defer view.close()
+	if view.on && !env.Verbose {
+		// The live table is the progress; info lines would scroll it away.
+		log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
+	}
 	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: orchestrator.FromAPI(c), OpenBMC: opener,
 		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: f.serve.osName + " " + f.serve.osVersion,
 		StopAt: stopAt, Logger: log, OnChange: view.update}
@@ -383,6 +388,16 @@ func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string) 
 		return nil, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", driver) // fake is for tests only
 	}
 	return orchestrator.ControllerOpener(urlFor, bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}), nil
+}
+
+// minLevel drops records below a level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
 }
 
 // fakeBMCName is the fake:// BMC of a node under --bmc-driver fake.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -84,7 +85,10 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 	}
 }
 
-func TestBootstrapStatusReprovision(t *testing.T) {
+// bootRig is a rack of a management node and three nodes (the third with a
+// dead BMC) on 127.0.0.0/24, served by the real HTTP boot services on
+// loopback, with a simulated node behind each live fake BMC.
+func bootRig(t *testing.T) (flags []string, url string) {
 	oem, state := exampleRack(t)
 	// A third node whose BMC never answers.
 	f, err := os.OpenFile(filepath.Join(oem, "nodes.csv"), os.O_APPEND|os.O_WRONLY, 0)
@@ -93,7 +97,7 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 	}
 	f.WriteString("00:11:22:33:44:60, 00:11:22:33:44:61, 00:11:22:33:44:70, purple, dead BMC\n")
 	f.Close()
-	flags := append(rackFlags(oem, state), "--subnet", "127.0.0.0/24", "--controller-type", "red")
+	flags = append(rackFlags(oem, state), "--subnet", "127.0.0.0/24", "--controller-type", "red")
 
 	env := &Env{OEMDir: oem, StateDir: state, MgmtMAC: "00:11:22:33:44:00", Stdout: io.Discard, Stderr: io.Discard}
 	env.log = slog.New(slog.DiscardHandler)
@@ -134,7 +138,11 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-simsDone; <-served; srv.Close() })
-	url := "http://" + ln.Addr().String()
+	return flags, "http://" + ln.Addr().String()
+}
+
+func TestBootstrapStatusReprovision(t *testing.T) {
+	flags, url := bootRig(t)
 	drive := []string{"--boot-services", url, "--bmc-driver", "fake", "--os", "testos", "--bmc-timeout", "2s"}
 
 	code, out, errs := run(t, "", append(append([]string{"bootstrap", "--on-failure", "exclude"}, drive...), flags...)...)
@@ -222,5 +230,30 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 		if n.PrimaryMAC == "00:11:22:33:44:20" && n.Target != api.TargetDisk {
 			t.Errorf("boot services after reprovision: %+v", n)
 		}
+	}
+}
+
+// On a terminal: the live view redraws in place, and a failure past the
+// retries is a question; "e" excludes the node.
+func TestBootstrapAsksOnATerminal(t *testing.T) {
+	flags, url := bootRig(t)
+	var out, errb bytes.Buffer
+	env := &Env{Stdin: strings.NewReader("\n\ne\n"), Stdout: &out, Stderr: &errb, IsTerminal: func() bool { return true }}
+	root := NewRoot(env)
+	root.SetArgs(append([]string{"bootstrap", "--boot-services", url, "--bmc-driver", "fake", "--os", "testos",
+		"--bmc-timeout", "1s", "--retries", "0"}, flags...))
+	err := root.ExecuteContext(context.Background())
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 1 {
+		t.Fatalf("bootstrap: %v, want exit 1 for the excluded node\n%s\n%s", err, out.String(), errb.String())
+	}
+	o := out.String()
+	for _, want := range []string{"Cluster profile (flatcar or lokomotive) [flatcar]:", "failed: no progress in phase pending", "[r]etry, [e]xclude", "\x1b[", "1 excluded"} {
+		if !strings.Contains(o, want) {
+			t.Errorf("terminal output lacks %q:\n%s", want, o)
+		}
+	}
+	if strings.Contains(errb.String(), `msg="node started"`) {
+		t.Errorf("info log lines under the live view:\n%s", errb.String())
 	}
 }
