@@ -25,8 +25,8 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker ./cmd/racker
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker-sim ./cmd/racker-sim
 
-test: build
-	$(GO) test -count=1 ./...
+test: build testos
+	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
 fuzz:
