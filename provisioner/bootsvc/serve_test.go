@@ -191,3 +191,39 @@ func TestAnswersOnlyOnThePXEInterface(t *testing.T) {
 		t.Fatalf("on the PXE link the node got %q", v["ip"])
 	}
 }
+
+// TestIgnitionOnlyToItsNode: through the whole stack, a node that got its
+// address by DHCP fetches its own install Ignition, and is refused (403, a
+// forbidden event) another node's.
+func TestIgnitionOnlyToItsNode(t *testing.T) {
+	node2 := rackNode{primary: "02:bb:00:00:20:01", bmc: "02:bb:00:00:20:02", secondary: "02:bb:00:00:20:03", typ: "worker"}
+	n := newTestNet(t)
+	r := newRack(t, n, node1, node2)
+	// An install config names an OS release; a stand-in folder will do.
+	rel := t.TempDir()
+	os.Mkdir(filepath.Join(rel, "current"), 0o755)
+	for _, f := range []string{"flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz", "flatcar_production_image.bin.bz2"} {
+		os.WriteFile(filepath.Join(rel, "current", f), []byte("stand-in"), 0o644)
+	}
+	serve(t, n, r, "--os", "testos", "--testos-dir", rel)
+	n.setClientMAC(t, node1.primary)
+	v := udhcpc(t, n)
+	if v["ip"] == "" {
+		t.Fatal("node 1 got no lease")
+	}
+	run(t, "ip", "-n", n.cliNS, "addr", "add", v["ip"]+"/24", "dev", n.cliIf)
+	get := func(mac string) (string, error) {
+		out, err := exec.Command("ip", "netns", "exec", n.cliNS, "busybox", "wget", "-q", "-O", "-",
+			"http://172.24.213.1:8080/ignition?mac="+mac+"&phase=install").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := get(node1.primary); err != nil || !strings.Contains(out, `"version":"3.4.0"`) {
+		t.Fatalf("node 1's own Ignition: %v\n%s", err, out)
+	}
+	if out, err := get(node2.primary); err == nil || !strings.Contains(out, "403") {
+		t.Fatalf("node 1 got node 2's Ignition (%v):\n%s", err, out)
+	}
+	if !hasEvent(events(t, r.state), node2.primary, api.KindForbidden, v["ip"]) {
+		t.Errorf("no forbidden event naming the requester: %s", summarize(events(t, r.state)))
+	}
+}
