@@ -27,7 +27,8 @@ type event struct {
 // orchestrator: boot flags set by hand with ipmitool from the management
 // node, the servers PXE-boot from racker serve into the test OS, n1
 // installs to disk, reboots (the vBMC restarts it) and calls back booted
-// from disk; n2 carries the install-fail fault and reports failed. The
+// from disk (SeaBIOS); n2 (UEFI: OVMF, efiboot flag) carries the
+// install-fail fault and reports failed. The
 // assertions are on the events racker serve recorded and on n1's console.
 func TestRackProvisionsNodesByHand(t *testing.T) {
 	rackerBin, testosDir := requireRack(t)
@@ -44,7 +45,7 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 	dir := filepath.Join(base, name)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
-	s, err := rack.Up(ctx, rack.Config{Name: name, Dir: dir, Nodes: 2, Disks: 2, RackerBinary: rackerBin, TestOSDir: testosDir, SimBinary: exe}, log)
+	s, err := rack.Up(ctx, rack.Config{Name: name, Dir: dir, Nodes: 2, Disks: 2, Types: []string{"legacy", "efi"}, UEFITypes: []string{"efi"}, RackerBinary: rackerBin, TestOSDir: testosDir, SimBinary: exe}, log)
 	t.Cleanup(func() {
 		var pids []int
 		if s != nil {
@@ -84,9 +85,9 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 	}
 
 	// Boot both from the network once, by hand, through their vBMCs.
-	for _, n := range []string{"n1", "n2"} {
+	for n, opts := range map[string]string{"n1": "", "n2": " options=efiboot"} {
 		ip := waitBMCAddr(t, s, n)
-		script := `export IPMI_PASSWORD="$(cat /usr/share/oem/ipmi_password)"; I="ipmitool -I lanplus -C 17 -H ` + ip + ` -U racker -E"; $I chassis bootdev pxe && $I power on`
+		script := `export IPMI_PASSWORD="$(cat /usr/share/oem/ipmi_password)"; I="ipmitool -I lanplus -C 17 -H ` + ip + ` -U racker -E"; $I chassis bootdev pxe` + opts + ` && $I power on`
 		if out, err := inMgmt(t, s, script); err != nil {
 			t.Fatalf("%s: %v\n%s", n, err, out)
 		}
@@ -153,6 +154,9 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 		if installed && (strings.HasPrefix(k, "ipxe:install") || strings.HasPrefix(k, "ignition:install")) {
 			t.Errorf("n1 netbooted into the installer again after installing: %v", kinds[n1])
 		}
+	}
+	if !strings.Contains(strings.Join(kinds[n2], " "), "arch=7") {
+		t.Errorf("n2 did not PXE-boot as x86-64 UEFI (DHCP arch 7): %v", kinds[n2])
 	}
 	for _, k := range kinds[n2] {
 		if strings.HasPrefix(k, "installed") {
