@@ -141,9 +141,9 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	if err != nil {
 		return err
 	}
-	for mac := range publicIPs {
-		if _, ok := p.Find(mac); !ok {
-			return fmt.Errorf("--public-ips: [%s] is no node's MAC", mac)
+	if publicIPs != nil {
+		if err := cluster.WritePublicIPSnippets(env.StateDir, p, publicIPs); err != nil {
+			return err
 		}
 	}
 	if len(p.Nodes) == 0 {

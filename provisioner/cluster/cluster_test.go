@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/vincent-petithory/dataurl"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/racker/racker/provisioner/ignition"
 	"github.com/racker/racker/provisioner/inventory"
 	"github.com/racker/racker/provisioner/plan"
 )
@@ -213,5 +217,72 @@ ip_addr = dhcp
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want it to contain %q", in, err, want)
 		}
+	}
+}
+
+// The --public-ips snippets merge into the real boot config: the secondary
+// NIC's networkd file is there, with the static address or DHCP.
+func TestPublicIPSnippetsReachTheBootConfig(t *testing.T) {
+	p := testPlan(t)
+	dir := t.TempDir()
+	ips, err := ParsePublicIPs("ips", strings.NewReader("[00:11:22:33:44:40]\nip_addr = 203.0.113.10/24\ngateway = 203.0.113.1\ndns = 1.1.1.1\n[00:11:22:33:44:50]\nDHCP\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePublicIPSnippets(dir, p, ips); err != nil {
+		t.Fatal(err)
+	}
+	node := func(mac string) plan.Node {
+		n, ok := p.Find(mac)
+		if !ok {
+			t.Fatalf("no node %s", mac)
+		}
+		return n
+	}
+	for mac, want := range map[string]string{
+		"00:11:22:33:44:10": "MACAddress=00:11:22:33:44:40\n\n[Network]\nAddress=203.0.113.10/24\nGateway=203.0.113.1\nDNS=1.1.1.1\n",
+		"00:11:22:33:44:20": "MACAddress=00:11:22:33:44:50\n\n[Network]\nDHCP=yes\n",
+	} {
+		n := node(mac)
+		snips, err := ignition.Snippets(dir, n.Type, n.PrimaryMAC)
+		if err != nil || len(snips) != 1 {
+			t.Fatalf("%s: snippets %v, %v", mac, snips, err)
+		}
+		cfg, err := ignition.Boot(ignition.BootParams{MAC: n.PrimaryMAC, BaseURL: "http://172.24.213.1:8080", Hostname: "node-" + strings.ReplaceAll(mac, ":", ""),
+			Address: netip.PrefixFrom(n.IP, 24), SSHKeys: []string{"ssh-ed25519 AAAA"}, Snippets: snips})
+		if err != nil {
+			t.Fatalf("%s: boot config with the snippet: %v", mac, err)
+		}
+		parsed, rpt, err := v3_4.Parse(cfg)
+		if err != nil || rpt.IsFatal() {
+			t.Fatalf("%s: %v %s", mac, err, rpt.String())
+		}
+		found := false
+		for _, f := range parsed.Storage.Files {
+			if f.Path == PublicNetworkFile {
+				src, _ := dataurl.DecodeString(*f.Contents.Source)
+				if src == nil || !strings.Contains(string(src.Data), want) {
+					t.Errorf("%s: %s holds %q, want %q", mac, f.Path, src, want)
+				}
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: boot config lacks %s", mac, PublicNetworkFile)
+		}
+	}
+	// An operator's snippet is never overwritten; a dropped entry's snippet is removed.
+	opPath := filepath.Join(dir, ignition.NodeSnippetDir, "00:11:22:33:44:10.ign")
+	os.WriteFile(opPath, []byte(`{"ignition":{"version":"3.4.0"}}`), 0o644)
+	if err := WritePublicIPSnippets(dir, p, ips); err == nil || !strings.Contains(err.Error(), "operator's snippet") {
+		t.Errorf("overwriting an operator's snippet: %v", err)
+	}
+	os.Remove(opPath)
+	delete(ips, "00:11:22:33:44:50")
+	if err := WritePublicIPSnippets(dir, p, ips); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ignition.NodeSnippetDir, "00:11:22:33:44:20.ign")); !os.IsNotExist(err) {
+		t.Errorf("snippet of a dropped entry left behind: %v", err)
 	}
 }
