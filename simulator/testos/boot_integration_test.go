@@ -48,9 +48,10 @@ type bootServices struct {
 	port    int
 	version string // the release flatcar-install asks for ("current")
 
-	mu       sync.Mutex
-	requests []request
-	events   chan event
+	mu           sync.Mutex
+	requests     []request
+	events       chan event
+	rejectBooted int // answer this many booted callbacks 503 (Racker away)
 }
 
 type event struct {
@@ -87,6 +88,16 @@ func (s *bootServices) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var e event
 		if r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &e) != nil || e.Event == "" {
 			http.Error(w, "malformed event", http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		reject := e.Event == "booted" && s.rejectBooted > 0
+		if reject {
+			s.rejectBooted--
+		}
+		s.mu.Unlock()
+		if reject {
+			http.Error(w, "racker is restarting", http.StatusServiceUnavailable)
 			return
 		}
 		e.At = time.Now()
@@ -155,7 +166,7 @@ func (s *bootServices) bootConfig() map[string]any {
 		"passwd": map[string]any{"users": []any{map[string]any{"name": "core", "sshAuthorizedKeys": []string{sshKey}}}},
 		"systemd": map[string]any{"units": []any{
 			map[string]any{"name": "show-applied.service", "enabled": true, "contents": "[Service]\nType=oneshot\nExecStart=/bin/cat /etc/racker/labels /home/core/.ssh/authorized_keys\n"},
-			map[string]any{"name": "racker-booted.service", "enabled": true, "contents": "[Unit]\nDescription=Tell Racker\n[Service]\nType=oneshot\nExecStart=" + booted + "\n[Install]\nWantedBy=multi-user.target\n"},
+			map[string]any{"name": "racker-booted.service", "enabled": true, "contents": "[Unit]\nDescription=Tell Racker\n[Service]\nType=oneshot\nExecStart=" + booted + "\nRestart=on-failure\nRestartSec=1\n[Install]\nWantedBy=multi-user.target\n"},
 		}},
 	}
 }
@@ -387,6 +398,9 @@ func TestInstallAndBootUnderQEMU(t *testing.T) {
 			t.Fatalf("qemu-img: %v: %s", err, out)
 		}
 		t1 := time.Now()
+		srv.mu.Lock()
+		srv.rejectBooted = 1 // the first callback fails: Restart=on-failure must retry it
+		srv.mu.Unlock()
 		args := append(fw.args(dir),
 			"-netdev", "user,id=n0", "-device", nic,
 			"-drive", "file="+overlay+",format=qcow2,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=0")
@@ -396,8 +410,10 @@ func TestInstallAndBootUnderQEMU(t *testing.T) {
 		figure(t, fw.name+": hostname from the boot config", boot.waitLine(t, ctx, "testos: hostname set from /etc/hostname hostname="+nodeHostname))
 		figure(t, fw.name+": 'booted' callback", srv.waitEvent(t, ctx, boot, "booted"))
 		boot.waitLine(t, ctx, "testos: ready")
+		boot.waitLine(t, ctx, "testos: unit racker-booted.service finished (start 2)")
 		con := boot.output()
-		for _, want := range []string{"system=installed", "role=worker", sshKey, "testos: user core: 1 SSH key(s)"} {
+		for _, want := range []string{"system=installed", "role=worker", sshKey, "testos: user core: 1 SSH key(s)",
+			"testos: unit racker-booted.service failed, restarting it every 1s"} {
 			if !strings.Contains(con, want) {
 				t.Errorf("%s console lacks %q", fw.name, want)
 			}
@@ -405,6 +421,7 @@ func TestInstallAndBootUnderQEMU(t *testing.T) {
 		reqs := srv.requestsSince(t1)
 		assertRequests(t, reqs, []string{
 			"GET /ignition?mac=" + nodeMAC + "&phase=boot",
+			"POST /api/v1/events booted", // answered 503
 			"POST /api/v1/events booted",
 		})
 		for _, r := range reqs {

@@ -133,8 +133,8 @@ func runConfig(ctx context.Context, log *slog.Logger, cfg *Config, f Fetcher, co
 			log.Info("hostname set from /etc/hostname", "hostname", name)
 		}
 	}
-	failed := RunUnits(ctx, "/", units, ExecRunner(console, console), say)
-	log.Info("units done", "enabled", len(units), "failed", len(failed))
+	failed, _ := RunUnits(ctx, "/", units, ExecRunner(console, console), say)
+	log.Info("units started", "enabled", len(units), "failed", len(failed))
 }
 
 func mountEarly(log *slog.Logger) {

@@ -6,7 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // UnitSpec is what the test OS takes from a unit file: the commands of a
@@ -17,13 +20,17 @@ type UnitSpec struct {
 	Start     []string // ExecStart lines
 	Post      []string // ExecStartPost lines
 	OnFailure []string
+	// RestartOnFailure and RestartSec: Restart=on-failure, which Racker's
+	// booted unit uses so a callback lost while Racker is away is retried.
+	RestartOnFailure bool
+	RestartSec       time.Duration
 }
 
 // ParseUnit reads the [Unit] and [Service] keys the test OS acts on; drop-in
 // contents are parsed after the unit, as systemd does, so they can reset a
 // list with an empty assignment ("ExecStart=").
 func ParseUnit(name string, contents ...string) UnitSpec {
-	spec := UnitSpec{Name: name}
+	spec := UnitSpec{Name: name, RestartSec: 100 * time.Millisecond}
 	for _, text := range contents {
 		section := ""
 		for _, line := range joinContinuations(text) {
@@ -48,6 +55,14 @@ func ParseUnit(name string, contents ...string) UnitSpec {
 				list = &spec.Start
 			case "Service.ExecStartPost":
 				list = &spec.Post
+			case "Service.Restart":
+				spec.RestartOnFailure = value == "on-failure"
+				continue
+			case "Service.RestartSec":
+				if d, err := parseTimespan(value); err == nil {
+					spec.RestartSec = d
+				}
+				continue
 			case "Unit.OnFailure":
 				if value == "" {
 					spec.OnFailure = nil
@@ -66,6 +81,27 @@ func ParseUnit(name string, contents ...string) UnitSpec {
 		}
 	}
 	return spec
+}
+
+// parseTimespan reads systemd time spans the test OS meets: "5" (seconds),
+// "5s", "100ms", "1min", "2min 30s".
+func parseTimespan(v string) (time.Duration, error) {
+	var total time.Duration
+	for _, f := range strings.Fields(v) {
+		num := strings.TrimRightFunc(f, func(r rune) bool { return r < '0' || r > '9' })
+		unit := f[len(num):]
+		n, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad time span %q", v)
+		}
+		mult, ok := map[string]time.Duration{"": time.Second, "s": time.Second, "sec": time.Second, "ms": time.Millisecond,
+			"m": time.Minute, "min": time.Minute, "h": time.Hour}[unit]
+		if !ok {
+			return 0, fmt.Errorf("bad time span %q", v)
+		}
+		total += time.Duration(n * float64(mult))
+	}
+	return total, nil
 }
 
 func joinContinuations(text string) []string {
@@ -173,16 +209,29 @@ func ExecRunner(stdout, stderr *os.File) Runner {
 
 // RunUnits runs each enabled unit's commands in order and, when one fails,
 // the units its OnFailure= names. A failed unit does not stop the others
-// (systemd would start them too). It returns the names of the failed units.
-func RunUnits(ctx context.Context, root string, units []Unit, run Runner, say func(string)) []string {
+// (systemd would start them too). A failed unit with Restart=on-failure is
+// started again every RestartSec in the background until it succeeds or ctx
+// ends, as systemd does (its default start limit never trips at RestartSec
+// of a second or more); OnFailure= is not run for it, since systemd never
+// marks it failed. It returns the failed units and a wait for the restarts.
+func RunUnits(ctx context.Context, root string, units []Unit, run Runner, say func(string)) (failed []string, wait func()) {
 	byName := map[string]Unit{}
 	for _, u := range units {
 		byName[u.Name] = u
 	}
-	var failed []string
+	var restarts sync.WaitGroup
 	for _, u := range units {
 		spec := specOf(root, u)
 		if err := runSpec(ctx, spec, run, say); err != nil {
+			if spec.RestartOnFailure {
+				say(fmt.Sprintf("unit %s failed, restarting it every %s: %v", u.Name, spec.RestartSec, err))
+				restarts.Add(1)
+				go func() {
+					defer restarts.Done()
+					restartUntilDone(ctx, spec, run, say)
+				}()
+				continue
+			}
 			say(fmt.Sprintf("unit %s failed: %v", u.Name, err))
 			failed = append(failed, u.Name)
 			for _, name := range spec.OnFailure {
@@ -199,7 +248,23 @@ func RunUnits(ctx context.Context, root string, units []Unit, run Runner, say fu
 		}
 		say(fmt.Sprintf("unit %s finished", u.Name))
 	}
-	return failed
+	return failed, restarts.Wait
+}
+
+func restartUntilDone(ctx context.Context, spec UnitSpec, run Runner, say func(string)) {
+	for attempt := 2; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(spec.RestartSec):
+		}
+		err := runSpec(ctx, spec, run, say)
+		if err == nil {
+			say(fmt.Sprintf("unit %s finished (start %d)", spec.Name, attempt))
+			return
+		}
+		say(fmt.Sprintf("unit %s failed again (start %d): %v", spec.Name, attempt, err))
+	}
 }
 
 // specOf parses a unit from its config contents and drop-ins, or from the

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestSplitCommandContractLine(t *testing.T) {
@@ -77,12 +79,75 @@ func TestRunUnitsOrderAndOnFailure(t *testing.T) {
 		}
 		return nil
 	}
-	failed := RunUnits(context.Background(), t.TempDir(), units, run, func(string) {})
+	failed, wait := RunUnits(context.Background(), t.TempDir(), units, run, func(string) {})
+	wait()
 	want := []string{"/bin/pre", "/bin/may-fail", "/bin/fails", "/bin/report failed", "/bin/after", "/bin/post", "/bin/report failed"}
 	if !reflect.DeepEqual(ran, want) {
 		t.Errorf("ran %q\nwant %q", ran, want)
 	}
 	if !reflect.DeepEqual(failed, []string{"install.service", "empty.service"}) {
 		t.Errorf("failed = %q", failed)
+	}
+}
+
+func TestRunUnitsRestartOnFailure(t *testing.T) {
+	str := func(s string) *string { return &s }
+	units := []Unit{
+		{Name: "booted.service", Contents: str("[Unit]\nOnFailure=never.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/curl callback\nRestart=on-failure\nRestartSec=10ms\n")},
+		{Name: "next.service", Contents: str("[Service]\nExecStart=/bin/next\n")},
+	}
+	var mu sync.Mutex
+	var ran []string
+	calls := 0
+	nextRan := make(chan struct{})
+	run := func(_ context.Context, argv []string) error {
+		mu.Lock()
+		ran = append(ran, argv[0])
+		if argv[0] == "/bin/next" {
+			close(nextRan)
+		}
+		if argv[0] != "/usr/bin/curl" {
+			mu.Unlock()
+			return nil
+		}
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 2 {
+			// The restart waits for the next unit: were RunUnits to hold the
+			// others up while it restarts one, this would never return.
+			<-nextRan
+		}
+		if n < 3 {
+			return errors.New("exit status 7")
+		}
+		return nil
+	}
+	failed, wait := RunUnits(context.Background(), t.TempDir(), units, run, func(string) {})
+	wait()
+	if len(failed) != 0 {
+		t.Errorf("failed = %q, want none (restarted until it worked)", failed)
+	}
+	if calls != 3 || len(ran) != 4 {
+		t.Errorf("ran %q: want curl three times and next once", ran)
+	}
+	for _, r := range ran {
+		if r == "never" {
+			t.Error("OnFailure ran for a restarting unit")
+		}
+	}
+}
+
+func TestParseTimespan(t *testing.T) {
+	for in, want := range map[string]time.Duration{"5": 5 * time.Second, "5s": 5 * time.Second, "100ms": 100 * time.Millisecond, "2min 30s": 150 * time.Second, "1.5s": 1500 * time.Millisecond} {
+		if got, err := parseTimespan(in); err != nil || got != want {
+			t.Errorf("parseTimespan(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := parseTimespan("5 fortnights"); err == nil {
+		t.Error("a bad unit was accepted")
+	}
+	if spec := ParseUnit("x", "[Service]\nRestart=on-failure\nRestartSec=5\n"); !spec.RestartOnFailure || spec.RestartSec != 5*time.Second {
+		t.Errorf("spec = %+v", spec)
 	}
 }
