@@ -222,6 +222,22 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 	if _, ok := wipedInstalls.Load("00:11:22:33:44:10"); ok {
 		t.Error("the controller installed with wipe-all")
 	}
+	// --no-wait returns once PXE is requested; status then shows the boot
+	// services' newer observations of the node.
+	code, out, errs = run(t, "", append(append([]string{"reprovision", "00:11:22:33:44:10", "--yes", "--no-wait"}, drive...), flags...)...)
+	if code != 0 || !strings.Contains(out, "PXE requested for 1 node(s)") {
+		t.Fatalf("reprovision --no-wait: exit %d\n%s\n%s", code, out, errs)
+	}
+	if n := status()["00:11:22:33:44:10"]; phaseRank(n.Phase) < phaseRank(orchestrator.PXERequested) || n.InstallGeneration != 1 {
+		t.Errorf("right after --no-wait: %+v", n)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for status()["00:11:22:33:44:10"].Phase != orchestrator.Installed {
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the boot services' 'installed' for the controller: %+v", status()["00:11:22:33:44:10"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	nodes, err := api.NewClient(url).Nodes(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -257,3 +273,5 @@ func TestBootstrapAsksOnATerminal(t *testing.T) {
 		t.Errorf("info log lines under the live view:\n%s", errb.String())
 	}
 }
+
+func phaseRank(p orchestrator.Phase) int { return phaseOrder[p] }

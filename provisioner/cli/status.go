@@ -118,7 +118,9 @@ func collectStatus(ctx context.Context, env *Env, pf *PlanFlags, bootURL string,
 			}
 		}
 	}
+	since := map[string]time.Time{}
 	for _, n := range st.Sorted() {
+		since[n.PrimaryMAC] = n.PhaseSince
 		s := add(n.PrimaryMAC)
 		if s.Hostname == "" {
 			s.Hostname, s.Role = n.Hostname, n.Role
@@ -127,7 +129,7 @@ func collectStatus(ctx context.Context, env *Env, pf *PlanFlags, bootURL string,
 		s.LastEvent, s.LastEventAt, s.InstallGeneration = n.LastEvent, n.LastEventAt, n.InstallGeneration
 	}
 	if p != nil {
-		mergeRemote(ctx, env, p, bootURL, httpPort, byMAC)
+		mergeRemote(ctx, env, p, bootURL, httpPort, byMAC, since)
 	}
 	out := orchestrator.Status{Nodes: []orchestrator.StatusNode{}}
 	for _, mac := range order {
@@ -147,7 +149,9 @@ var remotePhase = map[api.Phase]orchestrator.Phase{
 var phaseOrder = map[orchestrator.Phase]int{orchestrator.Pending: 0, orchestrator.BMCReachable: 1, orchestrator.PXERequested: 2,
 	orchestrator.Netbooting: 3, orchestrator.Installing: 4, orchestrator.Installed: 5, orchestrator.Booted: 6, orchestrator.Ready: 7}
 
-func mergeRemote(ctx context.Context, env *Env, p *plan.Plan, bootURL string, httpPort int, byMAC map[string]*orchestrator.StatusNode) {
+// Only observations made after the node's last recorded transition count:
+// the boot services keep a node's old phase across a reinstall request.
+func mergeRemote(ctx context.Context, env *Env, p *plan.Plan, bootURL string, httpPort int, byMAC map[string]*orchestrator.StatusNode, since map[string]time.Time) {
 	if bootURL == "" {
 		bootURL = "http://" + netip.AddrPortFrom(p.Management.IP, uint16(httpPort)).String()
 	}
@@ -170,7 +174,7 @@ func mergeRemote(ctx context.Context, env *Env, p *plan.Plan, bootURL string, ht
 			s.LastEvent, s.LastEventAt = string(rn.LastEvent), rn.LastEventAt
 		}
 		if rp, ok := remotePhase[rn.Phase]; ok && s.Phase != orchestrator.Excluded && s.Phase != orchestrator.Failed &&
-			phaseOrder[rp] > phaseOrder[s.Phase] && s.Phase != orchestrator.Pending {
+			phaseOrder[rp] > phaseOrder[s.Phase] && s.Phase != orchestrator.Pending && rn.LastEventAt.After(since[rn.PrimaryMAC]) {
 			s.Phase = rp
 		}
 	}
