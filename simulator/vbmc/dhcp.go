@@ -19,7 +19,7 @@ import (
 // often, as real BMCs do while the management node is still booting.
 const (
 	dhcpFirstRetry = time.Second
-	dhcpMaxRetry   = 30 * time.Second
+	dhcpMaxRetry   = 8 * time.Second
 	// dhcpExchange bounds one DISCOVER/REQUEST exchange (nclient4 retries
 	// inside it).
 	dhcpExchange = 4 * time.Second

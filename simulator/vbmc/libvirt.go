@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
@@ -23,10 +24,13 @@ const offTimeout = 30 * time.Second
 // the simulator's conventions (contract D): <on_reboot>destroy</on_reboot>,
 // per-device boot order, so the BMC decides what a reboot boots.
 type libvirtMachine struct {
-	l          *libvirt.Libvirt
+	socketPath string
 	domain     string
 	primaryMAC string
 	log        *slog.Logger
+
+	mu sync.Mutex
+	l  *libvirt.Libvirt // nil or disconnected: dial again on next use
 }
 
 // openLibvirt connects to libvirtd on its unix socket; the socket is a path,
@@ -35,34 +39,61 @@ func openLibvirt(socketPath, domain, primaryMAC string, log *slog.Logger) (*libv
 	if socketPath == "" {
 		socketPath = DefaultLibvirtSocket
 	}
-	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(socketPath), dialers.WithLocalTimeout(5*time.Second)))
-	if err := l.Connect(); err != nil {
-		return nil, fmt.Errorf("while connecting to libvirtd at %s: %w", socketPath, err)
-	}
-	m := &libvirtMachine{l: l, domain: domain, primaryMAC: primaryMAC, log: log}
-	if _, err := m.lookup(); err != nil {
-		l.Disconnect()
+	m := &libvirtMachine{socketPath: socketPath, domain: domain, primaryMAC: primaryMAC, log: log}
+	if _, _, err := m.lookup(); err != nil {
+		m.Close()
 		return nil, err
 	}
 	return m, nil
 }
 
-func (m *libvirtMachine) Close() error { return m.l.Disconnect() }
-
-func (m *libvirtMachine) lookup() (libvirt.Domain, error) {
-	d, err := m.l.DomainLookupByName(m.domain)
-	if err != nil {
-		return d, fmt.Errorf("while looking up libvirt domain %s: %w", m.domain, err)
+// client returns a live connection, dialling again when libvirtd went away
+// (restarted, or the connection broke): a BMC outlives its management
+// daemon's hiccups.
+func (m *libvirtMachine) client() (*libvirt.Libvirt, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.l != nil && m.l.IsConnected() {
+		return m.l, nil
 	}
-	return d, nil
+	l := libvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(m.socketPath), dialers.WithLocalTimeout(5*time.Second)))
+	if err := l.Connect(); err != nil {
+		return nil, fmt.Errorf("while connecting to libvirtd at %s: %w", m.socketPath, err)
+	}
+	if m.l != nil {
+		m.log.Info("reconnected to libvirtd", "socket", m.socketPath)
+	}
+	m.l = l
+	return l, nil
+}
+
+func (m *libvirtMachine) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.l == nil || !m.l.IsConnected() {
+		return nil
+	}
+	return m.l.Disconnect()
+}
+
+func (m *libvirtMachine) lookup() (*libvirt.Libvirt, libvirt.Domain, error) {
+	l, err := m.client()
+	if err != nil {
+		return nil, libvirt.Domain{}, err
+	}
+	d, err := l.DomainLookupByName(m.domain)
+	if err != nil {
+		return nil, d, fmt.Errorf("while looking up libvirt domain %s: %w", m.domain, err)
+	}
+	return l, d, nil
 }
 
 func (m *libvirtMachine) state() (libvirt.DomainState, error) {
-	d, err := m.lookup()
+	l, d, err := m.lookup()
 	if err != nil {
 		return 0, err
 	}
-	st, _, err := m.l.DomainGetState(d, 0)
+	st, _, err := l.DomainGetState(d, 0)
 	if err != nil {
 		return 0, fmt.Errorf("while reading the state of domain %s: %w", m.domain, err)
 	}
@@ -85,11 +116,11 @@ func (m *libvirtMachine) PoweredOn(context.Context) (bool, error) {
 
 // Start redefines the shut-off domain with the boot order, then starts it.
 func (m *libvirtMachine) Start(_ context.Context, first BootDevice) error {
-	d, err := m.lookup()
+	l, d, err := m.lookup()
 	if err != nil {
 		return err
 	}
-	x, err := m.l.DomainGetXMLDesc(d, libvirt.DomainXMLInactive|libvirt.DomainXMLSecure)
+	x, err := l.DomainGetXMLDesc(d, libvirt.DomainXMLInactive|libvirt.DomainXMLSecure)
 	if err != nil {
 		return fmt.Errorf("while reading the XML of domain %s: %w", m.domain, err)
 	}
@@ -98,11 +129,11 @@ func (m *libvirtMachine) Start(_ context.Context, first BootDevice) error {
 		return fmt.Errorf("while setting the boot order of domain %s: %w", m.domain, err)
 	}
 	if nx != x {
-		if d, err = m.l.DomainDefineXML(nx); err != nil {
+		if d, err = l.DomainDefineXML(nx); err != nil {
 			return fmt.Errorf("while redefining domain %s with boot %s first: %w", m.domain, first, err)
 		}
 	}
-	if err := m.l.DomainCreate(d); err != nil {
+	if err := l.DomainCreate(d); err != nil {
 		return fmt.Errorf("while starting domain %s: %w", m.domain, err)
 	}
 	return nil
@@ -110,11 +141,11 @@ func (m *libvirtMachine) Start(_ context.Context, first BootDevice) error {
 
 // Stop destroys the domain (pulls the plug) and waits until it is off.
 func (m *libvirtMachine) Stop(ctx context.Context) error {
-	d, err := m.lookup()
+	l, d, err := m.lookup()
 	if err != nil {
 		return err
 	}
-	if err := m.l.DomainDestroy(d); err != nil {
+	if err := l.DomainDestroy(d); err != nil {
 		if st, serr := m.state(); serr == nil && isOff(st) {
 			return nil // it went off by itself meanwhile
 		}
@@ -125,11 +156,11 @@ func (m *libvirtMachine) Stop(ctx context.Context) error {
 
 // Shutdown presses the ACPI power button; the guest decides.
 func (m *libvirtMachine) Shutdown(context.Context) error {
-	d, err := m.lookup()
+	l, d, err := m.lookup()
 	if err != nil {
 		return err
 	}
-	if err := m.l.DomainShutdown(d); err != nil {
+	if err := l.DomainShutdown(d); err != nil {
 		return fmt.Errorf("while sending ACPI shutdown to domain %s: %w", m.domain, err)
 	}
 	return nil
@@ -182,35 +213,95 @@ func guestEventOf(name string, details []byte) (GuestEvent, bool) {
 	return 0, false // host-initiated (destroy, quit): the BMC did it
 }
 
-// GuestEvents subscribes to the domain's QEMU monitor events. The
-// subscription is per connection and outlives domain restarts.
+// Backoff for resubscribing after the libvirtd connection broke.
+const (
+	resubscribeFirst = 500 * time.Millisecond
+	resubscribeMax   = 10 * time.Second
+)
+
+// GuestEvents subscribes to the domain's QEMU monitor events, and again
+// whenever the connection to libvirtd breaks. The subscription is per
+// connection and outlives domain restarts. Events that happen while
+// libvirtd is unreachable are lost (as a BMC that was rebooting would miss
+// them).
 func (m *libvirtMachine) GuestEvents(ctx context.Context) (<-chan GuestEvent, error) {
-	raw, err := m.l.SubscribeQEMUEvents(ctx, m.domain)
-	if err != nil {
-		return nil, fmt.Errorf("while subscribing to QEMU monitor events of domain %s: %w", m.domain, err)
-	}
 	out := make(chan GuestEvent)
 	go func() {
 		defer close(out)
-		for ev := range raw {
-			gev, ok := guestEventOf(ev.Event, ev.Details)
-			if !ok {
-				continue
-			}
-			// QEMU announces the shutdown before libvirt destroys the
-			// domain; the BMC may only redefine it once it is off.
-			if err := m.waitOff(ctx); err != nil {
-				if !errors.Is(err, context.Canceled) {
-					m.log.Error("domain did not stop after a guest event", "domain", m.domain, "event", gev.String(), "err", err)
+		wait := resubscribeFirst
+		for again := false; ctx.Err() == nil; again = true {
+			raw, err := m.subscribe(ctx)
+			if err == nil {
+				wait = resubscribeFirst
+				if again {
+					m.catchUp(ctx, out)
 				}
-				continue
+				m.forward(ctx, raw, out)
+				if ctx.Err() != nil {
+					return
+				}
+				err = errors.New("the event stream ended (libvirtd connection lost?)")
 			}
+			m.log.Warn("no QEMU monitor events, subscribing again", "domain", m.domain, "in", wait.String(), "err", err)
 			select {
-			case out <- gev:
 			case <-ctx.Done():
 				return
+			case <-time.After(wait):
 			}
+			wait = min(2*wait, resubscribeMax)
 		}
 	}()
 	return out, nil
+}
+
+// catchUp runs after a new subscription: a domain found off may have
+// rebooted while nobody listened. It is reported as a reboot, and the
+// chassis restarts it only if the BMC still wants it on (a power-off it
+// was told to do stays off); a guest power-off in that gap is the one case
+// this gets wrong.
+func (m *libvirtMachine) catchUp(ctx context.Context, out chan<- GuestEvent) {
+	st, err := m.state()
+	if err != nil || !isOff(st) {
+		return
+	}
+	m.log.Warn("domain found off after missed QEMU events: treating it as a guest reboot", "domain", m.domain)
+	select {
+	case out <- GuestReset:
+	case <-ctx.Done():
+	}
+}
+
+func (m *libvirtMachine) subscribe(ctx context.Context) (<-chan libvirt.DomainEvent, error) {
+	l, err := m.client()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := l.SubscribeQEMUEvents(ctx, m.domain)
+	if err != nil {
+		return nil, fmt.Errorf("while subscribing to QEMU monitor events of domain %s: %w", m.domain, err)
+	}
+	return raw, nil
+}
+
+// forward turns QEMU events into guest events until raw closes.
+func (m *libvirtMachine) forward(ctx context.Context, raw <-chan libvirt.DomainEvent, out chan<- GuestEvent) {
+	for ev := range raw {
+		gev, ok := guestEventOf(ev.Event, ev.Details)
+		if !ok {
+			continue
+		}
+		// QEMU announces the shutdown before libvirt destroys the domain;
+		// the BMC may only redefine it once it is off.
+		if err := m.waitOff(ctx); err != nil {
+			if !errors.Is(err, context.Canceled) {
+				m.log.Error("domain did not stop after a guest event", "domain", m.domain, "event", gev.String(), "err", err)
+			}
+			continue
+		}
+		select {
+		case out <- gev:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

@@ -8,11 +8,14 @@ package vbmc
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	libvirt "github.com/digitalocean/go-libvirt"
@@ -226,5 +229,91 @@ func TestVirtualBMCDrivesALibvirtDomain(t *testing.T) {
 	}
 	if _, _, running := d.run(t); running {
 		t.Fatal("domain still running after power off")
+	}
+}
+
+// socketProxy forwards a unix socket to libvirtd so a test can break the
+// BMC's connection (as a libvirtd restart would) without touching the
+// libvirtd other tests share.
+type socketProxy struct {
+	path    string
+	mu      sync.Mutex
+	conns   []net.Conn
+	accepts int
+}
+
+func newSocketProxy(t *testing.T, target string) *socketProxy {
+	t.Helper()
+	p := &socketProxy{path: filepath.Join(t.TempDir(), "libvirt.sock")}
+	ln, err := net.Listen("unix", p.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("unix", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.accepts++
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+// cut closes every proxied connection.
+func (p *socketProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *socketProxy) accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepts
+}
+
+func TestVirtualBMCSurvivesALostLibvirtConnection(t *testing.T) {
+	testenv.RequireCommand(t, "ipmitool")
+	d := newTestDomain(t)
+	proxy := newSocketProxy(t, DefaultLibvirtSocket)
+	b := startBMC(t, Config{Domain: d.name, LibvirtSocket: proxy.path})
+
+	b.mustIPMI(t, "chassis", "bootdev", "disk", "options=persistent")
+	b.mustIPMI(t, "power", "on")
+	id, _ := d.nextRun(t, 0, "domain running after power on")
+	id, _ = d.nextRun(t, id, "domain restarted after a guest reboot")
+
+	// The connection breaks while the guest reboots in a loop: commands
+	// and guest events go on over a new one.
+	before := proxy.accepted()
+	proxy.cut()
+	eventually(t, "the BMC dialling libvirtd again", func() bool { return proxy.accepted() > before })
+	if got := b.powerStatus(t); got != "Chassis Power is on" {
+		t.Fatalf("power status after the cut = %q", got)
+	}
+	id, _ = d.nextRun(t, id, "a restart after the cut")
+	id, first := d.nextRun(t, id, "a second restart after the cut")
+	if first != "disk" {
+		t.Fatalf("restart boots %q first, want disk", first)
+	}
+	b.mustIPMI(t, "power", "off")
+	if got := b.powerStatus(t); got != "Chassis Power is off" {
+		t.Fatalf("after power off: %q", got)
 	}
 }
