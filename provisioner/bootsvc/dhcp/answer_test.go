@@ -225,3 +225,69 @@ func TestDestination(t *testing.T) {
 		t.Errorf("relayed OFFER goes to %s", to)
 	}
 }
+
+func TestNewRefusesBadReservations(t *testing.T) {
+	store := openStore(t)
+	for name, res := range map[string][]Reservation{
+		"outside the subnet": {{MAC: "02:00:00:00:00:01", IP: netip.MustParseAddr("10.0.0.1"), Kind: KindNode}},
+		"bad MAC":            {{MAC: "02:00:00:00:00", IP: netip.MustParseAddr("172.24.213.9"), Kind: KindNode}},
+		"same address twice": {{MAC: "02:00:00:00:00:01", IP: netip.MustParseAddr("172.24.213.9"), Kind: KindNode},
+			{MAC: "02:00:00:00:00:02", IP: netip.MustParseAddr("172.24.213.9"), Kind: KindBMC}},
+	} {
+		if _, err := New(Config{ServerIP: server, Subnet: subnet, Leases: store, Reservations: res}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	res := []Reservation{{MAC: "02:AA:00:00:00:01", IP: netip.MustParseAddr("172.24.213.9"), Kind: KindNode}}
+	if _, err := New(Config{ServerIP: server, Subnet: subnet, Leases: store, Reservations: res}); err != nil {
+		t.Fatal(err)
+	}
+	if res[0].MAC != "02:AA:00:00:00:01" {
+		t.Error("New changed the caller's reservations")
+	}
+}
+
+func TestPoolRunsOutThenReusesExpiredLeases(t *testing.T) {
+	r := newResponder(Config{ServerIP: netip.MustParseAddr("10.1.0.1"), Subnet: netip.MustParsePrefix("10.1.0.0/29"),
+		LeaseTime: time.Minute, DynamicPool: true}, nil) // pool: 10.1.0.4-10.1.0.6
+	var got []netip.Addr
+	for i := 0; i < 4; i++ {
+		mac := net.HardwareAddr{2, 0, 0, 0, 0, byte(i)}
+		d := r.answer(discover(t, mac), now)
+		if i == 3 {
+			if d.reply != nil || d.drop != "pool_full" {
+				t.Fatalf("fourth machine in a pool of three: %+v", d)
+			}
+			break
+		}
+		if d.reply == nil {
+			t.Fatalf("machine %d got no offer", i)
+		}
+		a := r.answer(request(t, d.reply), now)
+		got = append(got, a.lease.IP)
+	}
+	if got[0] == got[1] || got[1] == got[2] || got[0] == got[2] {
+		t.Fatalf("pool handed out %v", got)
+	}
+	// Once the first leases ran out, a newcomer gets one of their addresses.
+	later := now.Add(2 * time.Minute)
+	d := r.answer(discover(t, net.HardwareAddr{2, 0, 0, 0, 0, 9}), later)
+	if d.reply == nil {
+		t.Fatal("expired pool leases were not reused")
+	}
+}
+
+// BenchmarkAnswer is the per-packet work of the server minus the socket:
+// parse, answer, serialise.
+func BenchmarkAnswer(b *testing.B) {
+	r := testResponder(false)
+	d, _ := dhcpv4.NewDiscovery(nodeMAC, pxe(iana.EFI_X86_64, "PXEClient:Arch:00007:UNDI:003000")...)
+	raw := d.ToBytes()
+	for b.Loop() {
+		req, err := dhcpv4.FromBytes(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = r.answer(req, now).reply.ToBytes()
+	}
+}

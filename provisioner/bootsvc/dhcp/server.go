@@ -110,6 +110,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	seenIP := map[netip.Addr]string{}
+	cfg.Reservations = append([]Reservation(nil), cfg.Reservations...) // normalised below: not the caller's
 	for i, res := range cfg.Reservations {
 		mac, err := inventory.NormalizeMAC(res.MAC)
 		if err != nil {

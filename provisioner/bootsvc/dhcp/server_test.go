@@ -109,3 +109,13 @@ func TestServerDropsMalformedPacketsAndAcksDurably(t *testing.T) {
 	default:
 	}
 }
+
+func openStore(t *testing.T) *leases.Store {
+	t.Helper()
+	s, err := leases.Open(t.TempDir(), leases.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
