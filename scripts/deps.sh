@@ -40,6 +40,12 @@ fi
 # No systemd here: start libvirt's daemons ourselves when they are not running
 # (the simulator, the libvirt BMC driver and the e2e suite talk to libvirtd).
 mkdir -p /var/run/libvirt /var/log/libvirt
+# Without udev /dev/kvm stays root-only; libvirt then re-probes QEMU on every
+# call (40-60 s per domain start). Debian's udev rule gives group kvm 0660.
+# Domains still run under TCG (type qemu): KVM fails on these machines.
+if [ -e /dev/kvm ] && getent group kvm >/dev/null; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
 pgrep -x virtlogd >/dev/null || virtlogd -d
 pgrep -x libvirtd >/dev/null || libvirtd -d
 for _ in $(seq 50); do
