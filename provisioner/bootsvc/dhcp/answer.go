@@ -276,6 +276,9 @@ func (r *responder) base(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) *dhcpv4.DHCP
 	if cid := req.Options.Get(dhcpv4.OptionClientIdentifier); cid != nil {
 		d.UpdateOption(dhcpv4.OptClientIdentifier(cid)) // RFC 6842
 	}
+	if rai := req.Options.Get(dhcpv4.OptionRelayAgentInformation); rai != nil {
+		d.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, rai)) // RFC 3046: echoed to the relay
+	}
 	return d
 }
 

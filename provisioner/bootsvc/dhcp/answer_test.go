@@ -291,3 +291,13 @@ func BenchmarkAnswer(b *testing.B) {
 		_ = r.answer(req, now).reply.ToBytes()
 	}
 }
+
+func TestRelayAgentInformationIsEchoed(t *testing.T) {
+	r := testResponder(false)
+	rai := dhcpv4.OptRelayAgentInfo(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(1), []byte("port7")))
+	req := discover(t, nodeMAC, dhcpv4.WithRelay(net.ParseIP("10.9.9.9")), dhcpv4.WithOption(rai))
+	d := r.answer(req, now)
+	if d.reply == nil || string(d.reply.Options.Get(dhcpv4.OptionRelayAgentInformation)) != string(req.Options.Get(dhcpv4.OptionRelayAgentInformation)) {
+		t.Fatalf("option 82 not echoed: %v", d.reply)
+	}
+}

@@ -79,7 +79,8 @@ type Server struct {
 	cfg  Config
 	r    *responder
 	log  *slog.Logger
-	seen *seenFilter
+	seen *seenFilter // unknown MACs reported recently
+	told *seenFilter // MACs whose lease was logged at info recently
 	warn *rateLimit
 
 	events  chan api.Event
@@ -126,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 		seenIP[res.IP] = mac
 	}
 	return &Server{cfg: cfg, r: newResponder(cfg, cfg.Leases.All()), log: cfg.Logger,
-		seen: newSeenFilter(5 * time.Minute), warn: &rateLimit{every: time.Second}}, nil
+		seen: newSeenFilter(5 * time.Minute), told: newSeenFilter(time.Hour), warn: &rateLimit{every: time.Second}}, nil
 }
 
 type packet struct {
@@ -241,6 +242,9 @@ func (s *Server) handle(conn net.PacketConn, p packet) {
 		}
 		s.send(conn, out, to, l.MAC)
 		s.cfg.Metrics.Lease(d.kind)
+		if s.told.first(l.MAC, now) { // renewals stay quiet
+			s.log.Info("lease given", "mac", l.MAC, "ip", l.IP, "kind", d.kind)
+		}
 		s.record(api.Event{Time: now, MAC: l.MAC, Kind: api.KindDHCP, Source: p.peer.String(), Message: describe(req, l.IP)})
 	})
 }
