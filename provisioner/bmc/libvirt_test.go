@@ -82,6 +82,8 @@ func testDomain(t *testing.T) (name, mac string, lv *libvirt.Libvirt) {
 		if err := lv.DomainUndefine(d); err != nil {
 			t.Errorf("undefine %s: %v", name, err)
 		}
+		// libvirt keeps a per-domain QEMU log; leave nothing behind.
+		os.Remove(filepath.Join("/var/log/libvirt/qemu", name+".log"))
 	})
 	return name, mac, lv
 }
