@@ -211,7 +211,7 @@ func benchDHCP(r *results, n *benchNet, work, racker string, short bool) error {
 		return out, nil
 	}
 
-	rs, err := startServer("racker", n.srvNS, filepath.Join(work, "racker-serve.log"), rackerServeArgs(racker, oem, state, n)...)
+	rs, err := startServer("racker", n.srvNS, filepath.Join(work, "racker-serve.log"), rackerServeArgs(racker, oem, state, testosDir, n)...)
 	if err != nil {
 		return err
 	}

@@ -19,11 +19,15 @@ import (
 
 var logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 
+// testosDir holds the test OS release folders racker serve offers.
+var testosDir string
+
 func main() {
 	short := flag.Bool("short", false, "smoke mode: fewer levels, shorter runs")
 	out := flag.String("json", "bench-results.json", "where to write the results as JSON")
 	racker := flag.String("racker", "bin/racker", "the racker binary under test")
 	only := flag.String("only", "", "run only this section (dhcp, tftp, http, ipmi, scale)")
+	flag.StringVar(&testosDir, "testos", "bin/testos", "test OS release folders (make testos)")
 	flag.Parse()
 	if err := run(*short, *out, *racker, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -41,6 +45,12 @@ func run(short bool, out, racker, only string) error {
 	}
 	if _, err := os.Stat(racker); err != nil {
 		return fmt.Errorf("%s: %w (make build makes it)", racker, err)
+	}
+	if testosDir, err = filepath.Abs(testosDir); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(testosDir, "current")); err != nil {
+		return fmt.Errorf("%s: %w (make testos makes it)", testosDir, err)
 	}
 	work, err := os.MkdirTemp("", "racker-bench-")
 	if err != nil {
@@ -73,6 +83,7 @@ func run(short bool, out, racker, only string) error {
 	}{
 		{"dhcp", func() error { return benchDHCP(r, n, filepath.Join(work, "dhcp"), racker, short) }},
 		{"tftp", func() error { return benchTFTP(r, n, filepath.Join(work, "tftp"), racker, short) }},
+		{"http", func() error { return benchHTTP(r, n, filepath.Join(work, "http"), racker, short) }},
 		{"ipmi", func() error { return benchIPMI(r, filepath.Join(work, "ipmi"), short) }},
 	}
 	for _, s := range sections {

@@ -87,7 +87,7 @@ func benchTFTP(r *results, n *benchNet, work, racker string, short bool) error {
 	if _, err := rackFiles(oem, 3, n.srvMAC); err != nil {
 		return err
 	}
-	rs, err := startServer("racker", n.srvNS, filepath.Join(work, "racker-serve.log"), rackerServeArgs(racker, oem, state, n)...)
+	rs, err := startServer("racker", n.srvNS, filepath.Join(work, "racker-serve.log"), rackerServeArgs(racker, oem, state, testosDir, n)...)
 	if err != nil {
 		return err
 	}
