@@ -264,7 +264,9 @@ func (s *Server) record(e api.Event) {
 	case s.events <- e:
 	default:
 		s.cfg.Metrics.Dropped("event_queue_full")
-		s.warn.do(func(n int) { s.log.Warn("the event journal is behind: DHCP events dropped", "count", n, "mac", e.MAC, "kind", e.Kind) })
+		s.warn.do(func(n int) {
+			s.log.Warn("the event journal is behind: DHCP events dropped", "count", n, "mac", e.MAC, "kind", e.Kind)
+		})
 	}
 }
 
