@@ -156,7 +156,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	}
 	// Recording waits for the event journal's fsync; several recorders let
 	// the journal batch them, and the workers never wait for the disk.
-	for range 4 {
+	for range 16 {
 		recorders.Add(1)
 		go func() {
 			defer recorders.Done()
