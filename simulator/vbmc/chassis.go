@@ -76,6 +76,19 @@ func newChassis(ctx context.Context, m Machine, name string, now func() time.Tim
 	return &chassis{m: m, wantOn: on, now: now, log: log, name: name}, nil
 }
 
+// rebootTracker is implemented by machines that learn of a guest reboot
+// before the machine is back on (libvirt: from QEMU's event).
+type rebootTracker interface{ Rebooting() bool }
+
+// reportedOn is the power state IPMI reports: a server that is rebooting
+// has power, even in the instant its VM is shut off for the restart.
+func (c *chassis) reportedOn(ctx context.Context) (bool, error) {
+	if rt, ok := c.m.(rebootTracker); ok && rt.Rebooting() {
+		return true, nil
+	}
+	return c.poweredOn(ctx)
+}
+
 func (c *chassis) poweredOn(ctx context.Context) (bool, error) {
 	on, err := c.m.PoweredOn(ctx)
 	if err != nil {
@@ -164,10 +177,12 @@ func (c *chassis) guestEvent(ctx context.Context, ev GuestEvent) {
 	c.log.Info("guest power event", "event", ev.String())
 	if ev != GuestReset {
 		c.wantOn = false
+		c.settleOff(ctx)
 		return
 	}
 	if !c.wantOn {
 		c.log.Info("not restarting after a guest reboot: powered off meanwhile")
+		c.settleOff(ctx)
 		return
 	}
 	on, err := c.poweredOn(ctx)
@@ -176,6 +191,14 @@ func (c *chassis) guestEvent(ctx context.Context, ev GuestEvent) {
 	}
 	if err := c.startLocked(ctx, "guest reboot"); err != nil {
 		c.log.Error("restart after a guest reboot failed", "err", err)
+	}
+}
+
+// settleOff tells the machine it stays off (a no-op stop), so it no longer
+// reports a reboot in progress.
+func (c *chassis) settleOff(ctx context.Context) {
+	if err := c.m.Stop(ctx); err != nil {
+		c.log.Warn("could not settle the machine off", "err", err)
 	}
 }
 

@@ -107,7 +107,7 @@ func (h *hardware) Close() error { return nil }
 // chassisHAL maps the Chassis Control actions (Table 28-3) onto the chassis.
 type chassisHAL struct{ ch *chassis }
 
-func (c chassisHAL) PowerState(ctx context.Context) (bool, error) { return c.ch.poweredOn(ctx) }
+func (c chassisHAL) PowerState(ctx context.Context) (bool, error) { return c.ch.reportedOn(ctx) }
 func (c chassisHAL) SetPower(ctx context.Context, on bool) error {
 	if on {
 		return c.ch.powerOn(ctx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
@@ -31,6 +32,11 @@ type libvirtMachine struct {
 
 	mu sync.Mutex
 	l  *libvirt.Libvirt // nil or disconnected: dial again on next use
+
+	// rebooting is set from QEMU's guest-reset event until the next Start
+	// or Stop: a rebooting server has power, even while libvirt has the
+	// domain shut off between on_reboot=destroy and the BMC's restart.
+	rebooting atomic.Bool
 }
 
 // openLibvirt connects to libvirtd on its unix socket; the socket is a path,
@@ -106,6 +112,9 @@ func isOff(st libvirt.DomainState) bool {
 	return st == libvirt.DomainShutoff || st == libvirt.DomainCrashed || st == libvirt.DomainNostate
 }
 
+// Rebooting says a guest reboot is under way (see rebooting).
+func (m *libvirtMachine) Rebooting() bool { return m.rebooting.Load() }
+
 func (m *libvirtMachine) PoweredOn(context.Context) (bool, error) {
 	st, err := m.state()
 	if err != nil {
@@ -116,6 +125,7 @@ func (m *libvirtMachine) PoweredOn(context.Context) (bool, error) {
 
 // Start redefines the shut-off domain with the boot order, then starts it.
 func (m *libvirtMachine) Start(_ context.Context, first BootDevice) error {
+	defer m.rebooting.Store(false)
 	l, d, err := m.lookup()
 	if err != nil {
 		return err
@@ -141,6 +151,7 @@ func (m *libvirtMachine) Start(_ context.Context, first BootDevice) error {
 
 // Stop destroys the domain (pulls the plug) and waits until it is off.
 func (m *libvirtMachine) Stop(ctx context.Context) error {
+	defer m.rebooting.Store(false)
 	l, d, err := m.lookup()
 	if err != nil {
 		return err
@@ -265,6 +276,7 @@ func (m *libvirtMachine) catchUp(ctx context.Context, out chan<- GuestEvent) {
 		return
 	}
 	m.log.Warn("domain found off after missed QEMU events: treating it as a guest reboot", "domain", m.domain)
+	m.rebooting.Store(true)
 	select {
 	case out <- GuestReset:
 	case <-ctx.Done():
@@ -283,12 +295,20 @@ func (m *libvirtMachine) subscribe(ctx context.Context) (<-chan libvirt.DomainEv
 	return raw, nil
 }
 
-// forward turns QEMU events into guest events until raw closes.
+// forward turns QEMU events into guest events until raw closes. QEMU may
+// announce one reboot twice (SeaBIOS resets through two paths in a row), so
+// only the first guest event of each run of the domain (its ID) counts.
 func (m *libvirtMachine) forward(ctx context.Context, raw <-chan libvirt.DomainEvent, out chan<- GuestEvent) {
+	var lastRun int32 = -1
 	for ev := range raw {
+		m.log.Debug("QEMU monitor event", "domain", m.domain, "run", ev.Domain.ID, "event", ev.Event, "details", string(ev.Details))
 		gev, ok := guestEventOf(ev.Event, ev.Details)
-		if !ok {
+		if !ok || ev.Domain.ID == lastRun {
 			continue
+		}
+		lastRun = ev.Domain.ID
+		if gev == GuestReset {
+			m.rebooting.Store(true)
 		}
 		// QEMU announces the shutdown before libvirt destroys the domain;
 		// the BMC may only redefine it once it is off.
