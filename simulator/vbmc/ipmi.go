@@ -28,10 +28,10 @@ func newIPMIServer(conn *net.UDPConn, ch *chassis, console hal.ConsoleHAL, nic *
 		DeviceRevision:          1,
 		FirmwareMajor:           1,
 		FirmwareMinor:           0,
-		IPMIVersion:             0x20,
+		IPMIVersion:             0x02,     // BCD, minor digit high: 2.0
 		ManufacturerID:          0x000000, // unspecified: a simulator, not a vendor
 		ProductID:               0x7273,   // "rs"
-		AdditionalDeviceSupport: 0x01,     // chassis device
+		AdditionalDeviceSupport: 0x80,     // chassis device (bit 7)
 	}
 	// A stable GUID per node, so a console sees the same BMC after restarts.
 	sum := sha256.Sum256([]byte("racker-vbmc:" + ch.name))

@@ -78,6 +78,21 @@ func TestIPMIPowerAndBootFlags(t *testing.T) {
 	}
 }
 
+// TestIPMIDiagnostics: what a provisioner reads to identify a BMC.
+func TestIPMIDiagnostics(t *testing.T) {
+	testenv.RequireCommand(t, "ipmitool")
+	b := startBMC(t, Config{Machine: newMemMachine()})
+	for _, tc := range []struct{ args, want string }{
+		{"mc info", "IPMI Version              : 2.0"},
+		{"chassis status", "System Power         : off"},
+		{"lan print 1", "IP Address              : 127.0.0.1"},
+	} {
+		if out := b.mustIPMI(t, strings.Fields(tc.args)...); !strings.Contains(out, tc.want) {
+			t.Errorf("ipmitool %s lacks %q:\n%s", tc.args, tc.want, out)
+		}
+	}
+}
+
 func TestIPMIRefusesCipherSuiteZeroAndWrongPassword(t *testing.T) {
 	testenv.RequireCommand(t, "ipmitool")
 	b := startBMC(t, Config{Machine: newMemMachine()})
