@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/racker/racker/provisioner/bootsvc/dhcp"
@@ -56,6 +57,11 @@ type Config struct {
 	DHCPPort, TFTPPort int
 	// Ready, if set, is called once every socket is open and serving.
 	Ready func()
+	// Reload, if set, takes new plans while serving (nodes.csv changed;
+	// racker serve sends one on SIGHUP): DHCP reservations and the web
+	// server's nodes are replaced; leases, events and targets are kept.
+	// The subnet and the management address must stay the same.
+	Reload <-chan *plan.Plan
 }
 
 // Serve runs DHCP, TFTP and HTTP until ctx ends (a graceful stop: transfers
@@ -115,12 +121,10 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("starting the boot services: %w", err)
 	}
-	planned := map[netip.Addr]string{}
-	for _, r := range res {
-		planned[r.IP] = r.MAC
-	}
+	var planned atomic.Pointer[map[netip.Addr]string]
+	planned.Store(plannedByIP(res))
 	macForIP := func(ip netip.Addr) string {
-		if mac, ok := planned[ip]; ok {
+		if mac, ok := (*planned.Load())[ip]; ok {
 			return mac
 		}
 		for _, l := range store.All() { // pool clients only: rare, and few
@@ -179,6 +183,35 @@ func Serve(ctx context.Context, cfg Config) error {
 		<-ctx.Done()
 		tftpSrv.Shutdown() // ends Serve; waits for transfers in flight
 	}()
+	if cfg.Reload != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case p, ok := <-cfg.Reload:
+					if !ok {
+						return
+					}
+					if p.Subnet != cfg.Plan.Subnet || p.Management.IP != mgmt {
+						log.Error("plan not reloaded: the subnet or the management address changed; restart racker serve",
+							"subnet", p.Subnet, "address", p.Management.IP)
+						continue
+					}
+					res := Reservations(p)
+					if err := dhcpSrv.SetReservations(res); err != nil {
+						log.Error("plan not reloaded", "err", err)
+						continue
+					}
+					planned.Store(plannedByIP(res))
+					webSrv.SetPlan(p)
+					log.Info("plan reloaded", "reservations", len(res))
+				}
+			}
+		}()
+	}
 	log.Info("boot services running", "interface", cfg.Interface, "address", mgmt, "http_port", cfg.HTTPPort,
 		"tftp_root", cfg.TFTPRoot, "reservations", len(res), "dynamic_pool", cfg.DynamicPool)
 	if cfg.Ready != nil {
@@ -191,6 +224,14 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	log.Info("boot services stopped")
 	return nil
+}
+
+func plannedByIP(res []dhcp.Reservation) *map[netip.Addr]string {
+	m := make(map[netip.Addr]string, len(res))
+	for _, r := range res {
+		m[r.IP] = r.MAC
+	}
+	return &m
 }
 
 // Reservations are the plan's fixed addresses: every node's primary NIC

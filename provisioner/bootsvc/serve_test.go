@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/racker/racker/internal/testenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
@@ -226,4 +228,44 @@ func TestIgnitionOnlyToItsNode(t *testing.T) {
 	if !hasEvent(events(t, r.state), node2.primary, api.KindForbidden, v["ip"]) {
 		t.Errorf("no forbidden event naming the requester: %s", summarize(events(t, r.state)))
 	}
+}
+
+// TestSIGHUPReloadsNodes: a node added to nodes.csv gets its address after
+// a SIGHUP, without a restart, and the node served before keeps its own.
+func TestSIGHUPReloadsNodes(t *testing.T) {
+	node2 := rackNode{primary: "02:bb:00:00:20:01", bmc: "02:bb:00:00:20:02", secondary: "02:bb:00:00:20:03", typ: "worker"}
+	n := newTestNet(t)
+	r := newRack(t, n, node1)
+	s := serve(t, n, r)
+	n.setClientMAC(t, node2.primary)
+	if v := udhcpc(t, n); len(v) != 0 {
+		t.Fatalf("a node not yet in nodes.csv got %v", v)
+	}
+	f, err := os.OpenFile(filepath.Join(r.oem, "nodes.csv"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(node2.primary + ", " + node2.bmc + ", " + node2.secondary + ", worker, added later\n")
+	f.Close()
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	for !strings.Contains(readFile(s.log), "plan reloaded") {
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("racker serve exited on SIGHUP (%v):\n%s", err, readFile(s.log))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if v := udhcpc(t, n); v["ip"] != "172.24.213.4" {
+		t.Fatalf("the added node got %q, want the next free address 172.24.213.4", v["ip"])
+	}
+	n.setClientMAC(t, node1.primary)
+	if v := udhcpc(t, n); v["ip"] != "172.24.213.2" {
+		t.Fatalf("the first node got %q after the reload", v["ip"])
+	}
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }

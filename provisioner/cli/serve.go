@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/racker/racker/provisioner/bootsvc/dhcp"
 	"github.com/racker/racker/provisioner/bootsvc/tftp"
 	"github.com/racker/racker/provisioner/images"
+	"github.com/racker/racker/provisioner/plan"
 )
 
 func init() { register(newServeCmd) }
@@ -44,7 +46,8 @@ address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
 for iPXE scripts, Ignition configs, OS images and the event API.
 
 The PXE interface is brought up and given the management node's planned
-address first. Stops gracefully on SIGTERM or SIGINT.`,
+address first. Stops gracefully on SIGTERM or SIGINT; SIGHUP re-reads
+nodes.csv (new nodes get their addresses without a restart).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runServe(cmd.Context(), env, &pf, &sf)
@@ -89,7 +92,38 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	}
 	return bootsvc.Serve(ctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
 		TFTPRoot: sf.tftpRoot, HTTPPort: sf.httpPort, LeaseTime: sf.leaseTime, DynamicPool: sf.dynamicPool,
-		Release: release, Logger: log})
+		Release: release, Logger: log, Reload: reloadOnHangup(ctx, env, pf)})
+}
+
+// reloadOnHangup re-reads nodes.csv and re-plans on each SIGHUP (systemctl
+// reload), so nodes added to the rack get their addresses without a
+// restart. A plan that fails is logged and the old one kept.
+func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags) <-chan *plan.Plan {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	plans := make(chan *plan.Plan)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			env.Logger().Info("SIGHUP: re-reading nodes.csv")
+			_, p, err := env.MakePlan(pf, true)
+			if err != nil {
+				env.Logger().Error("plan not reloaded: keeping the current one", "err", err)
+				continue
+			}
+			select {
+			case plans <- p:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return plans
 }
 
 // serveRelease prepares the OS release to serve (images.Prepare: a

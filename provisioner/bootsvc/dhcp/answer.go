@@ -51,6 +51,23 @@ type responder struct {
 }
 
 func newResponder(cfg Config, held []leases.Lease) *responder {
+	return buildResponder(cfg, func(reserved map[netip.Addr]bool) *pool {
+		return newPool(cfg.Subnet, reserved, held)
+	})
+}
+
+// withReservations is r with the reservations of cfg; the pool and its
+// leases carry over, and stay clear of the new planned addresses.
+func (r *responder) withReservations(cfg Config) *responder {
+	return buildResponder(cfg, func(reserved map[netip.Addr]bool) *pool {
+		if r.pool != nil {
+			r.pool.setReserved(reserved)
+		}
+		return r.pool
+	})
+}
+
+func buildResponder(cfg Config, makePool func(reserved map[netip.Addr]bool) *pool) *responder {
 	r := &responder{cfg: cfg, byMAC: make(map[string]Reservation, len(cfg.Reservations)),
 		server: net.IP(cfg.ServerIP.AsSlice()),
 		mask:   net.CIDRMask(cfg.Subnet.Bits(), 32)}
@@ -70,7 +87,7 @@ func newResponder(cfg Config, held []leases.Lease) *responder {
 		r.dns = append(r.dns, d.AsSlice())
 	}
 	if cfg.DynamicPool {
-		r.pool = newPool(cfg.Subnet, reserved, held)
+		r.pool = makePool(reserved)
 	}
 	return r
 }

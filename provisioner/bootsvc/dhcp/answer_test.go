@@ -301,3 +301,39 @@ func TestRelayAgentInformationIsEchoed(t *testing.T) {
 		t.Fatalf("option 82 not echoed: %v", d.reply)
 	}
 }
+
+func TestSetReservationsWhileServing(t *testing.T) {
+	store := openStore(t)
+	s, err := New(Config{ServerIP: server, Subnet: subnet, Leases: store, DynamicPool: true,
+		Reservations: []Reservation{{MAC: "00:11:22:33:44:10", IP: netip.MustParseAddr("172.24.213.2"), Kind: KindNode}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An unknown machine takes a pool address first.
+	if o := s.r.Load().answer(discover(t, strange), now); o.reply == nil || !o.unknown {
+		t.Fatalf("pool offer: %+v", o)
+	}
+	if err := s.SetReservations([]Reservation{
+		{MAC: "00:11:22:33:44:10", IP: netip.MustParseAddr("172.24.213.2"), Kind: KindNode},
+		{MAC: "00:11:22:33:44:20", IP: netip.MustParseAddr("172.24.213.4"), Kind: KindNode},
+		{MAC: "02:aa:bb:cc:dd:ee", IP: netip.MustParseAddr("172.24.213.5"), Kind: KindNode}, // the unknown one is now planned
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.r.Load()
+	if d := r.answer(discover(t, mustMAC("00:11:22:33:44:20")), now); d.reply == nil || d.reply.YourIPAddr.String() != "172.24.213.4" {
+		t.Fatalf("added node: %+v", d)
+	}
+	if d := r.answer(discover(t, strange), now); d.reply == nil || d.reply.YourIPAddr.String() != "172.24.213.5" || d.unknown {
+		t.Fatalf("a machine added to the plan still answered from the pool: %+v", d)
+	}
+	if d := r.answer(discover(t, mustMAC("02:00:00:00:00:77")), now); d.reply == nil || !d.unknown {
+		t.Fatalf("the pool was lost: %+v", d)
+	}
+	if err := s.SetReservations([]Reservation{{MAC: "00:11:22:33:44:10", IP: netip.MustParseAddr("10.0.0.1")}}); err == nil {
+		t.Fatal("a reservation outside the subnet was accepted")
+	}
+	if s.r.Load() != r {
+		t.Fatal("a refused reservation set replaced the served one")
+	}
+}

@@ -45,6 +45,13 @@ func newPool(subnet netip.Prefix, reserved map[netip.Addr]bool, held []leases.Le
 	return p
 }
 
+// setReserved replaces the planned addresses the pool must not hand out.
+func (p *pool) setReserved(reserved map[netip.Addr]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reserved = reserved
+}
+
 // poolRange is the upper half of the subnet's host addresses.
 func poolRange(subnet netip.Prefix) (netip.Addr, netip.Addr) {
 	a := subnet.Masked().Addr().As4()

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -77,7 +78,8 @@ type Config struct {
 // Server answers DHCP on one socket.
 type Server struct {
 	cfg  Config
-	r    *responder
+	r    atomic.Pointer[responder] // swapped whole by SetReservations
+	mu   sync.Mutex                // serialises SetReservations
 	log  *slog.Logger
 	seen *seenFilter // unknown MACs reported recently
 	told *seenFilter // MACs whose lease was logged at info recently
@@ -110,24 +112,53 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	var err error
+	if cfg.Reservations, err = checkReservations(cfg.Reservations, cfg.Subnet); err != nil {
+		return nil, err
+	}
+	srv := &Server{cfg: cfg, log: cfg.Logger,
+		seen: newSeenFilter(5 * time.Minute), told: newSeenFilter(time.Hour), warn: &rateLimit{every: time.Second}}
+	srv.r.Store(newResponder(cfg, cfg.Leases.All()))
+	return srv, nil
+}
+
+// SetReservations replaces the planned addresses while serving (nodes.csv
+// changed): requests from then on are answered from res; leases and the
+// pool are kept. A node whose planned address changed gets a NAK at its
+// next renewal and asks again.
+func (s *Server) SetReservations(res []Reservation) error {
+	res, err := checkReservations(res, s.cfg.Subnet)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.cfg
+	cfg.Reservations = res
+	s.r.Store(s.r.Load().withReservations(cfg))
+	return nil
+}
+
+// checkReservations normalises the MACs (into a copy: not the caller's
+// slice) and refuses addresses outside the subnet or planned twice.
+func checkReservations(in []Reservation, subnet netip.Prefix) ([]Reservation, error) {
+	out := append([]Reservation(nil), in...)
 	seenIP := map[netip.Addr]string{}
-	cfg.Reservations = append([]Reservation(nil), cfg.Reservations...) // normalised below: not the caller's
-	for i, res := range cfg.Reservations {
+	for i, res := range out {
 		mac, err := inventory.NormalizeMAC(res.MAC)
 		if err != nil {
 			return nil, fmt.Errorf("dhcp: reservation %s: %w", res.MAC, err)
 		}
-		cfg.Reservations[i].MAC = mac
-		if !cfg.Subnet.Contains(res.IP) {
-			return nil, fmt.Errorf("dhcp: reservation of %s: %s is outside subnet %s", mac, res.IP, cfg.Subnet)
+		out[i].MAC = mac
+		if !subnet.Contains(res.IP) {
+			return nil, fmt.Errorf("dhcp: reservation of %s: %s is outside subnet %s", mac, res.IP, subnet)
 		}
 		if other, dup := seenIP[res.IP]; dup {
 			return nil, fmt.Errorf("dhcp: %s and %s are both planned at %s", other, mac, res.IP)
 		}
 		seenIP[res.IP] = mac
 	}
-	return &Server{cfg: cfg, r: newResponder(cfg, cfg.Leases.All()), log: cfg.Logger,
-		seen: newSeenFilter(5 * time.Minute), told: newSeenFilter(time.Hour), warn: &rateLimit{every: time.Second}}, nil
+	return out, nil
 }
 
 type packet struct {
@@ -206,7 +237,7 @@ func (s *Server) handle(conn net.PacketConn, p packet) {
 		return
 	}
 	now := time.Now()
-	d := s.r.answer(req, now)
+	d := s.r.Load().answer(req, now)
 	mac := req.ClientHWAddr.String()
 	if d.unknown && s.seen.first(mac, now) {
 		s.log.Info("a machine that is not in the plan asks for DHCP", "mac", mac, "vendor_class", req.ClassIdentifier(),
