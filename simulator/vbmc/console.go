@@ -25,7 +25,7 @@ type serialConsole struct {
 }
 
 // redialEvery bounds how often a dead console socket is dialled again.
-const redialEvery = 200 * time.Millisecond
+const redialEvery = 100 * time.Millisecond
 
 // consoleBuffer bounds output kept while the remote console lags; older
 // bytes are dropped, as a UART FIFO would overrun.
