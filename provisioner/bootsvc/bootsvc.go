@@ -139,28 +139,29 @@ func Serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("starting the boot services: %w", err)
 	}
+	closers = append(closers, tftpSrv.Shutdown) // idempotent: also run when serving stops
 
+	// Sockets: the caller's, or opened here; closed on return either way
+	// (a second close, after the server closed its own, is harmless).
 	if cfg.DHCPConn == nil {
 		if cfg.DHCPConn, err = dhcp.Listen(ctx, cfg.Interface, cfg.DHCPPort); err != nil {
-			tftpSrv.Shutdown()
 			return fmt.Errorf("starting the boot services: %w", err)
 		}
 	}
 	closers = append(closers, func() { cfg.DHCPConn.Close() })
 	if cfg.TFTPConn == nil {
 		if cfg.TFTPConn, err = tftp.Listen(ctx, cfg.Interface, cfg.TFTPPort); err != nil {
-			tftpSrv.Shutdown()
 			return fmt.Errorf("starting the boot services: %w", err)
 		}
 	}
+	closers = append(closers, func() { cfg.TFTPConn.Close() })
 	if cfg.HTTPListener == nil {
 		addr := net.JoinHostPort(mgmt.String(), strconv.Itoa(cfg.HTTPPort))
 		if cfg.HTTPListener, err = net.Listen("tcp4", addr); err != nil {
-			tftpSrv.Shutdown()
-			cfg.TFTPConn.Close()
 			return fmt.Errorf("starting the boot services: listening for HTTP on %s: %w", addr, err)
 		}
 	}
+	closers = append(closers, func() { cfg.HTTPListener.Close() })
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
