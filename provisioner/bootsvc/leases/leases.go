@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/racker/racker/provisioner/inventory"
 )
 
 // File names inside the state folder.
@@ -47,8 +49,12 @@ type record struct {
 // Lookup returns the last address Racker leased to mac, read from the
 // journal in stateDir, for processes other than the one serving DHCP (the
 // CLI finds a BMC by its lease). An expired lease still counts: the address
-// is where the machine was last seen; a released lease does not.
+// is where the machine was last seen; a released lease does not. The MAC
+// may be in any case and separator style.
 func Lookup(stateDir, mac string) (netip.Addr, bool, error) {
+	if m, err := inventory.NormalizeMAC(mac); err == nil {
+		mac = m
+	}
 	live, err := readJournal(filepath.Join(stateDir, JournalFile), nil)
 	if err != nil {
 		return netip.Addr{}, false, err

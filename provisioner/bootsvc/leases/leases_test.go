@@ -33,7 +33,7 @@ func TestLeasesSurviveReopenAndLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another process reads the journal while the server still runs.
-	ip, ok, err := Lookup(dir, lease(7).MAC)
+	ip, ok, err := Lookup(dir, strings.ToUpper(lease(7).MAC))
 	if err != nil || !ok || ip != lease(7).IP {
 		t.Fatalf("Lookup while serving = %v %v %v, want %v", ip, ok, err, lease(7).IP)
 	}
