@@ -97,30 +97,43 @@ func TestUnknownMACGetsNothingButIsSeen(t *testing.T) {
 }
 
 // TestDynamicPoolLeaseSurvivesRestart: with --dynamic-pool an unknown MAC
-// gets an address from the upper half of the subnet, and after a restart
-// of the server it gets the same one back while another MAC does not.
+// gets an address from the upper half of the subnet, and after a restart of
+// the server (graceful, or a crash: SIGKILL right after the ACK) it gets
+// the same one back while another MAC does not. An ACK leaves only once its
+// lease is on disk, so a crash loses no lease a client holds.
 func TestDynamicPoolLeaseSurvivesRestart(t *testing.T) {
-	n := newTestNet(t)
-	r := newRack(t, n, node1)
-	s := serve(t, n, r, "--dynamic-pool")
-	n.setClientMAC(t, "02:cc:00:00:00:01")
-	first := udhcpc(t, n)["ip"]
-	ip, err := netip.ParseAddr(first)
-	if err != nil || ip.Compare(netip.MustParseAddr("172.24.213.128")) < 0 {
-		t.Fatalf("pool lease %q, want an address in 172.24.213.128-254", first)
-	}
-	s.stop(t)
+	for _, crash := range []bool{false, true} {
+		name := map[bool]string{false: "SIGTERM", true: "SIGKILL"}[crash]
+		t.Run(name, func(t *testing.T) {
+			n := newTestNet(t)
+			r := newRack(t, n, node1)
+			s := serve(t, n, r, "--dynamic-pool")
+			n.setClientMAC(t, "02:cc:00:00:00:01")
+			first := udhcpc(t, n)["ip"]
+			ip, err := netip.ParseAddr(first)
+			if err != nil || ip.Compare(netip.MustParseAddr("172.24.213.128")) < 0 {
+				t.Fatalf("pool lease %q, want an address in 172.24.213.128-254", first)
+			}
+			if crash {
+				s.cmd.Process.Kill()
+				<-s.done
+			} else {
+				s.stop(t)
+			}
 
-	serve(t, n, r, "--dynamic-pool")
-	if again := udhcpc(t, n)["ip"]; again != first {
-		t.Fatalf("after a restart the same MAC got %q, it held %q", again, first)
-	}
-	n.setClientMAC(t, "02:cc:00:00:00:02")
-	if other := udhcpc(t, n)["ip"]; other == "" || other == first {
-		t.Fatalf("another MAC got %q (the first holds %s)", other, first)
-	}
-	if got, ok, _ := leases.Lookup(r.state, "02:cc:00:00:00:01"); !ok || got != ip {
-		t.Errorf("leases.Lookup = %v %v, want %s", got, ok, ip)
+			serve(t, n, r, "--dynamic-pool")
+			n.setClientMAC(t, "02:cc:00:00:00:02")
+			if other := udhcpc(t, n)["ip"]; other == "" || other == first {
+				t.Fatalf("another MAC got %q (the first holds %s)", other, first)
+			}
+			n.setClientMAC(t, "02:cc:00:00:00:01")
+			if again := udhcpc(t, n)["ip"]; again != first {
+				t.Fatalf("after a restart the same MAC got %q, it held %q", again, first)
+			}
+			if got, ok, _ := leases.Lookup(r.state, "02:cc:00:00:00:01"); !ok || got != ip {
+				t.Errorf("leases.Lookup = %v %v, want %s", got, ok, ip)
+			}
+		})
 	}
 }
 
