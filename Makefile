@@ -13,7 +13,7 @@ help:
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
 	@echo "make lint   gofmt check and go vet"
 	@echo "make demo   the main job on the embedded example rack"
-	@echo "make e2e    end-to-end suite on the simulator (not built yet)"
+	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
 	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=kubectl,terraform)"
 	@echo "make image-push REGISTRY=HOST[:PORT]/REPO  build and push the installer image"
@@ -39,8 +39,11 @@ lint:
 demo: deps build
 	./scripts/demo.sh
 
-e2e:
-	@echo "make e2e: the end-to-end suite does not exist yet" >&2; exit 1
+# make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
+# LABELS=factory|bootstrap|reprovision|faults|update picks a subset.
+LABELS ?=
+e2e: deps build testos
+	$(GO) test -tags e2e -count=1 -timeout 60m ./e2e -ginkgo.v $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
 # make bench: the full run; make bench BENCH=short: the CI smoke run (< 2 min).
 BENCH ?= full

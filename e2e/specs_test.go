@@ -17,6 +17,14 @@ import (
 // label subset (make e2e LABELS=reprovision) still works: bootstrap is
 // idempotent and is re-run where a spec needs a provisioned rack.
 var _ = Describe("a simulated rack", Ordered, func() {
+	factorySpecs()
+	faultAtStartSpecs()
+	bootstrapSpecs()
+	reprovisionSpecs()
+	installFaultSpecs()
+})
+
+func factorySpecs() {
 	Context("factory", Label("factory"), func() {
 		It("passes racker factory check", func() {
 			res := rack.racker(time.Minute, "factory", "check")
@@ -53,7 +61,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 			Expect(os.ReadDir(state)).To(BeEmpty())
 		})
 	})
-})
+}
 
 // copyOEM copies the management node's OEM folder to a temporary folder the
 // management node can read too.
