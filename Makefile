@@ -43,7 +43,7 @@ demo: deps build
 # LABELS=factory|bootstrap|reprovision|faults|update picks a subset.
 LABELS ?=
 e2e: deps build testos
-	$(GO) test -tags e2e -count=1 -timeout 60m ./e2e -ginkgo.v $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
+	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
 # make bench: the full run; make bench BENCH=short: the CI smoke run (< 2 min).
 BENCH ?= full
