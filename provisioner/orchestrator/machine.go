@@ -269,8 +269,17 @@ func (r *runner) onEvent(ev Event) {
 			r.transition(n, Netbooting, ev.Kind)
 		}
 	case EventIPXE, EventIgnition:
-		if (n.Phase == BMCReachable || n.Phase == PXERequested) && strings.Contains(ev.Message, "install") {
+		switch {
+		case (n.Phase == BMCReachable || n.Phase == PXERequested) && strings.Contains(ev.Message, "install"):
 			r.transition(n, Netbooting, ev.Kind+" "+ev.Message)
+		case n.Phase == PXERequested || n.Phase == Netbooting:
+			// Netbooting the installer went wrong: told to boot from disk,
+			// or already fetching the installed system's config.
+			if ev.Kind == EventIPXE && ev.Message == "disk" {
+				r.fail(n, "the boot services answered the netboot with boot-from-disk, not the installer")
+			} else if ev.Kind == EventIgnition && ev.Message == "boot" {
+				r.fail(n, "the node booted the OS on its disk instead of netbooting the installer (PXE boot flag not honoured?)")
+			}
 		}
 	case EventInstalling:
 		if cur >= rank[BMCReachable] && cur < rank[Installing] {
@@ -283,6 +292,10 @@ func (r *runner) onEvent(ev Event) {
 			r.transition(n, Installed, "installed callback")
 		}
 	case EventBooted:
+		if n.Phase == PXERequested || n.Phase == Netbooting {
+			r.fail(n, "the node booted the OS on its disk instead of netbooting the installer (PXE boot flag not honoured?)")
+			return
+		}
 		if n.Phase == Installed {
 			n.BootedSeen = true
 			if n.DiskBootSet {

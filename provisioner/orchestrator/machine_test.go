@@ -29,7 +29,9 @@ func TestEventTransitions(t *testing.T) {
 		{from: PXERequested, kind: EventDHCP, want: Netbooting},
 		{from: PXERequested, kind: EventTFTP, msg: "undionly.kpxe", want: Netbooting},
 		{from: PXERequested, kind: EventIPXE, msg: "install", want: Netbooting},
-		{from: PXERequested, kind: EventIPXE, msg: "disk", want: PXERequested}, // told to boot from disk: no progress
+		{from: PXERequested, kind: EventIPXE, msg: "disk", want: Excluded},     // told to boot from disk: a failure
+		{from: Netbooting, kind: EventIgnition, msg: "boot", want: Excluded},   // the disk's OS booted instead
+		{from: BMCReachable, kind: EventIPXE, msg: "disk", want: BMCReachable}, // before our PXE request: not ours
 		{from: PXERequested, kind: EventIgnition, msg: "install", want: Netbooting},
 		{from: BMCReachable, kind: EventDHCP, want: Netbooting}, // the node was faster than the BMC's answer
 		{from: Pending, kind: EventDHCP, want: Pending},         // not PXE-requested yet: a node booting by itself
@@ -41,7 +43,9 @@ func TestEventTransitions(t *testing.T) {
 		{from: Netbooting, kind: EventInstalled, want: Installed},
 		{from: Installed, kind: EventBooted, want: Installed, bootedSeen: true}, // waits for the disk boot device
 		{from: Installed, kind: EventBooted, diskSet: true, want: Booted, bootedSeen: true},
-		{from: PXERequested, kind: EventBooted, want: PXERequested}, // the old OS on disk: not this install
+		{from: PXERequested, kind: EventBooted, want: Excluded}, // the old OS on disk booted: PXE failed
+		{from: Netbooting, kind: EventBooted, want: Excluded},
+		{from: BMCReachable, kind: EventBooted, want: BMCReachable}, // before our PXE request
 		{from: Installing, kind: EventBooted, want: Installing},
 		{from: Booted, kind: EventDHCP, want: Booted},
 		{from: Booted, kind: EventFailed, want: Booted},

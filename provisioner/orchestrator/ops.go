@@ -84,19 +84,26 @@ func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, wipeAll bool
 		res.power, err = b.Diag(ctx)
 		return err
 	case opPXE:
-		if res.verified, err = b.SetBoot(ctx, BootPXE, false, s.EFI); err != nil {
-			return fmt.Errorf("setting boot device PXE: %w", err)
-		}
+		// Power off, set the flags, power on — not "cycle": off and on are
+		// idempotent, so a BMC client that resends a command whose answer
+		// was late cannot turn one request into several reboots, the later
+		// ones booting from disk once the next-boot PXE flag is used up.
 		state, err := b.PowerState(ctx)
 		if err != nil {
 			return fmt.Errorf("reading power state: %w", err)
 		}
 		res.action = "on"
 		if state == "on" {
-			res.action = "cycle"
+			res.action = "off, on"
+			if err := r.powerOff(ctx, b); err != nil {
+				return err
+			}
 		}
-		if err := b.Power(ctx, res.action); err != nil {
-			return fmt.Errorf("power %s: %w", res.action, err)
+		if res.verified, err = b.SetBoot(ctx, BootPXE, false, s.EFI); err != nil {
+			return fmt.Errorf("setting boot device PXE: %w", err)
+		}
+		if err := b.Power(ctx, "on"); err != nil {
+			return fmt.Errorf("power on: %w", err)
 		}
 		res.power = "on"
 		return nil
@@ -113,6 +120,27 @@ func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, wipeAll bool
 		return nil
 	}
 	return fmt.Errorf("unknown operation %q", kind)
+}
+
+// powerOff turns the node off and waits until the BMC reports it off.
+func (r *runner) powerOff(ctx context.Context, b BMC) error {
+	if err := b.Power(ctx, "off"); err != nil {
+		return fmt.Errorf("power off: %w", err)
+	}
+	for {
+		state, err := b.PowerState(ctx)
+		if err != nil {
+			return fmt.Errorf("reading power state after power off: %w", err)
+		}
+		if state == "off" {
+			return nil
+		}
+		select {
+		case <-r.cfg.Clock.After(time.Second):
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the node to power off: %w", ctx.Err())
+		}
+	}
 }
 
 func (r *runner) ask(ctx context.Context, n Node) {

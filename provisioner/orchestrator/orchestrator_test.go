@@ -14,7 +14,7 @@ import (
 
 func TestHappyPathTwoNodes(t *testing.T) {
 	h := newHarness(t, 2)
-	h.bmc(2).SetPower(bmc.PowerOn) // node 2 is on already: it gets a power cycle
+	h.bmc(2).SetPower(bmc.PowerOn) // node 2 is on already: off, then on
 	h.cfg.Policy = Policy{OnFailure: Cancel}
 	h.sim(1, "", 0)
 	h.sim(2, "", 0)
@@ -26,7 +26,7 @@ func TestHappyPathTwoNodes(t *testing.T) {
 	if f := res.Failed(); len(f) != 0 {
 		t.Fatalf("failed nodes: %+v", f)
 	}
-	for i, wantAction := range map[int]bmc.PowerAction{1: bmc.ActionOn, 2: bmc.ActionCycle} {
+	for i, wantActions := range map[int][]bmc.PowerAction{1: {bmc.ActionOn}, 2: {bmc.ActionOff, bmc.ActionOn}} {
 		n := res.Nodes[i-1]
 		if n.Phase != Booted || !n.DiskBootSet || n.OS != "testos current" || n.BootDevice != "disk" || n.Power != "on" {
 			t.Errorf("node %d: %+v", i, n)
@@ -35,8 +35,8 @@ func TestHappyPathTwoNodes(t *testing.T) {
 			t.Errorf("node %d: BMC reachable not recorded", i)
 		}
 		b := h.bmc(i)
-		if got := b.Actions(); !slices.Equal(got, []bmc.PowerAction{wantAction}) {
-			t.Errorf("node %d: power actions %v, want [%s]", i, got, wantAction)
+		if got := b.Actions(); !slices.Equal(got, wantActions) {
+			t.Errorf("node %d: power actions %v, want %v", i, got, wantActions)
 		}
 		f := b.Flags()
 		if f.Device != bmc.DeviceDisk || !f.Persistent || f.EFI != (i == 2) {
@@ -152,8 +152,8 @@ func TestFailedInstallIsRetriedThenSucceeds(t *testing.T) {
 	if n := res.Nodes[0]; n.InstallGeneration != 1 || n.Failures != 1 {
 		t.Errorf("node after retry: generation %d failures %d", n.InstallGeneration, n.Failures)
 	}
-	if got := h.bmc(1).Actions(); !slices.Equal(got, []bmc.PowerAction{bmc.ActionOn, bmc.ActionCycle}) {
-		t.Errorf("power actions %v, want on then cycle", got)
+	if got := h.bmc(1).Actions(); !slices.Equal(got, []bmc.PowerAction{bmc.ActionOn, bmc.ActionOff, bmc.ActionOn}) {
+		t.Errorf("power actions %v, want on, then off and on for the retry", got)
 	}
 }
 
@@ -171,7 +171,7 @@ func TestRetriesExhaustedThenExcluded(t *testing.T) {
 	if got := len(h.boot.Reinstalls()); got != 2 {
 		t.Errorf("%d reinstall requests, want 2", got)
 	}
-	want := []bmc.PowerAction{bmc.ActionOn, bmc.ActionCycle, bmc.ActionCycle, bmc.ActionOff}
+	want := []bmc.PowerAction{bmc.ActionOn, bmc.ActionOff, bmc.ActionOn, bmc.ActionOff, bmc.ActionOn, bmc.ActionOff}
 	if got := h.bmc(1).Actions(); !slices.Equal(got, want) {
 		t.Errorf("power actions %v, want %v", got, want)
 	}
