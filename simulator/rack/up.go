@@ -1,6 +1,7 @@
 package rack
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -215,7 +216,34 @@ func startDaemons(ctx context.Context, s *State, c Config, log *slog.Logger) err
 		return err
 	}
 	log.Info("racker serve started in the management node", "pid", p.PID, "log", p.Log)
-	return record(p)
+	if err := record(p); err != nil {
+		return err
+	}
+	return waitServing(ctx, p, 60*time.Second)
+}
+
+// waitServing waits until racker serve says its boot services run, so a
+// rack that `up` reports ready answers DHCP and HTTP at once (a bootstrap
+// typed right after up must find it, not start its own).
+func waitServing(ctx context.Context, p Process, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(p.Log)
+		if bytes.Contains(b, []byte("boot services running")) {
+			return nil
+		}
+		if !p.Alive() {
+			return fmt.Errorf("racker serve in the management node stopped; its log %s:\n%s", p.Log, b)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("racker serve in the management node is not serving after %s; its log: %s", timeout, p.Log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Down removes everything the rack in dir made: processes, domains,
