@@ -33,15 +33,15 @@ func init() { register(newBootstrapCmd) }
 // provisionFlags are the choices bootstrap and reprovision share: how to
 // drive the nodes and where the boot services are.
 type provisionFlags struct {
-	parallel   int
-	onFailure  string
-	retries    int
-	uefiTypes  []string
-	bmcDriver  string
-	bootURL    string
-	serve      serveFlags
-	timeouts   orchestrator.Timeouts
-	bmcTimeout time.Duration
+	parallel  int
+	onFailure string
+	retries   int
+	uefiTypes []string
+	bmcDriver string
+	bootURL   string
+	serve     serveFlags
+	timeouts  orchestrator.Timeouts
+	osGiven   bool // --os or --os-version on the command line
 }
 
 func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
@@ -89,6 +89,7 @@ reinstalled. Progress is a live table on a terminal, log lines otherwise; the
 exit status is non-zero when a node failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.prov.osGiven = cmd.Flags().Changed("os") || cmd.Flags().Changed("os-version")
 			return runBootstrap(cmd, env, &f)
 		},
 	}
@@ -155,7 +156,7 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		return err
 	}
 	defer svc.stop()
-	res, err := provision(svc.ctx, env, inv, p, specsFor(p, f.prov.uefiTypes, nil), &f.prov, svc.client, "")
+	res, err := provision(svc.ctx, env, inv, p, specsFor(p, f.prov.uefiTypes, nil), &f.prov, svc, "")
 	if err != nil {
 		return err
 	}
@@ -250,10 +251,13 @@ func names(ns []orchestrator.Node) string {
 // bootServices are the boot services a run uses: found running, or started
 // in-process (stop ends them). ctx ends when in-process services fail.
 type bootServices struct {
-	url    string
-	client *api.Client
-	ctx    context.Context
-	stop   func()
+	url string
+	// release names the OS being served ("testos current") when Racker
+	// started the services itself; a running racker serve does not say.
+	release string
+	client  *api.Client
+	ctx     context.Context
+	stop    func()
 }
 
 func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, f *provisionFlags, mustBeRunning bool) (*bootServices, error) {
@@ -301,13 +305,17 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 		return nil, fmt.Errorf("starting the boot services: %w", err)
 	}
 	log.Info("boot services started in-process", "url", url, "interface", inv.PXEInterface)
-	return &bootServices{url: url, client: c, ctx: runCtx, stop: func() { scancel(); <-errc; runCancel(nil) }}, nil
+	label := ""
+	if release != nil {
+		label = release.OS + " " + release.Version
+	}
+	return &bootServices{url: url, client: c, ctx: runCtx, release: label, stop: func() { scancel(); <-errc; runCancel(nil) }}, nil
 }
 
 // provision runs the orchestrator over specs with the live view, then
 // prints the summary.
 func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, specs []orchestrator.NodeSpec,
-	f *provisionFlags, c *api.Client, stopAt orchestrator.Phase) (orchestrator.Result, error) {
+	f *provisionFlags, svc *bootServices, stopAt orchestrator.Phase) (orchestrator.Result, error) {
 	log := env.Logger()
 	policy, err := policyFrom(env, f)
 	if err != nil {
@@ -323,8 +331,15 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 		// The live table is the progress; info lines would scroll it away.
 		log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
 	}
-	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: orchestrator.FromAPI(c), OpenBMC: opener,
-		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: f.serve.osName + " " + f.serve.osVersion,
+	// What the nodes install: the release Racker serves itself, else --os
+	// when given; a running racker serve does not say, so then a node keeps
+	// its earlier record.
+	osLabel := svc.release
+	if osLabel == "" && f.osGiven {
+		osLabel = f.serve.osName + " " + f.serve.osVersion
+	}
+	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: orchestrator.FromAPI(svc.client), OpenBMC: opener,
+		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: osLabel,
 		StopAt: stopAt, Logger: log, OnChange: view.update}
 	if policy.OnFailure == orchestrator.Ask || policy.AfterRetries == orchestrator.Ask {
 		cfg.Ask = view.ask

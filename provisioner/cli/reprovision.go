@@ -30,6 +30,7 @@ Asks before touching a controller unless --yes. Waits and shows progress until
 the nodes are booted again; --no-wait returns once they netboot (it needs a
 running racker serve, which carries on without this command).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.osGiven = cmd.Flags().Changed("os") || cmd.Flags().Changed("os-version")
 			if all == (len(args) > 0) {
 				return errors.New("name the NODEs to reprovision, or --all (not both)")
 			}
@@ -93,7 +94,7 @@ running racker serve, which carries on without this command).`,
 			if noWait {
 				stopAt = orchestrator.PXERequested
 			}
-			res, err := provision(svc.ctx, env, inv, p, specsFor(p, f.uefiTypes, only), &f, svc.client, stopAt)
+			res, err := provision(svc.ctx, env, inv, p, specsFor(p, f.uefiTypes, only), &f, svc, stopAt)
 			if err != nil {
 				return err
 			}

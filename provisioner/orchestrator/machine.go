@@ -96,7 +96,10 @@ func (r *runner) sync(ctx context.Context) error {
 		}
 		switch {
 		case rn.Phase == "booted" && rn.Target == "disk":
-			n.OS, n.BootedSeen = r.cfg.OS, true
+			n.BootedSeen = true
+			if r.cfg.OS != "" {
+				n.OS = r.cfg.OS
+			}
 			r.transition(n, Booted, "the boot services report it booted from disk already")
 		}
 	}
@@ -288,7 +291,9 @@ func (r *runner) onEvent(ev Event) {
 	case EventInstalled:
 		if cur >= rank[BMCReachable] && cur < rank[Installed] {
 			n.DiskBootSet, n.BootedSeen = false, false
-			n.OS = r.cfg.OS
+			if r.cfg.OS != "" {
+				n.OS = r.cfg.OS
+			}
 			r.transition(n, Installed, "installed callback")
 		}
 	case EventBooted:

@@ -116,3 +116,17 @@ func TestBMCLeaseRetriesAtOnce(t *testing.T) {
 		t.Error("BMC lease did not bring the next BMC check forward")
 	}
 }
+
+// Without a known OS (a running racker serve does not say), a reinstalled
+// node keeps its earlier record; with one, the record is replaced.
+func TestInstalledRecordsTheOS(t *testing.T) {
+	for _, c := range []struct{ cfgOS, want string }{{"", "testos current"}, {"flatcar 4081.2.0", "flatcar 4081.2.0"}} {
+		r, n := newTestRunner(Installing)
+		r.cfg.OS = c.cfgOS
+		n.OS = "testos current"
+		r.onEvent(Event{Seq: 1, MAC: n.PrimaryMAC, Kind: EventInstalled})
+		if n.Phase != Installed || n.OS != c.want {
+			t.Errorf("config OS %q: node %s with OS %q, want %q", c.cfgOS, n.Phase, n.OS, c.want)
+		}
+	}
+}

@@ -79,7 +79,8 @@ type Config struct {
 	// Ask is called (from its own goroutine) when a failure needs a human
 	// decision; it returns Retry, Exclude or Cancel. Nil means Exclude.
 	Ask func(ctx context.Context, n Node, reason string) FailureMode
-	// OS names what is installed ("flatcar current"), recorded per node.
+	// OS names what is installed ("flatcar current"), recorded per node;
+	// "" keeps a node's earlier record (the boot services did not say).
 	OS string
 	// StopAt ends the run once every node reached this phase (or a
 	// terminal one); "" runs until every node is terminal.

@@ -117,7 +117,7 @@ func MarkReprovision(stateDir string, macs []string, now time.Time) error {
 			ts = append(ts, Transition{Time: now, MAC: mac, Hostname: n.Hostname, From: n.Phase, To: Pending, Cause: "reprovision requested"})
 			*n = Node{PrimaryMAC: n.PrimaryMAC, BMCMAC: n.BMCMAC, Hostname: n.Hostname, Role: n.Role, Type: n.Type,
 				Phase: Pending, PhaseSince: now, NeedReinstall: true, WipeAll: true, InstallGeneration: n.InstallGeneration,
-				BMCReachable: n.BMCReachable, Power: n.Power, BootDevice: n.BootDevice, LastEvent: n.LastEvent, LastEventAt: n.LastEventAt}
+				BMCReachable: n.BMCReachable, Power: n.Power, BootDevice: n.BootDevice, OS: n.OS, LastEvent: n.LastEvent, LastEventAt: n.LastEventAt}
 		}
 		return appendLog(stateDir, ts)
 	})
