@@ -172,10 +172,12 @@ func (r *runner) schedule(ctx context.Context) {
 // operation rather than forgetting it.
 func (r *runner) needOp(n *Node) (opKind, bool) {
 	switch {
-	case n.Phase == Pending && n.Started && n.NeedReinstall:
-		return opReinstall, true
 	case n.Phase == Pending && n.Started:
 		return opDiag, true
+	case n.Phase == BMCReachable && n.NeedReinstall:
+		// Only once the BMC answers: a node whose BMC is dead must not be
+		// left with a wipe-and-install answer waiting for its next boot.
+		return opReinstall, true
 	case n.Phase == BMCReachable:
 		return opPXE, true
 	case n.Phase == Installed && !n.DiskBootSet:

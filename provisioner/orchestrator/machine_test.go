@@ -93,17 +93,22 @@ func TestOpTransitions(t *testing.T) {
 		}
 	}
 	// A reinstall answer records the install generation and clears the need.
+	// The BMC is checked first; the reinstall is asked for only then.
 	r, n := newTestRunner(Pending)
 	n.NeedReinstall = true
-	if k, _ := r.needOp(n); k != opReinstall {
-		t.Fatalf("pending node needing a reinstall: next op %s", k)
+	if k, _ := r.needOp(n); k != opDiag {
+		t.Fatalf("pending node needing a reinstall: next op %s, want diag first", k)
 	}
-	r.onOp(opResult{mac: n.PrimaryMAC, kind: opReinstall, phase: Pending, generation: 3})
+	n.Phase = BMCReachable
+	if k, _ := r.needOp(n); k != opReinstall {
+		t.Fatalf("BMC reachable, reinstall needed: next op %s", k)
+	}
+	r.onOp(opResult{mac: n.PrimaryMAC, kind: opReinstall, phase: BMCReachable, generation: 3})
 	if n.NeedReinstall || n.InstallGeneration != 3 {
 		t.Errorf("after reinstall: %+v", n)
 	}
-	if k, _ := r.needOp(n); k != opDiag {
-		t.Errorf("next op %s, want diag", k)
+	if k, _ := r.needOp(n); k != opPXE {
+		t.Errorf("next op %s, want pxe", k)
 	}
 }
 

@@ -360,3 +360,25 @@ func TestLimiterSpacesStarts(t *testing.T) {
 		t.Errorf("starts at %v, want spaced by 1s", seen)
 	}
 }
+
+// Reprovisioning a node whose BMC is dead excludes it without leaving a
+// wipe-and-install answer at the boot services for its next boot.
+func TestReprovisionWithDeadBMCAsksNoReinstall(t *testing.T) {
+	h := newHarness(t, 1)
+	if err := MarkReprovision(h.dir, []string{mac(1)}, h.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.bmc(1).SetDead(true)
+	h.start()
+	h.advanceUntil("excluded", 10*time.Second, h.phaseIs(1, Excluded))
+	if _, err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.boot.Reinstalls(); len(got) != 0 {
+		t.Errorf("reinstall requested for a node whose BMC never answered: %v", got)
+	}
+	st, _ := Load(h.dir)
+	if n := st.Nodes[mac(1)]; !n.WipeAll || !n.NeedReinstall {
+		t.Errorf("the reprovision request was lost: %+v", n)
+	}
+}
