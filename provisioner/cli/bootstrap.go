@@ -165,6 +165,10 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	}
 	err = cluster.Apply(ctx, profile, cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
 		PublicIPs: publicIPs, MatchboxURL: svc.url, Stdout: env.Stdout, Logger: log})
+	if errors.Is(err, cluster.ErrNotApplied) {
+		fmt.Fprintf(env.Stdout, "bootstrap: %d node(s) booted; the %s cluster is not applied yet (see above)\n", len(p.Nodes), profile)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("bootstrap: every node is booted, but the %s profile failed: %w", profile, err)
 	}

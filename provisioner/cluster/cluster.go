@@ -12,6 +12,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,6 +47,11 @@ type Input struct {
 	Stdout   io.Writer
 	Logger   *slog.Logger
 }
+
+// ErrNotApplied says the profile prepared everything but a step is left to
+// the operator (lokoctl is not on PATH): not a failure, but the nodes are
+// not in a cluster yet.
+var ErrNotApplied = errors.New("the cluster profile's last step is left to the operator")
 
 // ParseProfile checks a --provision value.
 func ParseProfile(s string) (string, error) {

@@ -45,8 +45,8 @@ func TestLokomotiveConfigParsesBack(t *testing.T) {
 	err := Apply(context.Background(), Lokomotive, Input{Plan: p, StateDir: dir, SSHPublicKey: "ssh-ed25519 AAAA racker\n",
 		Domain: "k8s.example", MatchboxURL: "http://172.24.213.1:8080", Stdout: &out,
 		LookPath: func(string) (string, error) { return "", errors.New("not found") }})
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("without lokoctl: %v, want ErrNotApplied", err)
 	}
 	ldir := filepath.Join(dir, LokomotiveDir)
 	if !strings.Contains(out.String(), "cd "+ldir+" && lokoctl cluster apply --confirm") {

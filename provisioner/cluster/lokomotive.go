@@ -139,7 +139,7 @@ func applyLokomotive(ctx context.Context, in Input) error {
 	bin, err := look("lokoctl")
 	if err != nil {
 		fmt.Fprintf(in.Stdout, "lokoctl is not on PATH; to create the cluster, run:\n  cd %s && lokoctl %s\n", dir, strings.Join(lokoctlArgs, " "))
-		return nil
+		return ErrNotApplied
 	}
 	run := in.Run
 	if run == nil {
