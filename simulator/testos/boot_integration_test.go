@@ -31,6 +31,9 @@ const (
 	nodeHostname = "testnode-1"
 	sshKey       = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7e57o5testostestostestostestostestos racker@test"
 	guestHost    = "10.0.2.2"
+	// staticAddr is the boot config's static internal address; QEMU's DHCP
+	// leases 10.0.2.15, so the console shows the file was applied.
+	staticAddr = "10.0.2.20/24"
 )
 
 // request is what the fake boot services saw.
@@ -160,12 +163,12 @@ func (s *bootServices) bootConfig() map[string]any {
 		"ignition": map[string]any{"version": "3.4.0"},
 		"storage": map[string]any{"files": []any{
 			map[string]any{"path": "/etc/hostname", "mode": 0o644, "contents": map[string]any{"source": dataURL(nodeHostname + "\n")}},
-			map[string]any{"path": "/etc/systemd/network/00-internal.network", "mode": 0o644, "contents": map[string]any{"source": dataURL("[Match]\nMACAddress=" + nodeMAC + "\n[Network]\nAddress=10.0.2.15/24\n")}},
+			map[string]any{"path": "/etc/systemd/network/00-internal.network", "mode": 0o644, "contents": map[string]any{"source": dataURL("[Match]\nMACAddress=" + nodeMAC + "\n[Network]\nDHCP=no\nAddress=" + staticAddr + "\n")}},
 			map[string]any{"path": "/etc/racker/labels", "mode": 0o644, "contents": map[string]any{"source": "data:;base64,cm9sZT13b3JrZXIKbm9kZS10eXBlPWRlZmF1bHQK"}},
 		}},
 		"passwd": map[string]any{"users": []any{map[string]any{"name": "core", "sshAuthorizedKeys": []string{sshKey}}}},
 		"systemd": map[string]any{"units": []any{
-			map[string]any{"name": "show-applied.service", "enabled": true, "contents": "[Service]\nType=oneshot\nExecStart=/bin/cat /etc/racker/labels /home/core/.ssh/authorized_keys\n"},
+			map[string]any{"name": "show-applied.service", "enabled": true, "contents": "[Service]\nType=oneshot\nExecStart=/bin/cat /etc/racker/labels /home/core/.ssh/authorized_keys\nExecStartPost=/usr/sbin/ip -4 -o addr show dev eth0\n"},
 			map[string]any{"name": "racker-booted.service", "enabled": true, "contents": "[Unit]\nDescription=Tell Racker\n[Service]\nType=oneshot\nExecStart=" + booted + "\nRestart=on-failure\nRestartSec=1\n[Install]\nWantedBy=multi-user.target\n"},
 		}},
 	}
@@ -413,6 +416,7 @@ func TestInstallAndBootUnderQEMU(t *testing.T) {
 		boot.waitLine(t, ctx, "testos: unit racker-booted.service finished (start 2)")
 		con := boot.output()
 		for _, want := range []string{"system=installed", "role=worker", sshKey, "testos: user core: 1 SSH key(s)",
+			"testos: network file applied file=00-internal.network iface=eth0", "inet " + staticAddr,
 			"testos: unit racker-booted.service failed, restarting it every 1s"} {
 			if !strings.Contains(con, want) {
 				t.Errorf("%s console lacks %q", fw.name, want)

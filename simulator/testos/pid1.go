@@ -48,11 +48,12 @@ func RunInit() {
 	ctx := context.Background()
 	fetcher := HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Minute}}
 	cfg, primaryMAC := firstConfig(log, args, installed)
-	if err := bringUpNetwork(ctx, log, primaryMAC); err != nil {
+	nw := newNetwork(log)
+	if err := nw.up(ctx, primaryMAC); err != nil {
 		log.Error("network", "err", err)
 	}
 	if cfg != nil {
-		runConfig(ctx, log, cfg, fetcher, console)
+		runConfig(ctx, log, cfg, fetcher, nw, console)
 	}
 	log.Info("ready", "uptime", time.Since(started).Round(time.Millisecond).String(), "hostname", hostname())
 	keepRunning(log, console)
@@ -108,8 +109,8 @@ func macOf(src string) string {
 
 // runConfig resolves the config (retrying fetches like Ignition, which waits
 // for the network and the server rather than give up), applies it, sets the
-// hostname and runs the enabled units.
-func runConfig(ctx context.Context, log *slog.Logger, cfg *Config, f Fetcher, console *os.File) {
+// hostname, applies .network files and runs the enabled units.
+func runConfig(ctx context.Context, log *slog.Logger, cfg *Config, f Fetcher, nw *network, console *os.File) {
 	say := sayer(log)
 	var resolved *Config
 	for attempt, delay := 1, time.Second; ; attempt++ {
@@ -133,6 +134,9 @@ func runConfig(ctx context.Context, log *slog.Logger, cfg *Config, f Fetcher, co
 			log.Info("hostname set from /etc/hostname", "hostname", name)
 		}
 	}
+	// Flatcar's networkd applies written .network files before units that
+	// want network-online.target (Racker's booted callback) run.
+	nw.applyNetworkFiles("/etc/systemd/network")
 	failed, _ := RunUnits(ctx, "/", units, ExecRunner(console, console), say)
 	log.Info("units started", "enabled", len(units), "failed", len(failed))
 }

@@ -151,3 +151,30 @@ func TestParseTimespan(t *testing.T) {
 		t.Errorf("spec = %+v", spec)
 	}
 }
+
+func TestParseNetworkFile(t *testing.T) {
+	n, err := ParseNetworkFile("00-internal.network", "# Racker\n[Match]\nMACAddress=00:11:22:33:44:AA\n\n[Network]\nDHCP=no\nAddress=172.24.213.10/24\nGateway=172.24.213.1\nDNS=1.1.1.1 9.9.9.9\n[Address]\nAddress=10.1.0.2/16\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Addresses) != 2 || n.Addresses[0].String() != "172.24.213.10/24" || n.Addresses[1].String() != "10.1.0.2/16" {
+		t.Errorf("addresses = %v", n.Addresses)
+	}
+	if len(n.Gateways) != 1 || len(n.DNS) != 2 || n.KeepsDHCP() {
+		t.Errorf("parsed %+v", n)
+	}
+	if !n.Matches("eth0", "00:11:22:33:44:aa") || n.Matches("eth0", "00:11:22:33:44:bb") {
+		t.Error("MAC match is wrong (must ignore case, must not match another MAC)")
+	}
+	byName, _ := ParseNetworkFile("x", "[Match]\nName=eth*\n[Network]\nDHCP=ipv4\n")
+	if !byName.Matches("eth1", "x") || byName.Matches("ens3", "x") || !byName.KeepsDHCP() {
+		t.Errorf("name match / DHCP: %+v", byName)
+	}
+	all, _ := ParseNetworkFile("y", "[Network]\nAddress=10.0.0.1/8\n")
+	if !all.Matches("anything", "00:00:00:00:00:01") || all.KeepsDHCP() {
+		t.Error("a file without [Match] matches everything and DHCP defaults to no")
+	}
+	if _, err := ParseNetworkFile("z", "[Network]\nAddress=300.1.1.1/24\n"); err == nil {
+		t.Error("a bad address was accepted")
+	}
+}
