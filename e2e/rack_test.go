@@ -161,10 +161,14 @@ func (r *simRack) status() map[string]rackerNode {
 	return out
 }
 
-// console returns what a node's serial console has printed so far.
+// console returns what a node's serial console has printed so far (nothing
+// before its first power-on).
 func (r *simRack) console(n simNode) string {
 	GinkgoHelper()
 	b, err := os.ReadFile(n.ConsoleLog)
+	if os.IsNotExist(err) {
+		return ""
+	}
 	Expect(err).NotTo(HaveOccurred())
 	return string(b)
 }
