@@ -329,11 +329,17 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
-	view := newLiveView(env)
-	defer view.close()
-	if view.on && !env.Verbose {
-		// The live table is the progress; info lines would scroll it away.
-		log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
+	// On a terminal the live table is the progress; info lines would
+	// scroll it away. Elsewhere the log lines are the progress.
+	var view *orchestrator.LiveView
+	var onChange func([]orchestrator.Node)
+	if env.Interactive() {
+		view = orchestrator.NewLiveView(env.Stdout)
+		defer view.Close()
+		onChange = view.Update
+		if !env.Verbose {
+			log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
+		}
 	}
 	// What the nodes install: the release Racker serves itself, else --os
 	// when given; a running racker serve does not say, so then a node keeps
@@ -344,12 +350,14 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	}
 	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: orchestrator.FromAPI(svc.client), OpenBMC: opener,
 		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: osLabel,
-		StopAt: stopAt, Logger: log, OnChange: view.update}
+		StopAt: stopAt, Logger: log, OnChange: onChange}
 	if policy.OnFailure == orchestrator.Ask || policy.AfterRetries == orchestrator.Ask {
-		cfg.Ask = view.ask
+		cfg.Ask = askFailure(env, view)
 	}
 	res, err := orchestrator.Run(ctx, cfg)
-	view.close()
+	if view != nil {
+		view.Close()
+	}
 	fmt.Fprintln(env.Stdout)
 	orchestrator.WriteProgress(env.Stdout, res.Nodes, time.Now())
 	return res, err
@@ -422,83 +430,29 @@ func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 // fakeBMCName is the fake:// BMC of a node under --bmc-driver fake.
 func fakeBMCName(primaryMAC string) string { return "node-" + strings.ReplaceAll(primaryMAC, ":", "-") }
 
-// liveView redraws the progress table in place on a terminal; elsewhere
-// the orchestrator's log lines are the progress.
-type liveView struct {
-	env    *Env
-	on     bool
-	mu     sync.Mutex
-	nodes  []orchestrator.Node
-	lines  int
-	paused bool
-	done   chan struct{}
-	once   sync.Once
-}
-
-func newLiveView(env *Env) *liveView {
-	v := &liveView{env: env, on: env.Interactive(), done: make(chan struct{})}
-	if v.on {
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-t.C:
-					v.draw()
-				case <-v.done:
-					return
-				}
+// askFailure asks on the terminal what to do about a failed node, with
+// the live view paused.
+func askFailure(env *Env, view *orchestrator.LiveView) func(context.Context, orchestrator.Node, string) orchestrator.FailureMode {
+	return func(ctx context.Context, n orchestrator.Node, reason string) orchestrator.FailureMode {
+		if view != nil {
+			view.Pause()
+			defer view.Resume()
+		}
+		for ctx.Err() == nil {
+			fmt.Fprintf(env.Stdout, "\nnode %s (%s) failed: %s\n[r]etry, [e]xclude (and power off), [c]ancel the run? ", n.Hostname, n.PrimaryMAC, reason)
+			answer, err := stdinReader(env).ReadString('\n')
+			switch strings.ToLower(strings.TrimSpace(answer)) {
+			case "r", "retry":
+				return orchestrator.Retry
+			case "e", "exclude":
+				return orchestrator.Exclude
+			case "c", "cancel":
+				return orchestrator.Cancel
 			}
-		}()
-	}
-	return v
-}
-
-func (v *liveView) update(ns []orchestrator.Node) {
-	v.mu.Lock()
-	v.nodes = ns
-	v.mu.Unlock()
-	v.draw()
-}
-
-func (v *liveView) draw() {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.on || v.paused || v.nodes == nil {
-		return
-	}
-	var b strings.Builder
-	orchestrator.WriteProgress(&b, v.nodes, time.Now())
-	if v.lines > 0 {
-		fmt.Fprintf(v.env.Stdout, "\x1b[%dA\x1b[J", v.lines)
-	}
-	fmt.Fprint(v.env.Stdout, b.String())
-	v.lines = strings.Count(b.String(), "\n")
-}
-
-// ask pauses the view and asks what to do about a failed node.
-func (v *liveView) ask(ctx context.Context, n orchestrator.Node, reason string) orchestrator.FailureMode {
-	v.mu.Lock()
-	v.paused = true
-	v.lines = 0
-	v.mu.Unlock()
-	defer func() { v.mu.Lock(); v.paused = false; v.mu.Unlock() }()
-	for ctx.Err() == nil {
-		fmt.Fprintf(v.env.Stdout, "\nnode %s (%s) failed: %s\n[r]etry, [e]xclude (and power off), [c]ancel the run? ", n.Hostname, n.PrimaryMAC, reason)
-		answer, err := stdinReader(v.env).ReadString('\n')
-		switch strings.ToLower(strings.TrimSpace(answer)) {
-		case "r", "retry":
-			return orchestrator.Retry
-		case "e", "exclude":
-			return orchestrator.Exclude
-		case "c", "cancel":
-			return orchestrator.Cancel
+			if err != nil {
+				return orchestrator.Exclude
+			}
 		}
-		if err != nil {
-			return orchestrator.Exclude
-		}
+		return orchestrator.Cancel
 	}
-	return orchestrator.Cancel
 }
-
-func (v *liveView) close() { v.once.Do(func() { close(v.done) }) }

@@ -275,3 +275,42 @@ func TestBootstrapAsksOnATerminal(t *testing.T) {
 }
 
 func phaseRank(p orchestrator.Phase) int { return phaseOrder[p] }
+
+// cancelAfter cancels a context once n tables have been written.
+type cancelAfter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf.Write(p)
+	if strings.Count(c.buf.String(), "HOSTNAME") >= c.n {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// status --watch keeps redrawing until interrupted, and works with no
+// state and no boot services yet (every planned node pending).
+func TestStatusWatch(t *testing.T) {
+	oem, state := exampleRack(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &cancelAfter{n: 3, cancel: cancel}
+	env := &Env{Stdin: strings.NewReader(""), Stdout: out, Stderr: io.Discard, IsTerminal: func() bool { return false }}
+	root := NewRoot(env)
+	root.SetArgs(append([]string{"status", "--watch", "--interval", "10ms", "--boot-services", "http://127.0.0.1:1"}, rackFlags(oem, state)...))
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := out.buf.String()
+	if strings.Count(o, "HOSTNAME") < 3 || strings.Count(o, "pending") < 6 {
+		t.Errorf("three tables of two pending nodes wanted:\n%s", o)
+	}
+	if _, err := os.Stat(filepath.Join(state, orchestrator.StateFile)); !os.IsNotExist(err) {
+		t.Error("status wrote provisioning state")
+	}
+}
