@@ -64,8 +64,12 @@ func flatcarInstallMain(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	log := NewConsoleLogger(stdout)
 	in := Installer{
-		SysBlock:    "/sys/block",
-		Client:      &http.Client{Timeout: 30 * time.Minute},
+		SysBlock: "/sys/block",
+		// No short overall timeout (a big image on a slow rack takes long),
+		// but a server that never answers fails the install instead of
+		// hanging it.
+		Client: &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{
+			ResponseHeaderTimeout: time.Minute, Proxy: nil}},
 		StoreConfig: StoreConfig,
 		Say:         sayer(log),
 	}
