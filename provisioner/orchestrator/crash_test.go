@@ -242,7 +242,9 @@ func TestKill9ResumesAgainstRealBootServices(t *testing.T) {
 	n1, n2, n3 := p.Nodes[0], p.Nodes[1], p.Nodes[2]
 	mu := &rig.mu
 	step := rig.step
-	rig.hold[n2.PrimaryMAC] = true // n2 stops at installing until the crash
+	mu.Lock()
+	rig.hold[n2.PrimaryMAC] = true // n2 stops at installing until the crash (no child runs yet)
+	mu.Unlock()
 	rig.startChild()
 	waitUntil(t, "n1 booted and n2 installing", func() bool {
 		ph := rig.phases()

@@ -156,8 +156,7 @@ func (r *runner) schedule(ctx context.Context) {
 		}
 		if n.Phase == Failed && !r.asking[mac] {
 			r.asking[mac] = true
-			r.wg.Add(1)
-			go r.ask(ctx, *n)
+			go r.ask(ctx, *n) // not waited for: a question on a terminal cannot be interrupted
 		}
 		if kind, ok := r.needOp(n); ok && !r.inflight[mac] && !now.Before(n.RetryAt) {
 			r.inflight[mac] = true

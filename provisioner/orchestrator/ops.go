@@ -144,7 +144,6 @@ func (r *runner) powerOff(ctx context.Context, b BMC) error {
 }
 
 func (r *runner) ask(ctx context.Context, n Node) {
-	defer r.wg.Done()
 	d := r.cfg.Ask(ctx, n, n.Reason)
 	r.send(ctx, input{ask: &askResult{mac: n.PrimaryMAC, decision: d}})
 }
