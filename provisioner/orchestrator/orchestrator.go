@@ -276,6 +276,12 @@ func (r *runner) loop(ctx context.Context) error {
 	r.wg.Add(1)
 	go r.poll(workCtx, r.st.LastEventSeq)
 	for {
+		// Persist before acting on the state, and again after scheduling
+		// (slots taken): an operation never starts from a state that a
+		// crash could take back, except the slot it is started in.
+		if err := r.persist(); err != nil {
+			return err
+		}
 		r.schedule(workCtx)
 		if err := r.persist(); err != nil {
 			return err
