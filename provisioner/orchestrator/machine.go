@@ -161,7 +161,9 @@ func (r *runner) schedule(ctx context.Context) {
 		if kind, ok := r.needOp(n); ok && !r.inflight[mac] && !now.Before(n.RetryAt) {
 			r.inflight[mac] = true
 			r.wg.Add(1)
-			go r.runOp(ctx, r.specs[mac], kind, n.Phase, n.WipeAll)
+			spec := r.specs[mac]
+			spec.EFI = spec.EFI || n.UEFISeen
+			go r.runOp(ctx, spec, kind, n.Phase, n.WipeAll)
 		}
 	}
 }
@@ -267,6 +269,13 @@ func (r *runner) onEvent(ev Event) {
 		return
 	}
 	cur := rank[n.Phase]
+	if ev.Kind == EventDHCP && uefiArch(ev.Message) && !n.UEFISeen {
+		n.UEFISeen = true
+		if !r.specs[mac].EFI {
+			r.log.Warn("node netboots with UEFI firmware but its type is not declared UEFI (--uefi-types); using EFI boot flags from now on",
+				"node", n.Hostname, "mac", n.PrimaryMAC, "type", n.Type)
+		}
+	}
 	switch ev.Kind {
 	case EventDHCP, EventTFTP:
 		if n.Phase == BMCReachable || n.Phase == PXERequested {
@@ -387,4 +396,16 @@ func (r *runner) onAnswer(mac string, d FailureMode) {
 	default:
 		r.cancelled = fmt.Errorf("%w: node %s (%s): %s", ErrCancelled, n.Hostname, n.PrimaryMAC, n.Reason)
 	}
+}
+
+// uefiArch says whether a DHCP event's message names an x86-64 UEFI client
+// architecture (option 93 = 7 or 9, docs/boot-contract.md §1).
+func uefiArch(msg string) bool {
+	for _, f := range strings.Fields(msg) {
+		if v, ok := strings.CutPrefix(f, "arch="); ok {
+			v = strings.TrimLeft(v, "0")
+			return v == "7" || v == "9"
+		}
+	}
+	return false
 }

@@ -135,3 +135,18 @@ func TestInstalledRecordsTheOS(t *testing.T) {
 		}
 	}
 }
+
+// A node that netboots as UEFI gets EFI boot flags from then on, even when
+// its type was not declared UEFI.
+func TestUEFIFirmwareLearnedFromDHCP(t *testing.T) {
+	r, n := newTestRunner(PXERequested)
+	r.onEvent(Event{Seq: 1, MAC: n.PrimaryMAC, Kind: EventDHCP, Message: `ip=172.24.213.4 type=request arch=7 user_class="iPXE"`})
+	if !n.UEFISeen || n.Phase != Netbooting {
+		t.Errorf("after a UEFI DHCP request: %+v", n)
+	}
+	for msg, want := range map[string]bool{"arch=0": false, "arch=00009": true, "ip=1.2.3.4 type=request": false, "arch=7": true, "arch=6": false} {
+		if uefiArch(msg) != want {
+			t.Errorf("uefiArch(%q) = %v", msg, !want)
+		}
+	}
+}

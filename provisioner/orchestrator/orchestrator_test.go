@@ -382,3 +382,20 @@ func TestReprovisionWithDeadBMCAsksNoReinstall(t *testing.T) {
 		t.Errorf("the reprovision request was lost: %+v", n)
 	}
 }
+
+func TestDiskBootFlagsFollowTheFirmwareSeen(t *testing.T) {
+	h := newHarness(t, 1) // node 1's type is not declared UEFI
+	h.start()
+	h.waitFor("pxe requested", h.phaseIs(1, PXERequested))
+	if h.bmc(1).Flags().EFI {
+		t.Fatal("EFI flag before any sign of UEFI firmware")
+	}
+	h.boot.Emit(mac(1), EventDHCP, "ip=10.0.0.2 type=request arch=7")
+	h.boot.Emit(mac(1), EventInstalling, "")
+	h.boot.Emit(mac(1), EventInstalled, "")
+	h.waitFor("disk boot set", func() bool { return h.node(1).DiskBootSet })
+	if f := h.bmc(1).Flags(); f.Device != bmc.DeviceDisk || !f.EFI {
+		t.Errorf("disk boot flags %v, want EFI after a UEFI netboot", f)
+	}
+	h.interrupt()
+}

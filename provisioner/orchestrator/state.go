@@ -52,6 +52,10 @@ type Node struct {
 	WipeAll       bool `json:"wipe_all,omitempty"`
 	// DiskBootSet: boot device disk (persistent) written after the install.
 	DiskBootSet bool `json:"disk_boot_set,omitempty"`
+	// UEFISeen: the node's firmware netbooted as x86-64 UEFI (DHCP client
+	// architecture 7 or 9), so its boot flags carry the EFI bit even when
+	// its type was not declared UEFI.
+	UEFISeen bool `json:"uefi_seen,omitempty"`
 	// BootedSeen: the "booted" callback arrived (the phase moves to booted
 	// once the disk boot device is set too).
 	BootedSeen bool `json:"booted_seen,omitempty"`
