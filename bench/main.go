@@ -85,6 +85,7 @@ func run(short bool, out, racker, only string) error {
 		{"tftp", func() error { return benchTFTP(r, n, filepath.Join(work, "tftp"), racker, short) }},
 		{"http", func() error { return benchHTTP(r, n, filepath.Join(work, "http"), racker, short) }},
 		{"ipmi", func() error { return benchIPMI(r, filepath.Join(work, "ipmi"), short) }},
+		{"scale", func() error { return benchScale(r, n, filepath.Join(work, "scale"), racker, short) }},
 	}
 	for _, s := range sections {
 		if only != "" && only != s.name {
