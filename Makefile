@@ -12,7 +12,7 @@ help:
 	@echo "make build  build bin/racker and bin/racker-sim"
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
 	@echo "make lint   gofmt check and go vet"
-	@echo "make demo   the main job on the embedded example rack"
+	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
 	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=kubectl,terraform)"
@@ -36,7 +36,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-demo: deps build
+demo: deps build testos
 	./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);

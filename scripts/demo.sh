@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# The main job on the embedded example rack (examples/rack): check it and plan
-# it, with state in a temporary folder. Once the simulator lands this brings up
-# a simulated rack and provisions it.
+# The main job on the embedded default: a simulated rack (management node +
+# 3 servers, one of them UEFI, each with a virtual BMC) provisioned by
+# `racker bootstrap` from inside its management node, ending with
+# `racker status`. The rack stays up afterwards so you can look around;
+# `bin/racker-sim down --name demo` removes every trace of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cp -r examples/rack "$work/oem"
-chmod 600 "$work/oem/ipmi_user" "$work/oem/ipmi_password"
-flags=(--oem-dir "$work/oem" --state-dir "$work/state" --mgmt-mac 00:11:22:33:44:00)
+name=${RACK:-demo}
+sim=(bin/racker-sim --name "$name")
 set -x
-bin/racker factory check "${flags[@]}"
-bin/racker plan "${flags[@]}"
+bin/racker-sim up --name "$name" --nodes 3 --types bios,uefi --uefi-types uefi --os testos
+bin/racker-sim exec --name "$name" -- racker factory check
+bin/racker-sim exec --name "$name" -- racker bootstrap --os testos --uefi-types uefi
+bin/racker-sim exec --name "$name" -- racker status
+set +x
+cat <<MSG
+
+The simulated rack "$name" is provisioned and stays up. Try:
+  ${sim[*]} status                       # VMs, BMC addresses, power, console logs
+  ${sim[*]} exec -- racker status        # Racker's view, from the management node
+  ${sim[*]} exec -- racker reprovision NODE --yes
+  ${sim[*]} console n1                   # serial console (Ctrl-] leaves)
+Remove it with:
+  ${sim[*]} down
+MSG

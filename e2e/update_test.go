@@ -1,0 +1,82 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/racker/racker/netenv"
+)
+
+// releaseRegistry is where the update spec publishes releases: an OCI
+// registry listening on the management node's own loopback (inside its
+// network namespace), as a local mirror would.
+const releaseRegistry = "127.0.0.1:5000/racker"
+
+// startRegistry serves an in-memory OCI registry inside the management
+// node's network namespace until the spec ends.
+func (r *simRack) startRegistry() {
+	GinkgoHelper()
+	var ln net.Listener
+	Expect(netenv.Do(r.name+"-mgmt", func() (err error) {
+		ln, err = net.Listen("tcp", "127.0.0.1:5000")
+		return err
+	})).To(Succeed())
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(GinkgoWriter, "registry: ", 0)))}
+	go srv.Serve(ln)
+	DeferCleanup(srv.Close)
+}
+
+// installedVersion is what the installed racker on the management node says.
+func (r *simRack) installedVersion() string {
+	GinkgoHelper()
+	res := r.inMgmt(time.Minute, "/opt/bin/racker", "version")
+	Expect(res.code).To(Equal(0), res.String())
+	return res.stdout
+}
+
+func updateSpecs() {
+	Context("update", Label("update"), func() {
+		It("moves the management node between releases from a local registry, and the rack stays served", func() {
+			rack.ensureProvisioned()
+			rack.startRegistry()
+			By("publishing releases 1.0.0, 1.0.1, 1.1.0 and 2.0.0, built as make image builds them")
+			for _, v := range []string{"1.0.0", "1.0.1", "1.1.0", "2.0.0"} {
+				res := rack.inMgmt(10*time.Minute, rack.bin("racker"), "release", "image", "--manifest", rack.repo+"/release/conf.yaml",
+					"--version", v, "--registry", releaseRegistry, "--push", "--out", GinkgoT().TempDir()+"/racker.oci.tar")
+				Expect(res.code).To(Equal(0), res.String())
+			}
+			step := func(want string, args ...string) {
+				GinkgoHelper()
+				res := rack.racker(10*time.Minute, args...)
+				Expect(res.code).To(Equal(0), res.String())
+				Expect(rack.installedVersion()).To(ContainSubstring(want), "after racker %s", strings.Join(args, " "))
+			}
+			step("1.0.0", "get", "1.0.0", "--registry", releaseRegistry)
+			step("1.0.1", "update")  // same major.minor: not 1.1.0
+			step("2.0.0", "upgrade") // newest overall
+			step("1.0.1", "rollback")
+
+			By("checking the rack is still served and provisioned")
+			res := rack.inMgmt(time.Minute, "curl", "-fsS", rack.mgmtURL()+"/healthz")
+			Expect(res.code).To(Equal(0), res.String())
+			st := rack.status()
+			for _, n := range rack.nodes {
+				Expect(st[n.PrimaryMAC].Phase).To(Equal("booted"), "node %s", n.Name)
+			}
+			check := rack.racker(time.Minute, "version", "--check")
+			Expect(check.code).To(Equal(0), check.String())
+			Expect(check.stdout).To(ContainSubstring("2.0.0"), "version --check names the newer release:\n%s", check)
+			fmt.Fprintln(GinkgoWriter, check.stdout)
+		})
+	})
+}
