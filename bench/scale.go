@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -166,6 +168,10 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 		return out, err
 	}
 
+	// The virtual BMCs and simulated nodes stop when ctx ends; the run
+	// returns once they have.
+	var bg sync.WaitGroup
+	defer bg.Wait()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// A failing simulated node ends the run at once (cancel), rather than
@@ -182,9 +188,11 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 	creds := inventory.Credentials{User: "bench", Password: "bench-password"}
 	var open orchestrator.BMCOpener
 	if realBMCs {
-		open, err = startVBMCs(ctx, plan, simNodes, creds, quiet)
+		open, err = startVBMCs(ctx, &bg, plan, simNodes, creds, quiet)
 	} else {
-		open = fakeOpener(plan, simNodes, creds, quiet)
+		var forget func()
+		open, forget = fakeOpener(plan, simNodes, creds, quiet)
+		defer forget()
 	}
 	if err != nil {
 		return out, err
@@ -193,6 +201,13 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 	boot := api.NewClient(base)
 	boot.HTTP = clientIn(n.cliNS)
 	resetPeakRSS()
+	if path := os.Getenv("BENCH_SCALE_CPUPROFILE"); path != "" {
+		stop, err := cpuProfile(fmt.Sprintf("%s.%d", path, nodes))
+		if err != nil {
+			return out, err
+		}
+		defer stop()
+	}
 	start := time.Now()
 	res, err := orchestrator.Run(ctx, orchestrator.Config{StateDir: orchState, Nodes: specs, Boot: orchestrator.FromAPI(boot),
 		OpenBMC: open, Parallel: scaleParallel, BMCInterval: scaleBMCInterval, OS: "testos current", Logger: quiet})
@@ -288,7 +303,7 @@ func nodeLatency(orchState string, nodes int) (p50, p99 time.Duration, err error
 // fakeOpener opens each node's BMC through provisioner/bmc's fake://
 // driver (a fake: in-memory BMCs, documented as such in the results) and
 // hooks the simulated node to its power actions.
-func fakeOpener(plan []planNode, nodes map[string]*simNode, creds inventory.Credentials, log *slog.Logger) orchestrator.BMCOpener {
+func fakeOpener(plan []planNode, nodes map[string]*simNode, creds inventory.Credentials, log *slog.Logger) (open orchestrator.BMCOpener, forget func()) {
 	names := map[string]string{}
 	for _, p := range plan {
 		name := fmt.Sprintf("scale%d-%s", os.Getpid(), strings.ReplaceAll(p.PrimaryMAC, ":", "")) // a URL host: no colons
@@ -301,24 +316,32 @@ func fakeOpener(plan []planNode, nodes map[string]*simNode, creds inventory.Cred
 	inner := orchestrator.ControllerOpener(func(_ context.Context, s orchestrator.NodeSpec) (string, error) {
 		return "fake://" + names[s.PrimaryMAC], nil
 	}, bmc.Options{Credentials: creds, Logger: log})
-	return func(ctx context.Context, s orchestrator.NodeSpec) (orchestrator.BMC, error) {
+	open = func(ctx context.Context, s orchestrator.NodeSpec) (orchestrator.BMC, error) {
 		b, err := inner(ctx, s)
 		if err != nil {
 			return nil, err
 		}
 		return fakeHooked{BMC: b, fake: bmc.Fake(names[s.PrimaryMAC]), node: nodes[s.PrimaryMAC]}, nil
 	}
+	forget = func() {
+		for _, name := range names {
+			bmc.ForgetFake(name)
+		}
+	}
+	return open, forget
 }
 
 // startVBMCs runs one real virtual BMC per node (go-ipmi server over UDP on
 // 127.0.0.1, its own port) until ctx ends, and returns an opener through
 // Racker's ipmi:// driver.
-func startVBMCs(ctx context.Context, plan []planNode, nodes map[string]*simNode, creds inventory.Credentials, log *slog.Logger) (orchestrator.BMCOpener, error) {
+func startVBMCs(ctx context.Context, bg *sync.WaitGroup, plan []planNode, nodes map[string]*simNode, creds inventory.Credentials, log *slog.Logger) (orchestrator.BMCOpener, error) {
 	urls := map[string]string{}
 	for _, p := range plan {
 		listening := make(chan netip.AddrPort, 1)
 		m := newSimMachine(nodes[p.PrimaryMAC])
+		bg.Add(1)
 		go func() {
+			defer bg.Done()
 			err := vbmc.Run(ctx, vbmc.Config{Name: p.Hostname, Machine: m, Static: netip.MustParsePrefix("127.0.0.1/8"), Port: -1,
 				User: creds.User, Password: creds.Password, Logger: log.With("bmc", p.Hostname),
 				OnListen: func(a netip.AddrPort) {
@@ -397,4 +420,19 @@ func resetPeakRSS() {
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		logger.Warn("cannot reset the peak RSS; the bench's figure includes earlier sections", "err", err)
 	}
+}
+
+// cpuProfile profiles this process (orchestrator, BMCs, simulated nodes)
+// into path until stop; BENCH_SCALE_CPUPROFILE=PREFIX asks for it, one file
+// per run (PREFIX.NODES), to see where a bootstrap's time goes.
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("while starting the CPU profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
