@@ -101,6 +101,9 @@ type simNode struct {
 	installed bool
 	installs  int
 	booted    int
+	// firstDev is what the firmware booted at the node's first power-on:
+	// PXE when the orchestrator's boot flags went through the BMC.
+	firstDev bootDevice
 }
 
 // start powers the node on (or resets it) with dev first: the boot runs in
@@ -109,6 +112,9 @@ func (n *simNode) start(dev bootDevice) {
 	n.mu.Lock()
 	n.gen++
 	g, installed := n.gen, n.installed
+	if n.firstDev == "" {
+		n.firstDev = dev
+	}
 	n.mu.Unlock()
 	go func() {
 		if err := n.boot(g, dev, installed); err != nil && n.sim.ctx.Err() == nil {
@@ -278,11 +284,12 @@ func (n *simNode) post(c *http.Client, ev api.EventKind) error {
 	return nil
 }
 
-// counts returns how often the node installed and booted from disk.
-func (n *simNode) counts() (installs, booted int) {
+// counts returns how often the node installed and booted from disk, and
+// what its firmware booted first.
+func (n *simNode) counts() (installs, booted int, first bootDevice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.installs, n.booted
+	return n.installs, n.booted, n.firstDev
 }
 
 // --- fake:// BMCs (a fake, for the scale test only) ---
