@@ -129,7 +129,7 @@ func count(evs []event, mac, kind string) int {
 // waitPhase polls racker status until the node is in one of phases.
 func (r *simRack) waitPhase(mac string, timeout time.Duration, phases ...string) {
 	GinkgoHelper()
-	Eventually(func() string { return r.status()[mac].Phase }).WithTimeout(timeout).WithPolling(3 * time.Second).
+	Eventually(func() string { return r.status()[mac].Phase }).WithTimeout(timeout).WithPolling(3*time.Second).
 		Should(BeElementOf(phases), "node %s never reached %v", mac, phases)
 }
 
@@ -198,4 +198,3 @@ func (r *simRack) boots(n simNode) int { return strings.Count(r.console(n), "tes
 func (r *simRack) installs(n simNode) int {
 	return strings.Count(r.console(n), "testos: flatcar-install: stored /opt/racker/boot.ign")
 }
-

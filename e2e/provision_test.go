@@ -63,7 +63,7 @@ func bootstrapSpecs() {
 			for _, n := range rack.nodes {
 				Expect(count(evs, n.PrimaryMAC, "installed")).To(Equal(1), "node %s installed once in all", n.Name)
 			}
-			Expect(rack.installs(target) - installsBefore[target.PrimaryMAC]).To(Equal(1), "the console shows one install of %s", target.Name)
+			Expect(rack.installs(target)-installsBefore[target.PrimaryMAC]).To(Equal(1), "the console shows one install of %s", target.Name)
 			for _, n := range rack.nodes[1:] {
 				Expect(rack.installs(n)).To(Equal(installsBefore[n.PrimaryMAC]), "booted node %s was not reinstalled", n.Name)
 			}

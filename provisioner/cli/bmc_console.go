@@ -18,14 +18,7 @@ func newConsoleCmd(env *Env) *cobra.Command {
 		Use:   "console NODE|--bmc URL",
 		Short: "Interactive serial-over-LAN console of a node; type ~. at the start of a line to leave",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			node, rest, err := bf.nodeArgs(args)
-			if err != nil {
-				return err
-			}
-			if len(rest) != 0 {
-				return fmt.Errorf("unexpected arguments %q", rest)
-			}
-			c, label, err := env.openBMC(cmd.Context(), &bf, node)
+			c, label, err := env.openTarget(cmd.Context(), &bf, args)
 			if err != nil {
 				return err
 			}

@@ -22,14 +22,7 @@ func newIPMIDiagCmd(env *Env) *cobra.Command {
 		Use:   "diag NODE|--bmc URL",
 		Short: "Show a BMC's device id, firmware, power, boot flags, address, MAC and SOL support",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			node, rest, err := bf.nodeArgs(args)
-			if err != nil {
-				return err
-			}
-			if len(rest) != 0 {
-				return fmt.Errorf("unexpected arguments %q", rest)
-			}
-			c, label, err := env.openBMC(cmd.Context(), &bf, node)
+			c, label, err := env.openTarget(cmd.Context(), &bf, args)
 			if err != nil {
 				return err
 			}

@@ -40,6 +40,18 @@ func (bf *bmcFlags) nodeArgs(args []string) (node string, rest []string, err err
 	return args[0], args[1:], nil
 }
 
+// openTarget opens the BMC named by a command's only argument (or --bmc).
+func (env *Env) openTarget(ctx context.Context, bf *bmcFlags, args []string) (bmc.Controller, string, error) {
+	node, rest, err := bf.nodeArgs(args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(rest) != 0 {
+		return nil, "", fmt.Errorf("unexpected arguments %q", rest)
+	}
+	return env.openBMC(ctx, bf, node)
+}
+
 // openBMC resolves node (or --bmc) to a controller. The plan is a dry run:
 // these commands never write state. A node's BMC address is Racker's own
 // DHCP lease for the BMC MAC, else its planned address; never an ARP scan.

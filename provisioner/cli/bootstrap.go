@@ -125,19 +125,10 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 			return fmt.Errorf("--public-ips %w", err)
 		}
 	}
-	inv, p, err := env.MakePlan(&f.plan, true)
+	inv, p, err := env.CheckRack(&f.plan, true)
 	if err != nil {
-		var probs *inventory.Problems
-		if errors.As(err, &probs) {
-			fmt.Fprintf(env.Stderr, "%s: %d problem(s):\n", filepath.Join(env.OEMDir, inventory.NodesFile), len(*probs))
-			for _, p := range *probs {
-				fmt.Fprintln(env.Stderr, "  "+p.String())
-			}
-			return errSilent
-		}
 		return err
 	}
-	printRackSummary(env, inv, p)
 	pub, err := ensureSSHKey(env)
 	if err != nil {
 		return err

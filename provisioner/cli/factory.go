@@ -39,24 +39,32 @@ func newFactoryCheckCmd(env *Env) *cobra.Command {
 		Short: "Validate nodes.csv and the IPMI credentials; print a summary of the rack",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inv, p, err := env.MakePlan(&pf, false)
-			if err != nil {
-				var probs *inventory.Problems
-				if errors.As(err, &probs) {
-					fmt.Fprintf(env.Stderr, "%s: %d problem(s):\n", filepath.Join(env.OEMDir, inventory.NodesFile), len(*probs))
-					for _, p := range *probs {
-						fmt.Fprintln(env.Stderr, "  "+p.String())
-					}
-					return errSilent
-				}
-				return err
-			}
-			printRackSummary(env, inv, p)
-			return nil
+			_, _, err := env.CheckRack(&pf, false)
+			return err
 		},
 	}
 	AddPlanFlags(cmd.Flags(), &pf)
 	return cmd
+}
+
+// CheckRack plans the rack as factory check does: every problem of the OEM
+// files goes to stderr at once (the returned error then says nothing more),
+// and a valid rack's summary to stdout.
+func (e *Env) CheckRack(pf *PlanFlags, persist bool) (*inventory.Inventory, *plan.Plan, error) {
+	inv, p, err := e.MakePlan(pf, persist)
+	if err != nil {
+		var probs *inventory.Problems
+		if errors.As(err, &probs) {
+			fmt.Fprintf(e.Stderr, "%s: %d problem(s):\n", filepath.Join(e.OEMDir, inventory.NodesFile), len(*probs))
+			for _, p := range *probs {
+				fmt.Fprintln(e.Stderr, "  "+p.String())
+			}
+			return nil, nil, errSilent
+		}
+		return nil, nil, err
+	}
+	printRackSummary(e, inv, p)
+	return inv, p, nil
 }
 
 func printRackSummary(env *Env, inv *inventory.Inventory, p *plan.Plan) {

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-
 // SSHKeyPath is the cluster's private key, relative to the state folder.
 const SSHKeyPath = "ssh/id_ed25519"
 
