@@ -59,6 +59,7 @@ type scaleOutcome struct {
 	benchRSS float64       // MiB, this process's VmHWM during the run
 	dhcp     int64         // DHCP exchanges attempted by nodes
 	requests int64         // HTTP requests made by nodes
+	saves    int           // orchestrator state saves
 }
 
 func benchScale(r *results, n *benchNet, work, racker string, short bool) error {
@@ -81,7 +82,8 @@ func benchScale(r *results, n *benchNet, work, racker string, short bool) error 
 		s := o.s
 		sec := fmt.Sprintf("Orchestrator bootstrap, %d simulated nodes, %s", s.nodes, o.what)
 		note := fmt.Sprintf("--parallel %d, BMC op spacing %s instead of 50 ms", scaleParallel, scaleBMCInterval)
-		r.add(row{Section: sec, Figure: "wall time, all nodes booted", Unit: "s", Racker: s.wall.Seconds(), Note: note})
+		r.add(row{Section: sec, Figure: "wall time, all nodes booted", Unit: "s", Racker: s.wall.Seconds(),
+			Note: fmt.Sprintf("%s; %d state saves", note, s.saves)})
 		// The simulated nodes take no time of their own, so the time a node
 		// holds one of the parallel slots is what Racker (and the bench's
 		// clients) spend on it.
@@ -214,15 +216,19 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 		defer stop()
 	}
 	start := time.Now()
+	// OnChange runs after each save of the orchestrator's state (an
+	// fsync'd atomic replace), on the loop goroutine that Run runs on.
+	saves := 0
 	res, err := orchestrator.Run(ctx, orchestrator.Config{StateDir: orchState, Nodes: specs, Boot: orchestrator.FromAPI(boot),
 		OpenBMC: open, Parallel: scaleParallel, BMCInterval: scaleBMCInterval, OS: "testos current", Logger: quiet,
 		// A node that stalls ends the bench with an error: no retries that
 		// would hide a fault in the figures, no waiting for real servers' POST.
-		Policy: orchestrator.Policy{OnFailure: orchestrator.Cancel}, Timeouts: scaleTimeouts})
+		Policy: orchestrator.Policy{OnFailure: orchestrator.Cancel}, Timeouts: scaleTimeouts,
+		OnChange: func([]orchestrator.Node) { saves++ }})
 	out.wall = time.Since(start)
 	out.benchRSS = peakRSS(os.Getpid())
 	out.serveRSS = peakRSS(rs.pid())
-	out.dhcp, out.requests = sim.dhcpTries.Load(), sim.requests.Load()
+	out.dhcp, out.requests, out.saves = sim.dhcpTries.Load(), sim.requests.Load(), saves
 	if errs := sim.firstErrors(); len(errs) > 0 {
 		return out, fmt.Errorf("simulated nodes failed: %w", errors.Join(errs...))
 	}
@@ -235,7 +241,7 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 	if out.p50, out.p99, err = nodeLatency(orchState, nodes); err != nil {
 		return out, err
 	}
-	logger.Info("scale", "nodes", nodes, "real_bmcs", realBMCs, "wall", out.wall, "p50", out.p50, "p99", out.p99,
+	logger.Info("scale", "nodes", nodes, "real_bmcs", realBMCs, "wall", out.wall, "state_saves", saves, "p50", out.p50, "p99", out.p99,
 		"serve_rss_mib", out.serveRSS, "bench_rss_mib", out.benchRSS)
 	return out, nil
 }
