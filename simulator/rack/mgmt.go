@@ -75,12 +75,20 @@ func EnterMgmt(s *State, argv []string) error {
 }
 
 // mountOEM puts the rack's OEM folder on /usr/share/oem. When the host has
-// no /usr/share/oem to mount on, an overlay on /usr/share (upper layer in
-// the rack folder) provides the mount point without writing to the host.
+// no /usr/share/oem to mount on, an overlay on /usr/share provides the mount
+// point without writing to the host. Its upper and work folders live on a
+// tmpfs of this process's own mount namespace: overlayfs refuses a work
+// folder that another mount uses, and several `racker-sim exec` run at once.
 func mountOEM(s *State) error {
 	if _, err := os.Stat(mgmtOEMPath); err != nil {
-		upper := filepath.Join(s.MgmtDir(), ".usr-share", "upper")
-		work := filepath.Join(s.MgmtDir(), ".usr-share", "work")
+		base := filepath.Join(s.MgmtDir(), ".usr-share")
+		if err := os.MkdirAll(base, 0o755); err != nil {
+			return fmt.Errorf("while preparing the management node's /usr/share: %w", err)
+		}
+		if err := unix.Mount("tmpfs", base, "tmpfs", 0, "size=1m,mode=0755"); err != nil {
+			return fmt.Errorf("while preparing the management node's /usr/share: %w", err)
+		}
+		upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
 		if err := os.MkdirAll(filepath.Join(upper, "oem"), 0o755); err != nil {
 			return fmt.Errorf("while preparing the management node's /usr/share: %w", err)
 		}
