@@ -5,10 +5,15 @@
 // name with any ".." component is refused rather than resolved, so a client
 // can only name files below the boot-files folder. Symlinks the folder
 // itself holds are followed: they are the administrator's (Debian links
-// /usr/lib/ipxe/ipxe.efi to /boot/ipxe.efi), not the client's. blksize and tsize are negotiated by
-// pin/tftp (blksize up to the interface MTU); that library does not
-// implement RFC 7440 windowsize, and its "anticipate" mode sends windows a
-// plain client never asked for, so it stays off.
+// /usr/lib/ipxe/ipxe.efi to /boot/ipxe.efi), not the client's.
+//
+// pin/tftp runs the socket and answers plain requests (blksize up to the
+// interface MTU, tsize), which is what iPXE, PXE ROMs and busybox send. It
+// does not implement RFC 7440 windowsize (and its "anticipate" mode sends
+// windows a plain client never asked for, so it stays off), so a request
+// carrying windowsize is taken over in the read handler by window.go's
+// sender, on the ephemeral socket pin/tftp already opened for it: one block
+// per round trip costs a fast client most of its throughput.
 package tftp
 
 import (
@@ -138,10 +143,30 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		s.cfg.Metrics.Transfer("missing", 0, ErrForbidden)
 		return fmt.Errorf("not a file: %s", rel)
 	}
-	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+	ot, isOT := rf.(tftp.OutgoingTransfer)
+	if req, ok := peekPinRequest(rf); ok && isOT {
+		if wr, ok := negotiateWindow(req.opts, req.mode, req.maxBlockLen, st.Size()); ok {
+			// pin/tftp has not answered yet; its socket is ours from here.
+			ra := ot.RemoteAddr()
+			n, err := sendWindowed(req.conn, &ra, f, st.Size(), wr, s.cfg.Timeout)
+			if err != nil && !errors.Is(err, errClientAborted) {
+				sendError(req.conn, &ra, 0, "transfer failed")
+			}
+			req.conn.Close()
+			log = log.With("windowsize", wr.window, "blksize", wr.blksize)
+			s.finish(log, rel, peer, peerIP, n, err)
+			return nil // done or already answered: pin/tftp must not send an ERROR
+		}
+	}
+	if isOT {
 		ot.SetSize(st.Size()) // tsize
 	}
 	n, err := rf.ReadFrom(f)
+	return s.finish(log, rel, peer, peerIP, n, err)
+}
+
+// finish counts, logs and records one transfer, whichever sender ran it.
+func (s *Server) finish(log *slog.Logger, rel, peer string, peerIP netip.Addr, n int64, err error) error {
 	s.cfg.Metrics.Transfer(rel, n, err)
 	if err != nil {
 		log.Warn("TFTP transfer failed", "sent", n, "err", err)

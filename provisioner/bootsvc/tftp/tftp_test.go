@@ -19,7 +19,12 @@ import (
 // client below is pin/tftp's own, a real client over real UDP.
 func serve(t *testing.T, root string, rec api.Recorder) string {
 	t.Helper()
-	s, err := New(Config{Root: root, Recorder: rec})
+	return serveWith(t, Config{Root: root, Recorder: rec})
+}
+
+func serveWith(t *testing.T, cfg Config) string {
+	t.Helper()
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +35,13 @@ func serve(t *testing.T, root string, rec api.Recorder) string {
 	done := make(chan struct{})
 	go func() { s.Serve(conn); close(done) }()
 	t.Cleanup(func() { s.Shutdown(); <-done })
+	// pin/tftp turns on IP_PKTINFO (which tells it the interface, hence the
+	// MTU and the blksize ceiling) when Serve starts; a request queued before
+	// that gets the 512-byte ceiling. One refused request is answered only
+	// once Serve runs, so every request after it sees the real ceiling.
+	if _, _, err := fetch(t, conn.LocalAddr().String(), "..", 0); err == nil {
+		t.Fatal("the warm-up request for .. was served")
+	}
 	return conn.LocalAddr().String()
 }
 
