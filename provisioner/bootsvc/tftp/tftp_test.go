@@ -17,12 +17,12 @@ import (
 
 // serve runs the server on a loopback socket and returns its address; the
 // client below is pin/tftp's own, a real client over real UDP.
-func serve(t *testing.T, root string, rec api.Recorder) string {
+func serve(t testing.TB, root string, rec api.Recorder) string {
 	t.Helper()
 	return serveWith(t, Config{Root: root, Recorder: rec})
 }
 
-func serveWith(t *testing.T, cfg Config) string {
+func serveWith(t testing.TB, cfg Config) string {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
@@ -45,7 +45,7 @@ func serveWith(t *testing.T, cfg Config) string {
 	return conn.LocalAddr().String()
 }
 
-func fetch(t *testing.T, addr, name string, blksize int) ([]byte, int64, error) {
+func fetch(t testing.TB, addr, name string, blksize int) ([]byte, int64, error) {
 	t.Helper()
 	c, err := tftp.NewClient(addr)
 	if err != nil {

@@ -139,7 +139,7 @@ func btoi(b bool) int {
 	return 0
 }
 
-func randomFile(t *testing.T, root, name string, size int) []byte {
+func randomFile(t testing.TB, root, name string, size int) []byte {
 	t.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
