@@ -24,21 +24,7 @@ type NetworkFile struct {
 // ParseNetworkFile reads the [Match], [Network] and [Address] keys above.
 func ParseNetworkFile(name, text string) (NetworkFile, error) {
 	n := NetworkFile{Name: name, DHCP: "no"}
-	section := ""
-	for _, line := range joinContinuations(text) {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
-			section = line[1 : len(line)-1]
-			continue
-		}
-		key, value, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+	err := iniEntries(text, func(section, key, value string) error {
 		var err error
 		switch section + "." + key {
 		case "Match.MACAddress", "Match.PermanentMACAddress":
@@ -69,10 +55,11 @@ func ParseNetworkFile(name, text string) (NetworkFile, error) {
 			}
 		}
 		if err != nil {
-			return n, fmt.Errorf("%s: %s=%s: %w", name, key, value, err)
+			return fmt.Errorf("%s: %s=%s: %w", name, key, value, err)
 		}
-	}
-	return n, nil
+		return nil
+	})
+	return n, err
 }
 
 // Matches says whether the file applies to an interface; a file without a

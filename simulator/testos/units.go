@@ -32,21 +32,7 @@ type UnitSpec struct {
 func ParseUnit(name string, contents ...string) UnitSpec {
 	spec := UnitSpec{Name: name, RestartSec: 100 * time.Millisecond}
 	for _, text := range contents {
-		section := ""
-		for _, line := range joinContinuations(text) {
-			line = strings.TrimSpace(line)
-			if line == "" || line[0] == '#' || line[0] == ';' {
-				continue
-			}
-			if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
-				section = line[1 : len(line)-1]
-				continue
-			}
-			key, value, ok := strings.Cut(line, "=")
-			if !ok {
-				continue
-			}
-			key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		iniEntries(text, func(section, key, value string) error {
 			var list *[]string
 			switch section + "." + key {
 			case "Service.ExecStartPre":
@@ -57,28 +43,29 @@ func ParseUnit(name string, contents ...string) UnitSpec {
 				list = &spec.Post
 			case "Service.Restart":
 				spec.RestartOnFailure = value == "on-failure"
-				continue
+				return nil
 			case "Service.RestartSec":
 				if d, err := parseTimespan(value); err == nil {
 					spec.RestartSec = d
 				}
-				continue
+				return nil
 			case "Unit.OnFailure":
 				if value == "" {
 					spec.OnFailure = nil
 				} else {
 					spec.OnFailure = append(spec.OnFailure, strings.Fields(value)...)
 				}
-				continue
+				return nil
 			default:
-				continue
+				return nil
 			}
 			if value == "" {
 				*list = nil
 			} else {
 				*list = append(*list, value)
 			}
-		}
+			return nil
+		})
 	}
 	return spec
 }
@@ -102,6 +89,30 @@ func parseTimespan(v string) (time.Duration, error) {
 		total += time.Duration(n * float64(mult))
 	}
 	return total, nil
+}
+
+// iniEntries calls fn with each key=value of a systemd-style file (units,
+// .network files) and its [section], in order; fn's first error stops it.
+func iniEntries(text string, fn func(section, key, value string) error) error {
+	section := ""
+	for _, line := range joinContinuations(text) {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = line[1 : len(line)-1]
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if err := fn(section, strings.TrimSpace(key), strings.TrimSpace(value)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func joinContinuations(text string) []string {
