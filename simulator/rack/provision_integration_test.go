@@ -34,37 +34,9 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 	rackerBin, testosDir := requireRack(t)
 	testenv.RequireFile(t, filepath.Join(testosDir, "current", "flatcar_production_image.bin.bz2")) // make testos
 	testenv.RequireCommand(t, "busybox")
-	exe, _ := os.Executable()
-	t.Setenv("RACKER_SIM_SELF", "1")
-	name := fmt.Sprintf("rp%d", os.Getpid()%100000)
-	base, err := os.MkdirTemp("", "rack")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	dir := filepath.Join(base, name)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
-	s, err := rack.Up(ctx, rack.Config{Name: name, Dir: dir, Nodes: 2, Disks: 2, Types: []string{"legacy", "efi"}, UEFITypes: []string{"efi"}, RackerBinary: rackerBin, TestOSDir: testosDir, SimBinary: exe}, log)
-	t.Cleanup(func() {
-		var pids []int
-		if s != nil {
-			for _, p := range s.Processes {
-				pids = append(pids, p.PID)
-			}
-		}
-		if err := rack.Down(ctx, dir, log); err != nil {
-			t.Errorf("down: %v", err)
-		}
-		if s != nil {
-			if left := leftovers(t, s, pids); len(left) > 0 {
-				t.Errorf("left behind after down: %s", strings.Join(left, ", "))
-			}
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := upForTest(t, "rp", rack.Config{Nodes: 2, Disks: 2, Types: []string{"legacy", "efi"}, UEFITypes: []string{"efi"}, RackerBinary: rackerBin, TestOSDir: testosDir}, log)
 	if out, err := inMgmt(t, s, "racker factory gen-ssh-key"); err != nil {
 		t.Fatalf("gen-ssh-key: %v\n%s", err, out)
 	}

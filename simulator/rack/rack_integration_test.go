@@ -106,43 +106,48 @@ func leftovers(t *testing.T, s *rack.State, pids []int) []string {
 	return left
 }
 
-// TestRackUpDriveBMCAndDown builds a 3-server rack, checks the management
-// node (its files, Racker's factory check, racker serve), drives a virtual
-// BMC with ipmitool from the management node at the address the BMC got by
-// DHCP from racker serve, injects faults, and takes the rack down: nothing
-// may be left behind.
-func TestRackUpDriveBMCAndDown(t *testing.T) {
-	rackerBin, testosDir := requireRack(t)
+// upForTest builds a rack named prefix+PID in a temporary folder (cfg's
+// Name, Dir and SimBinary are filled in) and takes it down when the test
+// ends, failing the test if anything it made is left behind. It returns the
+// rack and how long up took.
+func mustExecutable(t *testing.T) string {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("rt%d", os.Getpid()%100000)
-	dir, err := os.MkdirTemp("", "rack")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir = filepath.Join(dir, name)
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(dir)) })
-	cfg := rack.Config{
-		Name: name, Dir: dir, Nodes: 3, Types: []string{"red", "blue"}, UEFITypes: []string{"blue"},
-		MemoryMiB: 256, Disks: 1, RackerBinary: rackerBin, TestOSDir: testosDir, SimBinary: exe,
-	}
+	return exe
+}
+
+func upForTest(t *testing.T, prefix string, cfg rack.Config, log *slog.Logger) (*rack.State, time.Duration) {
+	t.Helper()
+	exe := mustExecutable(t)
 	// Children (vBMCs, exec) run this binary as racker-sim through the
 	// environment they inherit; TestMain only reads it at process start.
 	t.Setenv("RACKER_SIM_SELF", "1")
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	base, err := os.MkdirTemp("", "rack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	cfg.Name = fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
+	cfg.Dir = filepath.Join(base, cfg.Name)
+	cfg.SimBinary = exe
 	ctx := context.Background()
-
 	start := time.Now()
 	s, err := rack.Up(ctx, cfg, log)
-	upTime := time.Since(start)
+	took := time.Since(start)
 	var pids []int
+	if s != nil {
+		for _, p := range s.Processes {
+			pids = append(pids, p.PID)
+		}
+	}
 	t.Cleanup(func() {
+		if err := rack.Down(ctx, cfg.Dir, log); err != nil {
+			t.Errorf("down: %v", err)
+		}
 		if s != nil {
-			if err := rack.Down(ctx, dir, log); err != nil {
-				t.Errorf("down: %v", err)
-			}
 			if left := leftovers(t, s, pids); len(left) > 0 {
 				t.Errorf("left behind after down: %s", strings.Join(left, ", "))
 			}
@@ -151,10 +156,26 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("FIGURE: racker-sim up with 3 servers took %.2f s", upTime.Seconds())
-	for _, p := range s.Processes {
-		pids = append(pids, p.PID)
+	return s, took
+}
+
+// TestRackUpDriveBMCAndDown builds a 3-server rack, checks the management
+// node (its files, Racker's factory check, racker serve), drives a virtual
+// BMC with ipmitool from the management node at the address the BMC got by
+// DHCP from racker serve, injects faults, and takes the rack down: nothing
+// may be left behind.
+func TestRackUpDriveBMCAndDown(t *testing.T) {
+	rackerBin, testosDir := requireRack(t)
+	cfg := rack.Config{
+		Nodes: 3, Types: []string{"red", "blue"}, UEFITypes: []string{"blue"},
+		MemoryMiB: 256, Disks: 1, RackerBinary: rackerBin, TestOSDir: testosDir,
 	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	ctx := context.Background()
+	s, upTime := upForTest(t, "rt", cfg, log)
+	start := time.Now().Add(-upTime) // when up began
+	cfg.Name, cfg.Dir, cfg.SimBinary = s.Name, s.Dir, mustExecutable(t)
+	t.Logf("FIGURE: racker-sim up with 3 servers took %.2f s", upTime.Seconds())
 	if len(s.Processes) != 4 {
 		t.Fatalf("want 3 vBMCs and racker serve running, got %+v", s.Processes)
 	}
@@ -218,7 +239,7 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	}
 	if len(bmcIPs) < 3 {
 		serveLog, _ := os.ReadFile(filepath.Join(s.MgmtDir(), "racker-serve.log"))
-		vbmcLog, _ := os.ReadFile(filepath.Join(dir, "nodes", "n1", "vbmc.log"))
+		vbmcLog, _ := os.ReadFile(filepath.Join(s.Dir, "nodes", "n1", "vbmc.log"))
 		t.Fatalf("vBMCs with a DHCP address: %v\nserve:\n%s\nvbmc n1:\n%s", bmcIPs, serveLog, vbmcLog)
 	}
 	t.Logf("FIGURE: from up to every vBMC leased (rack ready): %.2f s", time.Since(start).Seconds())
@@ -271,7 +292,7 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	if err := rack.Fault(ctx, s, "n1", rack.FaultBMCDown, nil); err != nil {
 		t.Fatal(err)
 	}
-	l, err := netlink.LinkByName(netenv.Names{Instance: name}.Iface("n1", "b"))
+	l, err := netlink.LinkByName(netenv.Names{Instance: s.Name}.Iface("n1", "b"))
 	if err != nil || l.Attrs().Flags&(1<<0) != 0 { // net.FlagUp
 		t.Fatalf("bmc-down: the BMC's cable is still up (%v)", err)
 	}
@@ -293,33 +314,9 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 // VMs and the management node as usual; down still leaves nothing.
 func TestRackWithoutBMCs(t *testing.T) {
 	rackerBin, testosDir := requireRack(t)
-	exe, _ := os.Executable()
-	t.Setenv("RACKER_SIM_SELF", "1")
-	name := fmt.Sprintf("rn%d", os.Getpid()%100000)
-	base, err := os.MkdirTemp("", "rack")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	dir := filepath.Join(base, name)
 	ctx := context.Background()
-	s, err := rack.Up(ctx, rack.Config{Name: name, Dir: dir, Nodes: 1, NoBMC: true, RackerBinary: rackerBin, TestOSDir: testosDir, SimBinary: exe}, nil)
-	var pids []int
-	t.Cleanup(func() {
-		if err := rack.Down(ctx, dir, nil); err != nil {
-			t.Errorf("down: %v", err)
-		}
-		if s != nil {
-			if left := leftovers(t, s, pids); len(left) > 0 {
-				t.Errorf("left behind after down: %s", strings.Join(left, ", "))
-			}
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := upForTest(t, "rn", rack.Config{Nodes: 1, NoBMC: true, RackerBinary: rackerBin, TestOSDir: testosDir}, nil)
 	for _, p := range s.Processes {
-		pids = append(pids, p.PID)
 		if strings.HasPrefix(p.Role, "vbmc") {
 			t.Errorf("--no-bmc started %s", p.Role)
 		}
