@@ -106,10 +106,7 @@ func leftovers(t *testing.T, s *rack.State, pids []int) []string {
 	return left
 }
 
-// upForTest builds a rack named prefix+PID in a temporary folder (cfg's
-// Name, Dir and SimBinary are filled in) and takes it down when the test
-// ends, failing the test if anything it made is left behind. It returns the
-// rack and how long up took.
+// mustExecutable is this test binary, which also serves as racker-sim.
 func mustExecutable(t *testing.T) string {
 	t.Helper()
 	exe, err := os.Executable()
@@ -119,6 +116,10 @@ func mustExecutable(t *testing.T) string {
 	return exe
 }
 
+// upForTest builds a rack named prefix+PID in a temporary folder (cfg's
+// Name, Dir and SimBinary are filled in) and takes it down when the test
+// ends, failing the test if anything it made is left behind. It returns the
+// rack and how long up took.
 func upForTest(t *testing.T, prefix string, cfg rack.Config, log *slog.Logger) (*rack.State, time.Duration) {
 	t.Helper()
 	exe := mustExecutable(t)
