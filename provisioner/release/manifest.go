@@ -52,6 +52,12 @@ type Asset struct {
 	Dest string `yaml:"dest"`
 	// Mode is octal, e.g. "0755"; default 0644.
 	Mode string `yaml:"mode"`
+	// License (an SPDX expression) and Source (where its source code is
+	// published) describe a third-party file; docs/licenses.md lists them
+	// and its generator refuses an asset from outside the repository
+	// without a License.
+	License string `yaml:"license"`
+	Source  string `yaml:"source"`
 }
 
 // BuildStep is a build command; ${VERSION}, ${PAYLOAD} (this module's payload
