@@ -26,8 +26,12 @@ type Manifest struct {
 	// relative to the manifest's folder (the repository root).
 	WorkDir string `yaml:"workdir"`
 	// StateVersion is the state layout this release reads and writes.
-	StateVersion int      `yaml:"state_version"`
-	Modules      []Module `yaml:"modules"`
+	StateVersion int `yaml:"state_version"`
+	// Changelog is the project's CHANGELOG.md (relative to workdir): the
+	// release's section becomes an image label and the whole file goes
+	// into the payload, so `racker update` can show what changes.
+	Changelog string   `yaml:"changelog"`
+	Modules   []Module `yaml:"modules"`
 
 	dir string // folder of the manifest file
 }
