@@ -207,9 +207,21 @@ func newGetCmd(env *Env) *cobra.Command {
 func newMoveCmd(env *Env, use, short string, policy release.Policy) *cobra.Command {
 	var rf releaseFlags
 	var yes bool
+	long := short + `.
+
+It first prints the offered release's changelog (CHANGELOG.md, carried in the
+release image) from the installed version on, then installs it.`
+	if policy == release.Newest {
+		long += `
+
+Before crossing a major version, or migrating the state (after which rollback
+to the installed version is refused), it lists the breaking changes and the
+migrations and asks on a terminal; without one it refuses unless --yes.`
+	}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
+		Long:  long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := env.installer(rf.root)
