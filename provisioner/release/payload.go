@@ -50,11 +50,13 @@ type stagedModule struct {
 // then writes the release info (and changelog), and returns the modules in
 // layer order and the release's section of the changelog ("" without one).
 func stagePayload(ctx context.Context, o BuildOptions, work string) ([]stagedModule, *Info, string, error) {
-	staged, info, err := stageModules(ctx, o, work)
+	// The changelog first: a release without its section fails before the
+	// modules are built.
+	log, section, err := o.changelog(o.Version)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	log, section, err := o.changelog(info.Version)
+	staged, info, err := stageModules(ctx, o, work)
 	if err != nil {
 		return nil, nil, "", err
 	}
