@@ -11,7 +11,8 @@ help:
 	@echo "make deps   install the Debian packages Racker needs (root, idempotent)"
 	@echo "make build  build bin/racker and bin/racker-sim"
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
-	@echo "make lint   gofmt check and go vet"
+	@echo "make lint   gofmt check, go vet and make licenses-check"
+	@echo "make licenses        regenerate docs/licenses.md (every dependency's licence, checked)"
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
@@ -32,9 +33,20 @@ test: build testos
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
 
-lint:
+lint: licenses-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# docs/licenses.md lists the licence of every module the binaries, tests and
+# tools are built from, and of the image's third-party files
+# (internal/licenses). make licenses rewrites it; licenses-check (in make lint,
+# so in CI) fails when it is stale or a licence is unknown or not accepted.
+.PHONY: licenses licenses-check
+licenses:
+	$(GO) run ./scripts/licenses
+
+licenses-check:
+	$(GO) run ./scripts/licenses -check
 
 demo: deps build testos
 	./scripts/demo.sh

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -44,26 +45,58 @@ func (r *simRack) installedVersion() string {
 	return res.stdout
 }
 
+// e2eChangelog is the release notes of the update spec's releases.
+const e2eChangelog = `# Changelog
+
+## [2.0.0] - 2026-12-20
+
+### Removed
+- **Breaking:** a flag nobody uses.
+
+## [1.1.0] - 2026-12-10
+
+### Added
+- The 1.1.0 feature.
+
+## [1.0.1] - 2026-12-05
+
+### Fixed
+- The 1.0.1 fix.
+
+## [1.0.0] - 2026-12-01
+
+### Added
+- The first release.
+`
+
 func updateSpecs() {
 	Context("update", Label("update"), func() {
 		It("moves the management node between releases from a local registry, and the rack stays served", func() {
 			rack.ensureProvisioned()
 			rack.startRegistry()
 			By("publishing releases 1.0.0, 1.0.1, 1.1.0 and 2.0.0, built as make image builds them")
+			// A release needs its changelog section; these test releases
+			// carry one written here instead of the repository's.
+			changes := GinkgoT().TempDir() + "/CHANGELOG.md"
+			Expect(os.WriteFile(changes, []byte(e2eChangelog), 0o644)).To(Succeed())
 			for _, v := range []string{"1.0.0", "1.0.1", "1.1.0", "2.0.0"} {
 				res := rack.inMgmt(10*time.Minute, rack.bin("racker"), "release", "image", "--manifest", rack.repo+"/release/conf.yaml",
-					"--version", v, "--registry", releaseRegistry, "--push", "--out", GinkgoT().TempDir()+"/racker.oci.tar")
+					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--out", GinkgoT().TempDir()+"/racker.oci.tar")
 				Expect(res.code).To(Equal(0), res.String())
 			}
-			step := func(want string, args ...string) {
+			step := func(want string, args ...string) string {
 				GinkgoHelper()
 				res := rack.racker(10*time.Minute, args...)
 				Expect(res.code).To(Equal(0), res.String())
 				Expect(rack.installedVersion()).To(ContainSubstring(want), "after racker %s", strings.Join(args, " "))
+				return res.stdout
 			}
 			step("1.0.0", "get", "1.0.0", "--registry", releaseRegistry)
-			step("1.0.1", "update")  // same major.minor: not 1.1.0
-			step("2.0.0", "upgrade") // newest overall
+			out := step("1.0.1", "update") // same major.minor: not 1.1.0
+			Expect(out).To(ContainSubstring("- The 1.0.1 fix."), "update shows the changes before it switches")
+			Expect(strings.Index(out, "The 1.0.1 fix.")).To(BeNumerically("<", strings.Index(out, "racker 1.0.1 installed")), out)
+			out = step("2.0.0", "upgrade", "--yes") // newest overall, a major version
+			Expect(out).To(ContainSubstring("crosses a major version; breaking changes:"))
 			step("1.0.1", "rollback")
 
 			By("checking the rack is still served and provisioned")

@@ -27,7 +27,7 @@ func newReleaseCmd(env *Env) *cobra.Command {
 }
 
 func newReleaseImageCmd(env *Env) *cobra.Command {
-	var manifest, version, registry, out, cache string
+	var manifest, version, registry, out, cache, changes string
 	var with []string
 	var push bool
 	cmd := &cobra.Command{
@@ -52,7 +52,7 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 			}
 			defer os.RemoveAll(work)
 			img, info, err := release.Build(cmd.Context(), release.BuildOptions{
-				Manifest: m, Version: v, Registry: registry, Enable: with,
+				Manifest: m, Version: v, Registry: registry, Enable: with, Changelog: changes,
 				CacheDir: cache, Output: env.Stderr, Logger: env.Logger(),
 			}, work)
 			if err != nil {
@@ -88,6 +88,7 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 	f.StringSliceVar(&with, "with", nil, "optional modules to include (kubectl, terraform, lokoctl)")
 	f.StringVar(&out, "out", "", "OCI archive to write (default bin/racker-VERSION.oci.tar)")
 	f.BoolVar(&push, "push", false, "also push the image to --registry, tagged with its version")
+	f.StringVar(&changes, "changelog", "", "changelog whose section for the version goes into the image (default: the manifest's, CHANGELOG.md)")
 	f.StringVar(&cache, "cache", filepath.Join(os.TempDir(), "racker-release-cache"), "download cache for pinned assets")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/racker/racker/provisioner/release"
@@ -75,6 +76,10 @@ func (e *Env) fetchAndInstall(ctx context.Context, in *release.Installer, reg *r
 	if err != nil {
 		return err
 	}
+	return e.installImage(ctx, in, img, digest, opts)
+}
+
+func (e *Env) installImage(ctx context.Context, in *release.Installer, img v1.Image, digest v1.Hash, opts release.Options) error {
 	res, err := in.Install(ctx, release.Source{Image: img, Digest: digest.String()}, opts)
 	if err != nil {
 		return err
@@ -196,12 +201,27 @@ func newGetCmd(env *Env) *cobra.Command {
 }
 
 // newMoveCmd builds update and upgrade, which differ in the release they
-// pick and in whether they may migrate state.
+// pick and in whether they may migrate state. Both show the offered
+// release's changelog since the installed version before they act; upgrade
+// then asks before crossing a major version or migrating the state.
 func newMoveCmd(env *Env, use, short string, policy release.Policy) *cobra.Command {
 	var rf releaseFlags
+	var yes bool
+	long := short + `.
+
+It first prints the offered release's changelog (CHANGELOG.md, carried in the
+release image) from the installed version on, then installs it.`
+	if policy == release.Newest {
+		long += `
+
+Before crossing a major version, or migrating the state (after which rollback
+to the installed version is refused), it lists the breaking changes and the
+migrations and asks on a terminal; without one it refuses unless --yes.`
+	}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
+		Long:  long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := env.installer(rf.root)
@@ -225,10 +245,23 @@ func newMoveCmd(env *Env, use, short string, policy release.Policy) *cobra.Comma
 				fmt.Fprintf(env.Stdout, "racker %s is up to date (%s has nothing newer for %s)\n", cur.Version, reg, use)
 				return nil
 			}
-			return env.fetchAndInstall(cmd.Context(), in, reg, target, release.Options{Migrate: policy == release.Newest})
+			o, err := fetchOffer(cmd.Context(), reg, target)
+			if err != nil {
+				return err
+			}
+			printChanges(env.Stdout, cur.Version, o)
+			if policy == release.Newest {
+				if err := env.confirmUpgrade(in, cur, o, yes); err != nil {
+					return err
+				}
+			}
+			return env.installImage(cmd.Context(), in, o.img, o.digest, release.Options{Migrate: policy == release.Newest})
 		},
 	}
 	addReleaseFlags(cmd, &rf, true)
+	if policy == release.Newest {
+		cmd.Flags().BoolVar(&yes, "yes", false, "do not ask before crossing a major version or migrating the state")
+	}
 	return cmd
 }
 

@@ -125,7 +125,7 @@ func TestReleaseCommands(t *testing.T) {
 	if out := step("1.0.1", "update"); !strings.Contains(out, "up to date") {
 		t.Errorf("a second update: %q", out)
 	}
-	step("2.0.0", "upgrade")
+	step("2.0.0", "upgrade", "--yes") // a major version: without a terminal it needs --yes
 	if out := step("1.0.1", "rollback"); !strings.Contains(out, "was 2.0.0") {
 		t.Errorf("rollback says %q", out)
 	}

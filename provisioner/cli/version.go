@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 
@@ -14,6 +16,17 @@ import (
 var Version = "dev"
 
 func init() { register(newVersionCmd) }
+
+// showOffer prints the changes an offered release brings; the check goes
+// on (with a note) when they cannot be read.
+func showOffer(ctx context.Context, w io.Writer, reg *release.Registry, installed, version string) {
+	o, err := fetchOffer(ctx, reg, version)
+	if err != nil {
+		fmt.Fprintf(w, "  (changes unavailable: %v)\n", err)
+		return
+	}
+	printChanges(w, installed, o)
+}
 
 func newVersionCmd(env *Env) *cobra.Command {
 	var rf releaseFlags
@@ -73,11 +86,17 @@ func newVersionCmd(env *Env) *cobra.Command {
 			switch {
 			case newer(upd, installed):
 				fmt.Fprintf(env.Stdout, "update available: %s (racker update)\n", upd)
+				showOffer(cmd.Context(), env.Stdout, r, installed, upd)
 			default:
 				fmt.Fprintln(env.Stdout, "update: none, up to date")
 			}
 			if newer(upg, installed) && upg != upd {
-				fmt.Fprintf(env.Stdout, "upgrade available: %s (racker upgrade)\n", upg)
+				how := ""
+				if crossesMajor(installed, upg) {
+					how = ", a major version: it asks first"
+				}
+				fmt.Fprintf(env.Stdout, "upgrade available: %s (racker upgrade%s)\n", upg, how)
+				showOffer(cmd.Context(), env.Stdout, r, installed, upg)
 			} else {
 				fmt.Fprintln(env.Stdout, "upgrade: none")
 			}

@@ -23,6 +23,7 @@ type testRelease struct {
 	version      string
 	stateVersion int
 	migrations   map[int]string // N → body of migrations/N.sh
+	changelog    string         // CHANGELOG.md beside the manifest, when set
 }
 
 // writeTestManifest writes a manifest in the same shape as release/conf.yaml:
@@ -39,7 +40,12 @@ func writeTestManifest(t *testing.T, r testRelease) *Manifest {
 		sv = 1
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "name: racker\nworkdir: .\nstate_version: %d\nmodules:\n", sv)
+	fmt.Fprintf(&b, "name: racker\nworkdir: .\nstate_version: %d\n", sv)
+	if r.changelog != "" {
+		must(t, os.WriteFile(filepath.Join(dir, "CHANGELOG.md"), []byte(r.changelog), 0o644))
+		b.WriteString("changelog: CHANGELOG.md\n")
+	}
+	b.WriteString("modules:\n")
 	b.WriteString(`  - name: racker
     build:
       - run: [sh, -c, 'mkdir -p "$P/bin" && printf "#!/bin/sh\necho racker %s\n" "$V" > "$P/bin/racker" && chmod 755 "$P/bin/racker"']

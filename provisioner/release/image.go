@@ -31,11 +31,19 @@ func Build(ctx context.Context, o BuildOptions, work string) (v1.Image, *Info, e
 	if _, err := ParseVersion(o.Version); err != nil {
 		return nil, nil, err
 	}
-	staged, info, err := stagePayload(ctx, o, work)
+	staged, info, changes, err := stagePayload(ctx, o, work)
 	if err != nil {
 		return nil, nil, err
 	}
 	infoJSON, _ := json.Marshal(info)
+	labels := map[string]string{
+		InfoLabel:                          string(infoJSON),
+		"org.opencontainers.image.title":   "racker",
+		"org.opencontainers.image.version": info.Version,
+	}
+	if changes != "" {
+		labels[ChangesLabel] = changes
+	}
 	cfg := &v1.ConfigFile{
 		Architecture: "amd64",
 		OS:           "linux",
@@ -43,11 +51,7 @@ func Build(ctx context.Context, o BuildOptions, work string) (v1.Image, *Info, e
 			Entrypoint: []string{"/" + ImageRoot + "/bin/racker"},
 			Cmd:        []string{"install"},
 			Env:        []string{"PATH=/" + ImageRoot + "/bin"},
-			Labels: map[string]string{
-				InfoLabel:                          string(infoJSON),
-				"org.opencontainers.image.title":   "racker",
-				"org.opencontainers.image.version": info.Version,
-			},
+			Labels:     labels,
 		},
 		RootFS:  v1.RootFS{Type: "layers"},
 		Created: v1.Time{Time: buildTime()},

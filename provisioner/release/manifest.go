@@ -26,8 +26,12 @@ type Manifest struct {
 	// relative to the manifest's folder (the repository root).
 	WorkDir string `yaml:"workdir"`
 	// StateVersion is the state layout this release reads and writes.
-	StateVersion int      `yaml:"state_version"`
-	Modules      []Module `yaml:"modules"`
+	StateVersion int `yaml:"state_version"`
+	// Changelog is the project's CHANGELOG.md (relative to workdir): the
+	// release's section becomes an image label and the whole file goes
+	// into the payload, so `racker update` can show what changes.
+	Changelog string   `yaml:"changelog"`
+	Modules   []Module `yaml:"modules"`
 
 	dir string // folder of the manifest file
 }
@@ -52,6 +56,12 @@ type Asset struct {
 	Dest string `yaml:"dest"`
 	// Mode is octal, e.g. "0755"; default 0644.
 	Mode string `yaml:"mode"`
+	// License (an SPDX expression) and Source (where its source code is
+	// published) describe a third-party file; docs/licenses.md lists them
+	// and its generator refuses an asset from outside the repository
+	// without a License.
+	License string `yaml:"license"`
+	Source  string `yaml:"source"`
 }
 
 // BuildStep is a build command; ${VERSION}, ${PAYLOAD} (this module's payload

@@ -27,6 +27,8 @@ type BuildOptions struct {
 	Version  string
 	// Registry overrides the manifest's default registry in the release info.
 	Registry string
+	// Changelog overrides the manifest's changelog file (a path as given).
+	Changelog string
 	// Enable names optional modules to include.
 	Enable []string
 	// CacheDir keeps downloaded assets by checksum, so each is fetched once.
@@ -45,8 +47,28 @@ type stagedModule struct {
 }
 
 // stagePayload builds every included module into its own folder under work,
-// then writes the release info, and returns the modules in layer order.
-func stagePayload(ctx context.Context, o BuildOptions, work string) ([]stagedModule, *Info, error) {
+// then writes the release info (and changelog), and returns the modules in
+// layer order and the release's section of the changelog ("" without one).
+func stagePayload(ctx context.Context, o BuildOptions, work string) ([]stagedModule, *Info, string, error) {
+	// The changelog first: a release without its section fails before the
+	// modules are built.
+	log, section, err := o.changelog(o.Version)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	staged, info, err := stageModules(ctx, o, work)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	rel, err := writeReleaseLayer(work, o.Version, info, log)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return append(staged, rel), info, section, nil
+}
+
+// stageModules builds the manifest's modules and the release info.
+func stageModules(ctx context.Context, o BuildOptions, work string) ([]stagedModule, *Info, error) {
 	mods, err := o.Manifest.modules(o.Enable)
 	if err != nil {
 		return nil, nil, err
@@ -85,21 +107,29 @@ func stagePayload(ctx context.Context, o BuildOptions, work string) ([]stagedMod
 	if err := info.Validate(); err != nil {
 		return nil, nil, err
 	}
-	// The release layer comes last: it names the version, so the module
-	// layers above it stay identical (and cached) across versions.
+	return staged, info, nil
+}
+
+// writeReleaseLayer stages the release layer, which comes last: it names
+// the version, so the module layers above it stay identical (and cached)
+// across versions. It holds the release info and, when there is one, the
+// changelog.
+func writeReleaseLayer(work, version string, info *Info, changelog []byte) (stagedModule, error) {
 	relDir := filepath.Join(work, "modules", ".release")
 	if err := os.MkdirAll(relDir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("writing the release info: %w", err)
+		return stagedModule{}, fmt.Errorf("writing the release info: %w", err)
 	}
 	data, _ := json.MarshalIndent(info, "", "  ")
-	if err := os.WriteFile(filepath.Join(relDir, InfoFile), append(data, '\n'), 0o644); err != nil {
-		return nil, nil, fmt.Errorf("writing the release info: %w", err)
+	files := map[string][]byte{InfoFile: append(data, '\n'), VersionFile: []byte(version + "\n")}
+	if changelog != nil {
+		files[ChangelogFile] = changelog
 	}
-	if err := os.WriteFile(filepath.Join(relDir, VersionFile), []byte(o.Version+"\n"), 0o644); err != nil {
-		return nil, nil, fmt.Errorf("writing the release info: %w", err)
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(relDir, name), data, 0o644); err != nil {
+			return stagedModule{}, fmt.Errorf("writing the release info: %w", err)
+		}
 	}
-	staged = append(staged, stagedModule{name: "release", dir: relDir})
-	return staged, info, nil
+	return stagedModule{name: "release", dir: relDir}, nil
 }
 
 // claimFiles records which module owns each payload file; two modules
@@ -111,7 +141,7 @@ func claimFiles(dir, module string, owner map[string]string) error {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
-		if rel == InfoFile || rel == VersionFile || rel == FilesFile {
+		if rel == InfoFile || rel == VersionFile || rel == FilesFile || rel == ChangelogFile {
 			return fmt.Errorf("module %s: %s is written by the build itself", module, rel)
 		}
 		if prev, ok := owner[rel]; ok {

@@ -46,6 +46,13 @@ const (
 	InfoLabel = "io.github.racker.release"
 	// StateVersionFile in the state dir says which state layout is on disk.
 	StateVersionFile = "state-version"
+	// ChangelogFile is the project's CHANGELOG.md as of the release, in the
+	// release layer (the image's last, a few KiB), so the changes can be read
+	// before the other layers are downloaded.
+	ChangelogFile = "CHANGELOG.md"
+	// ChangesLabel is the image config label carrying the release's own
+	// section of the changelog (Markdown), for `docker inspect` and tools.
+	ChangesLabel = "io.github.racker.changes"
 )
 
 // Info describes one release; it is release.json in the payload and the

@@ -35,6 +35,13 @@ func StateVersion(stateDir string) (int, error) {
 	return v, nil
 }
 
+// Migrations says, before anything is downloaded or changed, which state
+// migrations (target state versions) installing release info would run on
+// the state on disk, or why that state rules the release out.
+func (in *Installer) Migrations(info *Info) ([]int, error) {
+	return in.planMigrations(info, true)
+}
+
 // planMigrations decides, before anything is downloaded or changed, whether
 // release info can run on the state on disk, and which migrations
 // (target versions) that takes.
