@@ -27,7 +27,15 @@ build:
 
 test: build testos
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) test-lokomotive
 	$(MAKE) fuzz
+
+# make test-lokomotive: the Lokomotive configuration bootstrap writes, loaded
+# and validated by Lokomotive v0.9.0's own code (a module of its own, so
+# Racker never builds with Lokomotive's Kubernetes dependencies).
+.PHONY: test-lokomotive
+test-lokomotive:
+	cd provisioner/cluster/lokomotive/conformance && GO=$(GO) $(GO) test -count=1 ./...
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
@@ -35,6 +43,7 @@ fuzz:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd provisioner/cluster/lokomotive/conformance && $(GO) vet ./...
 
 demo: deps build testos
 	./scripts/demo.sh
