@@ -15,7 +15,7 @@ help:
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
-	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=kubectl,terraform)"
+	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=lokoctl,terraform)"
 	@echo "make image-push REGISTRY=HOST[:PORT]/REPO  build and push the installer image"
 
 deps:
