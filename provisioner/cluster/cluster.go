@@ -52,6 +52,11 @@ type Input struct {
 	// KernelConsole are the nodes' console kernel arguments (default
 	// DefaultKernelConsole).
 	KernelConsole []string
+	// OSChannel and OSVersion name the Flatcar release the nodes install
+	// (default stable, current). Lokomotive's cached install fetches
+	// /assets/flatcar/OSVERSION/…, so OSVersion must be the concrete
+	// version Racker's HTTP serves there.
+	OSChannel, OSVersion string
 	// LookPath finds lokoctl and terraform (default LookTool); Run
 	// executes lokoctl.
 	LookPath func(string) (string, error)

@@ -134,6 +134,8 @@ type lokoConfig struct {
 	controllers []plan.Node
 	workers     []plan.Node
 	storage     string // provider, "" for none
+	channel     string // os_channel
+	version     string // os_version
 }
 
 func newLokoConfig(dir string, in Input) (*lokoConfig, error) {
@@ -150,6 +152,13 @@ func newLokoConfig(dir string, in Input) (*lokoConfig, error) {
 	}
 	if c.console == nil {
 		c.console = DefaultKernelConsole
+	}
+	c.channel, c.version = in.OSChannel, in.OSVersion
+	if c.channel == "" {
+		c.channel = "stable"
+	}
+	if c.version == "" {
+		c.version = "current"
 	}
 	switch s := in.Components.Storage; s {
 	case "", StorageNone:
@@ -194,8 +203,8 @@ func (c *lokoConfig) vars(snippets, installer map[string][]string) string {
 	w.attr("matchbox_ca_path", hclString(c.matchbox.CAPath))
 	w.attr("matchbox_client_cert_path", hclString(c.matchbox.ClientCertPath))
 	w.attr("matchbox_client_key_path", hclString(c.matchbox.ClientKeyPath))
-	w.attr("os_channel", hclString("stable"))
-	w.attr("os_version", hclString("current"))
+	w.attr("os_channel", hclString(c.channel))
+	w.attr("os_version", hclString(c.version))
 	for _, g := range []struct {
 		prefix string
 		nodes  []plan.Node

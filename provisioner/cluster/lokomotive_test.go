@@ -25,6 +25,7 @@ func haveTools(name string) (string, error) { return "/opt/bin/" + name, nil }
 func TestLokomotiveFilesFollowTheChoices(t *testing.T) {
 	in := lokoInput(t)
 	dir := filepath.Join(in.StateDir, LokomotiveDir)
+	in.OSVersion = "4152.2.3"
 	in.Components = Components{WebUI: true, Storage: StorageRook, Backup: &Backup{Bucket: "racker-backups", Region: "eu-central-1",
 		AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "c2VjcmV0/key+1="}}
 	ips, err := ParsePublicIPs("ips", strings.NewReader("[00:11:22:33:44:50]\nip_addr = 203.0.113.20/24\ngateway = 203.0.113.1\ndns = 1.1.1.1\n"))
@@ -52,6 +53,8 @@ func TestLokomotiveFilesFollowTheChoices(t *testing.T) {
 		`"storage.lokomotive.io" = "rook"`,
 		`"node.kubernetes.io/node" = ""`,
 		`rook_monitor_count              = 1`,
+		`os_version                      = "4152.2.3"`,
+		`os_channel                      = "stable"`,
 		`backup_s3_bucket_name           = "racker-backups"`,
 	} {
 		if !strings.Contains(vars, want) {
@@ -111,6 +114,8 @@ func TestLokomotiveRefusesUnsafeValues(t *testing.T) {
 		"no ssh key":   {func(in *Input) { in.SSHPublicKey = "" }, "SSH public key"},
 		"console":      {func(in *Input) { in.KernelConsole = []string{"console=ttyS0 rd.break"} }, "kernel console"},
 		"matchbox URL": {func(in *Input) { in.MatchboxURL = `http://x"` }, "matchbox HTTP endpoint"},
+		"os version":   {func(in *Input) { in.OSVersion = "4152.2.3; rm -rf /" }, `Flatcar version "4152.2.3; rm -rf /"`},
+		"os channel":   {func(in *Input) { in.OSChannel = "nightly" }, `Flatcar channel "nightly"`},
 		"storage":      {func(in *Input) { in.Components.Storage = "ceph" }, `storage provider "ceph"`},
 		"backup keys":  {func(in *Input) { in.Components.Backup = &Backup{Bucket: "b", Region: "r"} }, "AWS access key"},
 		"public ip":    {func(in *Input) { in.PublicIPs = PublicIPs{"00:11:22:33:44:99": {DHCP: true}} }, "[00:11:22:33:44:99] is no node's secondary MAC"},

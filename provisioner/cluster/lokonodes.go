@@ -31,6 +31,7 @@ var (
 	kernelArg   = regexp.MustCompile(`^[A-Za-z0-9_.,:=/-]+$`)
 	hostPort    = regexp.MustCompile(`^[A-Za-z0-9.-]+:[0-9]{1,5}$`)
 	plainPath   = regexp.MustCompile(`^/[A-Za-z0-9/_.@+-]+$`)
+	osVersion   = regexp.MustCompile(`^(current|[0-9]+(\.[0-9]+){2})$`)
 	plainURL    = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9/_.-]*)?$`)
 	labelBad    = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 	awsKeyValue = regexp.MustCompile(`^[A-Za-z0-9/+=_.-]+$`)
@@ -67,6 +68,14 @@ func (c *lokoConfig) check() error {
 		if !kernelArg.MatchString(a) {
 			return fmt.Errorf("kernel console argument %q: want letters, digits and =,.:/_-", a)
 		}
+	}
+	switch c.channel {
+	case "stable", "beta", "alpha", "lts", "edge":
+	default:
+		return fmt.Errorf("Flatcar channel %q: want stable, beta, alpha, lts or edge", c.channel)
+	}
+	if !osVersion.MatchString(c.version) {
+		return fmt.Errorf("Flatcar version %q: want current or a version such as 4152.2.3", c.version)
 	}
 	if !plainURL.MatchString(c.in.MatchboxURL) {
 		return fmt.Errorf("matchbox HTTP endpoint %q: want http://HOST:PORT", c.in.MatchboxURL)

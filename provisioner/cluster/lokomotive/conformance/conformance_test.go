@@ -30,6 +30,8 @@ type rack struct {
 	Domain      string `json:"domain"`
 	SSHKey      string `json:"ssh_key"`
 	InstallDisk string `json:"install_disk"`
+	OSChannel   string `json:"os_channel"`
+	OSVersion   string `json:"os_version"`
 	MatchboxURL string `json:"matchbox_url"`
 	Matchbox    struct {
 		Endpoint, CAPath, ClientCertPath, ClientKeyPath string
@@ -167,6 +169,7 @@ func TestLokomotiveLoadsRackerConfig(t *testing.T) {
 			for k, want := range map[string]string{
 				"cluster_name": r.Plan.ClusterName, "k8s_domain_name": r.Domain, "matchbox_http_endpoint": r.MatchboxURL,
 				"cached_install": "true", "network_ip_autodetection_method": "can-reach=" + r.Plan.Management.IP,
+				"os_channel": r.OSChannel, "os_version": r.OSVersion,
 			} {
 				if got := tf[k].AsString(); got != want {
 					t.Errorf("cluster.tf %s = %q, want %q", k, got, want)

@@ -44,6 +44,7 @@ var racks = []testRack{
 		input: func(in *cluster.Input) {
 			in.Components = cluster.Components{WebUI: true, Storage: cluster.StorageRook}
 			in.Domain = "dc1.example.net"
+			in.OSChannel, in.OSVersion = "beta", "4152.1.0"
 		}},
 	{name: "static-public-ips", csv: nodesCSV(4, "r640", "red"),
 		choices: plan.Choices{ClusterName: "edge", Controllers: 1, StorageNodes: 2},
@@ -67,6 +68,8 @@ type Rack struct {
 	Domain      string             `json:"domain"`
 	SSHKey      string             `json:"ssh_key"`
 	InstallDisk string             `json:"install_disk"`
+	OSChannel   string             `json:"os_channel"`
+	OSVersion   string             `json:"os_version"`
 	MatchboxURL string             `json:"matchbox_url"`
 	Matchbox    cluster.Matchbox   `json:"matchbox"`
 	Components  cluster.Components `json:"components"`
@@ -122,6 +125,10 @@ func write(out string, r testRack) error {
 		Components: in.Components, PublicIPs: in.PublicIPs}
 	if rack.Domain == "" {
 		rack.Domain = cluster.DefaultDomain
+	}
+	rack.OSChannel, rack.OSVersion = in.OSChannel, in.OSVersion
+	if rack.OSChannel == "" {
+		rack.OSChannel, rack.OSVersion = "stable", "current"
 	}
 	if in.Components.Backup != nil {
 		rack.Credentials = filepath.Join(dir, cluster.BackupCredentialsFile)
