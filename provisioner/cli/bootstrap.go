@@ -147,6 +147,9 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	}
 	if len(p.Nodes) == 0 {
 		fmt.Fprintln(env.Stdout, "nothing to provision: the rack has only the management node (and excluded nodes)")
+		if profile == cluster.Lokomotive {
+			return &ExitError{Code: 1, Err: errors.New("bootstrap: a Lokomotive cluster needs at least one node besides the management node; the lokomotive profile was not applied")}
+		}
 		return nil
 	}
 	svc, err := ensureBootServices(ctx, env, inv, p, &f.prov, false)

@@ -73,4 +73,11 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "bootstrap: done") {
 		t.Fatalf("lokoctl succeeded, bootstrap exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
+
+	// Every node excluded: nothing to provision, and no cluster either.
+	all := append(drive, "--exclude", "00:11:22:33:44:10,00:11:22:33:44:20")
+	code, out, errs = run(t, "", append(append([]string{"bootstrap"}, all...), flags...)...)
+	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") {
+		t.Errorf("no nodes: bootstrap --provision lokomotive exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
 }
