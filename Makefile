@@ -16,7 +16,7 @@ help:
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
-	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=kubectl,terraform)"
+	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=lokoctl,terraform)"
 	@echo "make image-push REGISTRY=HOST[:PORT]/REPO  build and push the installer image"
 
 deps:
@@ -28,7 +28,15 @@ build:
 
 test: build testos
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) test-lokomotive
 	$(MAKE) fuzz
+
+# make test-lokomotive: the Lokomotive configuration bootstrap writes, loaded
+# and validated by Lokomotive v0.9.0's own code (a module of its own, so
+# Racker never builds with Lokomotive's Kubernetes dependencies).
+.PHONY: test-lokomotive
+test-lokomotive:
+	cd provisioner/cluster/lokomotive/conformance && GO=$(GO) $(GO) test -count=1 ./...
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
@@ -36,6 +44,7 @@ fuzz:
 lint: licenses-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd provisioner/cluster/lokomotive/conformance && $(GO) vet ./...
 
 # docs/licenses.md lists the licence of every module the binaries, tests and
 # tools are built from, and of the image's third-party files

@@ -97,7 +97,7 @@ exit status is non-zero when a node failed.`,
 	AddPlanFlags(fs, &f.plan)
 	addProvisionFlags(fs, &f.prov)
 	fs.StringVar(&f.profile, "provision", cluster.Flatcar, "cluster profile: flatcar (plain Flatcar) or lokomotive")
-	fs.StringVar(&f.domain, "domain", "", "the cluster's DNS domain (default CLUSTER-NAME.local)")
+	fs.StringVar(&f.domain, "domain", "", "the cluster's DNS domain (default "+cluster.DefaultDomain+")")
 	fs.StringVar(&f.publicIPs, "public-ips", "", "INI file of static public addresses per secondary MAC ([MAC] ip_addr= gateway= dns=, or DHCP)")
 	return cmd
 }
@@ -112,6 +112,13 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	profile, err := cluster.ParseProfile(f.profile)
 	if err != nil {
 		return err
+	}
+	if profile == cluster.Lokomotive {
+		// Before any node is touched: without lokoctl the profile cannot
+		// be applied, and the error says to use --provision flatcar.
+		if _, _, err := cluster.LokomotiveTools(nil); err != nil {
+			return err
+		}
 	}
 	var publicIPs cluster.PublicIPs
 	if f.publicIPs != "" {
@@ -140,6 +147,9 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	}
 	if len(p.Nodes) == 0 {
 		fmt.Fprintln(env.Stdout, "nothing to provision: the rack has only the management node (and excluded nodes)")
+		if profile == cluster.Lokomotive {
+			return &ExitError{Code: 1, Err: errors.New("bootstrap: a Lokomotive cluster needs at least one node besides the management node; the lokomotive profile was not applied")}
+		}
 		return nil
 	}
 	svc, err := ensureBootServices(ctx, env, inv, p, &f.prov, false)
@@ -156,12 +166,9 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	}
 	err = cluster.Apply(ctx, profile, cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
 		PublicIPs: publicIPs, MatchboxURL: svc.url, Stdout: env.Stdout, Logger: log})
-	if errors.Is(err, cluster.ErrNotApplied) {
-		fmt.Fprintf(env.Stdout, "bootstrap: %d node(s) booted; the %s cluster is not applied yet (see above)\n", len(p.Nodes), profile)
-		return nil
-	}
 	if err != nil {
-		return fmt.Errorf("bootstrap: every node is booted, but the %s profile failed: %w", profile, err)
+		// The profile asked for was not applied: never exit 0.
+		return &ExitError{Code: 1, Err: fmt.Errorf("bootstrap: every node is booted, but the %s profile was not applied: %w", profile, err)}
 	}
 	if profile == cluster.Lokomotive {
 		var macs []string

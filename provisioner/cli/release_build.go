@@ -85,7 +85,7 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 	f.StringVar(&manifest, "manifest", "release/conf.yaml", "payload manifest")
 	f.StringVar(&version, "version", Version, "release version: semver, or `git describe` output (made a 0.0.0 pre-release when not semver)")
 	f.StringVar(&registry, "registry", "", "registry HOST[:PORT]/REPO recorded as the release's update source (default: the manifest's)")
-	f.StringSliceVar(&with, "with", nil, "optional modules to include (kubectl, terraform, lokoctl)")
+	f.StringSliceVar(&with, "with", nil, "optional modules to include (lokoctl, terraform: built from source)")
 	f.StringVar(&out, "out", "", "OCI archive to write (default bin/racker-VERSION.oci.tar)")
 	f.BoolVar(&push, "push", false, "also push the image to --registry, tagged with its version")
 	f.StringVar(&changes, "changelog", "", "changelog whose section for the version goes into the image (default: the manifest's, CHANGELOG.md)")

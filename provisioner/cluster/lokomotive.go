@@ -2,145 +2,147 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 
-	"github.com/racker/racker/provisioner/internal/atomicfile"
 	"github.com/racker/racker/provisioner/plan"
 )
 
-// Files of the lokomotive profile, in STATE/lokomotive.
+// Files of the lokomotive profile, in STATE/lokomotive. Racker writes them
+// on every bootstrap; an operator's own settings go into another *.lokocfg
+// file in the same folder, which lokoctl reads too.
 const (
 	LokomotiveDir  = "lokomotive"
 	LokocfgFile    = "baremetal.lokocfg"
 	LokocfgVarFile = "lokocfg.vars"
+	// SnippetDir holds the per-node Container Linux Config snippets.
+	SnippetDir = "cl"
+	// BackupCredentialsFile is velero's AWS credentials (mode 0600).
+	BackupCredentialsFile = "backup-credentials"
+	// AssetDir is lokoctl's asset folder (Terraform state, cluster secrets).
+	AssetDir = "lokoctl-assets"
 )
 
-// Labels every node gets in the Kubernetes cluster.
-const (
-	LabelNodeType = "racker.io/node-type"
-	LabelStorage  = "racker.io/storage"
-)
+// DefaultDomain is the cluster's DNS domain unless --domain says otherwise
+// (upstream Racker's default).
+const DefaultDomain = "k8s.localdomain"
 
-// lokocfg is Lokomotive's bare-metal platform block. The values live in
-// lokocfg.vars, so an operator edits data, not structure.
-const lokocfg = `# Written by racker bootstrap --provision lokomotive. Values are in lokocfg.vars.
-variable "cluster_name" {}
-variable "asset_dir" {}
-variable "k8s_domain_name" {}
-variable "ssh_public_keys" {}
-variable "matchbox_http_endpoint" {}
-variable "os_channel" {}
-variable "os_version" {}
-variable "controller_macs" {}
-variable "controller_names" {}
-variable "controller_domains" {}
-variable "worker_macs" {}
-variable "worker_names" {}
-variable "worker_domains" {}
-variable "install_disk" {}
-variable "install_to_smallest_disk" {}
-variable "node_specific_labels" {}
+// DefaultKernelConsole matches the console Racker's own iPXE scripts give
+// the nodes (the serial console behind the BMC's serial-over-LAN).
+var DefaultKernelConsole = []string{"console=tty0", "console=ttyS0,115200n8"}
 
-cluster "bare-metal" {
-  asset_dir                = var.asset_dir
-  cluster_name             = var.cluster_name
-  k8s_domain_name          = var.k8s_domain_name
-  ssh_pubkeys              = var.ssh_public_keys
-  cached_install           = "true"
-  matchbox_http_endpoint   = var.matchbox_http_endpoint
-  os_channel               = var.os_channel
-  os_version               = var.os_version
-  controller_macs          = var.controller_macs
-  controller_names         = var.controller_names
-  controller_domains       = var.controller_domains
-  worker_macs              = var.worker_macs
-  worker_names             = var.worker_names
-  worker_domains           = var.worker_domains
-  install_disk             = var.install_disk
-  install_to_smallest_disk = var.install_to_smallest_disk
-  node_specific_labels     = var.node_specific_labels
+// Matchbox API of the rack, as lokoctl's Terraform provider reaches it: a
+// gRPC endpoint with mutual TLS. The client certificate and the CA live in
+// the state folder (MatchboxClientDir), as upstream Racker kept them.
+type Matchbox struct {
+	Endpoint       string // host:port of the gRPC API (matchbox_endpoint)
+	CAPath         string
+	ClientCertPath string
+	ClientKeyPath  string
 }
-`
 
-// WriteLokomotive writes baremetal.lokocfg and lokocfg.vars for the plan
-// into dir and returns their paths.
-func WriteLokomotive(dir string, in Input) (cfgPath, varsPath string, err error) {
-	p := in.Plan
-	domain := in.Domain
-	if domain == "" {
-		domain = p.ClusterName + ".local"
+// Matchbox defaults: upstream's port and certificate folder.
+const (
+	MatchboxRPCPort   = 8081
+	MatchboxClientDir = "matchbox-client"
+)
+
+// DefaultMatchbox is the matchbox API of `racker serve` on the management
+// node: its internal address, upstream's port, and the client certificate
+// in STATE/matchbox-client/{ca.crt,client.crt,client.key}.
+func DefaultMatchbox(stateDir string, p *plan.Plan) Matchbox {
+	dir := filepath.Join(stateDir, MatchboxClientDir)
+	return Matchbox{
+		Endpoint:       netip.AddrPortFrom(p.Management.IP, MatchboxRPCPort).String(),
+		CAPath:         filepath.Join(dir, "ca.crt"),
+		ClientCertPath: filepath.Join(dir, "client.crt"),
+		ClientKeyPath:  filepath.Join(dir, "client.key"),
 	}
-	var b strings.Builder
-	w := func(k string, v string) { fmt.Fprintf(&b, "%-24s = %s\n", k, v) }
-	w("cluster_name", hclString(p.ClusterName))
-	w("asset_dir", hclString(filepath.Join(dir, "assets")))
-	w("k8s_domain_name", hclString(domain))
-	w("ssh_public_keys", hclList([]string{strings.TrimSpace(in.SSHPublicKey)}))
-	w("matchbox_http_endpoint", hclString(in.MatchboxURL))
-	w("os_channel", hclString("stable"))
-	w("os_version", hclString("current"))
-	for _, g := range []struct {
-		prefix string
-		nodes  []plan.Node
-	}{{"controller", p.Controllers()}, {"worker", p.Workers()}} {
-		var macs, names, domains []string
-		for _, n := range g.nodes {
-			macs = append(macs, n.PrimaryMAC)
-			names = append(names, n.Hostname)
-			domains = append(domains, n.Hostname+"."+domain)
+}
+
+// Storage providers, as upstream Racker offered them.
+const (
+	StorageNone    = "none"
+	StorageRook    = "rook"
+	StorageOpenEBS = "openebs"
+)
+
+// Components are the Lokomotive components a rack gets beyond the
+// platform (upstream Racker's wizard choices).
+type Components struct {
+	// WebUI installs the web UI and metrics-server.
+	WebUI bool
+	// Storage is StorageNone (or ""), StorageRook or StorageOpenEBS; the
+	// plan's storage nodes carry the provider's label.
+	Storage string
+	// Backup configures velero (restic to S3) when set.
+	Backup *Backup
+}
+
+// Backup is velero's S3 target and credentials. The keys go into a file
+// of mode 0600 next to the configuration, never into a .lokocfg file.
+type Backup struct {
+	Name            string // backup storage location name (default "lokomotive-backup")
+	Bucket          string
+	Region          string
+	AccessKeyID     string
+	SecretAccessKey string
+}
+
+// ErrNoLokoctl says lokoctl (or the terraform it runs) is not installed:
+// the lokomotive profile cannot be applied on this machine.
+var ErrNoLokoctl = errors.New("lokoctl is not installed")
+
+// LookTool finds an executable the way Racker's own release ships it:
+// next to the running racker (the same release's bin/), then on PATH.
+func LookTool(name string) (string, error) {
+	if self, err := os.Executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(self); err == nil {
+			p := filepath.Join(filepath.Dir(real), name)
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+				return p, nil
+			}
 		}
-		w(g.prefix+"_macs", hclList(macs))
-		w(g.prefix+"_names", hclList(names))
-		w(g.prefix+"_domains", hclList(domains))
 	}
-	w("install_disk", hclString(in.InstallDisk))
-	w("install_to_smallest_disk", hclString(fmt.Sprint(in.InstallDisk == "")))
-	b.WriteString("node_specific_labels = {\n")
-	nodes := append([]plan.Node(nil), p.Nodes...)
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Hostname < nodes[j].Hostname })
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "  %s = {\n    %s = %s\n    %s = %s\n  }\n", hclString(n.Hostname),
-			hclString(LabelNodeType), hclString(n.Type), hclString(LabelStorage), hclString(fmt.Sprint(n.Storage)))
-	}
-	b.WriteString("}\n")
+	return exec.LookPath(name)
+}
 
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", fmt.Errorf("writing the Lokomotive configuration: %w", err)
+// LokomotiveTools finds lokoctl and the terraform it runs; the error wraps
+// ErrNoLokoctl and says what to do instead.
+func LokomotiveTools(look func(string) (string, error)) (lokoctl, terraform string, err error) {
+	if look == nil {
+		look = LookTool
 	}
-	cfgPath, varsPath = filepath.Join(dir, LokocfgFile), filepath.Join(dir, LokocfgVarFile)
-	if err := atomicfile.Write(cfgPath, []byte(lokocfg), 0o644); err != nil {
-		return "", "", err
+	lokoctl, err = look("lokoctl")
+	if err != nil {
+		return "", "", fmt.Errorf("--provision lokomotive: %w (looked next to racker and on PATH): install a Racker release built with lokoctl and terraform (make image WITH=lokoctl,terraform), or use --provision flatcar", ErrNoLokoctl)
 	}
-	if err := atomicfile.Write(varsPath, []byte(b.String()), 0o644); err != nil {
-		return "", "", err
+	terraform, err = look("terraform")
+	if err != nil {
+		return "", "", fmt.Errorf("--provision lokomotive: %w: lokoctl is at %s but the terraform v0.13 it runs is not; install a Racker release built with lokoctl and terraform (make image WITH=lokoctl,terraform), or use --provision flatcar", ErrNoLokoctl, lokoctl)
 	}
-	return cfgPath, varsPath, nil
+	return lokoctl, terraform, nil
 }
 
 // lokoctlArgs is the command that applies the configuration, run in its folder.
 var lokoctlArgs = []string{"cluster", "apply", "--confirm", "--verbose"}
 
 func applyLokomotive(ctx context.Context, in Input) error {
+	bin, _, err := LokomotiveTools(in.LookPath)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Join(in.StateDir, LokomotiveDir)
 	cfgPath, varsPath, err := WriteLokomotive(dir, in)
 	if err != nil {
 		return err
 	}
 	in.Logger.Info("wrote the Lokomotive configuration", "config", cfgPath, "vars", varsPath)
-	look := in.LookPath
-	if look == nil {
-		look = exec.LookPath
-	}
-	bin, err := look("lokoctl")
-	if err != nil {
-		fmt.Fprintf(in.Stdout, "lokoctl is not on PATH; to create the cluster, run:\n  cd %s && lokoctl %s\n", dir, strings.Join(lokoctlArgs, " "))
-		return ErrNotApplied
-	}
 	run := in.Run
 	if run == nil {
 		run = func(ctx context.Context, dir, bin string, args ...string) error {
@@ -154,19 +156,4 @@ func applyLokomotive(ctx context.Context, in Input) error {
 		return fmt.Errorf("lokoctl %s in %s: %w", strings.Join(lokoctlArgs, " "), dir, err)
 	}
 	return nil
-}
-
-// hclString quotes s as an HCL string literal; "${" and "%{" are escaped
-// so no value is ever read as a template.
-func hclString(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\t", `\t`, "${", "$${", "%{", "%%{")
-	return `"` + r.Replace(s) + `"`
-}
-
-func hclList(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = hclString(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }

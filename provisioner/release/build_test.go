@@ -31,8 +31,21 @@ func TestRepositoryManifest(t *testing.T) {
 	if got := strings.Join(names, ","); got != "racker,ipxe,systemd" {
 		t.Fatalf("default modules %s, want racker,ipxe,systemd", got)
 	}
-	if _, err := m.modules([]string{"kubectl", "terraform", "lokoctl"}); err != nil {
+	opt, err := m.modules([]string{"terraform", "lokoctl"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// lokoctl and terraform are built from pinned Go sources, never
+	// downloaded: no optional module may carry a URL asset.
+	for _, mod := range opt {
+		for _, a := range mod.Assets {
+			if a.URL != "" {
+				t.Errorf("module %s downloads %s; build it from source instead", mod.Name, a.URL)
+			}
+		}
+	}
+	if _, err := m.modules([]string{"kubectl"}); err == nil {
+		t.Error("kubectl (a download whose checksum was never checked) is back in the manifest")
 	}
 	if _, err := m.modules([]string{"helm"}); err == nil {
 		t.Fatal("an unknown optional module was accepted")

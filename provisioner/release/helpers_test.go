@@ -24,6 +24,10 @@ type testRelease struct {
 	stateVersion int
 	migrations   map[int]string // N → body of migrations/N.sh
 	changelog    string         // CHANGELOG.md beside the manifest, when set
+	// tools are optional modules, one per name (lokoctl, terraform), each
+	// a build step making bin/NAME: a script that prints the given line,
+	// as `lokoctl version` and `terraform version` would.
+	tools map[string]string
 }
 
 // writeTestManifest writes a manifest in the same shape as release/conf.yaml:
@@ -57,6 +61,14 @@ func writeTestManifest(t *testing.T, r testRelease) *Manifest {
     assets:
       - {path: racker-serve.service, dest: systemd/racker-serve.service}
 `)
+	for name, says := range r.tools {
+		fmt.Fprintf(&b, `  - name: %s
+    optional: true
+    build:
+      - run: [sh, -c, 'mkdir -p "$P/bin" && printf "#!/bin/sh\necho %%s\n" "$S" > "$P/bin/%s" && chmod 755 "$P/bin/%s"']
+        env: {P: "${PAYLOAD}", S: %q}
+`, name, name, name, says)
+	}
 	if len(r.migrations) > 0 {
 		b.WriteString("  - name: migrations\n    assets:\n")
 		for n, body := range r.migrations {
@@ -76,7 +88,11 @@ func writeTestManifest(t *testing.T, r testRelease) *Manifest {
 func buildTestImage(t *testing.T, r testRelease, registryRef string) v1.Image {
 	t.Helper()
 	m := writeTestManifest(t, r)
-	img, info, err := Build(context.Background(), BuildOptions{Manifest: m, Version: r.version, Registry: registryRef, CacheDir: t.TempDir()}, t.TempDir())
+	var enable []string
+	for name := range r.tools {
+		enable = append(enable, name)
+	}
+	img, info, err := Build(context.Background(), BuildOptions{Manifest: m, Version: r.version, Registry: registryRef, Enable: enable, CacheDir: t.TempDir()}, t.TempDir())
 	must(t, err)
 	if info.Version != r.version {
 		t.Fatalf("built info says %s, want %s", info.Version, r.version)
