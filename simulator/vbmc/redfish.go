@@ -7,13 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"slices"
-	"time"
 )
 
 // The Redfish side of the virtual BMC (DMTF DSP0266), the part of it that a
@@ -390,140 +387,4 @@ func (s *redfishServer) getManagerNIC(w http.ResponseWriter, r *http.Request) {
 			"AddressOrigin": origin,
 		}},
 	})
-}
-
-func (s *redfishServer) getSessionService(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"@odata.id":      rfSessionService,
-		"@odata.type":    "#SessionService.v1_1_8.SessionService",
-		"Id":             "SessionService",
-		"Name":           "Session Service",
-		"ServiceEnabled": true,
-		"SessionTimeout": int(s.sessions.timeout / time.Second),
-		"Sessions":       link(rfSessions),
-	})
-}
-
-// login is POST to the Sessions collection: the one write that needs no
-// authentication, since it is the authentication.
-func (s *redfishServer) login(w http.ResponseWriter, r *http.Request) {
-	if !isJSON(w, r) {
-		return
-	}
-	var req struct{ UserName, Password string }
-	if !decode(w, r, &req) {
-		return
-	}
-	if !credentialsMatch(req.UserName, req.Password, s.user, s.password) {
-		s.log.Warn("Redfish login refused", "remote", r.RemoteAddr)
-		writeError(w, http.StatusUnauthorized, "InvalidCredentials", "The credentials provided were not accepted.")
-		return
-	}
-	se, err := s.sessions.create(req.UserName)
-	if errors.Is(err, errSessionLimit) {
-		writeError(w, http.StatusServiceUnavailable, "SessionLimitExceeded", "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.")
-		return
-	}
-	if err != nil {
-		s.internal(w, "creating a session", err)
-		return
-	}
-	w.Header().Set("X-Auth-Token", se.token)
-	w.Header().Set("Location", rfSessions+"/"+se.id)
-	writeJSON(w, http.StatusCreated, sessionJSON(*se))
-}
-
-func sessionJSON(se rfSession) map[string]any {
-	return map[string]any{
-		"@odata.id": rfSessions + "/" + se.id, "@odata.type": "#Session.v1_3_0.Session",
-		"Id": se.id, "Name": "User Session", "UserName": se.user,
-	}
-}
-
-func (s *redfishServer) listSessions(w http.ResponseWriter, _ *http.Request) {
-	ids := s.sessions.ids()
-	members := make([]odataID, len(ids))
-	for i, id := range ids {
-		members[i] = link(rfSessions + "/" + id)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"@odata.id": rfSessions, "@odata.type": "#SessionCollection.SessionCollection",
-		"Name": "Session Collection", "Members": members, "Members@odata.count": len(members),
-	})
-}
-
-func (s *redfishServer) getSession(w http.ResponseWriter, r *http.Request) {
-	se, ok := s.sessions.get(r.PathValue("id"))
-	if !ok {
-		writeError(w, http.StatusNotFound, "ResourceMissingAtURI", fmt.Sprintf("The resource at the URI %s was not found.", r.URL.Path))
-		return
-	}
-	writeJSON(w, http.StatusOK, sessionJSON(se))
-}
-
-func (s *redfishServer) deleteSession(w http.ResponseWriter, r *http.Request) {
-	if !s.sessions.remove(r.PathValue("id")) {
-		writeError(w, http.StatusNotFound, "ResourceMissingAtURI", fmt.Sprintf("The resource at the URI %s was not found.", r.URL.Path))
-		return
-	}
-	w.Header().Set("OData-Version", "4.0")
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// internal answers a failure of the machine behind the BMC (libvirt gone).
-func (s *redfishServer) internal(w http.ResponseWriter, what string, err error) {
-	s.log.Error("Redfish request failed", "while", what, "err", err)
-	writeError(w, http.StatusInternalServerError, "InternalError", "The request failed due to an internal service error ("+what+"): "+err.Error())
-}
-
-// isJSON refuses a body that is not declared as JSON (415), as bmcweb does.
-func isJSON(w http.ResponseWriter, r *http.Request) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, "UnsupportedMediaType", "The request body must be application/json.")
-		return false
-	}
-	return true
-}
-
-// decode reads a JSON body into v, answering 400 (or 413) itself.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(r.Body)
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		writeError(w, http.StatusRequestEntityTooLarge, "PayloadTooLarge", fmt.Sprintf("The request body is larger than %d bytes.", maxBody))
-		return false
-	}
-	if err != nil || json.Unmarshal(body, v) != nil {
-		writeError(w, http.StatusBadRequest, "MalformedJSON", "The request body submitted was malformed JSON and could not be parsed by the receiving service.")
-		return false
-	}
-	return true
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	writeRaw(w, status, body)
-}
-
-func writeRaw(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("OData-Version", "4.0")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
-// writeError answers a Redfish error object with one Base message.
-func writeError(w http.ResponseWriter, status int, msgID, msg string) {
-	id := "Base.1.13." + msgID
-	writeJSON(w, status, map[string]any{"error": map[string]any{
-		"code": id, "message": msg,
-		"@Message.ExtendedInfo": []map[string]string{{"MessageId": id, "Message": msg, "Severity": "Critical"}},
-	}})
 }

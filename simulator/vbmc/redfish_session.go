@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"sync"
@@ -167,4 +168,82 @@ func randomToken() string {
 		panic(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (s *redfishServer) getSessionService(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.id":      rfSessionService,
+		"@odata.type":    "#SessionService.v1_1_8.SessionService",
+		"Id":             "SessionService",
+		"Name":           "Session Service",
+		"ServiceEnabled": true,
+		"SessionTimeout": int(s.sessions.timeout / time.Second),
+		"Sessions":       link(rfSessions),
+	})
+}
+
+// login is POST to the Sessions collection: the one write that needs no
+// authentication, since it is the authentication.
+func (s *redfishServer) login(w http.ResponseWriter, r *http.Request) {
+	if !isJSON(w, r) {
+		return
+	}
+	var req struct{ UserName, Password string }
+	if !decode(w, r, &req) {
+		return
+	}
+	if !credentialsMatch(req.UserName, req.Password, s.user, s.password) {
+		s.log.Warn("Redfish login refused", "remote", r.RemoteAddr)
+		writeError(w, http.StatusUnauthorized, "InvalidCredentials", "The credentials provided were not accepted.")
+		return
+	}
+	se, err := s.sessions.create(req.UserName)
+	if errors.Is(err, errSessionLimit) {
+		writeError(w, http.StatusServiceUnavailable, "SessionLimitExceeded", "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.")
+		return
+	}
+	if err != nil {
+		s.internal(w, "creating a session", err)
+		return
+	}
+	w.Header().Set("X-Auth-Token", se.token)
+	w.Header().Set("Location", rfSessions+"/"+se.id)
+	writeJSON(w, http.StatusCreated, sessionJSON(*se))
+}
+
+func sessionJSON(se rfSession) map[string]any {
+	return map[string]any{
+		"@odata.id": rfSessions + "/" + se.id, "@odata.type": "#Session.v1_3_0.Session",
+		"Id": se.id, "Name": "User Session", "UserName": se.user,
+	}
+}
+
+func (s *redfishServer) listSessions(w http.ResponseWriter, _ *http.Request) {
+	ids := s.sessions.ids()
+	members := make([]odataID, len(ids))
+	for i, id := range ids {
+		members[i] = link(rfSessions + "/" + id)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.id": rfSessions, "@odata.type": "#SessionCollection.SessionCollection",
+		"Name": "Session Collection", "Members": members, "Members@odata.count": len(members),
+	})
+}
+
+func (s *redfishServer) getSession(w http.ResponseWriter, r *http.Request) {
+	se, ok := s.sessions.get(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "ResourceMissingAtURI", fmt.Sprintf("The resource at the URI %s was not found.", r.URL.Path))
+		return
+	}
+	writeJSON(w, http.StatusOK, sessionJSON(se))
+}
+
+func (s *redfishServer) deleteSession(w http.ResponseWriter, r *http.Request) {
+	if !s.sessions.remove(r.PathValue("id")) {
+		writeError(w, http.StatusNotFound, "ResourceMissingAtURI", fmt.Sprintf("The resource at the URI %s was not found.", r.URL.Path))
+		return
+	}
+	w.Header().Set("OData-Version", "4.0")
+	w.WriteHeader(http.StatusNoContent)
 }
