@@ -1,5 +1,5 @@
 // Command bench measures Racker against the peers users would run instead
-// (dnsmasq, ipmitool, a bare Go server), side by side in one run, inside
+// (dnsmasq, ipmitool, sushy, a bare Go server), side by side in one run, inside
 // network namespaces it makes and removes. It prints one table (figure,
 // Racker, peer, ratio) and writes bench-results.json. Root only.
 //
@@ -26,7 +26,7 @@ func main() {
 	short := flag.Bool("short", false, "smoke mode: fewer levels, shorter runs")
 	out := flag.String("json", "bench-results.json", "where to write the results as JSON")
 	racker := flag.String("racker", "bin/racker", "the racker binary under test")
-	only := flag.String("only", "", "run only this section (dhcp, tftp, http, ipmi, scale)")
+	only := flag.String("only", "", "run only this section (dhcp, tftp, http, ipmi, redfish, scale)")
 	flag.StringVar(&testosDir, "testos", "bin/testos", "test OS release folders (make testos)")
 	flag.Parse()
 	if err := run(*short, *out, *racker, *only); err != nil {
@@ -85,6 +85,7 @@ func run(short bool, out, racker, only string) error {
 		{"tftp", func() error { return benchTFTP(r, n, filepath.Join(work, "tftp"), racker, short) }},
 		{"http", func() error { return benchHTTP(r, n, filepath.Join(work, "http"), racker, short) }},
 		{"ipmi", func() error { return benchIPMI(r, filepath.Join(work, "ipmi"), short) }},
+		{"redfish", func() error { return benchRedfish(r, filepath.Join(work, "redfish"), short) }},
 		{"scale", func() error { return benchScale(r, n, filepath.Join(work, "scale"), racker, short) }},
 	}
 	for _, s := range sections {

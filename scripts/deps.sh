@@ -11,6 +11,8 @@ packages=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients ipxe-qemu ovmf
   # real peers and clients for integration tests and benchmarks
   ipmitool openipmi dnsmasq-base busybox-static iproute2 iptables tcpdump
+  # an independent Redfish client (OpenStack Ironic's sushy) for the vBMC and bench
+  python3-sushy
   # the node-side client of the boot contract (racker-booted.service runs curl)
   curl
   # installer image: a real OCI client reads the archives `make image` writes

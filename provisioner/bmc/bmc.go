@@ -3,6 +3,9 @@
 // interface (Controller) with one driver per URL scheme:
 //
 //	ipmi://HOST[:PORT]   IPMI 2.0 lanplus (cipher suites 17 and 3), IPMI 1.5 fallback
+//	redfish://HOST[:PORT][/redfish/v1/Systems/ID]
+//	                     Redfish over HTTPS (gofish): a session (Basic auth when the
+//	                     BMC has none), the certificate pinned on first use
 //	libvirt:///DOMAIN    a local libvirt domain standing in for a server without a BMC
 //	libvirt:///          the same, found by Options.PrimaryMAC
 //	fake://NAME          in memory, shared per NAME inside the process (unit and scale tests)
@@ -40,6 +43,9 @@ const (
 	ActionOff   PowerAction = "off"
 	ActionCycle PowerAction = "cycle" // off then on; powers on a node that is off
 	ActionReset PowerAction = "reset" // hard reset without removing power
+	// ActionSoftOff asks the OS to shut down (ACPI power button) and
+	// returns at once; the node is off when the OS is done.
+	ActionSoftOff PowerAction = "soft-off"
 )
 
 // Device is the boot device override.
@@ -82,23 +88,39 @@ func (f BootFlags) String() string {
 }
 
 // Diagnostics is what `racker ipmi diag` shows; fields the BMC could not
-// report stay empty and the reason is in Problems.
+// report stay empty and the reason is in Problems. IPMI fills the device id
+// fields, Redfish the named facts (manufacturer, model, serial, BIOS).
 type Diagnostics struct {
 	Driver         string     `json:"driver"`
 	Address        string     `json:"address"` // BMC address (host:port, domain name, fake name)
 	MAC            string     `json:"mac,omitempty"`
 	DeviceID       uint8      `json:"device_id"`
 	DeviceRevision uint8      `json:"device_revision"`
-	Firmware       string     `json:"firmware,omitempty"`
+	Firmware       string     `json:"firmware,omitempty"` // the BMC's own firmware
 	IPMIVersion    string     `json:"ipmi_version,omitempty"`
 	ManufacturerID uint32     `json:"manufacturer_id"`
 	ProductID      uint16     `json:"product_id"`
-	Protocol       string     `json:"protocol,omitempty"` // "lanplus (cipher suite 17)", "lan (IPMI 1.5)", …
+	Protocol       string     `json:"protocol,omitempty"` // "lanplus (cipher suite 17)", "lan (IPMI 1.5)", "Redfish 1.15.0 over HTTPS, session", …
 	Power          PowerState `json:"power,omitempty"`
 	Boot           BootFlags  `json:"boot"`
 	BootKnown      bool       `json:"boot_known"`
 	SOLAvailable   bool       `json:"sol_available"`
-	Problems       []string   `json:"problems,omitempty"`
+
+	// The server as its BMC describes it (Redfish ComputerSystem).
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Model        string `json:"model,omitempty"`
+	SerialNumber string `json:"serial_number,omitempty"`
+	BIOSVersion  string `json:"bios_version,omitempty"`
+	// BootMode is the boot mode as the BMC reports it ("UEFI", "Legacy").
+	BootMode string `json:"boot_mode,omitempty"`
+	// Health is the system's Status.Health ("OK", "Warning", "Critical").
+	Health string `json:"health,omitempty"`
+	// TLS says how the BMC's certificate was checked ("pinned sha256:…").
+	TLS string `json:"tls,omitempty"`
+	// Console says what serial console the driver offers, when not SOL.
+	Console string `json:"console,omitempty"`
+
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Controller is one node's BMC. Methods are safe for concurrent use.
@@ -137,9 +159,19 @@ type Options struct {
 	MaxSessions int
 	// LibvirtSocket is libvirtd's API socket (default /var/run/libvirt/libvirt-sock).
 	LibvirtSocket string
+	// Pins keeps the TLS key of each Redfish BMC pinned on first use; the
+	// CLI gives a FilePins in the state folder. Nil: pins last as long as
+	// the process.
+	Pins PinStore
+	// Insecure skips the TLS check of Redfish BMCs altogether (no pin):
+	// anyone on the path then sees the BMC password. Only on request.
+	Insecure bool
 }
 
 func (o Options) withDefaults() Options {
+	if o.Pins == nil {
+		o.Pins = processPins
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -164,18 +196,27 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Open picks the driver by scheme: ipmi://HOST[:PORT], libvirt:///DOMAIN (or
+// Open picks the driver by scheme: ipmi://HOST[:PORT],
+// redfish://HOST[:PORT][/redfish/v1/Systems/ID], libvirt:///DOMAIN (or
 // libvirt:/// + Options.PrimaryMAC to find it), fake://NAME. It does not
 // contact the BMC: the first operation does, so opening many is cheap.
 func Open(ctx context.Context, rawURL string, opts Options) (Controller, error) {
-	opts = opts.withDefaults()
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%sBMC URL %q: %w", nodePrefix(opts.Node), rawURL, err)
 	}
-	switch strings.ToLower(u.Scheme) {
+	scheme := strings.ToLower(u.Scheme)
+	if scheme == "redfish" && opts.TryTimeout <= 0 {
+		// A Redfish BMC's web server takes seconds where IPMI takes
+		// milliseconds (a Reset action, a first TLS handshake).
+		opts.TryTimeout = redfishTryTimeout
+	}
+	opts = opts.withDefaults()
+	switch scheme {
 	case "ipmi":
 		return openIPMI(u, opts)
+	case "redfish":
+		return openRedfish(u, opts)
 	case "libvirt":
 		return openLibvirt(ctx, u, opts)
 	case "fake":
@@ -185,7 +226,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (Controller, error) 
 		}
 		return &fakeController{bmc: Fake(name), node: opts.Node, retries: opts.BootRetries}, nil
 	default:
-		return nil, fmt.Errorf("%sBMC URL %q: unknown scheme %q (want ipmi, libvirt or fake)", nodePrefix(opts.Node), rawURL, u.Scheme)
+		return nil, fmt.Errorf("%sBMC URL %q: unknown scheme %q (want ipmi, redfish, libvirt or fake)", nodePrefix(opts.Node), rawURL, u.Scheme)
 	}
 }
 

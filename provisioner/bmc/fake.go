@@ -128,7 +128,7 @@ func (c *fakeController) Power(ctx context.Context, a PowerAction) error {
 	switch a {
 	case ActionOn, ActionCycle:
 		b.power = PowerOn
-	case ActionOff:
+	case ActionOff, ActionSoftOff:
 		b.power = PowerOff
 	case ActionReset:
 		if b.power != PowerOn {

@@ -287,8 +287,10 @@ func (c *ipmiController) Power(ctx context.Context, a PowerAction) error {
 		ctl = chassis.ChassisControlPowerCycle
 	case ActionReset:
 		ctl = chassis.ChassisControlHardReset
+	case ActionSoftOff:
+		ctl = chassis.ChassisControlSoftShutdown
 	default:
-		return c.fail("power", fmt.Errorf("unknown action %q (want on, off, cycle or reset)", a))
+		return c.fail("power", fmt.Errorf("unknown action %q (want on, off, soft-off, cycle or reset)", a))
 	}
 	return c.do(ctx, "power "+string(a), func(ctx context.Context, cl *client.Client) error {
 		if a == ActionCycle || a == ActionReset {

@@ -173,6 +173,12 @@ func (c *libvirtController) Power(ctx context.Context, a PowerAction) error {
 				return nil
 			}
 			return l.DomainDestroy(d)
+		case ActionSoftOff:
+			if !on {
+				return nil
+			}
+			return l.DomainShutdown(d) // ACPI power button
+
 		case ActionCycle:
 			if on {
 				if err := l.DomainDestroy(d); err != nil {
@@ -199,7 +205,7 @@ func (c *libvirtController) Power(ctx context.Context, a PowerAction) error {
 			}
 			return l.DomainReset(d, 0)
 		default:
-			return fmt.Errorf("unknown action %q (want on, off, cycle or reset)", a)
+			return fmt.Errorf("unknown action %q (want on, off, soft-off, cycle or reset)", a)
 		}
 	})
 }

@@ -68,6 +68,9 @@ type bootOptions struct {
 	// whether a Chassis Control command came after it (which stops the timer).
 	validSince     time.Time
 	chassisControl bool
+	// untimed says the valid flags came from Redfish, which has no 60 s
+	// rule: a Redfish override holds until a boot uses it or it is changed.
+	untimed bool
 }
 
 // set writes one parameter (Set System Boot Options data after the
@@ -102,6 +105,7 @@ func (b *bootOptions) set(param byte, data []byte, now time.Time) types.Completi
 		if data[0]&flagValid != 0 {
 			b.validSince = now
 			b.chassisControl = false
+			b.untimed = false
 		}
 	default:
 		return types.CodeParameterNotSupported
@@ -134,7 +138,7 @@ func (b *bootOptions) noteChassisControl() { b.chassisControl = true }
 
 // expire clears the valid bit when the 60 s timer ran out.
 func (b *bootOptions) expire(now time.Time) {
-	if b.flags[0]&flagValid == 0 || b.clearMask&dontClearOnTimeout != 0 || b.chassisControl {
+	if b.flags[0]&flagValid == 0 || b.clearMask&dontClearOnTimeout != 0 || b.chassisControl || b.untimed {
 		return
 	}
 	if now.Sub(b.validSince) >= validBitTimeout {

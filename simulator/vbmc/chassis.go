@@ -232,3 +232,23 @@ func (c *chassis) getBootOption(param byte) ([]byte, types.CompletionCode) {
 	defer c.mu.Unlock()
 	return c.boot.get(param, c.now())
 }
+
+// bootOverride reads the boot flags as Redfish shows them.
+func (c *chassis) bootOverride() bootOverride {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.boot.override(c.now())
+}
+
+// setBootOverride applies a Redfish PATCH of Boot to the same flags IPMI sets.
+func (c *chassis) setBootOverride(p bootPatch) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.boot.setOverride(p, c.now()); err != nil {
+		return err
+	}
+	o := c.boot.override(c.now())
+	c.log.Info("boot override set over Redfish", "enabled", o.Enabled, "target", o.Target, "mode", o.Mode,
+		"flags", fmt.Sprintf("%x", c.boot.flags))
+	return nil
+}

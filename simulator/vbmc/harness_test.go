@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ func (w *testWriter) stop() { w.mu.Lock(); w.done = true; w.mu.Unlock() }
 // ipmitool over loopback.
 type bmcUnderTest struct {
 	addr     netip.AddrPort
+	redfish  netip.AddrPort // valid when the BMC serves Redfish
 	passFile string
 	dir      string
 	// netns, when set, runs ipmitool inside that network namespace.
@@ -80,6 +82,7 @@ func startBMC(t *testing.T, cfg Config) *bmcUnderTest {
 	if !cfg.Static.IsValid() && cfg.Interface == "" {
 		cfg.Static = netip.MustParsePrefix("127.0.0.1/8")
 		cfg.Port = -1
+		cfg.RedfishPort = -1
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -88,7 +91,11 @@ func startBMC(t *testing.T, cfg Config) *bmcUnderTest {
 		cfg.Name = "test-node"
 	}
 	addrs := make(chan netip.AddrPort, 4)
+	rfAddrs := make(chan netip.AddrPort, 4)
 	cfg.OnListen = func(a netip.AddrPort) { addrs <- a }
+	cfg.OnRedfishListen = func(a netip.AddrPort) { rfAddrs <- a }
+	ipmi := len(cfg.Protocols) == 0 || slices.Contains(cfg.Protocols, ProtocolIPMI)
+	redfish := slices.Contains(cfg.Protocols, ProtocolRedfish)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
@@ -98,15 +105,25 @@ func startBMC(t *testing.T, cfg Config) *bmcUnderTest {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	select {
-	case a := <-addrs:
-		return &bmcUnderTest{addr: a, passFile: passFile, dir: dir}
-	case err := <-done:
-		t.Fatalf("Run ended before listening: %v", err)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the virtual BMC never listened")
+	b := &bmcUnderTest{passFile: passFile, dir: dir}
+	wait := func(ch chan netip.AddrPort) netip.AddrPort {
+		select {
+		case a := <-ch:
+			return a
+		case err := <-done:
+			t.Fatalf("Run ended before listening: %v", err)
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the virtual BMC never listened")
+		}
+		return netip.AddrPort{}
 	}
-	return nil
+	if ipmi {
+		b.addr = wait(addrs)
+	}
+	if redfish {
+		b.redfish = wait(rfAddrs)
+	}
+	return b
 }
 
 // ipmitoolArgs are the connection arguments: lanplus, the password from a

@@ -1,13 +1,16 @@
 // Package vbmc is the simulator's virtual BMC: an IPMI server (go-ipmi's
-// BMC server) whose hardware is a libvirt domain. It behaves like the BMC of
-// a real server so Racker cannot tell the two apart: it gets its address by
-// DHCP on its own interface (retrying until a server answers, renewing),
-// answers RMCP+ on UDP 623 with cipher suites 3 and 17 only, maps chassis
-// power onto the domain, keeps boot flags with IPMI semantics (next boot
-// only or persistent, EFI or legacy, parameter 5 read back byte-exact,
-// parameter 3's 60 s rule) and applies them on every power-on and on every
-// guest-initiated reboot, and bridges Serial over LAN to the VM's serial
-// console socket.
+// BMC server) and, when asked, a Redfish service, whose hardware is a
+// libvirt domain. It behaves like the BMC of a real server so Racker cannot
+// tell the two apart: it gets its address by DHCP on its own interface
+// (retrying until a server answers, renewing), answers RMCP+ on UDP 623
+// with cipher suites 3 and 17 only, maps chassis power onto the domain,
+// keeps boot flags with IPMI semantics (next boot only or persistent, EFI
+// or legacy, parameter 5 read back byte-exact, parameter 3's 60 s rule) and
+// applies them on every power-on and on every guest-initiated reboot, and
+// bridges Serial over LAN to the VM's serial console socket. Its Redfish
+// service (HTTPS on TCP 443, a self-signed certificate, sessions that
+// expire) drives the same chassis and the same boot flags, so both
+// protocols see one machine (redfish.go).
 //
 // The door is Run(ctx, Config). The simulator runs one per BMC, inside the
 // BMC's network namespace (`racker-sim vbmc`, hidden).
@@ -15,12 +18,14 @@ package vbmc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,6 +53,23 @@ type Config struct {
 	// tests to let the kernel choose, and OnListen to learn it).
 	Port int
 
+	// Protocols the BMC serves (ParseProtocols reads a flag's list). Empty
+	// means IPMI only, what the simulator ran before Redfish existed; a
+	// Redfish-only BMC, like many sold today, has no IPMI and no SOL.
+	Protocols []Protocol
+	// RedfishPort is the HTTPS port (default 443; -1 lets the kernel
+	// choose, and OnRedfishListen tells which).
+	RedfishPort int
+	// TLSCertFile and TLSKeyFile keep the Redfish certificate across
+	// restarts, as a BMC keeps its own: loaded when they exist, made and
+	// written when not. Empty: a new certificate for each Run.
+	TLSCertFile, TLSKeyFile string
+	// SessionTimeout ends an idle Redfish session (default
+	// DefaultSessionTimeout); MaxSessions bounds live sessions (default
+	// DefaultMaxSessions).
+	SessionTimeout time.Duration
+	MaxSessions    int
+
 	// ConsoleSocket is the VM's serial console unix socket (QEMU binds it);
 	// empty means the BMC has no SOL.
 	ConsoleSocket string
@@ -65,12 +87,45 @@ type Config struct {
 	// OnListen is called each time the IPMI server listens on an address
 	// (after a lease, after a new lease).
 	OnListen func(netip.AddrPort)
+	// OnRedfishListen is the same for the Redfish service.
+	OnRedfishListen func(netip.AddrPort)
 
 	now func() time.Time // tests move time; default time.Now
 }
 
 // DefaultPort is IPMI's RMCP port.
 const DefaultPort = 623
+
+// DefaultRedfishPort is HTTPS.
+const DefaultRedfishPort = 443
+
+// Protocol is a management protocol a virtual BMC serves.
+type Protocol string
+
+const (
+	ProtocolIPMI    Protocol = "ipmi"
+	ProtocolRedfish Protocol = "redfish"
+)
+
+// ParseProtocols reads a comma-separated list such as "ipmi,redfish".
+func ParseProtocols(s string) ([]Protocol, error) {
+	var ps []Protocol
+	for _, f := range strings.Split(s, ",") {
+		p := Protocol(strings.ToLower(strings.TrimSpace(f)))
+		switch p {
+		case ProtocolIPMI, ProtocolRedfish:
+			if !slices.Contains(ps, p) {
+				ps = append(ps, p)
+			}
+		default:
+			return nil, fmt.Errorf("BMC protocol %q: want ipmi or redfish (a comma-separated list)", f)
+		}
+	}
+	return ps, nil
+}
+
+// serves says whether the BMC serves p.
+func (c *Config) serves(p Protocol) bool { return slices.Contains(c.Protocols, p) }
 
 // Run runs the virtual BMC until ctx ends (then it returns nil) or it cannot
 // go on (libvirt gone, socket error).
@@ -107,10 +162,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	var console hal.ConsoleHAL
-	if cfg.ConsoleSocket != "" {
+	if cfg.ConsoleSocket != "" && cfg.serves(ProtocolIPMI) {
 		console = newSerialConsole(cfg.ConsoleSocket, log)
 	}
 	r := &runner{cfg: cfg, ch: ch, console: console, nic: &nicInfo{}, user: user, password: password, log: log}
+	if cfg.serves(ProtocolRedfish) {
+		cert, err := serverCertificate(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.Name)
+		if err != nil {
+			return fmt.Errorf("virtual BMC of %s: %w", cfg.Name, err)
+		}
+		r.cert = cert
+		sessions := newSessionStore(cfg.SessionTimeout, cfg.MaxSessions, cfg.now)
+		r.redfish = newRedfishServer(ch, r.nic, sessions, user, password, console != nil, log.With("protocol", "redfish"))
+	}
 	if cfg.Static.IsValid() {
 		err = r.serveStatic(ctx)
 	} else {
@@ -137,6 +201,29 @@ func (c *Config) complete() error {
 	}
 	if c.Port < 0 {
 		c.Port = 0
+	}
+	if len(c.Protocols) == 0 {
+		c.Protocols = []Protocol{ProtocolIPMI}
+	}
+	for _, p := range c.Protocols {
+		if p != ProtocolIPMI && p != ProtocolRedfish {
+			return fmt.Errorf("virtual BMC of %s: unknown protocol %q (want ipmi or redfish)", c.Name, p)
+		}
+	}
+	if c.RedfishPort == 0 {
+		c.RedfishPort = DefaultRedfishPort
+	}
+	if c.RedfishPort < 0 {
+		c.RedfishPort = 0
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return fmt.Errorf("virtual BMC of %s: give both TLS certificate and key files, or neither", c.Name)
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = DefaultMaxSessions
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -166,11 +253,15 @@ func (c *Config) credentials() (user, password string, err error) {
 	if password, err = read(c.PasswordFile, c.Password, "IPMI password"); err != nil {
 		return "", "", err
 	}
-	// IPMI 2.0 limits: 16 bytes of user name, 20 of password.
-	if user == "" || len(user) > 16 {
+	if user == "" || password == "" {
+		return "", "", fmt.Errorf("virtual BMC of %s: the BMC user and password must not be empty", c.Name)
+	}
+	// IPMI 2.0 limits: 16 bytes of user name, 20 of password. A Redfish-only
+	// BMC has no such limit.
+	if c.serves(ProtocolIPMI) && len(user) > 16 {
 		return "", "", fmt.Errorf("virtual BMC of %s: the IPMI user must have 1 to 16 bytes", c.Name)
 	}
-	if password == "" || len(password) > 20 {
+	if c.serves(ProtocolIPMI) && len(password) > 20 {
 		return "", "", fmt.Errorf("virtual BMC of %s: the IPMI password must have 1 to 20 bytes", c.Name)
 	}
 	return user, password, nil
@@ -184,10 +275,38 @@ type runner struct {
 	nic            *nicInfo
 	user, password string
 	log            *slog.Logger
+	redfish        *redfishServer // nil when Redfish is not served
+	cert           tls.Certificate
 }
 
-// listen starts the IPMI server on addr; stop closes it.
+// listen starts every protocol the BMC serves on addr; stop closes them.
 func (r *runner) listen(ctx context.Context, addr netip.Addr) (stop func(), err error) {
+	var stops []func()
+	stopAll := func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	if r.cfg.serves(ProtocolIPMI) {
+		s, err := r.listenIPMI(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	if r.redfish != nil {
+		s, err := r.listenRedfish(addr)
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	return stopAll, nil
+}
+
+// listenIPMI starts the IPMI server on addr; stop closes it.
+func (r *runner) listenIPMI(ctx context.Context, addr netip.Addr) (stop func(), err error) {
 	ap := netip.AddrPortFrom(addr, uint16(r.cfg.Port))
 	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
 	if err != nil {
