@@ -241,7 +241,7 @@ func plannedByIP(res []dhcp.Reservation) *map[netip.Addr]string {
 // management node is the server itself and its BMC is on the public side.
 func Reservations(p *plan.Plan) []dhcp.Reservation {
 	var out []dhcp.Reservation
-	for _, n := range append(append([]plan.Node(nil), p.Nodes...), p.Excluded...) {
+	for _, n := range p.Servers() {
 		if n.IP.IsValid() {
 			out = append(out, dhcp.Reservation{MAC: n.PrimaryMAC, IP: n.IP, Hostname: n.Hostname, Kind: dhcp.KindNode})
 		}

@@ -225,7 +225,7 @@ func specsFor(p *plan.Plan, uefiTypes []string, only map[string]bool) []orchestr
 		uefi[strings.TrimSpace(t)] = true
 	}
 	var out []orchestrator.NodeSpec
-	for _, n := range append(append([]plan.Node(nil), p.Nodes...), p.Excluded...) {
+	for _, n := range p.Servers() {
 		if only != nil && !only[n.PrimaryMAC] {
 			continue
 		}

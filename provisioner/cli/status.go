@@ -107,7 +107,7 @@ func collectStatus(ctx context.Context, env *Env, pf *PlanFlags, bootURL string,
 		return s
 	}
 	if p != nil {
-		for _, n := range append(append([]plan.Node(nil), p.Nodes...), p.Excluded...) {
+		for _, n := range p.Servers() {
 			s := add(n.PrimaryMAC)
 			s.Hostname, s.Role = n.Hostname, string(n.Role)
 			if n.IP.IsValid() {
