@@ -36,7 +36,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	n, ok := s.store.node(cb.MAC)
 	if !ok || !s.mayActFor(r, n) {
 		s.log.Warn("refused a node callback from an address that is not the node's", "mac", cb.MAC, "event", cb.Event, "from", r.RemoteAddr)
-		s.record(r, cb.MAC, api.KindForbidden, "callback "+string(cb.Event)+" sent by "+remoteAddr(r).String())
+		s.record(r, api.Event{MAC: cb.MAC, Kind: api.KindForbidden, Message: "callback " + string(cb.Event) + " sent by " + remoteAddr(r).String()})
 		writeError(w, http.StatusForbidden, "callbacks for "+cb.MAC+" are only taken from that node's address")
 		return
 	}

@@ -209,7 +209,7 @@ func phaseAfter(ev api.Event) (api.Phase, bool) {
 	case api.KindTFTP:
 		return api.PhaseNetbooting, true
 	case api.KindIPXE, api.KindIgnition:
-		if ev.Message == "install" {
+		if ev.Script == api.ScriptInstall || ev.Ignition == api.IgnitionInstall {
 			return api.PhaseNetbooting, true
 		}
 		return "", true
