@@ -339,7 +339,7 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	if osLabel == "" && f.osGiven {
 		osLabel = f.serve.osName + " " + f.serve.osVersion
 	}
-	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: orchestrator.FromAPI(svc.client), OpenBMC: opener,
+	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: svc.client, OpenBMC: opener,
 		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: osLabel,
 		StopAt: stopAt, Logger: log, OnChange: onChange}
 	if policy.OnFailure == orchestrator.Ask || policy.AfterRetries == orchestrator.Ask {

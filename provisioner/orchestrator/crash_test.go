@@ -56,7 +56,7 @@ func childMain() int {
 		return loggedBMC{BMC: b, mac: n.PrimaryMAC, path: opsLog, mu: &mu}, err
 	}
 	_, err := Run(context.Background(), Config{StateDir: os.Getenv("RACKER_ORCH_STATE"), Nodes: specs,
-		Boot: FromAPI(api.NewClient(os.Getenv("RACKER_ORCH_URL"))), OpenBMC: open, Policy: Policy{OnFailure: Cancel},
+		Boot: api.NewClient(os.Getenv("RACKER_ORCH_URL")), OpenBMC: open, Policy: Policy{OnFailure: Cancel},
 		PollWait: time.Second, Tick: 50 * time.Millisecond, BMCInterval: -1, OS: "testos current",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {

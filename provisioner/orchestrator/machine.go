@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // The transitions. Everything here runs on the loop goroutine, and every
@@ -95,7 +97,7 @@ func (r *runner) sync(ctx context.Context) error {
 			continue
 		}
 		switch {
-		case rn.Phase == "booted" && rn.Target == "disk":
+		case rn.Phase == api.PhaseBooted && rn.Target == api.TargetDisk:
 			n.BootedSeen = true
 			if r.cfg.OS != "" {
 				n.OS = r.cfg.OS
@@ -245,7 +247,7 @@ func (r *runner) onOp(res opResult) {
 // onEvent applies one boot-services event. Events only move a node
 // forward, and only from the phases where they mean progress: a "booted"
 // from an old OS on disk before the install never counts.
-func (r *runner) onEvent(ev Event) {
+func (r *runner) onEvent(ev api.Event) {
 	if ev.Seq > r.st.LastEventSeq {
 		r.st.LastEventSeq = ev.Seq
 		r.dirty = true
@@ -262,43 +264,44 @@ func (r *runner) onEvent(ev Event) {
 	if n == nil {
 		return
 	}
-	n.LastEvent = strings.TrimSpace(ev.Kind + " " + ev.Message)
+	n.LastEvent = strings.TrimSpace(string(ev.Kind) + " " + ev.Message) // for people
 	n.LastEventAt = ev.Time
 	r.dirty = true
 	if _, ours := r.specs[mac]; !ours || !n.Started || n.Phase.Terminal() {
 		return
 	}
 	cur := rank[n.Phase]
-	if ev.Kind == EventDHCP && uefiArch(ev.Message) && !n.UEFISeen {
+	if ev.Kind == api.KindDHCP && ev.UEFI() && !n.UEFISeen {
 		n.UEFISeen = true
 		if !r.specs[mac].EFI {
 			r.log.Warn("node netboots with UEFI firmware but its type is not declared UEFI (--uefi-types); using EFI boot flags from now on",
 				"node", n.Hostname, "mac", n.PrimaryMAC, "type", n.Type)
 		}
 	}
+	install := ev.Script == api.ScriptInstall || ev.Ignition == api.IgnitionInstall
 	switch ev.Kind {
-	case EventDHCP, EventTFTP:
+	case api.KindDHCP, api.KindTFTP:
 		if n.Phase == BMCReachable || n.Phase == PXERequested {
-			r.transition(n, Netbooting, ev.Kind)
+			r.transition(n, Netbooting, string(ev.Kind))
 		}
-	case EventIPXE, EventIgnition:
+	case api.KindIPXE, api.KindIgnition:
 		switch {
-		case (n.Phase == BMCReachable || n.Phase == PXERequested) && strings.Contains(ev.Message, "install"):
-			r.transition(n, Netbooting, ev.Kind+" "+ev.Message)
+		case (n.Phase == BMCReachable || n.Phase == PXERequested) && install:
+			r.transition(n, Netbooting, string(ev.Kind)+" install")
 		case n.Phase == PXERequested || n.Phase == Netbooting:
 			// Netbooting the installer went wrong: told to boot from disk,
 			// or already fetching the installed system's config.
-			if ev.Kind == EventIPXE && ev.Message == "disk" {
+			if ev.Kind == api.KindIPXE && ev.Script == api.ScriptDisk {
 				r.fail(n, "the boot services answered the netboot with boot-from-disk, not the installer")
-			} else if ev.Kind == EventIgnition && ev.Message == "boot" {
+			} else if ev.Kind == api.KindIgnition && ev.Ignition == api.IgnitionBoot {
 				r.fail(n, "the node booted the OS on its disk instead of netbooting the installer (PXE boot flag not honoured?)")
 			}
 		}
-	case EventInstalling:
+	case api.KindInstalling:
 		if cur >= rank[BMCReachable] && cur < rank[Installing] {
 			r.transition(n, Installing, "installing callback")
 		}
-	case EventInstalled:
+	case api.KindInstalled:
 		if cur >= rank[BMCReachable] && cur < rank[Installed] {
 			n.DiskBootSet, n.BootedSeen = false, false
 			if r.cfg.OS != "" {
@@ -306,7 +309,7 @@ func (r *runner) onEvent(ev Event) {
 			}
 			r.transition(n, Installed, "installed callback")
 		}
-	case EventBooted:
+	case api.KindBooted:
 		if n.Phase == PXERequested || n.Phase == Netbooting {
 			r.fail(n, "the node booted the OS on its disk instead of netbooting the installer (PXE boot flag not honoured?)")
 			return
@@ -317,7 +320,7 @@ func (r *runner) onEvent(ev Event) {
 				r.transition(n, Booted, "booted callback")
 			}
 		}
-	case EventFailed:
+	case api.KindFailed:
 		if cur >= rank[BMCReachable] {
 			r.fail(n, "the node reported a failure: "+ev.Message)
 		}
@@ -396,16 +399,4 @@ func (r *runner) onAnswer(mac string, d FailureMode) {
 	default:
 		r.cancelled = fmt.Errorf("%w: node %s (%s): %s", ErrCancelled, n.Hostname, n.PrimaryMAC, n.Reason)
 	}
-}
-
-// uefiArch says whether a DHCP event's message names an x86-64 UEFI client
-// architecture (option 93 = 7 or 9, docs/boot-contract.md §1).
-func uefiArch(msg string) bool {
-	for _, f := range strings.Fields(msg) {
-		if v, ok := strings.CutPrefix(f, "arch="); ok {
-			v = strings.TrimLeft(v, "0")
-			return v == "7" || v == "9"
-		}
-	}
-	return false
 }

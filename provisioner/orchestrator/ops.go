@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // Operations run on their own goroutines and report back to the loop as
@@ -37,7 +39,7 @@ type askResult struct {
 }
 
 type input struct {
-	events []Event
+	events []api.Event
 	op     *opResult
 	ask    *askResult
 }
