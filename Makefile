@@ -11,7 +11,7 @@ help:
 	@echo "make deps   install the Debian packages Racker needs (root, idempotent)"
 	@echo "make build  build bin/racker and bin/racker-sim"
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
-	@echo "make lint   gofmt check and go vet"
+	@echo "make lint   gofmt check, go vet, generated files current (make generate rewrites them)"
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
@@ -32,9 +32,19 @@ test: build testos
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
 
-lint:
+lint: check-generated
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# make generate: rewrite the checked-in generated files (docs/phases.md, the
+# orchestrator's transition table); make check-generated (part of make lint)
+# fails when one is not current.
+.PHONY: generate check-generated
+generate:
+	$(GO) generate ./provisioner/orchestrator
+
+check-generated:
+	cd provisioner/orchestrator && $(GO) run gen_phases.go -check -o ../../docs/phases.md
 
 demo: deps build testos
 	./scripts/demo.sh

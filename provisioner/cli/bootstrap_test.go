@@ -264,7 +264,7 @@ func TestBootstrapAsksOnATerminal(t *testing.T) {
 		t.Fatalf("bootstrap: %v, want exit 1 for the excluded node\n%s\n%s", err, out.String(), errb.String())
 	}
 	o := out.String()
-	for _, want := range []string{"Cluster profile (flatcar or lokomotive) [flatcar]:", "failed: no progress in phase pending", "[r]etry, [e]xclude", "\x1b[", "1 excluded"} {
+	for _, want := range []string{"Cluster profile (flatcar or lokomotive) [flatcar]:", "failed: no progress in phase bmc_check", "[r]etry, [e]xclude", "\x1b[", "1 excluded"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("terminal output lacks %q:\n%s", want, o)
 		}
@@ -274,7 +274,7 @@ func TestBootstrapAsksOnATerminal(t *testing.T) {
 	}
 }
 
-func phaseRank(p orchestrator.Phase) int { return phaseOrder[p] }
+func phaseRank(p orchestrator.Phase) int { return p.Rank() }
 
 // cancelAfter cancels a context once n tables have been written.
 type cancelAfter struct {

@@ -146,9 +146,6 @@ var remotePhase = map[api.Phase]orchestrator.Phase{
 	api.PhaseInstalled: orchestrator.Installed, api.PhaseBooted: orchestrator.Booted,
 }
 
-var phaseOrder = map[orchestrator.Phase]int{orchestrator.Pending: 0, orchestrator.BMCReachable: 1, orchestrator.PXERequested: 2,
-	orchestrator.Netbooting: 3, orchestrator.Installing: 4, orchestrator.Installed: 5, orchestrator.Booted: 6, orchestrator.Ready: 7}
-
 // Only observations made after the node's last recorded transition count:
 // the boot services keep a node's old phase across a reinstall request.
 func mergeRemote(ctx context.Context, env *Env, p *plan.Plan, bootURL string, httpPort int, byMAC map[string]*orchestrator.StatusNode, since map[string]time.Time) {
@@ -173,8 +170,7 @@ func mergeRemote(ctx context.Context, env *Env, p *plan.Plan, bootURL string, ht
 		if rn.LastEventAt.After(s.LastEventAt) && rn.LastEvent != "" {
 			s.LastEvent, s.LastEventAt = string(rn.LastEvent), rn.LastEventAt
 		}
-		if rp, ok := remotePhase[rn.Phase]; ok && s.Phase != orchestrator.Excluded && s.Phase != orchestrator.Failed &&
-			phaseOrder[rp] > phaseOrder[s.Phase] && s.Phase != orchestrator.Pending && rn.LastEventAt.After(since[rn.PrimaryMAC]) {
+		if rp, ok := remotePhase[rn.Phase]; ok && s.Phase.Rank() > 0 && rp.Rank() > s.Phase.Rank() && rn.LastEventAt.After(since[rn.PrimaryMAC]) {
 			s.Phase = rp
 		}
 	}

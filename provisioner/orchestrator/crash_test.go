@@ -225,7 +225,7 @@ func (c *crashRig) simulate(ctx context.Context, n plan.Node) {
 			if post("installed") {
 				next = 3
 			}
-		case s == 3 && cur.Phase == Installed && cur.DiskBootSet:
+		case s == 3 && cur.Phase == FirstBoot:
 			if post("booted") {
 				next = 4
 			}

@@ -288,7 +288,7 @@ func (h *harness) start() {
 		inflight := 0
 		for _, n := range ns {
 			h.snap[n.PrimaryMAC] = n
-			if n.Started && !n.Phase.Terminal() {
+			if phases[n.Phase].slot {
 				inflight++
 			}
 		}

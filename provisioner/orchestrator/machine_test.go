@@ -7,53 +7,52 @@ import (
 	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
-// newTestRunner is a runner without its loop: the transition functions are
+// newTestRunner is a runner without its loop: the input functions are
 // called directly, so every (phase, input) pair is checked exactly.
 func newTestRunner(p Phase) (*runner, *Node) {
 	cfg := Config{Clock: newFakeClock(), Policy: Policy{OnFailure: Exclude}, OS: "flatcar current"}
 	cfg.defaults()
 	s := NodeSpec{PrimaryMAC: mac(1), BMCMAC: mac(101), Hostname: "n1"}
-	n := &Node{PrimaryMAC: s.PrimaryMAC, Hostname: "n1", Phase: p, Started: true}
-	r := &runner{cfg: cfg, log: cfg.Logger, st: &State{Nodes: map[string]*Node{s.PrimaryMAC: n}},
+	n := &Node{PrimaryMAC: s.PrimaryMAC, Hostname: "n1", Phase: p}
+	r := &runner{cfg: cfg, st: &State{Nodes: map[string]*Node{s.PrimaryMAC: n}},
 		specs: map[string]NodeSpec{s.PrimaryMAC: s}, order: []string{s.PrimaryMAC}, byBMC: map[string]string{s.BMCMAC: s.PrimaryMAC},
 		inflight: map[string]bool{}, asking: map[string]bool{}}
+	r.machine = machine{cfg: &r.cfg, now: cfg.Clock.Now, log: cfg.Logger}
 	return r, n
 }
 
 func TestEventTransitions(t *testing.T) {
 	cases := []struct {
-		from       Phase
-		ev         api.Event
-		diskSet    bool
-		want       Phase
-		bootedSeen bool
+		from Phase
+		ev   api.Event
+		want Phase
 	}{
 		{from: PXERequested, ev: api.Event{Kind: api.KindDHCP}, want: Netbooting},
 		{from: PXERequested, ev: api.Event{Kind: api.KindTFTP, Message: "undionly.kpxe"}, want: Netbooting},
 		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptInstall}, want: Netbooting},
-		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptDisk}, want: Excluded},       // told to boot from disk: a failure
-		{from: Netbooting, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionBoot}, want: Excluded}, // the disk's OS booted instead
-		{from: BMCReachable, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptDisk}, want: BMCReachable},   // before our PXE request: not ours
+		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptDisk}, want: Excluding},       // told to boot from disk: a failure
+		{from: Netbooting, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionBoot}, want: Excluding}, // the disk's OS booted instead
+		{from: BMCReachable, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptDisk}, want: BMCReachable},    // before our PXE request: not ours
 		{from: PXERequested, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionInstall}, want: Netbooting},
 		{from: BMCReachable, ev: api.Event{Kind: api.KindDHCP}, want: Netbooting}, // the node was faster than the BMC's answer
-		{from: Pending, ev: api.Event{Kind: api.KindDHCP}, want: Pending},         // not PXE-requested yet: a node booting by itself
+		{from: BMCCheck, ev: api.Event{Kind: api.KindDHCP}, want: BMCCheck},       // not PXE-requested yet: a node booting by itself
 		{from: Netbooting, ev: api.Event{Kind: api.KindDHCP}, want: Netbooting},
 		{from: Netbooting, ev: api.Event{Kind: api.KindInstalling}, want: Installing},
 		{from: PXERequested, ev: api.Event{Kind: api.KindInstalling}, want: Installing},
 		{from: Installing, ev: api.Event{Kind: api.KindDHCP}, want: Installing}, // late events never move a node back
 		{from: Installing, ev: api.Event{Kind: api.KindInstalled}, want: Installed},
 		{from: Netbooting, ev: api.Event{Kind: api.KindInstalled}, want: Installed},
-		{from: Installed, ev: api.Event{Kind: api.KindBooted}, want: Installed, bootedSeen: true}, // waits for the disk boot device
-		{from: Installed, ev: api.Event{Kind: api.KindBooted}, diskSet: true, want: Booted, bootedSeen: true},
-		{from: PXERequested, ev: api.Event{Kind: api.KindBooted}, want: Excluded}, // the old OS on disk booted: PXE failed
-		{from: Netbooting, ev: api.Event{Kind: api.KindBooted}, want: Excluded},
+		{from: Installed, ev: api.Event{Kind: api.KindBooted}, want: AwaitingDiskBoot}, // waits for the disk boot device
+		{from: FirstBoot, ev: api.Event{Kind: api.KindBooted}, want: Booted},
+		{from: PXERequested, ev: api.Event{Kind: api.KindBooted}, want: Excluding}, // the old OS on disk booted: PXE failed
+		{from: Netbooting, ev: api.Event{Kind: api.KindBooted}, want: Excluding},
 		{from: BMCReachable, ev: api.Event{Kind: api.KindBooted}, want: BMCReachable}, // before our PXE request
 		{from: Installing, ev: api.Event{Kind: api.KindBooted}, want: Installing},
 		{from: Booted, ev: api.Event{Kind: api.KindDHCP}, want: Booted},
 		{from: Booted, ev: api.Event{Kind: api.KindFailed}, want: Booted},
 		{from: Excluded, ev: api.Event{Kind: api.KindInstalled}, want: Excluded},
-		{from: Installing, ev: api.Event{Kind: api.KindFailed, Message: "disk full"}, want: Excluded},
-		{from: Netbooting, ev: api.Event{Kind: api.KindFailed}, want: Excluded},
+		{from: Installing, ev: api.Event{Kind: api.KindFailed, Message: "disk full"}, want: Excluding},
+		{from: Netbooting, ev: api.Event{Kind: api.KindFailed}, want: Excluding},
 		{from: Installing, ev: api.Event{Kind: api.KindMachineSeen}, want: Installing},
 		// Messages are for people: without the typed detail nothing moves.
 		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Message: "install"}, want: PXERequested},
@@ -61,12 +60,11 @@ func TestEventTransitions(t *testing.T) {
 	}
 	for _, c := range cases {
 		r, n := newTestRunner(c.from)
-		n.DiskBootSet = c.diskSet
 		ev := c.ev
 		ev.Seq, ev.MAC, ev.Time = 7, "52:54:00:00:00:01", time.Unix(5, 0)
 		r.onEvent(ev)
-		if n.Phase != c.want || n.BootedSeen != c.bootedSeen {
-			t.Errorf("%s + %+v: phase %s bootedSeen %v, want %s %v", c.from, c.ev, n.Phase, n.BootedSeen, c.want, c.bootedSeen)
+		if n.Phase != c.want {
+			t.Errorf("%s + %+v: phase %s, want %s", c.from, c.ev, n.Phase, c.want)
 		}
 		if r.st.LastEventSeq != 7 || n.LastEventAt != time.Unix(5, 0) {
 			t.Errorf("%s + %+v: event not recorded (seq %d)", c.from, c.ev, r.st.LastEventSeq)
@@ -76,20 +74,18 @@ func TestEventTransitions(t *testing.T) {
 
 func TestOpTransitions(t *testing.T) {
 	cases := []struct {
-		from      Phase
-		kind      opKind
-		bootedSee bool
-		want      Phase
+		from Phase
+		kind opKind
+		want Phase
 	}{
-		{Pending, opDiag, false, BMCReachable},
-		{BMCReachable, opPXE, false, PXERequested},
-		{Installed, opDiskBoot, false, Installed},
-		{Installed, opDiskBoot, true, Booted},
-		{Netbooting, opPXE, false, Netbooting}, // a stale answer: the node moved on meanwhile
+		{BMCCheck, opDiag, BMCReachable},
+		{BMCReachable, opPXE, PXERequested},
+		{Installed, opDiskBoot, FirstBoot},     // waits for the booted callback
+		{AwaitingDiskBoot, opDiskBoot, Booted}, // the booted callback came first
+		{Netbooting, opPXE, Netbooting},        // a stale answer: the node moved on meanwhile
 	}
 	for _, c := range cases {
 		r, n := newTestRunner(c.from)
-		n.BootedSeen = c.bootedSee
 		launched := c.from
 		if c.kind == opPXE {
 			launched = BMCReachable
@@ -101,27 +97,27 @@ func TestOpTransitions(t *testing.T) {
 	}
 	// A reinstall answer records the install generation and clears the need.
 	// The BMC is checked first; the reinstall is asked for only then.
-	r, n := newTestRunner(Pending)
+	r, n := newTestRunner(BMCCheck)
 	n.NeedReinstall = true
-	if k, _ := r.needOp(n); k != opDiag {
-		t.Fatalf("pending node needing a reinstall: next op %s, want diag first", k)
+	if k := phases[n.Phase].op; k != opDiag {
+		t.Fatalf("node needing a reinstall: first op %s, want diag", k)
 	}
-	n.Phase = BMCReachable
-	if k, _ := r.needOp(n); k != opReinstall {
-		t.Fatalf("BMC reachable, reinstall needed: next op %s", k)
+	r.onOp(opResult{mac: n.PrimaryMAC, kind: opDiag, phase: BMCCheck, power: "off"})
+	if k := phases[n.Phase].op; n.Phase != Reinstall || k != opReinstall {
+		t.Fatalf("BMC reachable, reinstall needed: %s, next op %s", n.Phase, k)
 	}
-	r.onOp(opResult{mac: n.PrimaryMAC, kind: opReinstall, phase: BMCReachable, generation: 3})
+	r.onOp(opResult{mac: n.PrimaryMAC, kind: opReinstall, phase: Reinstall, generation: 3})
 	if n.NeedReinstall || n.InstallGeneration != 3 {
 		t.Errorf("after reinstall: %+v", n)
 	}
-	if k, _ := r.needOp(n); k != opPXE {
+	if k := phases[n.Phase].op; k != opPXE {
 		t.Errorf("next op %s, want pxe", k)
 	}
 }
 
 // The BMC's own DHCP lease cuts the wait before the next diagnostic.
 func TestBMCLeaseRetriesAtOnce(t *testing.T) {
-	r, n := newTestRunner(Pending)
+	r, n := newTestRunner(BMCCheck)
 	n.RetryAt = r.now().Add(time.Hour)
 	r.onEvent(api.Event{Seq: 1, MAC: mac(101), Kind: api.KindDHCP})
 	if n.RetryAt.After(r.now()) {

@@ -29,7 +29,7 @@ func TestHappyPathTwoNodes(t *testing.T) {
 	}
 	for i, wantActions := range map[int][]bmc.PowerAction{1: {bmc.ActionOn}, 2: {bmc.ActionOff, bmc.ActionOn}} {
 		n := res.Nodes[i-1]
-		if n.Phase != Booted || !n.DiskBootSet || n.OS != "testos current" || n.BootDevice != "disk" || n.Power != "on" {
+		if n.Phase != Booted || n.OS != "testos current" || n.BootDevice != "disk" || n.Power != "on" {
 			t.Errorf("node %d: %+v", i, n)
 		}
 		if n.BMCReachable == nil || !*n.BMCReachable {
@@ -57,7 +57,7 @@ func TestHappyPathTwoNodes(t *testing.T) {
 			path = append(path, tr.To)
 		}
 	}
-	want := []Phase{BMCReachable, PXERequested, Netbooting, Installing, Installed, Booted}
+	want := []Phase{BMCCheck, BMCReachable, PXERequested, Netbooting, Installing, Installed, FirstBoot, Booted}
 	if !slices.Equal(path, want) {
 		t.Errorf("node 1 transitions %v, want %v", path, want)
 	}
@@ -75,23 +75,25 @@ func TestEveryPhaseTimesOut(t *testing.T) {
 		stopAfter api.EventKind // what the simulated node does
 		dead      bool          // BMC answers nothing
 		noBoot    bool          // BMC answers diag but refuses boot flags
+		noDisk    bool          // BMC refuses boot device disk only
 	}{
-		{phase: Pending, dead: true},
+		{phase: BMCCheck, dead: true},
 		{phase: BMCReachable, noBoot: true},
 		{phase: PXERequested, stopAfter: neverNetboots},
 		{phase: Netbooting, stopAfter: api.KindDHCP},
 		{phase: Installing, stopAfter: api.KindInstalling},
-		{phase: Installed, stopAfter: api.KindInstalled},
+		{phase: Installed, stopAfter: api.KindInstalled, noDisk: true},
+		{phase: FirstBoot, stopAfter: api.KindInstalled},
 	}
 	for _, c := range cases {
 		t.Run(string(c.phase), func(t *testing.T) {
 			h := newHarness(t, 1)
 			h.bmc(1).SetDead(c.dead)
-			if c.noBoot {
+			if c.noBoot || c.noDisk {
 				inner := h.cfg.OpenBMC
 				h.cfg.OpenBMC = func(ctx context.Context, n NodeSpec) (BMC, error) {
 					b, err := inner(ctx, n)
-					return refuseBoot{b}, err
+					return refuseBoot{b, c.noDisk}, err
 				}
 			}
 			if c.stopAfter != "" {
@@ -100,9 +102,6 @@ func TestEveryPhaseTimesOut(t *testing.T) {
 			limit := DefaultTimeouts.limit(c.phase)
 			h.start()
 			h.waitFor("phase "+string(c.phase), h.phaseIs(1, c.phase))
-			if c.phase == Installed {
-				h.waitFor("disk boot set", func() bool { return h.node(1).DiskBootSet })
-			}
 			h.clock.Advance(limit - time.Second)
 			h.clock.Advance(time.Millisecond) // one more tick for the loop to look
 			time.Sleep(20 * time.Millisecond)
@@ -121,7 +120,7 @@ func TestEveryPhaseTimesOut(t *testing.T) {
 			if len(res.Failed()) != 1 {
 				t.Errorf("Failed() = %v, want the node", res.Failed())
 			}
-			if !n.PowerOffDone {
+			if n.Phase != Excluded {
 				t.Error("excluded node: power off not attempted")
 			}
 			if !c.dead && h.bmc(1).Power() != bmc.PowerOff {
@@ -131,9 +130,16 @@ func TestEveryPhaseTimesOut(t *testing.T) {
 	}
 }
 
-type refuseBoot struct{ BMC }
+// refuseBoot refuses every boot device, or with diskOnly only disk.
+type refuseBoot struct {
+	BMC
+	diskOnly bool
+}
 
-func (refuseBoot) SetBoot(ctx context.Context, dev BootDevice, persistent, efi bool) (bool, error) {
+func (r refuseBoot) SetBoot(ctx context.Context, dev BootDevice, persistent, efi bool) (bool, error) {
+	if r.diskOnly && dev != BootDisk {
+		return r.BMC.SetBoot(ctx, dev, persistent, efi)
+	}
 	return false, errors.New("boot flags refused")
 }
 
@@ -294,7 +300,7 @@ func TestResumeAfterInterruption(t *testing.T) {
 		}
 	}()
 	h.start()
-	h.waitFor("n3 installed", func() bool { return h.node(3).DiskBootSet })
+	h.waitFor("n3 installed", h.phaseIs(3, FirstBoot))
 	h.boot.Emit(api.Event{MAC: mac(3), Kind: api.KindBooted})
 	res, err := h.wait()
 	if err != nil {
@@ -394,7 +400,7 @@ func TestDiskBootFlagsFollowTheFirmwareSeen(t *testing.T) {
 	h.boot.Emit(api.Event{MAC: mac(1), Kind: api.KindDHCP, ClientArch: []uint16{7}, Message: "ip=10.0.0.2 type=request arch=7"})
 	h.boot.Emit(api.Event{MAC: mac(1), Kind: api.KindInstalling})
 	h.boot.Emit(api.Event{MAC: mac(1), Kind: api.KindInstalled})
-	h.waitFor("disk boot set", func() bool { return h.node(1).DiskBootSet })
+	h.waitFor("disk boot set", h.phaseIs(1, FirstBoot))
 	if f := h.bmc(1).Flags(); f.Device != bmc.DeviceDisk || !f.EFI {
 		t.Errorf("disk boot flags %v, want EFI after a UEFI netboot", f)
 	}

@@ -57,7 +57,7 @@ func WriteProgress(w io.Writer, nodes []Node, now time.Time) error {
 		if note == "" && n.LastError != "" && !n.Phase.Terminal() {
 			note = "retrying: " + n.LastError
 		}
-		if n.Phase == Pending && !n.Started {
+		if n.Phase == Pending {
 			note = "waiting for a slot"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(n.Hostname), n.PrimaryMAC, n.Phase, ago(n.PhaseSince, now),
@@ -100,39 +100,4 @@ func clip(s string, n int) string {
 		return s[:n-1] + "…"
 	}
 	return s
-}
-
-// MarkReprovision sends the named nodes (primary MACs) back to pending with
-// a wipe-all reinstall, under the provisioning lock; the next Run takes
-// them through the whole state machine again. Other nodes are untouched.
-func MarkReprovision(stateDir string, macs []string, now time.Time) error {
-	return Update(stateDir, func(st *State) error {
-		var ts []Transition
-		for _, mac := range macs {
-			n := st.Nodes[mac]
-			if n == nil {
-				n = &Node{PrimaryMAC: mac}
-				st.Nodes[mac] = n
-			}
-			ts = append(ts, Transition{Time: now, MAC: mac, Hostname: n.Hostname, From: n.Phase, To: Pending, Cause: "reprovision requested"})
-			*n = Node{PrimaryMAC: n.PrimaryMAC, BMCMAC: n.BMCMAC, Hostname: n.Hostname, Role: n.Role, Type: n.Type,
-				Phase: Pending, PhaseSince: now, NeedReinstall: true, WipeAll: true, InstallGeneration: n.InstallGeneration,
-				BMCReachable: n.BMCReachable, Power: n.Power, BootDevice: n.BootDevice, OS: n.OS, LastEvent: n.LastEvent, LastEventAt: n.LastEventAt}
-		}
-		return appendLog(stateDir, ts)
-	})
-}
-
-// MarkReady records that the cluster profile finished with these nodes.
-func MarkReady(stateDir string, macs []string, now time.Time) error {
-	return Update(stateDir, func(st *State) error {
-		var ts []Transition
-		for _, mac := range macs {
-			if n := st.Nodes[mac]; n != nil && n.Phase == Booted {
-				ts = append(ts, Transition{Time: now, MAC: mac, Hostname: n.Hostname, From: n.Phase, To: Ready, Cause: "cluster profile done"})
-				n.Phase, n.PhaseSince = Ready, now
-			}
-		}
-		return appendLog(stateDir, ts)
-	})
 }
