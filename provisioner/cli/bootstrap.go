@@ -322,10 +322,10 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	}
 	// On a terminal the live table is the progress; info lines would
 	// scroll it away. Elsewhere the log lines are the progress.
-	var view *orchestrator.LiveView
+	var view *liveView
 	var onChange func([]orchestrator.Node)
 	if env.Interactive() {
-		view = orchestrator.NewLiveView(env.Stdout)
+		view = newLiveView(env.Stdout)
 		defer view.Close()
 		onChange = view.Update
 		if !env.Verbose {
@@ -350,7 +350,7 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 		view.Close()
 	}
 	fmt.Fprintln(env.Stdout)
-	orchestrator.WriteProgress(env.Stdout, res.Nodes, time.Now())
+	writeProgress(env.Stdout, res.Nodes, time.Now())
 	return res, err
 }
 
@@ -423,7 +423,7 @@ func fakeBMCName(primaryMAC string) string { return "node-" + strings.ReplaceAll
 
 // askFailure asks on the terminal what to do about a failed node, with
 // the live view paused.
-func askFailure(env *Env, view *orchestrator.LiveView) func(context.Context, orchestrator.Node, string) orchestrator.FailureMode {
+func askFailure(env *Env, view *liveView) func(context.Context, orchestrator.Node, string) orchestrator.FailureMode {
 	return func(ctx context.Context, n orchestrator.Node, reason string) orchestrator.FailureMode {
 		if view != nil {
 			view.Pause()

@@ -22,6 +22,7 @@ import (
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/orchestrator"
 	"github.com/racker/racker/provisioner/plan"
+	"github.com/racker/racker/provisioner/status"
 )
 
 // simulateNode plays a node behind its fake BMC against the real HTTP boot
@@ -152,7 +153,7 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 	if !strings.Contains(out, "excluded") || !strings.Contains(out, "2 booted") {
 		t.Errorf("summary:\n%s", out)
 	}
-	status := func() map[string]orchestrator.StatusNode {
+	status := func() map[string]status.Node {
 		t.Helper()
 		code, out, errs := run(t, "", append([]string{"status", "-o", "json", "--boot-services", url}, flags...)...)
 		if code != 0 {
@@ -172,9 +173,9 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 				}
 			}
 		}
-		var typed orchestrator.Status
+		var typed status.Status
 		json.Unmarshal([]byte(out), &typed)
-		m := map[string]orchestrator.StatusNode{}
+		m := map[string]status.Node{}
 		for _, n := range typed.Nodes {
 			m[n.PrimaryMAC] = n
 		}
@@ -193,6 +194,10 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 	}
 	if n := st["00:11:22:33:44:60"]; n.Phase != orchestrator.Excluded || n.BMCReachable == nil || *n.BMCReachable {
 		t.Errorf("dead BMC node: %+v", n)
+	}
+	// Why it was left out, and what its BMC said last, reach status.
+	if n := st["00:11:22:33:44:60"]; !strings.Contains(n.Reason, "no progress in phase bmc_check") || !strings.Contains(n.LastError, "no answer") {
+		t.Errorf("dead BMC node's reason %q, last error %q", n.Reason, n.LastError)
 	}
 
 	// Reprovision the worker: a new install generation with wipe-all, the
