@@ -14,6 +14,7 @@
 //	POST /api/v1/events                    node callbacks (Callback, ≤ 64 KiB) → 204
 //	GET  /api/v1/events?after=SEQ&wait=D   EventsResponse, long poll
 //	GET  /api/v1/nodes                     NodesResponse
+//	GET  /api/v1/nodes/{mac}               Node (404 when not a planned node)
 //	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (management node only)
 //	GET  /metrics, /healthz
 //

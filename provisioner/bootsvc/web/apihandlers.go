@@ -109,6 +109,21 @@ func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: s.store.list()})
 }
 
+// getNode answers one node, named by any spelling of its primary MAC.
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
+	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	n, ok := s.store.view(mac)
+	if !ok {
+		writeError(w, http.StatusNotFound, mac+" is not the primary MAC of a planned node")
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
+}
+
 func (s *Server) postReinstall(w http.ResponseWriter, r *http.Request) {
 	if !s.isAdmin(r) {
 		writeError(w, http.StatusForbidden, "reinstalls are only taken from the management node")

@@ -30,6 +30,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /api/v1/events", "events_post", s.postEvent)
 	handle("GET /api/v1/events", "events_get", s.getEvents)
 	handle("GET /api/v1/nodes", "nodes", s.getNodes)
+	handle("GET /api/v1/nodes/{mac}", "node", s.getNode)
 	handle("POST /api/v1/nodes/{mac}/reinstall", "reinstall", s.postReinstall)
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))

@@ -292,6 +292,21 @@ func (s *store) list() []api.Node {
 	return out
 }
 
+// view returns one planned member node's state (by primary MAC).
+func (s *store) view(mac string) (api.Node, bool) {
+	s.mu.Lock()
+	n, ok := s.byMAC[mac]
+	var out api.Node
+	if ok {
+		out = s.viewLocked(n)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return api.Node{}, false
+	}
+	return s.withBMCLease(out), true
+}
+
 // withBMCLease reports the BMC's current lease as its address. It runs
 // outside s.mu: the lease store has locks of its own.
 func (s *store) withBMCLease(n api.Node) api.Node {

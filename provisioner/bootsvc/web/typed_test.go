@@ -1,6 +1,8 @@
 package web
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,5 +68,27 @@ func TestJournalOfThePreviousReleaseGetsTypedFields(t *testing.T) {
 	// Messages stay for people, untouched.
 	if evs[1].Message != "install" || evs[0].Message != `ip=127.0.0.1 type=request arch=7 user_class="iPXE"` {
 		t.Errorf("messages changed: %+v", evs)
+	}
+}
+
+// GET /api/v1/nodes/{mac} is one node of GET /api/v1/nodes: the BMC's
+// lease when it has one, else its planned address.
+func TestOneNode(t *testing.T) {
+	r := newRig(t)
+	c := api.NewClient(r.http.URL)
+	a, err := c.Node(context.Background(), "00-11-22-33-44-10")
+	if err != nil || a.PrimaryMAC != macA || a.BMCIP.String() != "172.24.213.211" || a.Hostname != "racker-controller-1" {
+		t.Fatalf("node A: %+v, %v", a, err)
+	}
+	b, err := c.Node(context.Background(), macB)
+	if err != nil || b.BMCIP.String() != "172.24.213.120" {
+		t.Fatalf("node B (no BMC lease): %+v, %v", b, err)
+	}
+	var se *api.StatusError
+	if _, err := c.Node(context.Background(), "00:11:22:33:44:99"); !errors.As(err, &se) || se.Code != 404 {
+		t.Errorf("unknown node: %v, want 404", err)
+	}
+	if _, err := c.Node(context.Background(), "nope"); !errors.As(err, &se) || se.Code != 400 {
+		t.Errorf("bad MAC: %v, want 400", err)
 	}
 }
