@@ -19,9 +19,7 @@ import (
 	"github.com/racker/racker/provisioner/bmc"
 	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
 	"github.com/racker/racker/provisioner/bootsvc/leases"
-	"github.com/racker/racker/provisioner/bootsvc/tftp"
 	"github.com/racker/racker/provisioner/cluster"
 	"github.com/racker/racker/provisioner/inventory"
 	"github.com/racker/racker/provisioner/orchestrator"
@@ -52,8 +50,8 @@ func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
 	fs.StringVar(&f.bmcDriver, "bmc-driver", "ipmi", "how to reach the nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
 	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services (default: http://MANAGEMENT-ADDRESS:HTTP-PORT, started in-process when none answers)")
 	fs.IntVar(&f.serve.httpPort, "http-port", 8080, "HTTP port of the boot services")
-	fs.StringVar(&f.serve.tftpRoot, "tftp-root", tftp.DefaultRoot, "folder with the iPXE binaries, when the boot services run in-process")
-	fs.DurationVar(&f.serve.leaseTime, "lease-time", dhcp.DefaultLeaseTime, "DHCP lease time, when the boot services run in-process")
+	fs.StringVar(&f.serve.tftpRoot, "tftp-root", bootsvc.DefaultTFTPRoot, "folder with the iPXE binaries, when the boot services run in-process")
+	fs.DurationVar(&f.serve.leaseTime, "lease-time", bootsvc.DefaultLeaseTime, "DHCP lease time, when the boot services run in-process")
 	fs.StringVar(&f.serve.osName, "os", "flatcar", "OS to install: flatcar or testos")
 	fs.StringVar(&f.serve.osVersion, "os-version", "current", "OS version (flatcar: current or a version; testos: a release folder)")
 	fs.StringVar(&f.serve.channel, "flatcar-channel", "stable", "Flatcar channel: stable, beta, alpha or lts")
@@ -283,22 +281,20 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 	if err != nil {
 		return nil, fmt.Errorf("starting the boot services: %w", err)
 	}
+	services, err := bootsvc.Open(ctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
+		TFTPRoot: f.serve.tftpRoot, HTTPPort: f.serve.httpPort, LeaseTime: f.serve.leaseTime, Release: release,
+		Logger: log.With("part", "bootsvc")})
+	if err != nil {
+		return nil, err
+	}
 	sctx, scancel := context.WithCancel(ctx)
 	runCtx, runCancel := context.WithCancelCause(ctx)
-	ready, errc := make(chan struct{}), make(chan error, 1)
+	errc := make(chan error, 1)
 	go func() {
-		err := bootsvc.Serve(sctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
-			TFTPRoot: f.serve.tftpRoot, HTTPPort: f.serve.httpPort, LeaseTime: f.serve.leaseTime, Release: release,
-			Logger: log.With("part", "bootsvc"), Ready: func() { close(ready) }})
+		err := services.Serve(sctx)
 		runCancel(fmt.Errorf("the in-process boot services stopped: %v", err))
 		errc <- err
 	}()
-	select {
-	case <-ready:
-	case err := <-errc:
-		scancel()
-		return nil, fmt.Errorf("starting the boot services: %w", err)
-	}
 	log.Info("boot services started in-process", "url", url, "interface", inv.PXEInterface)
 	label := ""
 	if release != nil {

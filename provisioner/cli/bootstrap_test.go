@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/web"
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/orchestrator"
 	"github.com/racker/racker/provisioner/plan"
@@ -86,6 +86,38 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 	}
 }
 
+// serveOnLoopback runs the real boot services of cfg through their door,
+// on sockets of the test's own on loopback (DHCP and TFTP get no client
+// here; HTTP is what the nodes and Racker use). served is closed once
+// they stopped, after ctx ended.
+func serveOnLoopback(ctx context.Context, t *testing.T, cfg bootsvc.Config) (ln net.Listener, served chan struct{}) {
+	t.Helper()
+	udp := func() net.PacketConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DHCPConn, cfg.TFTPConn, cfg.HTTPListener, cfg.TFTPRoot = udp(), udp(), ln, t.TempDir()
+	svc, err := bootsvc.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served = make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := svc.Serve(ctx); err != nil {
+			t.Errorf("boot services: %v", err)
+		}
+	}()
+	return ln, served
+}
+
 // bootRig is a rack of a management node and three nodes (the third with a
 // dead BMC) on 127.0.0.0/24, served by the real HTTP boot services on
 // loopback, with a simulated node behind each live fake BMC.
@@ -107,17 +139,8 @@ func bootRig(t *testing.T) (flags []string, url string) {
 		t.Fatal(err)
 	}
 	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
-	srv, err := web.New(web.Config{Plan: p, StateDir: state, Release: release, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); srv.Serve(ctx, ln) }()
+	ln, served := serveOnLoopback(ctx, t, bootsvc.Config{Plan: p, StateDir: state, Release: release})
 	simsDone := make(chan struct{})
 	var live []plan.Node
 	for _, n := range p.Nodes {
@@ -138,7 +161,7 @@ func bootRig(t *testing.T) (flags []string, url string) {
 			<-done
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-simsDone; <-served; srv.Close() })
+	t.Cleanup(func() { cancel(); <-simsDone; <-served })
 	return flags, "http://" + ln.Addr().String()
 }
 

@@ -16,8 +16,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/racker/racker/provisioner/bootsvc"
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
-	"github.com/racker/racker/provisioner/bootsvc/tftp"
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/plan"
 )
@@ -56,8 +54,8 @@ nodes.csv (new nodes get their addresses without a restart).`,
 	AddPlanFlags(cmd.Flags(), &pf)
 	f := cmd.Flags()
 	f.IntVar(&sf.httpPort, "http-port", 8080, "HTTP port of the boot services")
-	f.StringVar(&sf.tftpRoot, "tftp-root", tftp.DefaultRoot, "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP")
-	f.DurationVar(&sf.leaseTime, "lease-time", dhcp.DefaultLeaseTime, "DHCP lease time")
+	f.StringVar(&sf.tftpRoot, "tftp-root", bootsvc.DefaultTFTPRoot, "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP")
+	f.DurationVar(&sf.leaseTime, "lease-time", bootsvc.DefaultLeaseTime, "DHCP lease time")
 	f.BoolVar(&sf.dynamicPool, "dynamic-pool", false, "give machines that are not in nodes.csv an address from the upper half of the subnet")
 	f.StringVar(&sf.osName, "os", "flatcar", "OS to install: flatcar or testos")
 	f.StringVar(&sf.osVersion, "os-version", "current", "OS version: for flatcar current (the channel's newest) or a version, for testos a release folder")
@@ -90,18 +88,23 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 		log.Warn("no OS release to serve: nodes get iPXE scripts, but installs will fail until one is available",
 			"os", sf.osName, "version", sf.osVersion)
 	}
-	return bootsvc.Serve(ctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
+	svc, err := bootsvc.Open(ctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
 		TFTPRoot: sf.tftpRoot, HTTPPort: sf.httpPort, LeaseTime: sf.leaseTime, DynamicPool: sf.dynamicPool,
-		Release: release, Logger: log, Reload: reloadOnHangup(ctx, env, pf)})
+		Release: release, Logger: log})
+	if err != nil {
+		return err
+	}
+	reloadOnHangup(ctx, env, pf, svc.Reload)
+	return svc.Serve(ctx)
 }
 
 // reloadOnHangup re-reads nodes.csv and re-plans on each SIGHUP (systemctl
-// reload), so nodes added to the rack get their addresses without a
-// restart. A plan that fails is logged and the old one kept.
-func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags) <-chan *plan.Plan {
+// reload) until ctx ends, so nodes added to the rack get their addresses
+// without a restart. A plan that fails, or that reload refuses, is logged
+// and the old one kept.
+func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*plan.Plan) error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	plans := make(chan *plan.Plan)
 	go func() {
 		defer signal.Stop(hup)
 		for {
@@ -112,18 +115,14 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags) <-chan *plan.P
 			}
 			env.Logger().Info("SIGHUP: re-reading nodes.csv")
 			_, p, err := env.MakePlan(pf, true)
+			if err == nil {
+				err = reload(p)
+			}
 			if err != nil {
 				env.Logger().Error("plan not reloaded: keeping the current one", "err", err)
-				continue
-			}
-			select {
-			case plans <- p:
-			case <-ctx.Done():
-				return
 			}
 		}
 	}()
-	return plans
 }
 
 // serveRelease prepares the OS release to serve (images.Prepare: a
