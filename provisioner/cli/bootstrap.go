@@ -19,7 +19,6 @@ import (
 	"github.com/racker/racker/provisioner/bmc"
 	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
 	"github.com/racker/racker/provisioner/cluster"
 	"github.com/racker/racker/provisioner/inventory"
 	"github.com/racker/racker/provisioner/orchestrator"
@@ -312,7 +311,7 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
-	opener, err := bmcOpener(env, inv, p, f.bmcDriver)
+	opener, err := bmcOpener(env, inv, p, f.bmcDriver, svc.client)
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
@@ -371,11 +370,11 @@ func policyFrom(env *Env, f *provisionFlags) (orchestrator.Policy, error) {
 	return orchestrator.Policy{OnFailure: m, Retries: f.retries, AfterRetries: then}, nil
 }
 
-// bmcOpener reaches a node's BMC at Racker's own DHCP lease for the BMC MAC
-// (read again for every operation: the lease may arrive mid-run), else at
-// the planned address. The "fake" driver (in-process fake:// BMCs named by
-// primary MAC) is for tests.
-func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string) (orchestrator.BMCOpener, error) {
+// bmcOpener reaches a node's BMC at the address the boot services report
+// for it (its DHCP lease, asked again for every operation: the lease may
+// arrive mid-run), else at the planned address. The "fake" driver
+// (in-process fake:// BMCs named by primary MAC) is for tests.
+func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, boot *api.Client) (orchestrator.BMCOpener, error) {
 	planned := map[string]netip.Addr{}
 	for _, n := range p.All() {
 		planned[n.PrimaryMAC] = n.BMCIP
@@ -384,13 +383,11 @@ func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string) 
 	switch driver {
 	case "ipmi":
 		urlFor = func(ctx context.Context, n orchestrator.NodeSpec) (string, error) {
-			if a, ok, err := leases.Lookup(env.StateDir, n.BMCMAC); err == nil && ok {
-				return "ipmi://" + a.String(), nil
+			a := bmcAddress(ctx, env.Logger(), boot, n.PrimaryMAC, planned[n.PrimaryMAC])
+			if !a.IsValid() {
+				return "", fmt.Errorf("node %s: its BMC has no internal address", n.PrimaryMAC)
 			}
-			if a := planned[n.PrimaryMAC]; a.IsValid() {
-				return "ipmi://" + a.String(), nil
-			}
-			return "", fmt.Errorf("node %s: its BMC has no internal address", n.PrimaryMAC)
+			return "ipmi://" + a.String(), nil
 		}
 	case "libvirt":
 		urlFor = func(context.Context, orchestrator.NodeSpec) (string, error) { return "libvirt:///", nil }
