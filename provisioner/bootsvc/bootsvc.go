@@ -24,10 +24,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
-	"github.com/racker/racker/provisioner/bootsvc/tftp"
-	"github.com/racker/racker/provisioner/bootsvc/web"
+	"github.com/racker/racker/provisioner/bootsvc/internal/dhcp"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/tftp"
+	"github.com/racker/racker/provisioner/bootsvc/internal/web"
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/plan"
 )

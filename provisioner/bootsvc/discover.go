@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
+	"github.com/racker/racker/provisioner/bootsvc/internal/dhcp"
 )
 
 // Seen is a MAC that asked for DHCP, as Discover reports it: its vendor

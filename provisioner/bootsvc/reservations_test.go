@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
+	"github.com/racker/racker/provisioner/bootsvc/internal/dhcp"
 	"github.com/racker/racker/provisioner/plan"
 )
 

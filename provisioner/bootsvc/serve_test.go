@@ -13,7 +13,7 @@ import (
 
 	"github.com/racker/racker/internal/testenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 )
 
 var node1 = rackNode{primary: "02:bb:00:00:10:01", bmc: "02:bb:00:00:10:02", secondary: "02:bb:00:00:10:03", typ: "worker"}

@@ -2,7 +2,9 @@
 // of the HTTP API (/api/v1/…), the Recorder through which the in-process
 // DHCP and TFTP servers report what they saw, the Prometheus collectors they
 // share, and a small Go client for other processes (the orchestrator, the
-// CLI). It is a leaf: the server lives in provisioner/bootsvc/web.
+// CLI). It is a leaf, and the only public package of the boot services
+// besides their door, provisioner/bootsvc (the HTTP server is its
+// internal/web).
 //
 // Endpoints (docs/boot-contract.md has the node's side):
 //

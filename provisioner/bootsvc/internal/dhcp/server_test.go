@@ -15,7 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 )
 
 // fakeConn is a PacketConn in memory (a fake, for this unit test only; the
