@@ -25,8 +25,6 @@ import (
 	"github.com/racker/racker/provisioner/plan"
 )
 
-func init() { register(newBootstrapCmd) }
-
 // provisionFlags are the choices bootstrap and reprovision share: how to
 // drive the nodes and where the boot services are.
 type provisionFlags struct {

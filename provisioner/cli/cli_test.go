@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // run runs racker in-process and returns its exit code and output.
@@ -190,5 +194,25 @@ func TestLogFormatAndVersion(t *testing.T) {
 	code, _, errs := run(t, "", "--log-format", "xml", "version")
 	if code == 0 || !strings.Contains(errs, "--log-format") {
 		t.Errorf("bad log format accepted: %s", errs)
+	}
+}
+
+// The command tree is built in one place (NewRoot): every command, and
+// nothing registers itself from elsewhere.
+func TestCommandTree(t *testing.T) {
+	var got []string
+	var walk func(prefix string, c *cobra.Command)
+	walk = func(prefix string, c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			got = append(got, prefix+sub.Name())
+			walk(prefix+sub.Name()+" ", sub)
+		}
+	}
+	walk("", NewRoot(&Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}))
+	want := []string{"bootdev", "bootstrap", "console", "factory", "factory check", "factory discover", "factory gen-ssh-key",
+		"factory reset", "get", "install", "ipmi", "ipmi diag", "plan", "power", "release", "release image", "release push",
+		"reprovision", "rollback", "serve", "status", "update", "upgrade", "version"}
+	if !slices.Equal(got, want) {
+		t.Errorf("commands:\n%q\nwant\n%q", got, want)
 	}
 }

@@ -16,8 +16,6 @@ import (
 	"github.com/racker/racker/provisioner/inventory"
 )
 
-func init() { factoryCommands = append(factoryCommands, newDiscoverCmd) }
-
 func newDiscoverCmd(env *Env) *cobra.Command {
 	var duration time.Duration
 	var port int

@@ -12,8 +12,6 @@ import (
 	"github.com/racker/racker/provisioner/plan"
 )
 
-func init() { register(newReprovisionCmd) }
-
 func newReprovisionCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	var f provisionFlags

@@ -20,8 +20,6 @@ import (
 	"github.com/racker/racker/provisioner/plan"
 )
 
-func init() { register(newServeCmd) }
-
 type serveFlags struct {
 	httpPort    int
 	tftpRoot    string

@@ -13,8 +13,6 @@ import (
 	"github.com/racker/racker/provisioner/status"
 )
 
-func init() { register(newStatusCmd) }
-
 func newStatusCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	var output, bootURL string

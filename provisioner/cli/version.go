@@ -13,8 +13,6 @@ import (
 // Version is set at build time (-ldflags "-X …/cli.Version=1.2.3").
 var Version = "dev"
 
-func init() { register(newVersionCmd) }
-
 func newVersionCmd(env *Env) *cobra.Command {
 	var rf releaseFlags
 	var check bool
