@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -176,27 +175,9 @@ func askChoice(env *Env, cmd *cobra.Command, flag, question string, v *string) {
 	if cmd.Flags().Changed(flag) {
 		return
 	}
-	fmt.Fprintf(env.Stdout, "%s [%s]: ", question, *v)
-	answer, _ := stdinReader(env).ReadString('\n')
-	if a := strings.TrimSpace(answer); a != "" {
+	if a, _ := env.ask(fmt.Sprintf("%s [%s]: ", question, *v)); a != "" {
 		*v = a
 	}
-}
-
-var stdinOnce struct {
-	sync.Mutex
-	r  *bufio.Reader
-	in any
-}
-
-// stdinReader is one buffered reader per stdin, shared by every question.
-func stdinReader(env *Env) *bufio.Reader {
-	stdinOnce.Lock()
-	defer stdinOnce.Unlock()
-	if stdinOnce.r == nil || stdinOnce.in != env.Stdin {
-		stdinOnce.r, stdinOnce.in = bufio.NewReader(env.Stdin), env.Stdin
-	}
-	return stdinOnce.r
 }
 
 func ensureSSHKey(env *Env) (string, error) {
@@ -413,17 +394,19 @@ func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 func fakeBMCName(primaryMAC string) string { return "node-" + strings.ReplaceAll(primaryMAC, ":", "-") }
 
 // askFailure asks on the terminal what to do about a failed node, with
-// the live view paused.
+// the live view paused; failures that come together are asked one by one.
 func askFailure(env *Env, view *liveView) func(context.Context, orchestrator.Node, string) orchestrator.FailureMode {
+	var one sync.Mutex
 	return func(ctx context.Context, n orchestrator.Node, reason string) orchestrator.FailureMode {
+		one.Lock()
+		defer one.Unlock()
 		if view != nil {
 			view.Pause()
 			defer view.Resume()
 		}
 		for ctx.Err() == nil {
-			fmt.Fprintf(env.Stdout, "\nnode %s (%s) failed: %s\n[r]etry, [e]xclude (and power off), [c]ancel the run? ", n.Hostname, n.PrimaryMAC, reason)
-			answer, err := stdinReader(env).ReadString('\n')
-			switch strings.ToLower(strings.TrimSpace(answer)) {
+			answer, err := env.ask(fmt.Sprintf("\nnode %s (%s) failed: %s\n[r]etry, [e]xclude (and power off), [c]ancel the run? ", n.Hostname, n.PrimaryMAC, reason))
+			switch strings.ToLower(answer) {
 			case "r", "retry":
 				return orchestrator.Retry
 			case "e", "exclude":

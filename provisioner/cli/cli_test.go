@@ -216,3 +216,19 @@ func TestCommandTree(t *testing.T) {
 		t.Errorf("commands:\n%q\nwant\n%q", got, want)
 	}
 }
+
+// Questions read Env's Stdin through one buffer: an answer typed ahead for
+// the next question is kept, and the end of input is reported.
+func TestAskKeepsTypedAheadAnswers(t *testing.T) {
+	var out bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(" yes \nno\n"), Stdout: &out}
+	a1, err1 := env.ask("first? ")
+	a2, err2 := env.ask("second? ")
+	a3, err3 := env.ask("third? ")
+	if a1 != "yes" || err1 != nil || a2 != "no" || err2 != nil || a3 != "" || err3 != io.EOF {
+		t.Errorf("answers %q %v, %q %v, %q %v", a1, err1, a2, err2, a3, err3)
+	}
+	if out.String() != "first? second? third? " {
+		t.Errorf("questions printed %q", out.String())
+	}
+}

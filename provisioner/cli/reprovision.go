@@ -71,9 +71,8 @@ running racker serve, which carries on without this command).`,
 				if !env.Interactive() {
 					return fmt.Errorf("reprovision would wipe controller(s) %s; not on a terminal, so pass --yes to confirm", strings.Join(ctrl, ", "))
 				}
-				fmt.Fprintf(env.Stdout, "This wipes controller(s) %s and every disk of %d node(s). Continue? [y/N] ", strings.Join(ctrl, ", "), len(macs))
-				answer, _ := stdinReader(env).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+				answer, _ := env.ask(fmt.Sprintf("This wipes controller(s) %s and every disk of %d node(s). Continue? [y/N] ", strings.Join(ctrl, ", "), len(macs)))
+				if a := strings.ToLower(answer); a != "y" && a != "yes" {
 					return &ExitError{Code: 1, Err: errors.New("reprovision: cancelled")}
 				}
 			}

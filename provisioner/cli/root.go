@@ -4,12 +4,15 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -34,6 +37,24 @@ type Env struct {
 	IsTerminal func() bool
 
 	log *slog.Logger
+	// askMu makes one question at a time (failures are asked about from
+	// the orchestrator's goroutines); in buffers Stdin for all of them, so
+	// an answer typed ahead for the next question is kept.
+	askMu sync.Mutex
+	in    *bufio.Reader
+}
+
+// ask prints a question on Stdout and reads the answer, one line from
+// Stdin, trimmed; err is io.EOF when Stdin has ended.
+func (e *Env) ask(question string) (string, error) {
+	e.askMu.Lock()
+	defer e.askMu.Unlock()
+	if e.in == nil {
+		e.in = bufio.NewReader(e.Stdin)
+	}
+	io.WriteString(e.Stdout, question)
+	answer, err := e.in.ReadString('\n')
+	return strings.TrimSpace(answer), err
 }
 
 // Logger returns the logger for this run (stderr, text or JSON, -v for debug).
