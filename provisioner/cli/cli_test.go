@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // run runs racker in-process and returns its exit code and output.
@@ -230,5 +231,30 @@ func TestAskKeepsTypedAheadAnswers(t *testing.T) {
 	}
 	if out.String() != "first? second? third? " {
 		t.Errorf("questions printed %q", out.String())
+	}
+}
+
+// serve, bootstrap and reprovision take the boot services' flags from one
+// declaration: the same names, defaults and help on each.
+func TestBootFlagsAreShared(t *testing.T) {
+	var want pflag.FlagSet
+	addBootFlags(&want, &bootFlags{})
+	root := NewRoot(&Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard})
+	n := 0
+	want.VisitAll(func(w *pflag.Flag) {
+		n++
+		for _, name := range []string{"serve", "bootstrap", "reprovision"} {
+			c, _, err := root.Find([]string{name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := c.Flags().Lookup(w.Name)
+			if f == nil || f.DefValue != w.DefValue || f.Usage != w.Usage {
+				t.Errorf("%s --%s: %+v, want as declared once: %+v", name, w.Name, f, w)
+			}
+		}
+	})
+	if n < 7 {
+		t.Errorf("only %d boot-service flags", n)
 	}
 }
