@@ -89,38 +89,29 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		fmt.Fprintln(env.Stdout, "nothing to provision: the rack has only the management node (and excluded nodes)")
 		return nil
 	}
-	svc, err := ensureBootServices(ctx, env, inv, p, &f.prov, false)
-	if err != nil {
-		return err
-	}
-	defer svc.stop()
-	res, err := provision(svc.ctx, env, inv, p, specsFor(p, f.prov.uefiTypes, nil), &f.prov, svc, "")
-	if err != nil {
-		return err
-	}
-	if failed := res.Failed(); len(failed) > 0 {
-		return &ExitError{Code: 1, Err: fmt.Errorf("bootstrap: %d node(s) failed: %s", len(failed), names(failed))}
-	}
-	err = cluster.Apply(ctx, profile, cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
-		PublicIPs: publicIPs, MatchboxURL: svc.url, Stdout: env.Stdout, Logger: log})
-	if errors.Is(err, cluster.ErrNotApplied) {
-		fmt.Fprintf(env.Stdout, "bootstrap: %d node(s) booted; the %s cluster is not applied yet (see above)\n", len(p.Nodes), profile)
+	pr := &provisioning{command: "bootstrap", inv: inv, plan: p, flags: &f.prov, after: func(bootURL string) error {
+		err := cluster.Apply(ctx, profile, cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
+			PublicIPs: publicIPs, MatchboxURL: bootURL, Stdout: env.Stdout, Logger: log})
+		if errors.Is(err, cluster.ErrNotApplied) {
+			fmt.Fprintf(env.Stdout, "bootstrap: %d node(s) booted; the %s cluster is not applied yet (see above)\n", len(p.Nodes), profile)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("bootstrap: every node is booted, but the %s profile failed: %w", profile, err)
+		}
+		if profile == cluster.Lokomotive {
+			var macs []string
+			for _, n := range p.Nodes {
+				macs = append(macs, n.PrimaryMAC)
+			}
+			if err := orchestrator.MarkReady(env.StateDir, macs, time.Now()); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(env.Stdout, "bootstrap: done, %d node(s) booted (%s profile)\n", len(p.Nodes), profile)
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("bootstrap: every node is booted, but the %s profile failed: %w", profile, err)
-	}
-	if profile == cluster.Lokomotive {
-		var macs []string
-		for _, n := range p.Nodes {
-			macs = append(macs, n.PrimaryMAC)
-		}
-		if err := orchestrator.MarkReady(env.StateDir, macs, time.Now()); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(env.Stdout, "bootstrap: done, %d node(s) booted (%s profile)\n", len(p.Nodes), profile)
-	return nil
+	}}
+	return pr.run(ctx, env)
 }
 
 // askChoice asks for a flag the user did not give, on a terminal.

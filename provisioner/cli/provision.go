@@ -75,6 +75,56 @@ func names(ns []orchestrator.Node) string {
 	return strings.Join(out, "; ")
 }
 
+// provisioning is one provisioning run, what bootstrap and reprovision
+// have in common: the boot services (a running racker serve, or started
+// in-process), one orchestrator run over some of the plan's nodes with the
+// live view and a summary, and an exit error naming the nodes that failed.
+type provisioning struct {
+	command string // names the run in its errors: bootstrap, reprovision
+	inv     *inventory.Inventory
+	plan    *plan.Plan
+	only    map[string]bool // the primary MACs to provision; nil: every node of the plan
+	flags   *provisionFlags
+	// noWait: a racker serve must be running already, as it carries on
+	// once the run stops at stopAt (reprovision --no-wait).
+	noWait bool
+	stopAt orchestrator.Phase
+	// before runs once the boot services answer, before the orchestrator
+	// (reprovision orders its nodes' reinstalls).
+	before func() error
+	// after runs once every node is provisioned, with the boot services
+	// still up at bootURL (bootstrap's cluster profile).
+	after func(bootURL string) error
+}
+
+func (pr *provisioning) run(ctx context.Context, env *Env) error {
+	svc, err := ensureBootServices(ctx, env, pr.inv, pr.plan, pr.flags, pr.noWait)
+	if err != nil {
+		if pr.noWait {
+			return fmt.Errorf("%s --no-wait: %w", pr.command, err)
+		}
+		return err
+	}
+	defer svc.stop()
+	if pr.before != nil {
+		if err := pr.before(); err != nil {
+			return err
+		}
+	}
+	specs := specsFor(pr.plan, pr.flags.uefiTypes, pr.only)
+	res, err := provision(svc.ctx, env, pr.inv, pr.plan, specs, pr.flags, svc, pr.stopAt)
+	if err != nil {
+		return err
+	}
+	if failed := res.Failed(); len(failed) > 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d node(s) failed: %s", pr.command, len(failed), names(failed))}
+	}
+	if pr.after != nil {
+		return pr.after(svc.url)
+	}
+	return nil
+}
+
 // provision runs the orchestrator over specs with the live view, then
 // prints the summary.
 func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, specs []orchestrator.NodeSpec,
