@@ -97,10 +97,6 @@ var phases = map[Phase]phaseInfo{
 	Excluded:         {rank: -1, terminal: true, doc: "left out and powered off (or the power off failed, which is not retried)"},
 }
 
-// Phases returns every phase: the forward path in order, then failed,
-// excluding and excluded.
-func Phases() []Phase { return append([]Phase(nil), phaseList...) }
-
 // Rank is the phase's place on the forward path (pending 0 … ready), -1
 // for phases off it (failed, excluding, excluded, or a name this release
 // does not know).
