@@ -11,8 +11,8 @@ help:
 	@echo "make deps   install the Debian packages Racker needs (root, idempotent)"
 	@echo "make build  build bin/racker and bin/racker-sim"
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
-	@echo "make lint   gofmt check, go vet and make licenses-check"
 	@echo "make licenses        regenerate docs/licenses.md (every dependency's licence, checked)"
+	@echo "make lint   gofmt check, go vet, make licenses-check, generated files current (make generate)"
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
@@ -41,7 +41,7 @@ test-lokomotive:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
 
-lint: licenses-check
+lint: licenses-check check-generated
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd provisioner/cluster/lokomotive/conformance && $(GO) vet ./...
@@ -56,6 +56,16 @@ licenses:
 
 licenses-check:
 	$(GO) run ./scripts/licenses -check
+
+# make generate: rewrite the checked-in generated files (docs/phases.md, the
+# orchestrator's transition table); make check-generated (part of make lint)
+# fails when one is not current.
+.PHONY: generate check-generated
+generate:
+	$(GO) generate ./provisioner/orchestrator
+
+check-generated:
+	cd provisioner/orchestrator && $(GO) run gen_phases.go -check -o ../../docs/phases.md
 
 demo: deps build testos
 	./scripts/demo.sh

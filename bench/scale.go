@@ -219,7 +219,7 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 	// OnChange runs after each save of the orchestrator's state (an
 	// fsync'd atomic replace), on the loop goroutine that Run runs on.
 	saves := 0
-	res, err := orchestrator.Run(ctx, orchestrator.Config{StateDir: orchState, Nodes: specs, Boot: orchestrator.FromAPI(boot),
+	res, err := orchestrator.Run(ctx, orchestrator.Config{StateDir: orchState, Nodes: specs, Boot: boot,
 		OpenBMC: open, Parallel: scaleParallel, BMCInterval: scaleBMCInterval, OS: "testos current", Logger: quiet,
 		// A node that stalls ends the bench with an error: no retries that
 		// would hide a fault in the figures, no waiting for real servers' POST.

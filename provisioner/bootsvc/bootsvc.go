@@ -4,9 +4,12 @@
 // images, the event API), in one process, sharing one event journal, one
 // lease store and one set of metrics.
 //
-// The door is Config + Serve; the servers live in the dhcp, tftp and web
-// packages, each with its socket passed in, so tests run them on sockets
-// of their own.
+// The door is Config and Serve (Open, then Services.Serve, for a caller
+// that reloads the plan while serving), plus Discover for listening
+// without answering. The servers live under internal/ (dhcp, tftp, web,
+// leases), each taking its socket from here, so tests run them on sockets
+// of their own; other processes talk to them through the HTTP API, whose
+// types and client are the public package api.
 package bootsvc
 
 import (
@@ -21,12 +24,23 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
-	"github.com/racker/racker/provisioner/bootsvc/tftp"
-	"github.com/racker/racker/provisioner/bootsvc/web"
+	"github.com/racker/racker/provisioner/bootsvc/internal/dhcp"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/tftp"
+	"github.com/racker/racker/provisioner/bootsvc/internal/web"
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/plan"
+)
+
+// Defaults of Config, for the flags of the commands that run the services.
+const (
+	// DefaultTFTPRoot is where Debian's ipxe package puts undionly.kpxe and ipxe.efi.
+	DefaultTFTPRoot = tftp.DefaultRoot
+	// DefaultHTTPPort is Racker's HTTP port.
+	DefaultHTTPPort = web.DefaultPort
+	// DefaultLeaseTime is short, so a machine whose plan changed picks up
+	// its new address within minutes.
+	DefaultLeaseTime = dhcp.DefaultLeaseTime
 )
 
 // Config says what to serve and where.
@@ -38,47 +52,39 @@ type Config struct {
 	// (racker serve makes sure of it).
 	Interface string
 	StateDir  string // leases, events, node targets; required
-	// TFTPRoot holds undionly.kpxe and ipxe.efi (default /usr/lib/ipxe),
+	// TFTPRoot holds undionly.kpxe and ipxe.efi (default DefaultTFTPRoot),
 	// served over TFTP and at /assets/ipxe/.
 	TFTPRoot    string
-	HTTPPort    int           // default 8080
-	LeaseTime   time.Duration // default dhcp.DefaultLeaseTime
+	HTTPPort    int           // default DefaultHTTPPort
+	LeaseTime   time.Duration // default DefaultLeaseTime
 	DynamicPool bool
 	Release     *images.Release // the OS to install; nil serves none
-	Types       map[string]web.TypeSettings
 	Logger      *slog.Logger
 
 	// Sockets to use instead of opening them (tests, socket activation).
-	// Serve closes them when it returns.
+	// The services close them when they stop.
 	DHCPConn     net.PacketConn
 	TFTPConn     net.PacketConn
 	HTTPListener net.Listener
-	// Ports of the sockets Serve opens itself (default 67, 69).
+	// Ports of the sockets Open opens itself (default 67, 69).
 	DHCPPort, TFTPPort int
-	// Ready, if set, is called once every socket is open and serving.
-	Ready func()
-	// Reload, if set, takes new plans while serving (nodes.csv changed;
-	// racker serve sends one on SIGHUP): DHCP reservations and the web
-	// server's nodes are replaced; leases, events and targets are kept.
-	// The subnet and the management address must stay the same.
-	Reload <-chan *plan.Plan
 }
 
-// Serve runs DHCP, TFTP and HTTP until ctx ends (a graceful stop: transfers
-// and requests in flight finish, queued leases are written) or one of them
-// fails, which stops the others and returns its error.
-func Serve(ctx context.Context, cfg Config) error {
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Plan == nil || cfg.StateDir == "" {
-		return errors.New("starting the boot services: a plan and a state folder are required")
+		return cfg, errors.New("starting the boot services: a plan and a state folder are required")
+	}
+	if !cfg.Plan.Management.IP.IsValid() {
+		return cfg, errors.New("starting the boot services: the plan has no management node address")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.TFTPRoot == "" {
-		cfg.TFTPRoot = tftp.DefaultRoot
+		cfg.TFTPRoot = DefaultTFTPRoot
 	}
 	if cfg.HTTPPort == 0 {
-		cfg.HTTPPort = web.DefaultPort
+		cfg.HTTPPort = DefaultHTTPPort
 	}
 	if cfg.DHCPPort == 0 {
 		cfg.DHCPPort = 67
@@ -86,83 +92,144 @@ func Serve(ctx context.Context, cfg Config) error {
 	if cfg.TFTPPort == 0 {
 		cfg.TFTPPort = 69
 	}
-	log := cfg.Logger
-	mgmt := cfg.Plan.Management.IP
-	if !mgmt.IsValid() {
-		return errors.New("starting the boot services: the plan has no management node address")
-	}
-	var closers []func()
-	defer func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}()
+	return cfg, nil
+}
 
+// Services are the boot services, built and with their sockets open:
+// Serve runs them, Reload changes their plan.
+type Services struct {
+	cfg Config
+	log *slog.Logger
+
+	// the servers (build)
+	leases  *leases.Store
+	web     *web.Server
+	dhcp    *dhcp.Server
+	tftp    *tftp.Server
+	planned atomic.Pointer[map[netip.Addr]string] // reserved address → MAC, for TFTP's events
+
+	closers   []func() // in opening order; Close runs them backwards
+	closeOnce sync.Once
+}
+
+// Serve runs the boot services of cfg until ctx ends: Open, then
+// Services.Serve.
+func Serve(ctx context.Context, cfg Config) error {
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Open builds the servers over the state folder (the lease store and the
+// event journal are opened and replayed) and opens the sockets cfg does
+// not pass in. A problem with either is an error here, before anything
+// serves. Serve runs the result; Close releases it when Serve is never
+// called.
+func Open(ctx context.Context, cfg Config) (*Services, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Services{cfg: cfg, log: cfg.Logger}
+	if err := s.build(); err != nil {
+		s.Close()
+		closeGiven(cfg)
+		return nil, fmt.Errorf("starting the boot services: %w", err)
+	}
+	if err := s.open(ctx); err != nil {
+		s.Close()
+		closeGiven(cfg) // a second close is harmless
+		return nil, fmt.Errorf("starting the boot services: %w", err)
+	}
+	return s, nil
+}
+
+// build makes the lease store and the three servers, wired together: the
+// web server's store is the journal the DHCP and TFTP servers record to.
+func (s *Services) build() error {
+	cfg, log := s.cfg, s.log
 	store, err := leases.Open(cfg.StateDir, leases.Options{Logger: log.With("part", "leases")})
 	if err != nil {
-		return fmt.Errorf("starting the boot services: %w", err)
+		return err
 	}
-	closers = append(closers, func() {
+	s.leases = store
+	s.closers = append(s.closers, func() {
 		if err := store.Close(); err != nil {
 			log.Error("closing the lease journal", "err", err)
 		}
 	})
-	webSrv, err := web.New(web.Config{Plan: cfg.Plan, StateDir: cfg.StateDir, Port: cfg.HTTPPort, Release: cfg.Release,
-		IPXEDir: cfg.TFTPRoot, Types: cfg.Types, LeaseOf: store.Addr, Logger: log.With("part", "http")})
-	if err != nil {
+	if s.web, err = web.New(web.Config{Plan: cfg.Plan, StateDir: cfg.StateDir, Port: cfg.HTTPPort, Release: cfg.Release,
+		IPXEDir: cfg.TFTPRoot, LeaseOf: store.Addr, Logger: log.With("part", "http")}); err != nil {
 		return err
 	}
-	closers = append(closers, func() { webSrv.Close() })
-
-	res := Reservations(cfg.Plan)
-	dhcpSrv, err := dhcp.New(dhcp.Config{ServerIP: mgmt, Subnet: cfg.Plan.Subnet, LeaseTime: cfg.LeaseTime,
+	s.closers = append(s.closers, func() { s.web.Close() })
+	res := reservations(cfg.Plan)
+	if s.dhcp, err = dhcp.New(dhcp.Config{ServerIP: cfg.Plan.Management.IP, Subnet: cfg.Plan.Subnet, LeaseTime: cfg.LeaseTime,
 		HTTPPort: cfg.HTTPPort, Reservations: res, DynamicPool: cfg.DynamicPool, Leases: store,
-		Recorder: webSrv.Recorder(), Metrics: webSrv.Metrics(), Logger: log.With("part", "dhcp")})
-	if err != nil {
-		return fmt.Errorf("starting the boot services: %w", err)
+		Recorder: s.web.Recorder(), Metrics: s.web.Metrics(), Logger: log.With("part", "dhcp")}); err != nil {
+		return err
 	}
-	var planned atomic.Pointer[map[netip.Addr]string]
-	planned.Store(plannedByIP(res))
-	macForIP := func(ip netip.Addr) string {
-		if mac, ok := (*planned.Load())[ip]; ok {
-			return mac
-		}
-		for _, l := range store.All() { // pool clients only: rare, and few
-			if l.IP == ip {
-				return l.MAC
-			}
-		}
-		return ""
+	s.planned.Store(plannedByIP(res))
+	if s.tftp, err = tftp.New(tftp.Config{Root: cfg.TFTPRoot, MACForIP: s.macForIP, Recorder: s.web.Recorder(),
+		Metrics: s.web.Metrics(), Logger: log.With("part", "tftp")}); err != nil {
+		return err
 	}
-	tftpSrv, err := tftp.New(tftp.Config{Root: cfg.TFTPRoot, MACForIP: macForIP, Recorder: webSrv.Recorder(),
-		Metrics: webSrv.Metrics(), Logger: log.With("part", "tftp")})
-	if err != nil {
-		return fmt.Errorf("starting the boot services: %w", err)
-	}
-	closers = append(closers, tftpSrv.Shutdown) // idempotent: also run when serving stops
+	s.closers = append(s.closers, s.tftp.Shutdown) // idempotent: also run when serving stops
+	return nil
+}
 
-	// Sockets: the caller's, or opened here; closed on return either way
-	// (a second close, after the server closed its own, is harmless).
+// macForIP names the machine behind a TFTP client's address: its planned
+// reservation, else its pool lease.
+func (s *Services) macForIP(ip netip.Addr) string {
+	if mac, ok := (*s.planned.Load())[ip]; ok {
+		return mac
+	}
+	for _, l := range s.leases.All() { // pool clients only: rare, and few
+		if l.IP == ip {
+			return l.MAC
+		}
+	}
+	return ""
+}
+
+// open takes the sockets cfg passes in, or opens them: DHCP and TFTP bound
+// to the PXE interface, HTTP on the management node's address. They are
+// closed when the services stop (a second close, after a server closed its
+// own, is harmless).
+func (s *Services) open(ctx context.Context) error {
+	cfg := &s.cfg
+	var err error
 	if cfg.DHCPConn == nil {
 		if cfg.DHCPConn, err = dhcp.Listen(ctx, cfg.Interface, cfg.DHCPPort); err != nil {
-			return fmt.Errorf("starting the boot services: %w", err)
+			return err
 		}
 	}
-	closers = append(closers, func() { cfg.DHCPConn.Close() })
+	s.closers = append(s.closers, func() { cfg.DHCPConn.Close() })
 	if cfg.TFTPConn == nil {
 		if cfg.TFTPConn, err = tftp.Listen(ctx, cfg.Interface, cfg.TFTPPort); err != nil {
-			return fmt.Errorf("starting the boot services: %w", err)
+			return err
 		}
 	}
-	closers = append(closers, func() { cfg.TFTPConn.Close() })
+	s.closers = append(s.closers, func() { cfg.TFTPConn.Close() })
 	if cfg.HTTPListener == nil {
-		addr := net.JoinHostPort(mgmt.String(), strconv.Itoa(cfg.HTTPPort))
+		addr := net.JoinHostPort(cfg.Plan.Management.IP.String(), strconv.Itoa(cfg.HTTPPort))
 		if cfg.HTTPListener, err = net.Listen("tcp4", addr); err != nil {
-			return fmt.Errorf("starting the boot services: listening for HTTP on %s: %w", addr, err)
+			return fmt.Errorf("listening for HTTP on %s: %w", addr, err)
 		}
 	}
-	closers = append(closers, func() { cfg.HTTPListener.Close() })
+	s.closers = append(s.closers, func() { cfg.HTTPListener.Close() })
+	return nil
+}
 
+// Serve runs DHCP, TFTP and HTTP until ctx ends (a graceful stop:
+// transfers and requests in flight finish, queued leases are written) or
+// one of them fails, which stops the others and returns its error. The
+// services are closed when it returns.
+func (s *Services) Serve(ctx context.Context) error {
+	defer s.Close()
+	cfg, log := s.cfg, s.log
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -175,49 +242,17 @@ func Serve(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
-	run("DHCP", func() error { return dhcpSrv.Serve(ctx, cfg.DHCPConn) })
-	run("TFTP", func() error { return tftpSrv.Serve(cfg.TFTPConn) })
-	run("HTTP", func() error { return webSrv.Serve(ctx, cfg.HTTPListener) })
+	run("DHCP", func() error { return s.dhcp.Serve(ctx, cfg.DHCPConn) })
+	run("TFTP", func() error { return s.tftp.Serve(cfg.TFTPConn) })
+	run("HTTP", func() error { return s.web.Serve(ctx, cfg.HTTPListener) })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		<-ctx.Done()
-		tftpSrv.Shutdown() // ends Serve; waits for transfers in flight
+		s.tftp.Shutdown() // ends Serve; waits for transfers in flight
 	}()
-	if cfg.Reload != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case p, ok := <-cfg.Reload:
-					if !ok {
-						return
-					}
-					if p.Subnet != cfg.Plan.Subnet || p.Management.IP != mgmt {
-						log.Error("plan not reloaded: the subnet or the management address changed; restart racker serve",
-							"subnet", p.Subnet, "address", p.Management.IP)
-						continue
-					}
-					res := Reservations(p)
-					if err := dhcpSrv.SetReservations(res); err != nil {
-						log.Error("plan not reloaded", "err", err)
-						continue
-					}
-					planned.Store(plannedByIP(res))
-					webSrv.SetPlan(p)
-					log.Info("plan reloaded", "reservations", len(res))
-				}
-			}
-		}()
-	}
-	log.Info("boot services running", "interface", cfg.Interface, "address", mgmt, "http_port", cfg.HTTPPort,
-		"tftp_root", cfg.TFTPRoot, "reservations", len(res), "dynamic_pool", cfg.DynamicPool)
-	if cfg.Ready != nil {
-		cfg.Ready()
-	}
+	log.Info("boot services running", "interface", cfg.Interface, "address", cfg.Plan.Management.IP, "http_port", cfg.HTTPPort,
+		"tftp_root", cfg.TFTPRoot, "reservations", len(*s.planned.Load()), "dynamic_pool", cfg.DynamicPool)
 	<-ctx.Done()
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -225,6 +260,49 @@ func Serve(ctx context.Context, cfg Config) error {
 	}
 	log.Info("boot services stopped")
 	return nil
+}
+
+// Reload takes a new plan while serving (nodes.csv changed; racker serve
+// reloads on SIGHUP): DHCP reservations and the web server's nodes are
+// replaced; leases, events and targets are kept. The subnet and the
+// management address must stay the same (they are what the sockets and
+// the nodes' URLs are made of): changing them needs a restart.
+func (s *Services) Reload(p *plan.Plan) error {
+	if p.Subnet != s.cfg.Plan.Subnet || p.Management.IP != s.cfg.Plan.Management.IP {
+		return fmt.Errorf("plan not reloaded: the subnet (%s) or the management address (%s) changed; restart the boot services",
+			p.Subnet, p.Management.IP)
+	}
+	res := reservations(p)
+	if err := s.dhcp.SetReservations(res); err != nil {
+		return fmt.Errorf("plan not reloaded: %w", err)
+	}
+	s.planned.Store(plannedByIP(res))
+	s.web.SetPlan(p)
+	s.log.Info("plan reloaded", "reservations", len(res))
+	return nil
+}
+
+// Close releases what Open opened: the sockets, the journal and the lease
+// store. Serve calls it when it returns; calling it again does nothing.
+func (s *Services) Close() {
+	s.closeOnce.Do(func() {
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			s.closers[i]()
+		}
+	})
+}
+
+// closeGiven closes the sockets cfg passed in, which the services own.
+func closeGiven(cfg Config) {
+	if cfg.DHCPConn != nil {
+		cfg.DHCPConn.Close()
+	}
+	if cfg.TFTPConn != nil {
+		cfg.TFTPConn.Close()
+	}
+	if cfg.HTTPListener != nil {
+		cfg.HTTPListener.Close()
+	}
 }
 
 func plannedByIP(res []dhcp.Reservation) *map[netip.Addr]string {
@@ -235,13 +313,13 @@ func plannedByIP(res []dhcp.Reservation) *map[netip.Addr]string {
 	return &m
 }
 
-// Reservations are the plan's fixed addresses: every node's primary NIC
+// reservations are the plan's fixed addresses: every node's primary NIC
 // (with its hostname) and every BMC on the internal network, including
 // nodes excluded from the cluster, which are still cabled there. The
 // management node is the server itself and its BMC is on the public side.
-func Reservations(p *plan.Plan) []dhcp.Reservation {
+func reservations(p *plan.Plan) []dhcp.Reservation {
 	var out []dhcp.Reservation
-	for _, n := range append(append([]plan.Node(nil), p.Nodes...), p.Excluded...) {
+	for _, n := range p.Servers() {
 		if n.IP.IsValid() {
 			out = append(out, dhcp.Reservation{MAC: n.PrimaryMAC, IP: n.IP, Hostname: n.Hostname, Kind: dhcp.KindNode})
 		}

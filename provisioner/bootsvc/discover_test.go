@@ -1,13 +1,15 @@
 package bootsvc_test
 
 import (
+	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/racker/racker/netenv"
 )
 
 // TestFactoryDiscoverListsMACsWithoutAnswering: `racker factory discover`
@@ -15,7 +17,9 @@ import (
 // them as draft nodes.csv rows, and answers neither.
 func TestFactoryDiscoverListsMACsWithoutAnswering(t *testing.T) {
 	n := newTestNet(t)
-	run(t, "ip", "-n", n.srvNS, "link", "set", n.srvIf, "up")
+	if err := netenv.SetLinkUp(n.srvNS, n.srvIf, true); err != nil {
+		t.Fatal(err)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +29,7 @@ func TestFactoryDiscoverListsMACsWithoutAnswering(t *testing.T) {
 	fo, _ := os.Create(out)
 	fe, _ := os.Create(errOut)
 	// ip netns exec execs racker in place, so a signal reaches it directly.
-	cmd := exec.Command("ip", "netns", "exec", n.srvNS, self, "factory", "discover", "--pxe-interface", n.srvIf, "--duration", "10m")
+	cmd := netenv.Command(context.Background(), n.srvNS, self, "factory", "discover", "--pxe-interface", n.srvIf, "--duration", "10m")
 	cmd.Env = append(os.Environ(), asRacker+"=1")
 	cmd.Stdout, cmd.Stderr = fo, fe
 	if err := cmd.Start(); err != nil {

@@ -1,9 +1,10 @@
 package bootsvc_test
 
 // The integration tests run the real `racker serve` (this test binary,
-// re-executed as racker) inside a network namespace they create, and real
-// clients (busybox udhcpc, tftp, wget; QEMU) in another, joined by a veth
-// pair or a bridge the test made. Traffic never leaves those namespaces.
+// re-executed as racker) inside a network namespace, and real clients
+// (busybox udhcpc, tftp, wget; QEMU) in another, joined by a bridge of
+// their own: netenv builds that network for each test and tears it down.
+// Traffic never leaves it.
 
 import (
 	"context"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +23,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/racker/racker/internal/testenv"
+	"github.com/racker/racker/netenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/cli"
 )
@@ -71,47 +76,123 @@ func suffix() string {
 	return hex.EncodeToString(b)
 }
 
-func run(t *testing.T, args ...string) string {
+// inNS runs a command inside network namespace ns and returns its output;
+// a failure fails the test.
+func inNS(t *testing.T, ns string, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	out, err := netenv.Command(context.Background(), ns, name, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("in %s: %s %s: %v\n%s", ns, name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
 
-// testNet is a server namespace and a client namespace joined by a veth
-// pair: srvIf (MAC srvMAC) in srvNS, cliIf in cliNS.
+// testNet is a server namespace and a client namespace, each with one end
+// of a veth whose other end is on a bridge of their own, with no address:
+// an isolated link between srvIf (MAC srvMAC, left down: racker serve
+// brings it up) and cliIf. netenv builds it and tears it down.
 type testNet struct {
 	srvNS, cliNS string
 	srvIf, cliIf string
 	srvMAC       string
+	bridge       string
 }
 
 func newTestNet(t *testing.T) *testNet {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "ip")
-	s := suffix()
-	n := &testNet{srvNS: "rkt-s-" + s, cliNS: "rkt-c-" + s, srvIf: "rks" + s, cliIf: "rkc" + s, srvMAC: "02:bb:00:00:01:01"}
-	run(t, "ip", "netns", "add", n.srvNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.srvNS).Run() })
-	run(t, "ip", "netns", "add", n.cliNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.cliNS).Run() })
-	run(t, "ip", "link", "add", n.srvIf, "netns", n.srvNS, "address", n.srvMAC, "type", "veth", "peer", "name", n.cliIf, "netns", n.cliNS)
-	run(t, "ip", "-n", n.srvNS, "link", "set", "lo", "up")
-	run(t, "ip", "-n", n.cliNS, "link", "set", "lo", "up")
-	run(t, "ip", "-n", n.cliNS, "link", "set", n.cliIf, "up")
+	n, _ := newTestNets(t, false)
 	return n
 }
 
-// setClientMAC gives the client interface mac, as if another machine were plugged in.
+// newTestNets builds the PXE link and, with public, a second link from the
+// server namespace (192.168.77.1/24 on its side) to another client: the
+// management node's public side.
+func newTestNets(t *testing.T, public bool) (pxe, pub *testNet) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "ip") // netenv.Command runs `ip netns exec`
+	s := suffix()
+	pxe = &testNet{srvNS: "rkt-s-" + s, cliNS: "rkt-c-" + s, srvIf: "rks" + s, cliIf: "rkc" + s, srvMAC: "02:bb:00:00:01:01", bridge: "rkb" + s}
+	mac, _ := net.ParseMAC(pxe.srvMAC)
+	top := netenv.Topology{
+		Bridges:    []netenv.Bridge{{Name: pxe.bridge}},
+		Namespaces: []string{pxe.srvNS, pxe.cliNS},
+		Veths: []netenv.Veth{
+			{Host: "rkhs" + s, Bridge: pxe.bridge, Peer: pxe.srvIf, Namespace: pxe.srvNS, MAC: mac, Down: true},
+			{Host: "rkhc" + s, Bridge: pxe.bridge, Peer: pxe.cliIf, Namespace: pxe.cliNS},
+		},
+	}
+	if public {
+		pub = &testNet{srvNS: pxe.srvNS, cliNS: "rkt-p-" + s, srvIf: "rkr" + s, cliIf: "rkq" + s, bridge: "rkd" + s}
+		top.Bridges = append(top.Bridges, netenv.Bridge{Name: pub.bridge})
+		top.Namespaces = append(top.Namespaces, pub.cliNS)
+		top.Veths = append(top.Veths,
+			netenv.Veth{Host: "rkhr" + s, Bridge: pub.bridge, Peer: pub.srvIf, Namespace: pxe.srvNS,
+				Addresses: []netip.Prefix{netip.MustParsePrefix("192.168.77.1/24")}},
+			netenv.Veth{Host: "rkhq" + s, Bridge: pub.bridge, Peer: pub.cliIf, Namespace: pub.cliNS})
+	}
+	netenv.ForTest(t, top)
+	return pxe, pub
+}
+
+// client changes the client's interface inside its namespace.
+func (n *testNet) client(t *testing.T, change func(l netlink.Link) error) {
+	t.Helper()
+	err := netenv.Do(n.cliNS, func() error {
+		l, err := netlink.LinkByName(n.cliIf)
+		if err != nil {
+			return err
+		}
+		return change(l)
+	})
+	if err != nil {
+		t.Fatalf("changing %s in %s: %v", n.cliIf, n.cliNS, err)
+	}
+}
+
+// setClientMAC gives the client interface mac, as if another machine were
+// plugged in: down, no addresses, the new MAC, up.
 func (n *testNet) setClientMAC(t *testing.T, mac string) {
 	t.Helper()
-	run(t, "ip", "-n", n.cliNS, "link", "set", n.cliIf, "down")
-	run(t, "ip", "-n", n.cliNS, "addr", "flush", "dev", n.cliIf)
-	run(t, "ip", "-n", n.cliNS, "link", "set", n.cliIf, "address", mac)
-	run(t, "ip", "-n", n.cliNS, "link", "set", n.cliIf, "up")
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.clearClientAddrs(t)
+	n.client(t, func(l netlink.Link) error {
+		if err := netlink.LinkSetDown(l); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetHardwareAddr(l, hw); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+}
+
+// addClientAddr puts an address on the client interface.
+func (n *testNet) addClientAddr(t *testing.T, prefix string) {
+	t.Helper()
+	p := netip.MustParsePrefix(prefix)
+	n.client(t, func(l netlink.Link) error {
+		return netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}})
+	})
+}
+
+// clearClientAddrs takes the client interface's IPv4 addresses away.
+func (n *testNet) clearClientAddrs(t *testing.T) {
+	t.Helper()
+	n.client(t, func(l netlink.Link) error {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if err := netlink.AddrDel(l, &a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // rack is an OEM folder and a state folder for a management node whose
@@ -155,9 +236,9 @@ func serve(t *testing.T, n *testNet, r *rack, extra ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"netns", "exec", n.srvNS, self, "serve", "--oem-dir", r.oem, "--state-dir", r.state,
+	args := append([]string{"serve", "--oem-dir", r.oem, "--state-dir", r.state,
 		"--mgmt-mac", "02:bb:00:00:00:01", "--install-dir", filepath.Dir(r.state)}, extra...)
-	cmd := exec.Command("ip", args...)
+	cmd := netenv.Command(context.Background(), n.srvNS, self, args...)
 	cmd.Env = append(os.Environ(), asRacker+"=1")
 	logPath := filepath.Join(t.TempDir(), "serve.log")
 	f, err := os.Create(logPath)
@@ -217,8 +298,8 @@ func udhcpc(t *testing.T, n *testNet, opts ...string) map[string]string {
 	out := filepath.Join(dir, "bound")
 	script := filepath.Join(dir, "script")
 	os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && env > "+out+"\nexit 0\n"), 0o755)
-	args := append([]string{"netns", "exec", n.cliNS, bb, "udhcpc", "-i", n.cliIf, "-f", "-q", "-n", "-t", "3", "-T", "1", "-s", script}, opts...)
-	cmd := exec.Command("ip", args...)
+	args := append([]string{"udhcpc", "-i", n.cliIf, "-f", "-q", "-n", "-t", "3", "-T", "1", "-s", script}, opts...)
+	cmd := netenv.Command(context.Background(), n.cliNS, bb, args...)
 	log, _ := cmd.CombinedOutput() // exit 1 when no lease: the caller decides
 	vars := map[string]string{}
 	b, err := os.ReadFile(out)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/racker/racker/internal/testenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
 )
@@ -73,16 +75,8 @@ func netbootVM(t *testing.T, fw firmware) {
 	fwArgs := fw.args(t)
 
 	n := newTestNet(t)
-	// The VM's tap and the veth to the server meet on a bridge in the
-	// client namespace.
-	s := suffix()
-	br, tap := "rkb"+s, "rkt"+s
-	run(t, "ip", "-n", n.cliNS, "link", "add", br, "type", "bridge")
-	run(t, "ip", "-n", n.cliNS, "tuntap", "add", "dev", tap, "mode", "tap")
-	run(t, "ip", "-n", n.cliNS, "link", "set", n.cliIf, "master", br)
-	run(t, "ip", "-n", n.cliNS, "link", "set", tap, "master", br)
-	run(t, "ip", "-n", n.cliNS, "link", "set", tap, "up")
-	run(t, "ip", "-n", n.cliNS, "link", "set", br, "up")
+	// The VM's tap joins the test network's bridge, beside the server's veth.
+	tap := addTap(t, "rkt"+suffix(), n.bridge)
 
 	vm := rackNode{primary: "52:54:00:bb:10:01", bmc: "52:54:00:bb:10:02", secondary: "52:54:00:bb:10:03", typ: "worker"}
 	r := newRack(t, n, vm)
@@ -97,12 +91,12 @@ func netbootVM(t *testing.T, fw firmware) {
 	if fw.noROM {
 		nic += ",romfile="
 	}
-	args := append([]string{"netns", "exec", n.cliNS, qemu, "-accel", "tcg", "-m", "768", "-smp", "1",
+	args := append([]string{"-accel", "tcg", "-m", "768", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-no-reboot", "-serial", "file:" + serial,
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
 		"-device", nic,
 		"-drive", "file=" + disk + ",format=raw,if=virtio"}, fwArgs...)
-	cmd := exec.Command("ip", args...)
+	cmd := exec.Command(qemu, args...)
 	qlog := filepath.Join(t.TempDir(), "qemu.log")
 	qf, _ := os.Create(qlog)
 	cmd.Stdout, cmd.Stderr = qf, qf
@@ -170,4 +164,28 @@ func tail(path string) string {
 		b = b[len(b)-6000:]
 	}
 	return string(b)
+}
+
+// addTap makes a persistent tap device on bridge (in the root namespace,
+// where netenv's bridges are), up, for QEMU to open by name; it is removed
+// when the test ends.
+func addTap(t *testing.T, name, bridge string) string {
+	t.Helper()
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name, MasterIndex: br.Attrs().Index}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_NO_PI}
+	if err := netlink.LinkAdd(tap); err != nil {
+		t.Fatalf("creating tap %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := netlink.LinkDel(tap); err != nil {
+			t.Errorf("removing tap %s: %v", name, err)
+		}
+	})
+	if err := netlink.LinkSetUp(tap); err != nil {
+		t.Fatalf("setting tap %s up: %v", name, err)
+	}
+	return name
 }

@@ -1,11 +1,10 @@
-package bootsvc_test
+package bootsvc
 
 import (
 	"net/netip"
 	"testing"
 
-	"github.com/racker/racker/provisioner/bootsvc"
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
+	"github.com/racker/racker/provisioner/bootsvc/internal/dhcp"
 	"github.com/racker/racker/provisioner/plan"
 )
 
@@ -17,7 +16,7 @@ func TestReservationsCoverNodesBMCsAndExcludedButNotTheServer(t *testing.T) {
 			IP: a("172.24.213.2"), BMCIP: a("172.24.213.3")}},
 		Excluded: []plan.Node{{PrimaryMAC: "00:00:00:00:02:01", BMCMAC: "00:00:00:00:02:02", IP: a("172.24.213.4"), BMCIP: a("172.24.213.5")}},
 	}
-	got := bootsvc.Reservations(p)
+	got := reservations(p)
 	want := []dhcp.Reservation{
 		{MAC: "00:00:00:00:01:01", IP: a("172.24.213.2"), Hostname: "racker-controller-0", Kind: dhcp.KindNode},
 		{MAC: "00:00:00:00:01:02", IP: a("172.24.213.3"), Kind: dhcp.KindBMC},

@@ -2,9 +2,9 @@ package bootsvc_test
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/racker/racker/internal/testenv"
+	"github.com/racker/racker/netenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 )
 
 var node1 = rackNode{primary: "02:bb:00:00:10:01", bmc: "02:bb:00:00:10:02", secondary: "02:bb:00:00:10:03", typ: "worker"}
@@ -53,8 +54,8 @@ func TestUdhcpcGetsPlannedAddresses(t *testing.T) {
 		}
 	}
 	// The HTTP API reports the BMC's lease (from the client's side of the link).
-	run(t, "ip", "-n", n.cliNS, "addr", "add", "172.24.213.3/24", "dev", n.cliIf)
-	out := run(t, "ip", "netns", "exec", n.cliNS, "busybox", "wget", "-q", "-O", "-", "http://172.24.213.1:8080/api/v1/nodes")
+	n.addClientAddr(t, "172.24.213.3/24")
+	out := inNS(t, n.cliNS, "busybox", "wget", "-q", "-O", "-", "http://172.24.213.1:8080/api/v1/nodes")
 	if !strings.Contains(out, `"bmc_ip":"172.24.213.3"`) {
 		t.Errorf("GET /api/v1/nodes does not show the BMC lease:\n%s", out)
 	}
@@ -147,18 +148,18 @@ func TestTFTPServesIPXEBinaries(t *testing.T) {
 	n := newTestNet(t)
 	r := newRack(t, n, node1)
 	serve(t, n, r)
-	run(t, "ip", "-n", n.cliNS, "addr", "add", "172.24.213.2/24", "dev", n.cliIf)
+	n.addClientAddr(t, "172.24.213.2/24")
 	dst := filepath.Join(t.TempDir(), "undionly.kpxe")
 	for _, blk := range []string{"512", "1432"} {
 		os.Remove(dst)
-		run(t, "ip", "netns", "exec", n.cliNS, "busybox", "tftp", "-g", "-b", blk, "-r", "undionly.kpxe", "-l", dst, "172.24.213.1")
+		inNS(t, n.cliNS, "busybox", "tftp", "-g", "-b", blk, "-r", "undionly.kpxe", "-l", dst, "172.24.213.1")
 		got, err := os.ReadFile(dst)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("blksize %s: got %d bytes, want the %d of /usr/lib/ipxe/undionly.kpxe (%v)", blk, len(got), len(want), err)
 		}
 	}
 	bad := filepath.Join(t.TempDir(), "passwd")
-	out, err := exec.Command("ip", "netns", "exec", n.cliNS, "busybox", "tftp", "-g", "-r", "../../../etc/passwd", "-l", bad, "172.24.213.1").CombinedOutput()
+	out, err := netenv.Command(context.Background(), n.cliNS, "busybox", "tftp", "-g", "-r", "../../../etc/passwd", "-l", bad, "172.24.213.1").CombinedOutput()
 	if err == nil {
 		t.Fatalf("path traversal served: %s", out)
 	}
@@ -171,10 +172,10 @@ func TestTFTPServesIPXEBinaries(t *testing.T) {
 // client namespace (this test binary, re-executed there).
 func garbage(t *testing.T, n *testNet, b []byte) {
 	t.Helper()
-	run(t, "ip", "-n", n.cliNS, "addr", "add", "172.24.213.250/24", "dev", n.cliIf)
-	defer run(t, "ip", "-n", n.cliNS, "addr", "flush", "dev", n.cliIf)
+	n.addClientAddr(t, "172.24.213.250/24")
+	defer n.clearClientAddrs(t)
 	self, _ := os.Executable()
-	cmd := exec.Command("ip", "netns", "exec", n.cliNS, self)
+	cmd := netenv.Command(context.Background(), n.cliNS, self)
 	cmd.Env = append(os.Environ(), sendUDP+"=172.24.213.1:67")
 	cmd.Stdin = bytes.NewReader(b)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -186,14 +187,7 @@ func garbage(t *testing.T, n *testNet, b []byte) {
 // link (the "public" side); a planned node's MAC asking there gets nothing,
 // while on the PXE link it gets its address.
 func TestAnswersOnlyOnThePXEInterface(t *testing.T) {
-	n := newTestNet(t)
-	pub := &testNet{srvNS: n.srvNS, cliNS: "rkt-p-" + suffix(), cliIf: "rkq" + suffix(), srvIf: "rkr" + suffix()}
-	run(t, "ip", "netns", "add", pub.cliNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", pub.cliNS).Run() })
-	run(t, "ip", "link", "add", pub.srvIf, "netns", n.srvNS, "type", "veth", "peer", "name", pub.cliIf, "netns", pub.cliNS)
-	run(t, "ip", "-n", n.srvNS, "addr", "add", "192.168.77.1/24", "dev", pub.srvIf)
-	run(t, "ip", "-n", n.srvNS, "link", "set", pub.srvIf, "up")
-	run(t, "ip", "-n", pub.cliNS, "link", "set", pub.cliIf, "up")
+	n, pub := newTestNets(t, true)
 
 	r := newRack(t, n, node1)
 	serve(t, n, r)
@@ -226,9 +220,9 @@ func TestIgnitionOnlyToItsNode(t *testing.T) {
 	if v["ip"] == "" {
 		t.Fatal("node 1 got no lease")
 	}
-	run(t, "ip", "-n", n.cliNS, "addr", "add", v["ip"]+"/24", "dev", n.cliIf)
+	n.addClientAddr(t, v["ip"]+"/24")
 	get := func(mac string) (string, error) {
-		out, err := exec.Command("ip", "netns", "exec", n.cliNS, "busybox", "wget", "-q", "-O", "-",
+		out, err := netenv.Command(context.Background(), n.cliNS, "busybox", "wget", "-q", "-O", "-",
 			"http://172.24.213.1:8080/ignition?mac="+mac+"&phase=install").CombinedOutput()
 		return string(out), err
 	}

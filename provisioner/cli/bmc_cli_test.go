@@ -3,14 +3,18 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +24,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/server"
 	"github.com/bougou/go-ipmi/pkg/transport/udp"
 
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // startBMC runs go-ipmi's reference BMC server in-process on loopback, with
@@ -61,8 +65,21 @@ func startBMC(t *testing.T, oem string) (addr string, chassis *mock.Chassis, ser
 func TestResolveBMCFromPlanAndLeases(t *testing.T) {
 	oem, state := exampleRack(t)
 	env := &Env{Stdout: io.Discard, Stderr: io.Discard, OEMDir: oem, StateDir: state, MgmtMAC: "00:11:22:33:44:00", LogFormat: "text"}
-	bf := &bmcFlags{driver: "ipmi"}
+	// The boot services' node view, faked for this unit test (bootsvc's
+	// tests serve the real one): first down, later with a BMC lease.
+	var leased atomic.Value // netip.Addr
+	boot := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, _ := leased.Load().(netip.Addr)
+		if !a.IsValid() || r.URL.Path != "/api/v1/nodes/00:11:22:33:44:10" {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(api.Node{PrimaryMAC: "00:11:22:33:44:10", BMCMAC: "00:11:22:33:44:11", BMCIP: a})
+	}))
+	defer boot.Close()
+	bf := &bmcFlags{driver: "ipmi", bootURL: boot.URL}
 	bf.plan.subnet = "172.24.213.0/24"
+	ctx := context.Background()
 	_, p, err := env.MakePlan(&bf.plan, false)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +87,7 @@ func TestResolveBMCFromPlanAndLeases(t *testing.T) {
 	n, _ := p.Find("00:11:22:33:44:10")
 
 	for _, name := range []string{"00:11:22:33:44:10", "00-11-22-33-44-11", n.Hostname} {
-		tg, err := env.resolveBMC(bf, name)
+		tg, err := env.resolveBMC(ctx, bf, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,30 +99,22 @@ func TestResolveBMCFromPlanAndLeases(t *testing.T) {
 		t.Fatal("resolving a node wrote state")
 	}
 
-	// Racker's own DHCP lease for the BMC MAC wins over the plan.
-	os.MkdirAll(state, 0o755)
-	st, err := leases.Open(state, leases.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	leased := netip.MustParseAddr("172.24.213.77")
-	if err := st.Put(leases.Lease{MAC: "00:11:22:33:44:11", IP: leased, Expires: time.Now().Add(time.Hour), Kind: "bmc"}); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	tg, err := env.resolveBMC(bf, "00:11:22:33:44:10")
-	if err != nil || tg.url != "ipmi://"+leased.String() {
-		t.Fatalf("with a lease: %+v, %v; want ipmi://%s", tg, err, leased)
+	// The BMC's DHCP lease, as the boot services report it, wins over the plan.
+	lease := netip.MustParseAddr("172.24.213.77")
+	leased.Store(lease)
+	tg, err := env.resolveBMC(ctx, bf, "00:11:22:33:44:10")
+	if err != nil || tg.url != "ipmi://"+lease.String() {
+		t.Fatalf("with a lease: %+v, %v; want ipmi://%s", tg, err, lease)
 	}
 
-	if _, err := env.resolveBMC(bf, "00:11:22:33:44:00"); err == nil || !strings.Contains(err.Error(), "--bmc") {
+	if _, err := env.resolveBMC(ctx, bf, "00:11:22:33:44:00"); err == nil || !strings.Contains(err.Error(), "--bmc") {
 		t.Fatalf("management node: err = %v; want advice to use --bmc", err)
 	}
-	if _, err := env.resolveBMC(bf, "nosuchnode"); err == nil || !strings.Contains(err.Error(), "not in the rack") {
+	if _, err := env.resolveBMC(ctx, bf, "nosuchnode"); err == nil || !strings.Contains(err.Error(), "not in the rack") {
 		t.Fatalf("unknown node: err = %v", err)
 	}
 	bf.driver = "libvirt"
-	if tg, err := env.resolveBMC(bf, "00:11:22:33:44:20"); err != nil || tg.url != "libvirt:///" || tg.opts.PrimaryMAC != "00:11:22:33:44:20" {
+	if tg, err := env.resolveBMC(ctx, bf, "00:11:22:33:44:20"); err != nil || tg.url != "libvirt:///" || tg.opts.PrimaryMAC != "00:11:22:33:44:20" {
 		t.Fatalf("libvirt driver: %+v, %v", tg, err)
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"golang.org/x/term"
 )
 
-func init() { register(newConsoleCmd) }
-
 func newConsoleCmd(env *Env) *cobra.Command {
 	var bf bmcFlags
 	cmd := &cobra.Command{

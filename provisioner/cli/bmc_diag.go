@@ -7,8 +7,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newIPMICmd) }
-
 func newIPMICmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{Use: "ipmi", Short: "BMC diagnostics"}
 	cmd.AddCommand(newIPMIDiagCmd(env))

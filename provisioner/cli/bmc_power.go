@@ -9,11 +9,6 @@ import (
 	"github.com/racker/racker/provisioner/bmc"
 )
 
-func init() {
-	register(newPowerCmd)
-	register(newBootdevCmd)
-}
-
 func newPowerCmd(env *Env) *cobra.Command {
 	var bf bmcFlags
 	cmd := &cobra.Command{

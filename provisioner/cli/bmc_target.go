@@ -3,29 +3,36 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/racker/racker/provisioner/bmc"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc"
+	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/inventory"
 )
 
 // bmcFlags say how the node commands (power, bootdev, ipmi diag, console)
-// reach a BMC: by node name through the plan, or directly with --bmc.
+// reach a BMC: by node name through the plan (and the boot services' view
+// of its BMC), or directly with --bmc.
 type bmcFlags struct {
-	url    string
-	driver string
-	plan   PlanFlags
+	url     string
+	driver  string
+	bootURL string
+	plan    PlanFlags
 }
 
 func addBMCFlags(fs *pflag.FlagSet, bf *bmcFlags) {
 	fs.StringVar(&bf.url, "bmc", "", "address a BMC directly (ipmi://HOST[:PORT], libvirt:///DOMAIN) instead of a NODE")
 	fs.StringVar(&bf.driver, "bmc-driver", "ipmi", "how to reach nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
+	fs.StringVar(&bf.bootURL, "boot-services", "", "URL of the boot services, asked for the BMC's current address (default http://MANAGEMENT-ADDRESS:8080)")
 	AddPlanFlags(fs, &bf.plan)
 }
 
@@ -53,10 +60,11 @@ func (env *Env) openTarget(ctx context.Context, bf *bmcFlags, args []string) (bm
 }
 
 // openBMC resolves node (or --bmc) to a controller. The plan is a dry run:
-// these commands never write state. A node's BMC address is Racker's own
-// DHCP lease for the BMC MAC, else its planned address; never an ARP scan.
+// these commands never write state. A node's BMC address is the one the
+// boot services report (its DHCP lease), else its planned address; never
+// an ARP scan.
 func (env *Env) openBMC(ctx context.Context, bf *bmcFlags, node string) (bmc.Controller, string, error) {
-	t, err := env.resolveBMC(bf, node)
+	t, err := env.resolveBMC(ctx, bf, node)
 	if err != nil {
 		return nil, "", err
 	}
@@ -72,7 +80,7 @@ type bmcTarget struct {
 	label string
 }
 
-func (env *Env) resolveBMC(bf *bmcFlags, node string) (bmcTarget, error) {
+func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcTarget, error) {
 	opts := bmc.Options{Logger: env.Logger()}
 	if bf.url != "" {
 		creds, err := env.bmcCredentials()
@@ -104,25 +112,39 @@ func (env *Env) resolveBMC(bf *bmcFlags, node string) (bmcTarget, error) {
 	if n.Hostname != "" {
 		label += " (" + n.Hostname + ")"
 	}
-	var rawURL string
 	if bf.driver == "libvirt" {
-		rawURL = "libvirt:///"
-	} else {
-		addr, found, err := leases.Lookup(env.StateDir, n.BMCMAC)
-		switch {
-		case err != nil:
-			env.Logger().Warn("cannot read Racker's DHCP leases; using the planned BMC address", "node", n.PrimaryMAC, "err", err)
-		case found:
-			rawURL = "ipmi://" + addr.String()
-		}
-		if rawURL == "" {
-			if !n.BMCIP.IsValid() {
-				return bmcTarget{}, fmt.Errorf("node %s: its BMC has no address on the internal network (the management node's BMC is on the public network); use --bmc ipmi://ADDRESS", n.PrimaryMAC)
-			}
-			rawURL = "ipmi://" + n.BMCIP.String()
-		}
+		return bmcTarget{url: "libvirt:///", opts: opts, label: label}, nil
 	}
-	return bmcTarget{url: rawURL, opts: opts, label: label}, nil
+	if !n.BMCIP.IsValid() {
+		return bmcTarget{}, fmt.Errorf("node %s: its BMC has no address on the internal network (the management node's BMC is on the public network); use --bmc ipmi://ADDRESS", n.PrimaryMAC)
+	}
+	boot := bootClient(bf.bootURL, p.Management.IP, bootsvc.DefaultHTTPPort)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	addr := bmcAddress(ctx, env.Logger(), boot, n.PrimaryMAC, n.BMCIP)
+	return bmcTarget{url: "ipmi://" + addr.String(), opts: opts, label: label}, nil
+}
+
+// bootClient is the client of the boot services at url, by default at the
+// management node's address and port.
+func bootClient(url string, mgmt netip.Addr, port int) *api.Client {
+	if url == "" {
+		url = "http://" + netip.AddrPortFrom(mgmt, uint16(port)).String()
+	}
+	return api.NewClient(url)
+}
+
+// bmcAddress is where a node's BMC answers: the boot services' view of the
+// node (its BMC's current DHCP lease, else its planned address); when they
+// do not answer, or do not serve the node (an excluded one), the planned
+// address, which is what the BMC's DHCP reservation gives it anyway.
+func bmcAddress(ctx context.Context, log *slog.Logger, boot *api.Client, primaryMAC string, planned netip.Addr) netip.Addr {
+	rn, err := boot.Node(ctx, primaryMAC)
+	if err != nil || !rn.BMCIP.IsValid() {
+		log.Debug("no BMC address from the boot services; using the planned one", "node", primaryMAC, "address", planned, "err", err)
+		return planned
+	}
+	return rn.BMCIP
 }
 
 // bmcCredentials reads ipmi_user and ipmi_password from the OEM folder for

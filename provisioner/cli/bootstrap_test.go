@@ -17,11 +17,12 @@ import (
 	"time"
 
 	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/web"
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/orchestrator"
 	"github.com/racker/racker/provisioner/plan"
+	"github.com/racker/racker/provisioner/status"
 )
 
 // simulateNode plays a node behind its fake BMC against the real HTTP boot
@@ -85,6 +86,38 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 	}
 }
 
+// serveOnLoopback runs the real boot services of cfg through their door,
+// on sockets of the test's own on loopback (DHCP and TFTP get no client
+// here; HTTP is what the nodes and Racker use). served is closed once
+// they stopped, after ctx ended.
+func serveOnLoopback(ctx context.Context, t *testing.T, cfg bootsvc.Config) (ln net.Listener, served chan struct{}) {
+	t.Helper()
+	udp := func() net.PacketConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DHCPConn, cfg.TFTPConn, cfg.HTTPListener, cfg.TFTPRoot = udp(), udp(), ln, t.TempDir()
+	svc, err := bootsvc.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served = make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := svc.Serve(ctx); err != nil {
+			t.Errorf("boot services: %v", err)
+		}
+	}()
+	return ln, served
+}
+
 // bootRig is a rack of a management node and three nodes (the third with a
 // dead BMC) on 127.0.0.0/24, served by the real HTTP boot services on
 // loopback, with a simulated node behind each live fake BMC.
@@ -106,17 +139,8 @@ func bootRig(t *testing.T) (flags []string, url string) {
 		t.Fatal(err)
 	}
 	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
-	srv, err := web.New(web.Config{Plan: p, StateDir: state, Release: release, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); srv.Serve(ctx, ln) }()
+	ln, served := serveOnLoopback(ctx, t, bootsvc.Config{Plan: p, StateDir: state, Release: release})
 	simsDone := make(chan struct{})
 	var live []plan.Node
 	for _, n := range p.Nodes {
@@ -137,7 +161,7 @@ func bootRig(t *testing.T) (flags []string, url string) {
 			<-done
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-simsDone; <-served; srv.Close() })
+	t.Cleanup(func() { cancel(); <-simsDone; <-served })
 	return flags, "http://" + ln.Addr().String()
 }
 
@@ -152,7 +176,7 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 	if !strings.Contains(out, "excluded") || !strings.Contains(out, "2 booted") {
 		t.Errorf("summary:\n%s", out)
 	}
-	status := func() map[string]orchestrator.StatusNode {
+	status := func() map[string]status.Node {
 		t.Helper()
 		code, out, errs := run(t, "", append([]string{"status", "-o", "json", "--boot-services", url}, flags...)...)
 		if code != 0 {
@@ -172,9 +196,9 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 				}
 			}
 		}
-		var typed orchestrator.Status
+		var typed status.Status
 		json.Unmarshal([]byte(out), &typed)
-		m := map[string]orchestrator.StatusNode{}
+		m := map[string]status.Node{}
 		for _, n := range typed.Nodes {
 			m[n.PrimaryMAC] = n
 		}
@@ -193,6 +217,10 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 	}
 	if n := st["00:11:22:33:44:60"]; n.Phase != orchestrator.Excluded || n.BMCReachable == nil || *n.BMCReachable {
 		t.Errorf("dead BMC node: %+v", n)
+	}
+	// Why it was left out, and what its BMC said last, reach status.
+	if n := st["00:11:22:33:44:60"]; !strings.Contains(n.Reason, "no progress in phase bmc_check") || !strings.Contains(n.LastError, "no answer") {
+		t.Errorf("dead BMC node's reason %q, last error %q", n.Reason, n.LastError)
 	}
 
 	// Reprovision the worker: a new install generation with wipe-all, the
@@ -264,7 +292,7 @@ func TestBootstrapAsksOnATerminal(t *testing.T) {
 		t.Fatalf("bootstrap: %v, want exit 1 for the excluded node\n%s\n%s", err, out.String(), errb.String())
 	}
 	o := out.String()
-	for _, want := range []string{"Cluster profile (flatcar or lokomotive) [flatcar]:", "failed: no progress in phase pending", "[r]etry, [e]xclude", "\x1b[", "1 excluded"} {
+	for _, want := range []string{"Cluster profile (flatcar or lokomotive) [flatcar]:", "failed: no progress in phase bmc_check", "[r]etry, [e]xclude", "\x1b[", "1 excluded"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("terminal output lacks %q:\n%s", want, o)
 		}
@@ -274,7 +302,7 @@ func TestBootstrapAsksOnATerminal(t *testing.T) {
 	}
 }
 
-func phaseRank(p orchestrator.Phase) int { return phaseOrder[p] }
+func phaseRank(p orchestrator.Phase) int { return p.Rank() }
 
 // cancelAfter cancels a context once n tables have been written.
 type cancelAfter struct {

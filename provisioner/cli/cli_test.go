@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // run runs racker in-process and returns its exit code and output.
@@ -190,5 +195,66 @@ func TestLogFormatAndVersion(t *testing.T) {
 	code, _, errs := run(t, "", "--log-format", "xml", "version")
 	if code == 0 || !strings.Contains(errs, "--log-format") {
 		t.Errorf("bad log format accepted: %s", errs)
+	}
+}
+
+// The command tree is built in one place (NewRoot): every command, and
+// nothing registers itself from elsewhere.
+func TestCommandTree(t *testing.T) {
+	var got []string
+	var walk func(prefix string, c *cobra.Command)
+	walk = func(prefix string, c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			got = append(got, prefix+sub.Name())
+			walk(prefix+sub.Name()+" ", sub)
+		}
+	}
+	walk("", NewRoot(&Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}))
+	want := []string{"bootdev", "bootstrap", "console", "factory", "factory check", "factory discover", "factory gen-ssh-key",
+		"factory reset", "get", "install", "ipmi", "ipmi diag", "plan", "power", "release", "release image", "release push",
+		"reprovision", "rollback", "serve", "status", "update", "upgrade", "version"}
+	if !slices.Equal(got, want) {
+		t.Errorf("commands:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// Questions read Env's Stdin through one buffer: an answer typed ahead for
+// the next question is kept, and the end of input is reported.
+func TestAskKeepsTypedAheadAnswers(t *testing.T) {
+	var out bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(" yes \nno\n"), Stdout: &out}
+	a1, err1 := env.ask("first? ")
+	a2, err2 := env.ask("second? ")
+	a3, err3 := env.ask("third? ")
+	if a1 != "yes" || err1 != nil || a2 != "no" || err2 != nil || a3 != "" || err3 != io.EOF {
+		t.Errorf("answers %q %v, %q %v, %q %v", a1, err1, a2, err2, a3, err3)
+	}
+	if out.String() != "first? second? third? " {
+		t.Errorf("questions printed %q", out.String())
+	}
+}
+
+// serve, bootstrap and reprovision take the boot services' flags from one
+// declaration: the same names, defaults and help on each.
+func TestBootFlagsAreShared(t *testing.T) {
+	var want pflag.FlagSet
+	addBootFlags(&want, &bootFlags{})
+	root := NewRoot(&Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard})
+	n := 0
+	want.VisitAll(func(w *pflag.Flag) {
+		n++
+		for _, name := range []string{"serve", "bootstrap", "reprovision"} {
+			c, _, err := root.Find([]string{name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := c.Flags().Lookup(w.Name)
+			if f == nil || f.DefValue != w.DefValue || f.Usage != w.Usage {
+				t.Errorf("%s --%s: %+v, want as declared once: %+v", name, w.Name, f, w)
+			}
+		}
+	})
+	if n < 7 {
+		t.Errorf("only %d boot-service flags", n)
 	}
 }

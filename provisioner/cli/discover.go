@@ -12,11 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/racker/racker/provisioner/bootsvc/dhcp"
+	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/inventory"
 )
-
-func init() { factoryCommands = append(factoryCommands, newDiscoverCmd) }
 
 func newDiscoverCmd(env *Env) *cobra.Command {
 	var duration time.Duration
@@ -47,15 +45,9 @@ The interface is --pxe-interface, or the one nodes.csv names when it can be read
 			// Ctrl-C (or SIGTERM) ends the listening early; the draft is printed anyway.
 			ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			conn, err := dhcp.Listen(ctx, ifname, port)
-			if err != nil {
-				return fmt.Errorf("factory discover: %w", err)
-			}
-			defer conn.Close()
-			env.Logger().Info("listening for DHCP requests without answering", "interface", ifname, "duration", duration)
-			seen := map[string]dhcp.Seen{}
+			seen := map[string]bootsvc.Seen{}
 			var order []string
-			err = dhcp.Watch(ctx, conn, func(s dhcp.Seen) {
+			err := bootsvc.Discover(ctx, ifname, port, env.Logger().With("duration", duration), func(s bootsvc.Seen) {
 				if _, ok := seen[s.MAC]; !ok {
 					order = append(order, s.MAC)
 					env.Logger().Info("seen", "mac", s.MAC, "vendor_class", s.VendorClass, "user_class", s.UserClass)
@@ -65,7 +57,7 @@ The interface is --pxe-interface, or the one nodes.csv names when it can be read
 			if err != nil {
 				return fmt.Errorf("factory discover: %w", err)
 			}
-			all := make([]dhcp.Seen, 0, len(order))
+			all := make([]bootsvc.Seen, 0, len(order))
 			for _, mac := range order {
 				all = append(all, seen[mac])
 			}
@@ -81,7 +73,7 @@ The interface is --pxe-interface, or the one nodes.csv names when it can be read
 
 // writeDraftCSV prints the MACs as nodes.csv rows: netboot firmware as
 // primary MACs, the rest as BMC MACs, each with what it said in Comments.
-func writeDraftCSV(w io.Writer, ifname string, d time.Duration, all []dhcp.Seen) {
+func writeDraftCSV(w io.Writer, ifname string, d time.Duration, all []bootsvc.Seen) {
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Netboot() && !all[j].Netboot() })
 	fmt.Fprintf(w, "# racker factory discover: %d MAC(s) asked for DHCP on %s in %s.\n", len(all), ifname, d)
 	fmt.Fprintln(w, "# Draft: pair each node's primary MAC with its BMC and secondary MAC, set the node types.")

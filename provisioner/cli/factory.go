@@ -15,22 +15,14 @@ import (
 	"github.com/racker/racker/provisioner/plan"
 )
 
-func init() { register(newFactoryCmd) }
-
 func newFactoryCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "factory",
 		Short: "Check the rack's OEM files, reset the rack, make the cluster's SSH key",
 	}
-	cmd.AddCommand(newFactoryCheckCmd(env), newFactoryResetCmd(env), newGenSSHKeyCmd(env))
-	for _, add := range factoryCommands {
-		cmd.AddCommand(add(env))
-	}
+	cmd.AddCommand(newFactoryCheckCmd(env), newFactoryResetCmd(env), newGenSSHKeyCmd(env), newDiscoverCmd(env))
 	return cmd
 }
-
-// factoryCommands are more "factory" subcommands, added by their own files.
-var factoryCommands []func(*Env) *cobra.Command
 
 func newFactoryCheckCmd(env *Env) *cobra.Command {
 	var pf PlanFlags

@@ -10,8 +10,6 @@ import (
 	"github.com/racker/racker/provisioner/plan"
 )
 
-func init() { register(newPlanCmd) }
-
 func newPlanCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	var output string

@@ -12,8 +12,6 @@ import (
 	"github.com/racker/racker/provisioner/release"
 )
 
-func init() { register(newReleaseCmd) }
-
 // newReleaseCmd is the build side of releases (`make image`, `make
 // image-push`); hidden, since users install releases, not build them.
 func newReleaseCmd(env *Env) *cobra.Command {

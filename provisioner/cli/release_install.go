@@ -13,14 +13,6 @@ import (
 	"github.com/racker/racker/provisioner/release"
 )
 
-func init() {
-	register(newInstallCmd)
-	register(newGetCmd)
-	register(newUpdateCmd)
-	register(newUpgradeCmd)
-	register(newRollbackCmd)
-}
-
 // releaseFlags are the flags every release command shares.
 type releaseFlags struct {
 	root     string

@@ -12,8 +12,6 @@ import (
 	"github.com/racker/racker/provisioner/plan"
 )
 
-func init() { register(newReprovisionCmd) }
-
 func newReprovisionCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	var f provisionFlags
@@ -73,33 +71,18 @@ running racker serve, which carries on without this command).`,
 				if !env.Interactive() {
 					return fmt.Errorf("reprovision would wipe controller(s) %s; not on a terminal, so pass --yes to confirm", strings.Join(ctrl, ", "))
 				}
-				fmt.Fprintf(env.Stdout, "This wipes controller(s) %s and every disk of %d node(s). Continue? [y/N] ", strings.Join(ctrl, ", "), len(macs))
-				answer, _ := stdinReader(env).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+				answer, _ := env.ask(fmt.Sprintf("This wipes controller(s) %s and every disk of %d node(s). Continue? [y/N] ", strings.Join(ctrl, ", "), len(macs)))
+				if a := strings.ToLower(answer); a != "y" && a != "yes" {
 					return &ExitError{Code: 1, Err: errors.New("reprovision: cancelled")}
 				}
 			}
-			svc, err := ensureBootServices(cmd.Context(), env, inv, p, &f, noWait)
-			if err != nil {
-				if noWait {
-					return fmt.Errorf("reprovision --no-wait: %w", err)
-				}
-				return err
-			}
-			defer svc.stop()
-			if err := orchestrator.MarkReprovision(env.StateDir, macs, time.Now()); err != nil {
-				return err
-			}
-			stopAt := orchestrator.Phase("")
+			pr := &provisioning{command: "reprovision", inv: inv, plan: p, only: only, flags: &f, noWait: noWait,
+				before: func() error { return orchestrator.MarkReprovision(env.StateDir, macs, time.Now()) }}
 			if noWait {
-				stopAt = orchestrator.PXERequested
+				pr.stopAt = orchestrator.PXERequested
 			}
-			res, err := provision(svc.ctx, env, inv, p, specsFor(p, f.uefiTypes, only), &f, svc, stopAt)
-			if err != nil {
+			if err := pr.run(cmd.Context(), env); err != nil {
 				return err
-			}
-			if failed := res.Failed(); len(failed) > 0 {
-				return &ExitError{Code: 1, Err: fmt.Errorf("reprovision: %d node(s) failed: %s", len(failed), names(failed))}
 			}
 			if noWait {
 				fmt.Fprintf(env.Stdout, "reprovision: PXE requested for %d node(s); racker serve carries on, racker status shows their progress\n", len(macs))

@@ -1,14 +1,18 @@
 // Package cli is the racker command line: one cobra command per file, each a
-// thin layer over a provisioner package. cmd/racker only calls Main.
+// thin layer over a provisioner package, built into one tree by NewRoot.
+// cmd/racker only calls Main.
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -33,6 +37,24 @@ type Env struct {
 	IsTerminal func() bool
 
 	log *slog.Logger
+	// askMu makes one question at a time (failures are asked about from
+	// the orchestrator's goroutines); in buffers Stdin for all of them, so
+	// an answer typed ahead for the next question is kept.
+	askMu sync.Mutex
+	in    *bufio.Reader
+}
+
+// ask prints a question on Stdout and reads the answer, one line from
+// Stdin, trimmed; err is io.EOF when Stdin has ended.
+func (e *Env) ask(question string) (string, error) {
+	e.askMu.Lock()
+	defer e.askMu.Unlock()
+	if e.in == nil {
+		e.in = bufio.NewReader(e.Stdin)
+	}
+	io.WriteString(e.Stdout, question)
+	answer, err := e.in.ReadString('\n')
+	return strings.TrimSpace(answer), err
 }
 
 // Logger returns the logger for this run (stderr, text or JSON, -v for debug).
@@ -108,17 +130,16 @@ func NewRoot(env *Env) *cobra.Command {
 	pf.StringVar(&env.MgmtMAC, "mgmt-mac", "", "MAC of the management node's row (default: the row with a MAC of this machine)")
 	pf.StringVar(&env.PXEInterface, "pxe-interface", "", "internal (PXE) interface (default: the one with the management node's secondary MAC)")
 
-	for _, add := range commands {
-		root.AddCommand(add(env))
-	}
+	root.AddCommand(
+		// The rack: check it, plan it, serve it, provision it, watch it.
+		newFactoryCmd(env), newPlanCmd(env), newServeCmd(env), newBootstrapCmd(env), newReprovisionCmd(env), newStatusCmd(env),
+		// One node, through its BMC.
+		newPowerCmd(env), newBootdevCmd(env), newConsoleCmd(env), newIPMICmd(env),
+		// Racker itself: its releases and installs.
+		newVersionCmd(env), newInstallCmd(env), newGetCmd(env), newUpdateCmd(env), newUpgradeCmd(env), newRollbackCmd(env), newReleaseCmd(env),
+	)
 	return root
 }
-
-// commands lists the constructors of the top-level commands; each command's
-// file adds itself in an init function, so adding a command touches one file.
-var commands []func(*Env) *cobra.Command
-
-func register(c func(*Env) *cobra.Command) { commands = append(commands, c) }
 
 // Main runs racker with args and returns the process exit code. Errors are
 // printed once, here.

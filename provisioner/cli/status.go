@@ -5,17 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/orchestrator"
-	"github.com/racker/racker/provisioner/plan"
+	"github.com/racker/racker/provisioner/status"
 )
-
-func init() { register(newStatusCmd) }
 
 func newStatusCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
@@ -31,8 +27,10 @@ services' newer observations when they answer. It reads the state without
 locking it, so it works while racker bootstrap runs.
 
 -o json prints {"nodes": [{"primary_mac", "hostname", "role", "phase",
-"bmc_reachable", "power", "boot_device", "os", "ip", "last_event",
-"last_event_at", "install_generation"}]}.`,
+"phase_since", "bmc_reachable", "power", "boot_device", "os", "ip",
+"last_event", "last_event_at", "install_generation", "reason",
+"last_error", "failures"}]}; reason, last_error and failures only when set.
+The phases are in docs/phases.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
@@ -54,7 +52,7 @@ locking it, so it works while racker bootstrap runs.
 					if err := enc.Encode(st); err != nil {
 						return err
 					}
-				} else if err := orchestrator.WriteStatusTable(env.Stdout, st.Nodes, time.Now()); err != nil {
+				} else if err := writeStatusTable(env.Stdout, st.Nodes, time.Now()); err != nil {
 					return err
 				}
 				if !watch {
@@ -80,102 +78,21 @@ locking it, so it works while racker bootstrap runs.
 	return cmd
 }
 
-// collectStatus merges the plan (roles, addresses), the orchestrator's
-// persisted records and, when they answer within a second, the boot
-// services' observations (fresher events, install generations, and
-// progress of nodes no run is watching, e.g. after reprovision --no-wait).
-func collectStatus(ctx context.Context, env *Env, pf *PlanFlags, bootURL string, httpPort int) (orchestrator.Status, error) {
-	st, err := orchestrator.Load(env.StateDir)
-	if err != nil {
-		return orchestrator.Status{}, err
-	}
-	var p *plan.Plan
-	if _, pp, err := env.MakePlan(pf, false); err == nil {
-		p = pp
+// collectStatus asks the status package for the merged view: the plan
+// (a dry run: status never writes), the orchestrator's records, and the
+// boot services when they answer within a second.
+func collectStatus(ctx context.Context, env *Env, pf *PlanFlags, bootURL string, httpPort int) (status.Status, error) {
+	src := status.Sources{StateDir: env.StateDir, Logger: env.Logger()}
+	if _, p, err := env.MakePlan(pf, false); err == nil {
+		src.Plan = p
+		if bootURL == "" {
+			bootURL = "http://" + netip.AddrPortFrom(p.Management.IP, uint16(httpPort)).String()
+		}
+		src.Boot = api.NewClient(bootURL)
 	} else {
 		env.Logger().Debug("no plan: showing the recorded state only", "err", err)
 	}
-	byMAC := map[string]*orchestrator.StatusNode{}
-	var order []string
-	add := func(mac string) *orchestrator.StatusNode {
-		if s, ok := byMAC[mac]; ok {
-			return s
-		}
-		s := &orchestrator.StatusNode{PrimaryMAC: mac, Phase: orchestrator.Pending}
-		byMAC[mac] = s
-		order = append(order, mac)
-		return s
-	}
-	if p != nil {
-		for _, n := range append(append([]plan.Node(nil), p.Nodes...), p.Excluded...) {
-			s := add(n.PrimaryMAC)
-			s.Hostname, s.Role = n.Hostname, string(n.Role)
-			if n.IP.IsValid() {
-				s.IP = n.IP.String()
-			}
-			if n.Role == plan.Excluded {
-				s.Phase = orchestrator.Excluded
-			}
-		}
-	}
-	since := map[string]time.Time{}
-	for _, n := range st.Sorted() {
-		since[n.PrimaryMAC] = n.PhaseSince
-		s := add(n.PrimaryMAC)
-		if s.Hostname == "" {
-			s.Hostname, s.Role = n.Hostname, n.Role
-		}
-		s.Phase, s.BMCReachable, s.Power, s.BootDevice, s.OS = n.Phase, n.BMCReachable, n.Power, n.BootDevice, n.OS
-		s.LastEvent, s.LastEventAt, s.InstallGeneration = n.LastEvent, n.LastEventAt, n.InstallGeneration
-	}
-	if p != nil {
-		mergeRemote(ctx, env, p, bootURL, httpPort, byMAC, since)
-	}
-	out := orchestrator.Status{Nodes: []orchestrator.StatusNode{}}
-	for _, mac := range order {
-		out.Nodes = append(out.Nodes, *byMAC[mac])
-	}
-	sort.SliceStable(out.Nodes, func(i, j int) bool { return out.Nodes[i].Hostname < out.Nodes[j].Hostname })
-	return out, nil
-}
-
-// remotePhase maps the boot services' observation onto the state machine's
-// phases, for nodes whose recorded phase is behind it.
-var remotePhase = map[api.Phase]orchestrator.Phase{
-	api.PhaseNetbooting: orchestrator.Netbooting, api.PhaseInstalling: orchestrator.Installing,
-	api.PhaseInstalled: orchestrator.Installed, api.PhaseBooted: orchestrator.Booted,
-}
-
-var phaseOrder = map[orchestrator.Phase]int{orchestrator.Pending: 0, orchestrator.BMCReachable: 1, orchestrator.PXERequested: 2,
-	orchestrator.Netbooting: 3, orchestrator.Installing: 4, orchestrator.Installed: 5, orchestrator.Booted: 6, orchestrator.Ready: 7}
-
-// Only observations made after the node's last recorded transition count:
-// the boot services keep a node's old phase across a reinstall request.
-func mergeRemote(ctx context.Context, env *Env, p *plan.Plan, bootURL string, httpPort int, byMAC map[string]*orchestrator.StatusNode, since map[string]time.Time) {
-	if bootURL == "" {
-		bootURL = "http://" + netip.AddrPortFrom(p.Management.IP, uint16(httpPort)).String()
-	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	remote, err := api.NewClient(bootURL).Nodes(ctx)
-	if err != nil {
-		env.Logger().Debug("boot services not answering; showing the recorded state", "url", bootURL, "err", err)
-		return
-	}
-	for _, rn := range remote {
-		s := byMAC[rn.PrimaryMAC]
-		if s == nil {
-			continue
-		}
-		if rn.InstallGeneration > s.InstallGeneration {
-			s.InstallGeneration = rn.InstallGeneration
-		}
-		if rn.LastEventAt.After(s.LastEventAt) && rn.LastEvent != "" {
-			s.LastEvent, s.LastEventAt = string(rn.LastEvent), rn.LastEventAt
-		}
-		if rp, ok := remotePhase[rn.Phase]; ok && s.Phase != orchestrator.Excluded && s.Phase != orchestrator.Failed &&
-			phaseOrder[rp] > phaseOrder[s.Phase] && s.Phase != orchestrator.Pending && rn.LastEventAt.After(since[rn.PrimaryMAC]) {
-			s.Phase = rp
-		}
-	}
+	return status.Collect(ctx, src)
 }

@@ -15,8 +15,6 @@ import (
 // Version is set at build time (-ldflags "-X …/cli.Version=1.2.3").
 var Version = "dev"
 
-func init() { register(newVersionCmd) }
-
 // showOffer prints the changes an offered release brings; the check goes
 // on (with a note) when they cannot be read.
 func showOffer(ctx context.Context, w io.Writer, reg *release.Registry, installed, version string) {

@@ -96,7 +96,7 @@ func WritePublicIPSnippets(stateDir string, p *plan.Plan, ips PublicIPs) error {
 	}
 	want := map[string][]byte{}
 	bySecondary := map[string]plan.Node{}
-	for _, n := range append(append([]plan.Node(nil), p.Nodes...), p.Excluded...) {
+	for _, n := range p.Servers() {
 		bySecondary[n.SecondaryMAC] = n
 	}
 	macs := make([]string, 0, len(ips))

@@ -2,15 +2,12 @@ package orchestrator
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/racker/racker/provisioner/bmc"
-	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
-// The real drivers behind the ports: provisioner/bmc for BMCs and the boot
-// services' HTTP client (contract B).
+// The real driver behind the BMC port: provisioner/bmc. (The boot
+// services' HTTP client, *api.Client, is a BootServices as it is.)
 
 // ControllerOpener opens each node's BMC with provisioner/bmc. urlFor picks
 // the BMC URL (ipmi://ADDRESS from Racker's lease, libvirt:///, fake://…);
@@ -59,47 +56,3 @@ func (b controllerBMC) Power(ctx context.Context, action string) error {
 }
 
 func (b controllerBMC) Close() error { return b.c.Close() }
-
-// FromAPI adapts the boot services' HTTP client to the BootServices port.
-func FromAPI(c *api.Client) BootServices { return apiBoot{c} }
-
-type apiBoot struct{ c *api.Client }
-
-func (a apiBoot) Events(ctx context.Context, after uint64, wait time.Duration) ([]Event, error) {
-	if wait <= 0 {
-		wait = time.Millisecond // an answer at once: what is in the journal now
-	}
-	evs, err := a.c.Events(ctx, after, wait)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Event, len(evs))
-	for i, e := range evs {
-		out[i] = Event{Seq: e.Seq, Time: e.Time, MAC: e.MAC, Kind: string(e.Kind), Message: e.Message}
-	}
-	return out, nil
-}
-
-func (a apiBoot) Nodes(ctx context.Context) ([]RemoteNode, error) {
-	ns, err := a.c.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]RemoteNode, len(ns))
-	for i, n := range ns {
-		out[i] = remote(n)
-	}
-	return out, nil
-}
-
-func (a apiBoot) Reinstall(ctx context.Context, mac string, wipeAll bool) (RemoteNode, error) {
-	n, err := a.c.Reinstall(ctx, mac, wipeAll)
-	if err != nil {
-		return RemoteNode{}, fmt.Errorf("reinstall %s: %w", mac, err)
-	}
-	return remote(n), nil
-}
-
-func remote(n api.Node) RemoteNode {
-	return RemoteNode{PrimaryMAC: n.PrimaryMAC, Target: string(n.Target), InstallGeneration: n.InstallGeneration, Phase: string(n.Phase)}
-}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // reactiveBMC is a BMC whose node reacts at once: powered on with PXE set,
@@ -24,14 +26,14 @@ func (b reactiveBMC) PowerState(ctx context.Context) (string, error) { return "o
 func (b reactiveBMC) Close() error                                   { return nil }
 func (b reactiveBMC) SetBoot(ctx context.Context, d BootDevice, p, e bool) (bool, error) {
 	if d == BootDisk {
-		b.boot.Emit(b.mac, EventBooted, "")
+		b.boot.Emit(api.Event{MAC: b.mac, Kind: api.KindBooted})
 	}
 	return true, nil
 }
 func (b reactiveBMC) Power(ctx context.Context, a string) error {
 	if a == "on" {
-		for _, k := range []string{EventDHCP, EventInstalling, EventInstalled} {
-			b.boot.Emit(b.mac, k, "")
+		for _, k := range []api.EventKind{api.KindDHCP, api.KindInstalling, api.KindInstalled} {
+			b.boot.Emit(api.Event{MAC: b.mac, Kind: k})
 		}
 	}
 	return nil

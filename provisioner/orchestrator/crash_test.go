@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/web"
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/inventory"
 	"github.com/racker/racker/provisioner/plan"
@@ -56,7 +56,7 @@ func childMain() int {
 		return loggedBMC{BMC: b, mac: n.PrimaryMAC, path: opsLog, mu: &mu}, err
 	}
 	_, err := Run(context.Background(), Config{StateDir: os.Getenv("RACKER_ORCH_STATE"), Nodes: specs,
-		Boot: FromAPI(api.NewClient(os.Getenv("RACKER_ORCH_URL"))), OpenBMC: open, Policy: Policy{OnFailure: Cancel},
+		Boot: api.NewClient(os.Getenv("RACKER_ORCH_URL")), OpenBMC: open, Policy: Policy{OnFailure: Cancel},
 		PollWait: time.Second, Tick: 50 * time.Millisecond, BMCInterval: -1, OS: "testos current",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
@@ -153,17 +153,26 @@ func newCrashRig(t *testing.T) *crashRig {
 	}
 	dir := t.TempDir()
 	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
-	srv, err := web.New(web.Config{Plan: p, StateDir: dir, Release: release, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
+	udp := func() net.PacketConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The real boot services, through their door, on loopback sockets.
 	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := bootsvc.Open(ctx, bootsvc.Config{Plan: p, StateDir: dir, Release: release, TFTPRoot: t.TempDir(),
+		DHCPConn: udp(), TFTPConn: udp(), HTTPListener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
 	served := make(chan struct{})
-	go func() { defer close(served); srv.Serve(ctx, ln) }()
+	go func() { defer close(served); svc.Serve(ctx) }()
 	rig := &crashRig{t: t, dir: dir, url: "http://" + ln.Addr().String(), ops: filepath.Join(t.TempDir(), "ops"), p: p,
 		hold: map[string]bool{}, step: map[string]int{}}
 	var sims sync.WaitGroup
@@ -175,7 +184,6 @@ func newCrashRig(t *testing.T) *crashRig {
 		cancel()
 		sims.Wait()
 		<-served
-		srv.Close()
 	})
 	for _, n := range p.Nodes {
 		sims.Add(1)
@@ -225,7 +233,7 @@ func (c *crashRig) simulate(ctx context.Context, n plan.Node) {
 			if post("installed") {
 				next = 3
 			}
-		case s == 3 && cur.Phase == Installed && cur.DiskBootSet:
+		case s == 3 && cur.Phase == FirstBoot:
 			if post("booted") {
 				next = 4
 			}

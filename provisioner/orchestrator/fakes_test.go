@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // Test doubles: a simulated clock, an in-memory boot services (events
@@ -69,35 +70,37 @@ type fakeBoot struct {
 	clock *fakeClock
 	mu    sync.Mutex
 	seq   uint64
-	evs   []Event
+	evs   []api.Event
 	wake  chan struct{}
-	nodes map[string]*RemoteNode
+	nodes map[string]*api.Node
 	// reinstalls lists the MACs of reinstall requests, with "+wipe" when wipe_all.
 	reinstalls []string
 	down       bool
 }
 
 func newFakeBoot(c *fakeClock) *fakeBoot {
-	return &fakeBoot{clock: c, wake: make(chan struct{}), nodes: map[string]*RemoteNode{}}
+	return &fakeBoot{clock: c, wake: make(chan struct{}), nodes: map[string]*api.Node{}}
 }
 
-func (f *fakeBoot) Emit(mac, kind, msg string) {
+// Emit journals ev, with the fake's next Seq and its clock's Time.
+func (f *fakeBoot) Emit(ev api.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.seq++
-	f.evs = append(f.evs, Event{Seq: f.seq, Time: f.clock.Now(), MAC: mac, Kind: kind, Message: msg})
+	ev.Seq, ev.Time = f.seq, f.clock.Now()
+	f.evs = append(f.evs, ev)
 	close(f.wake)
 	f.wake = make(chan struct{})
 }
 
-func (f *fakeBoot) Events(ctx context.Context, after uint64, wait time.Duration) ([]Event, error) {
+func (f *fakeBoot) Events(ctx context.Context, after uint64, wait time.Duration) ([]api.Event, error) {
 	for {
 		f.mu.Lock()
 		if f.down {
 			f.mu.Unlock()
 			return nil, fmt.Errorf("boot services down")
 		}
-		var out []Event
+		var out []api.Event
 		for _, e := range f.evs {
 			if e.Seq > after {
 				out = append(out, e)
@@ -116,26 +119,26 @@ func (f *fakeBoot) Events(ctx context.Context, after uint64, wait time.Duration)
 	}
 }
 
-func (f *fakeBoot) Nodes(ctx context.Context) ([]RemoteNode, error) {
+func (f *fakeBoot) Nodes(ctx context.Context) ([]api.Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []RemoteNode
+	var out []api.Node
 	for _, n := range f.nodes {
 		out = append(out, *n)
 	}
 	return out, nil
 }
 
-func (f *fakeBoot) Reinstall(ctx context.Context, mac string, wipeAll bool) (RemoteNode, error) {
+func (f *fakeBoot) Reinstall(ctx context.Context, mac string, wipeAll bool) (api.Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := f.nodes[mac]
 	if n == nil {
-		n = &RemoteNode{PrimaryMAC: mac}
+		n = &api.Node{PrimaryMAC: mac}
 		f.nodes[mac] = n
 	}
 	n.InstallGeneration++
-	n.Target = "install"
+	n.Target = api.TargetInstall
 	r := mac
 	if wipeAll {
 		r += "+wipe"
@@ -158,8 +161,8 @@ type simNode struct {
 	mac          string
 	bmc          *bmc.FakeBMC
 	boot         *fakeBoot
-	stopAfter    string // last event to emit: "" = all the way to booted
-	failInstalls int    // the first N installs fail
+	stopAfter    api.EventKind // last event to emit: "" = all the way to booted, neverNetboots = none
+	failInstalls int           // the first N installs fail
 	seenActions  int
 	installed    bool // the node has an installed OS that boots from disk
 }
@@ -178,28 +181,33 @@ func (s *simNode) run(ctx context.Context) {
 			continue
 		}
 		if installed && s.bmc.Flags().Device == bmc.DeviceDisk && s.bmc.Flags().Persistent && s.stopAfter == "" {
-			s.boot.Emit(s.mac, EventBooted, "")
+			s.boot.Emit(api.Event{MAC: s.mac, Kind: api.KindBooted})
 			installed = false
 		}
 	}
 }
 
+// neverNetboots as stopAfter: the firmware never netboots.
+const neverNetboots api.EventKind = "none"
+
 // netboot emits the events of one PXE boot; it reports whether the node
 // ended up installed.
 func (s *simNode) netboot() bool {
-	if s.stopAfter == "none" {
+	if s.stopAfter == neverNetboots {
 		return false // the firmware never netboots
 	}
-	steps := [][2]string{{EventDHCP, "ip 10.0.0.2"}, {EventIPXE, "install"}, {EventIgnition, "install"}, {EventInstalling, ""}, {EventInstalled, ""}}
+	steps := []api.Event{{Kind: api.KindDHCP, Message: "ip 10.0.0.2"}, {Kind: api.KindIPXE, Script: api.ScriptInstall},
+		{Kind: api.KindIgnition, Ignition: api.IgnitionInstall}, {Kind: api.KindInstalling}, {Kind: api.KindInstalled}}
 	for _, st := range steps {
-		if st[0] == EventInstalled && s.failInstalls > 0 {
+		st.MAC = s.mac
+		if st.Kind == api.KindInstalled && s.failInstalls > 0 {
 			s.failInstalls--
-			s.boot.Emit(s.mac, EventFailed, "flatcar-install: no disk")
+			s.boot.Emit(api.Event{MAC: s.mac, Kind: api.KindFailed, Message: "flatcar-install: no disk"})
 			return false
 		}
-		s.boot.Emit(s.mac, st[0], st[1])
-		if st[0] == s.stopAfter {
-			return st[0] == EventInstalled
+		s.boot.Emit(st)
+		if st.Kind == s.stopAfter {
+			return st.Kind == api.KindInstalled
 		}
 	}
 	return true
@@ -255,11 +263,11 @@ func (h *harness) bmcName(m string) string { return h.name + "/" + m }
 func (h *harness) bmc(i int) *bmc.FakeBMC  { return bmc.Fake(h.bmcName(mac(i))) }
 
 // sim starts a simulated node i until the test ends.
-func (h *harness) sim(i int, stopAfter string, failInstalls int) {
+func (h *harness) sim(i int, stopAfter api.EventKind, failInstalls int) {
 	h.startSim(i, stopAfter, failInstalls, false)
 }
 
-func (h *harness) startSim(i int, stopAfter string, failInstalls int, installed bool) {
+func (h *harness) startSim(i int, stopAfter api.EventKind, failInstalls int, installed bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &simNode{mac: mac(i), bmc: h.bmc(i), boot: h.boot, stopAfter: stopAfter, failInstalls: failInstalls,
 		seenActions: len(h.bmc(i).Actions()), installed: installed}
@@ -280,7 +288,7 @@ func (h *harness) start() {
 		inflight := 0
 		for _, n := range ns {
 			h.snap[n.PrimaryMAC] = n
-			if n.Started && !n.Phase.Terminal() {
+			if phases[n.Phase].slot {
 				inflight++
 			}
 		}

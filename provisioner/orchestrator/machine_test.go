@@ -3,86 +3,89 @@ package orchestrator
 import (
 	"testing"
 	"time"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
-// newTestRunner is a runner without its loop: the transition functions are
+// newTestRunner is a runner without its loop: the input functions are
 // called directly, so every (phase, input) pair is checked exactly.
 func newTestRunner(p Phase) (*runner, *Node) {
 	cfg := Config{Clock: newFakeClock(), Policy: Policy{OnFailure: Exclude}, OS: "flatcar current"}
 	cfg.defaults()
 	s := NodeSpec{PrimaryMAC: mac(1), BMCMAC: mac(101), Hostname: "n1"}
-	n := &Node{PrimaryMAC: s.PrimaryMAC, Hostname: "n1", Phase: p, Started: true}
-	r := &runner{cfg: cfg, log: cfg.Logger, st: &State{Nodes: map[string]*Node{s.PrimaryMAC: n}},
+	n := &Node{PrimaryMAC: s.PrimaryMAC, Hostname: "n1", Phase: p}
+	r := &runner{cfg: cfg, st: &State{Nodes: map[string]*Node{s.PrimaryMAC: n}},
 		specs: map[string]NodeSpec{s.PrimaryMAC: s}, order: []string{s.PrimaryMAC}, byBMC: map[string]string{s.BMCMAC: s.PrimaryMAC},
 		inflight: map[string]bool{}, asking: map[string]bool{}}
+	r.machine = machine{cfg: &r.cfg, now: cfg.Clock.Now, log: cfg.Logger}
 	return r, n
 }
 
 func TestEventTransitions(t *testing.T) {
 	cases := []struct {
-		from       Phase
-		kind, msg  string
-		diskSet    bool
-		want       Phase
-		bootedSeen bool
+		from Phase
+		ev   api.Event
+		want Phase
 	}{
-		{from: PXERequested, kind: EventDHCP, want: Netbooting},
-		{from: PXERequested, kind: EventTFTP, msg: "undionly.kpxe", want: Netbooting},
-		{from: PXERequested, kind: EventIPXE, msg: "install", want: Netbooting},
-		{from: PXERequested, kind: EventIPXE, msg: "disk", want: Excluded},     // told to boot from disk: a failure
-		{from: Netbooting, kind: EventIgnition, msg: "boot", want: Excluded},   // the disk's OS booted instead
-		{from: BMCReachable, kind: EventIPXE, msg: "disk", want: BMCReachable}, // before our PXE request: not ours
-		{from: PXERequested, kind: EventIgnition, msg: "install", want: Netbooting},
-		{from: BMCReachable, kind: EventDHCP, want: Netbooting}, // the node was faster than the BMC's answer
-		{from: Pending, kind: EventDHCP, want: Pending},         // not PXE-requested yet: a node booting by itself
-		{from: Netbooting, kind: EventDHCP, want: Netbooting},
-		{from: Netbooting, kind: EventInstalling, want: Installing},
-		{from: PXERequested, kind: EventInstalling, want: Installing},
-		{from: Installing, kind: EventDHCP, want: Installing}, // late events never move a node back
-		{from: Installing, kind: EventInstalled, want: Installed},
-		{from: Netbooting, kind: EventInstalled, want: Installed},
-		{from: Installed, kind: EventBooted, want: Installed, bootedSeen: true}, // waits for the disk boot device
-		{from: Installed, kind: EventBooted, diskSet: true, want: Booted, bootedSeen: true},
-		{from: PXERequested, kind: EventBooted, want: Excluded}, // the old OS on disk booted: PXE failed
-		{from: Netbooting, kind: EventBooted, want: Excluded},
-		{from: BMCReachable, kind: EventBooted, want: BMCReachable}, // before our PXE request
-		{from: Installing, kind: EventBooted, want: Installing},
-		{from: Booted, kind: EventDHCP, want: Booted},
-		{from: Booted, kind: EventFailed, want: Booted},
-		{from: Excluded, kind: EventInstalled, want: Excluded},
-		{from: Installing, kind: EventFailed, msg: "disk full", want: Excluded},
-		{from: Netbooting, kind: EventFailed, want: Excluded},
-		{from: Installing, kind: "machine_seen", want: Installing},
+		{from: PXERequested, ev: api.Event{Kind: api.KindDHCP}, want: Netbooting},
+		{from: PXERequested, ev: api.Event{Kind: api.KindTFTP, Message: "undionly.kpxe"}, want: Netbooting},
+		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptInstall}, want: Netbooting},
+		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptDisk}, want: Excluding},       // told to boot from disk: a failure
+		{from: Netbooting, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionBoot}, want: Excluding}, // the disk's OS booted instead
+		{from: BMCReachable, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptDisk}, want: BMCReachable},    // before our PXE request: not ours
+		{from: PXERequested, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionInstall}, want: Netbooting},
+		{from: BMCReachable, ev: api.Event{Kind: api.KindDHCP}, want: Netbooting}, // the node was faster than the BMC's answer
+		{from: BMCCheck, ev: api.Event{Kind: api.KindDHCP}, want: BMCCheck},       // not PXE-requested yet: a node booting by itself
+		{from: Netbooting, ev: api.Event{Kind: api.KindDHCP}, want: Netbooting},
+		{from: Netbooting, ev: api.Event{Kind: api.KindInstalling}, want: Installing},
+		{from: PXERequested, ev: api.Event{Kind: api.KindInstalling}, want: Installing},
+		{from: Installing, ev: api.Event{Kind: api.KindDHCP}, want: Installing}, // late events never move a node back
+		{from: Installing, ev: api.Event{Kind: api.KindInstalled}, want: Installed},
+		{from: Netbooting, ev: api.Event{Kind: api.KindInstalled}, want: Installed},
+		{from: Installed, ev: api.Event{Kind: api.KindBooted}, want: AwaitingDiskBoot}, // waits for the disk boot device
+		{from: FirstBoot, ev: api.Event{Kind: api.KindBooted}, want: Booted},
+		{from: PXERequested, ev: api.Event{Kind: api.KindBooted}, want: Excluding}, // the old OS on disk booted: PXE failed
+		{from: Netbooting, ev: api.Event{Kind: api.KindBooted}, want: Excluding},
+		{from: BMCReachable, ev: api.Event{Kind: api.KindBooted}, want: BMCReachable}, // before our PXE request
+		{from: Installing, ev: api.Event{Kind: api.KindBooted}, want: Installing},
+		{from: Booted, ev: api.Event{Kind: api.KindDHCP}, want: Booted},
+		{from: Booted, ev: api.Event{Kind: api.KindFailed}, want: Booted},
+		{from: Excluded, ev: api.Event{Kind: api.KindInstalled}, want: Excluded},
+		{from: Installing, ev: api.Event{Kind: api.KindFailed, Message: "disk full"}, want: Excluding},
+		{from: Netbooting, ev: api.Event{Kind: api.KindFailed}, want: Excluding},
+		{from: Installing, ev: api.Event{Kind: api.KindMachineSeen}, want: Installing},
+		// Messages are for people: without the typed detail nothing moves.
+		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Message: "install"}, want: PXERequested},
+		{from: Netbooting, ev: api.Event{Kind: api.KindIPXE, Message: "disk"}, want: Netbooting},
 	}
 	for _, c := range cases {
 		r, n := newTestRunner(c.from)
-		n.DiskBootSet = c.diskSet
-		r.onEvent(Event{Seq: 7, MAC: "52:54:00:00:00:01", Kind: c.kind, Message: c.msg, Time: time.Unix(5, 0)})
-		if n.Phase != c.want || n.BootedSeen != c.bootedSeen {
-			t.Errorf("%s + %s %q: phase %s bootedSeen %v, want %s %v", c.from, c.kind, c.msg, n.Phase, n.BootedSeen, c.want, c.bootedSeen)
+		ev := c.ev
+		ev.Seq, ev.MAC, ev.Time = 7, "52:54:00:00:00:01", time.Unix(5, 0)
+		r.onEvent(ev)
+		if n.Phase != c.want {
+			t.Errorf("%s + %+v: phase %s, want %s", c.from, c.ev, n.Phase, c.want)
 		}
 		if r.st.LastEventSeq != 7 || n.LastEventAt != time.Unix(5, 0) {
-			t.Errorf("%s + %s: event not recorded (seq %d)", c.from, c.kind, r.st.LastEventSeq)
+			t.Errorf("%s + %+v: event not recorded (seq %d)", c.from, c.ev, r.st.LastEventSeq)
 		}
 	}
 }
 
 func TestOpTransitions(t *testing.T) {
 	cases := []struct {
-		from      Phase
-		kind      opKind
-		bootedSee bool
-		want      Phase
+		from Phase
+		kind opKind
+		want Phase
 	}{
-		{Pending, opDiag, false, BMCReachable},
-		{BMCReachable, opPXE, false, PXERequested},
-		{Installed, opDiskBoot, false, Installed},
-		{Installed, opDiskBoot, true, Booted},
-		{Netbooting, opPXE, false, Netbooting}, // a stale answer: the node moved on meanwhile
+		{BMCCheck, opDiag, BMCReachable},
+		{BMCReachable, opPXE, PXERequested},
+		{Installed, opDiskBoot, FirstBoot},     // waits for the booted callback
+		{AwaitingDiskBoot, opDiskBoot, Booted}, // the booted callback came first
+		{Netbooting, opPXE, Netbooting},        // a stale answer: the node moved on meanwhile
 	}
 	for _, c := range cases {
 		r, n := newTestRunner(c.from)
-		n.BootedSeen = c.bootedSee
 		launched := c.from
 		if c.kind == opPXE {
 			launched = BMCReachable
@@ -94,29 +97,29 @@ func TestOpTransitions(t *testing.T) {
 	}
 	// A reinstall answer records the install generation and clears the need.
 	// The BMC is checked first; the reinstall is asked for only then.
-	r, n := newTestRunner(Pending)
+	r, n := newTestRunner(BMCCheck)
 	n.NeedReinstall = true
-	if k, _ := r.needOp(n); k != opDiag {
-		t.Fatalf("pending node needing a reinstall: next op %s, want diag first", k)
+	if k := phases[n.Phase].op; k != opDiag {
+		t.Fatalf("node needing a reinstall: first op %s, want diag", k)
 	}
-	n.Phase = BMCReachable
-	if k, _ := r.needOp(n); k != opReinstall {
-		t.Fatalf("BMC reachable, reinstall needed: next op %s", k)
+	r.onOp(opResult{mac: n.PrimaryMAC, kind: opDiag, phase: BMCCheck, power: "off"})
+	if k := phases[n.Phase].op; n.Phase != Reinstall || k != opReinstall {
+		t.Fatalf("BMC reachable, reinstall needed: %s, next op %s", n.Phase, k)
 	}
-	r.onOp(opResult{mac: n.PrimaryMAC, kind: opReinstall, phase: BMCReachable, generation: 3})
+	r.onOp(opResult{mac: n.PrimaryMAC, kind: opReinstall, phase: Reinstall, generation: 3})
 	if n.NeedReinstall || n.InstallGeneration != 3 {
 		t.Errorf("after reinstall: %+v", n)
 	}
-	if k, _ := r.needOp(n); k != opPXE {
+	if k := phases[n.Phase].op; k != opPXE {
 		t.Errorf("next op %s, want pxe", k)
 	}
 }
 
 // The BMC's own DHCP lease cuts the wait before the next diagnostic.
 func TestBMCLeaseRetriesAtOnce(t *testing.T) {
-	r, n := newTestRunner(Pending)
+	r, n := newTestRunner(BMCCheck)
 	n.RetryAt = r.now().Add(time.Hour)
-	r.onEvent(Event{Seq: 1, MAC: mac(101), Kind: EventDHCP})
+	r.onEvent(api.Event{Seq: 1, MAC: mac(101), Kind: api.KindDHCP})
 	if n.RetryAt.After(r.now()) {
 		t.Error("BMC lease did not bring the next BMC check forward")
 	}
@@ -129,7 +132,7 @@ func TestInstalledRecordsTheOS(t *testing.T) {
 		r, n := newTestRunner(Installing)
 		r.cfg.OS = c.cfgOS
 		n.OS = "testos current"
-		r.onEvent(Event{Seq: 1, MAC: n.PrimaryMAC, Kind: EventInstalled})
+		r.onEvent(api.Event{Seq: 1, MAC: n.PrimaryMAC, Kind: api.KindInstalled})
 		if n.Phase != Installed || n.OS != c.want {
 			t.Errorf("config OS %q: node %s with OS %q, want %q", c.cfgOS, n.Phase, n.OS, c.want)
 		}
@@ -140,13 +143,18 @@ func TestInstalledRecordsTheOS(t *testing.T) {
 // its type was not declared UEFI.
 func TestUEFIFirmwareLearnedFromDHCP(t *testing.T) {
 	r, n := newTestRunner(PXERequested)
-	r.onEvent(Event{Seq: 1, MAC: n.PrimaryMAC, Kind: EventDHCP, Message: `ip=172.24.213.4 type=request arch=7 user_class="iPXE"`})
+	r.onEvent(api.Event{Seq: 1, MAC: n.PrimaryMAC, Kind: api.KindDHCP, ClientArch: []uint16{7}, Message: `ip=172.24.213.4 type=request arch=7 user_class="iPXE"`})
 	if !n.UEFISeen || n.Phase != Netbooting {
 		t.Errorf("after a UEFI DHCP request: %+v", n)
 	}
-	for msg, want := range map[string]bool{"arch=0": false, "arch=00009": true, "ip=1.2.3.4 type=request": false, "arch=7": true, "arch=6": false} {
-		if uefiArch(msg) != want {
-			t.Errorf("uefiArch(%q) = %v", msg, !want)
+	for _, c := range []struct {
+		arch []uint16
+		want bool
+	}{{[]uint16{0}, false}, {[]uint16{9}, true}, {nil, false}, {[]uint16{7}, true}, {[]uint16{6}, false}, {[]uint16{0, 7}, false}} {
+		r, n := newTestRunner(PXERequested)
+		r.onEvent(api.Event{Seq: 1, MAC: n.PrimaryMAC, Kind: api.KindDHCP, ClientArch: c.arch})
+		if n.UEFISeen != c.want {
+			t.Errorf("DHCP client arch %v: UEFI seen %v, want %v", c.arch, n.UEFISeen, c.want)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // Operations run on their own goroutines and report back to the loop as
@@ -36,13 +38,15 @@ type askResult struct {
 	decision FailureMode
 }
 
-type input struct {
-	events []Event
+// report is what the operations, the event poll and the questions send
+// the loop: one of its fields is set.
+type report struct {
+	events []api.Event
 	op     *opResult
 	ask    *askResult
 }
 
-func (r *runner) send(ctx context.Context, in input) {
+func (r *runner) send(ctx context.Context, in report) {
 	select {
 	case r.inputs <- in:
 	case <-ctx.Done():
@@ -56,7 +60,7 @@ func (r *runner) runOp(ctx context.Context, s NodeSpec, kind opKind, phase Phase
 	if res.err != nil {
 		res.err = fmt.Errorf("%s: %w", kind, res.err) // the BMC's errors name the node and address
 	}
-	r.send(ctx, input{op: &res})
+	r.send(ctx, report{op: &res})
 }
 
 func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, wipeAll bool, res *opResult) error {
@@ -145,7 +149,7 @@ func (r *runner) powerOff(ctx context.Context, b BMC) error {
 
 func (r *runner) ask(ctx context.Context, n Node) {
 	d := r.cfg.Ask(ctx, n, n.Reason)
-	r.send(ctx, input{ask: &askResult{mac: n.PrimaryMAC, decision: d}})
+	r.send(ctx, report{ask: &askResult{mac: n.PrimaryMAC, decision: d}})
 }
 
 // poll long-polls the boot services for events and hands them to the loop
@@ -179,7 +183,7 @@ func (r *runner) poll(ctx context.Context, after uint64) {
 			continue
 		}
 		after = evs[len(evs)-1].Seq
-		r.send(ctx, input{events: evs})
+		r.send(ctx, report{events: evs})
 	}
 }
 

@@ -9,6 +9,11 @@
 // — is persisted after each change, so a run killed at any moment resumes
 // where it stopped, never loses an event and never reinstalls a booted node.
 //
+// Where a node stands is one phase, and what can happen to it in each
+// phase is one table (table.go, printed as docs/phases.md by go
+// generate): machine.go applies it, inputs.go turns what happens — slots,
+// operations, events, timeouts, answers — into its inputs.
+//
 // The door is Run; the BMCs, the boot services and the clock are ports
 // (ports.go) so that tests drive every transition with fakes.
 package orchestrator
@@ -158,7 +163,7 @@ type Result struct {
 func (r Result) Failed() []Node {
 	var out []Node
 	for _, n := range r.Nodes {
-		if n.Phase == Failed || (n.Phase == Excluded && !n.ExcludedByUser) {
+		if n.Phase == Failed || (n.Phase.Left() && !n.ExcludedByUser) {
 			out = append(out, n)
 		}
 	}
@@ -188,14 +193,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r := &runner{
 		cfg:      cfg,
 		st:       st,
-		log:      cfg.Logger,
 		specs:    map[string]NodeSpec{},
 		byBMC:    map[string]string{},
-		inputs:   make(chan input, 16),
+		inputs:   make(chan report, 16),
 		inflight: map[string]bool{},
 		asking:   map[string]bool{},
 		lim:      newLimiter(cfg.Clock, cfg.BMCConcurrency, cfg.BMCInterval),
 	}
+	r.machine = machine{cfg: &r.cfg, now: cfg.Clock.Now, log: cfg.Logger}
 	for _, s := range cfg.Nodes {
 		r.order = append(r.order, s.PrimaryMAC)
 		r.specs[s.PrimaryMAC] = s
@@ -216,24 +221,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 // runner is one run's mutable state; only the loop goroutine touches st.
 type runner struct {
+	machine
 	cfg    Config
 	st     *State
-	log    *slog.Logger
 	specs  map[string]NodeSpec
 	order  []string          // spec order: nodes start in plan order
 	byBMC  map[string]string // BMC MAC → primary MAC
-	inputs chan input
+	inputs chan report
 
-	inflight  map[string]bool // a BMC or boot-services operation runs for the node
-	asking    map[string]bool
-	lim       *limiter
-	wg        sync.WaitGroup
-	pending   []Transition
-	dirty     bool
-	cancelled error
+	inflight map[string]bool // a BMC or boot-services operation runs for the node
+	asking   map[string]bool
+	lim      *limiter
+	wg       sync.WaitGroup
 }
-
-func (r *runner) now() time.Time { return r.cfg.Clock.Now() }
 
 func (r *runner) result() Result {
 	var out Result
@@ -253,10 +253,10 @@ func (r *runner) persist() error {
 	if !r.dirty {
 		return nil
 	}
-	if err := appendLog(r.cfg.StateDir, r.pending); err != nil {
+	if err := appendLog(r.cfg.StateDir, r.logged); err != nil {
 		return err
 	}
-	r.pending = nil
+	r.logged = nil
 	if err := save(r.cfg.StateDir, r.st); err != nil {
 		return err
 	}
@@ -318,14 +318,14 @@ func (r *runner) finished() bool {
 		return false
 	}
 	for _, mac := range r.order {
-		n := r.st.Nodes[mac]
-		if _, op := r.needOp(n); op {
+		p := r.st.Nodes[mac].Phase
+		if phases[p].op != "" {
 			return false
 		}
-		if n.Phase.Terminal() {
+		if p.Terminal() {
 			continue
 		}
-		if r.cfg.StopAt != "" && rank[n.Phase] >= rank[r.cfg.StopAt] && n.Started {
+		if r.cfg.StopAt != "" && phases[p].slot && p.Rank() >= r.cfg.StopAt.Rank() {
 			continue
 		}
 		return false
@@ -333,7 +333,7 @@ func (r *runner) finished() bool {
 	return true
 }
 
-func (r *runner) apply(in input) {
+func (r *runner) apply(in report) {
 	switch {
 	case in.events != nil:
 		for _, ev := range in.events {

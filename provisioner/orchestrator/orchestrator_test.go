@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 func TestHappyPathTwoNodes(t *testing.T) {
@@ -28,7 +29,7 @@ func TestHappyPathTwoNodes(t *testing.T) {
 	}
 	for i, wantActions := range map[int][]bmc.PowerAction{1: {bmc.ActionOn}, 2: {bmc.ActionOff, bmc.ActionOn}} {
 		n := res.Nodes[i-1]
-		if n.Phase != Booted || !n.DiskBootSet || n.OS != "testos current" || n.BootDevice != "disk" || n.Power != "on" {
+		if n.Phase != Booted || n.OS != "testos current" || n.BootDevice != "disk" || n.Power != "on" {
 			t.Errorf("node %d: %+v", i, n)
 		}
 		if n.BMCReachable == nil || !*n.BMCReachable {
@@ -56,7 +57,7 @@ func TestHappyPathTwoNodes(t *testing.T) {
 			path = append(path, tr.To)
 		}
 	}
-	want := []Phase{BMCReachable, PXERequested, Netbooting, Installing, Installed, Booted}
+	want := []Phase{BMCCheck, BMCReachable, PXERequested, Netbooting, Installing, Installed, FirstBoot, Booted}
 	if !slices.Equal(path, want) {
 		t.Errorf("node 1 transitions %v, want %v", path, want)
 	}
@@ -71,26 +72,28 @@ func TestHappyPathTwoNodes(t *testing.T) {
 func TestEveryPhaseTimesOut(t *testing.T) {
 	cases := []struct {
 		phase     Phase
-		stopAfter string // what the simulated node does
-		dead      bool   // BMC answers nothing
-		noBoot    bool   // BMC answers diag but refuses boot flags
+		stopAfter api.EventKind // what the simulated node does
+		dead      bool          // BMC answers nothing
+		noBoot    bool          // BMC answers diag but refuses boot flags
+		noDisk    bool          // BMC refuses boot device disk only
 	}{
-		{phase: Pending, dead: true},
+		{phase: BMCCheck, dead: true},
 		{phase: BMCReachable, noBoot: true},
-		{phase: PXERequested, stopAfter: "none"},
-		{phase: Netbooting, stopAfter: EventDHCP},
-		{phase: Installing, stopAfter: EventInstalling},
-		{phase: Installed, stopAfter: EventInstalled},
+		{phase: PXERequested, stopAfter: neverNetboots},
+		{phase: Netbooting, stopAfter: api.KindDHCP},
+		{phase: Installing, stopAfter: api.KindInstalling},
+		{phase: Installed, stopAfter: api.KindInstalled, noDisk: true},
+		{phase: FirstBoot, stopAfter: api.KindInstalled},
 	}
 	for _, c := range cases {
 		t.Run(string(c.phase), func(t *testing.T) {
 			h := newHarness(t, 1)
 			h.bmc(1).SetDead(c.dead)
-			if c.noBoot {
+			if c.noBoot || c.noDisk {
 				inner := h.cfg.OpenBMC
 				h.cfg.OpenBMC = func(ctx context.Context, n NodeSpec) (BMC, error) {
 					b, err := inner(ctx, n)
-					return refuseBoot{b}, err
+					return refuseBoot{b, c.noDisk}, err
 				}
 			}
 			if c.stopAfter != "" {
@@ -99,9 +102,6 @@ func TestEveryPhaseTimesOut(t *testing.T) {
 			limit := DefaultTimeouts.limit(c.phase)
 			h.start()
 			h.waitFor("phase "+string(c.phase), h.phaseIs(1, c.phase))
-			if c.phase == Installed {
-				h.waitFor("disk boot set", func() bool { return h.node(1).DiskBootSet })
-			}
 			h.clock.Advance(limit - time.Second)
 			h.clock.Advance(time.Millisecond) // one more tick for the loop to look
 			time.Sleep(20 * time.Millisecond)
@@ -120,7 +120,7 @@ func TestEveryPhaseTimesOut(t *testing.T) {
 			if len(res.Failed()) != 1 {
 				t.Errorf("Failed() = %v, want the node", res.Failed())
 			}
-			if !n.PowerOffDone {
+			if n.Phase != Excluded {
 				t.Error("excluded node: power off not attempted")
 			}
 			if !c.dead && h.bmc(1).Power() != bmc.PowerOff {
@@ -130,9 +130,16 @@ func TestEveryPhaseTimesOut(t *testing.T) {
 	}
 }
 
-type refuseBoot struct{ BMC }
+// refuseBoot refuses every boot device, or with diskOnly only disk.
+type refuseBoot struct {
+	BMC
+	diskOnly bool
+}
 
-func (refuseBoot) SetBoot(ctx context.Context, dev BootDevice, persistent, efi bool) (bool, error) {
+func (r refuseBoot) SetBoot(ctx context.Context, dev BootDevice, persistent, efi bool) (bool, error) {
+	if r.diskOnly && dev != BootDisk {
+		return r.BMC.SetBoot(ctx, dev, persistent, efi)
+	}
 	return false, errors.New("boot flags refused")
 }
 
@@ -181,7 +188,7 @@ func TestCancelStopsTheRun(t *testing.T) {
 	h := newHarness(t, 2)
 	h.cfg.Policy = Policy{OnFailure: Cancel}
 	h.sim(1, "", 1)
-	h.sim(2, EventInstalling, 0)
+	h.sim(2, api.KindInstalling, 0)
 	h.start()
 	res, err := h.wait()
 	if !errors.Is(err, ErrCancelled) || !strings.Contains(err.Error(), "n1") {
@@ -273,7 +280,7 @@ func TestParallelBound(t *testing.T) {
 func TestResumeAfterInterruption(t *testing.T) {
 	h := newHarness(t, 3)
 	h.sim(1, "", 0)
-	h.sim(2, EventInstalling, 0)
+	h.sim(2, api.KindInstalling, 0)
 	h.sim(3, "none", 0)
 	h.start()
 	h.waitFor("n1 booted, n2 installing, n3 pxe", func() bool {
@@ -283,18 +290,18 @@ func TestResumeAfterInterruption(t *testing.T) {
 	if !errors.Is(h.err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", h.err)
 	}
-	h.boot.Emit(mac(2), EventInstalled, "") // while nothing runs
+	h.boot.Emit(api.Event{MAC: mac(2), Kind: api.KindInstalled}) // while nothing runs
 	n1Writes, n1Actions := h.bmc(1).BootWrites(), len(h.bmc(1).Actions())
 
 	h.startSim(2, "", 0, true) // now n2 boots once its boot device is disk
 	go func() {                // n3's firmware finally netboots
-		for _, k := range []string{EventDHCP, EventInstalling, EventInstalled} {
-			h.boot.Emit(mac(3), k, "")
+		for _, k := range []api.EventKind{api.KindDHCP, api.KindInstalling, api.KindInstalled} {
+			h.boot.Emit(api.Event{MAC: mac(3), Kind: k})
 		}
 	}()
 	h.start()
-	h.waitFor("n3 installed", func() bool { return h.node(3).DiskBootSet })
-	h.boot.Emit(mac(3), EventBooted, "")
+	h.waitFor("n3 installed", h.phaseIs(3, FirstBoot))
+	h.boot.Emit(api.Event{MAC: mac(3), Kind: api.KindBooted})
 	res, err := h.wait()
 	if err != nil {
 		t.Fatal(err)
@@ -316,11 +323,11 @@ func TestResumeAfterInterruption(t *testing.T) {
 // already know as booted is adopted without a reinstall.
 func TestFirstRunSkipsHistoryAndAdoptsBootedNodes(t *testing.T) {
 	h := newHarness(t, 2)
-	for _, k := range []string{EventInstalling, EventInstalled, EventBooted} {
-		h.boot.Emit(mac(1), k, "from last year")
+	for _, k := range []api.EventKind{api.KindInstalling, api.KindInstalled, api.KindBooted} {
+		h.boot.Emit(api.Event{MAC: mac(1), Kind: k, Message: "from last year"})
 	}
-	h.boot.nodes[mac(2)] = &RemoteNode{PrimaryMAC: mac(2), Target: "disk", Phase: "booted", InstallGeneration: 4}
-	h.sim(1, EventDHCP, 0)
+	h.boot.nodes[mac(2)] = &api.Node{PrimaryMAC: mac(2), Target: api.TargetDisk, Phase: api.PhaseBooted, InstallGeneration: 4}
+	h.sim(1, api.KindDHCP, 0)
 	h.start()
 	h.waitFor("n1 netbooting", h.phaseIs(1, Netbooting))
 	if n := h.node(2); n.Phase != Booted || n.InstallGeneration != 4 {
@@ -390,10 +397,10 @@ func TestDiskBootFlagsFollowTheFirmwareSeen(t *testing.T) {
 	if h.bmc(1).Flags().EFI {
 		t.Fatal("EFI flag before any sign of UEFI firmware")
 	}
-	h.boot.Emit(mac(1), EventDHCP, "ip=10.0.0.2 type=request arch=7")
-	h.boot.Emit(mac(1), EventInstalling, "")
-	h.boot.Emit(mac(1), EventInstalled, "")
-	h.waitFor("disk boot set", func() bool { return h.node(1).DiskBootSet })
+	h.boot.Emit(api.Event{MAC: mac(1), Kind: api.KindDHCP, ClientArch: []uint16{7}, Message: "ip=10.0.0.2 type=request arch=7"})
+	h.boot.Emit(api.Event{MAC: mac(1), Kind: api.KindInstalling})
+	h.boot.Emit(api.Event{MAC: mac(1), Kind: api.KindInstalled})
+	h.waitFor("disk boot set", h.phaseIs(1, FirstBoot))
 	if f := h.bmc(1).Flags(); f.Device != bmc.DeviceDisk || !f.EFI {
 		t.Errorf("disk boot flags %v, want EFI after a UEFI netboot", f)
 	}

@@ -3,6 +3,8 @@ package orchestrator
 import (
 	"context"
 	"time"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // The orchestrator talks to the world through these small ports, so unit
@@ -48,41 +50,18 @@ type BMC interface {
 // a BMC whose address changes (a new DHCP lease) is found again.
 type BMCOpener func(ctx context.Context, n NodeSpec) (BMC, error)
 
-// Event is one boot-services event (contract B: GET /api/v1/events).
-type Event struct {
-	Seq     uint64
-	Time    time.Time
-	MAC     string
-	Kind    string
-	Message string
-}
-
-// Event kinds the orchestrator acts on.
-const (
-	EventDHCP       = "dhcp"
-	EventTFTP       = "tftp"
-	EventIPXE       = "ipxe"
-	EventIgnition   = "ignition"
-	EventInstalling = "installing"
-	EventInstalled  = "installed"
-	EventBooted     = "booted"
-	EventFailed     = "failed"
-)
-
-// RemoteNode is the boot services' view of a node (GET /api/v1/nodes).
-type RemoteNode struct {
-	PrimaryMAC        string
-	Target            string // "install" or "disk"
-	InstallGeneration int
-	Phase             string // the boot services' phase: unknown, dhcp, netbooting, installing, installed, booted, failed
-}
-
-// BootServices is the orchestrator's view of the boot services.
+// BootServices is the orchestrator's view of the boot services, in the
+// boot services' own types (their HTTP contract, provisioner/bootsvc/api):
+// *api.Client implements it. Decisions read the events' typed fields
+// (Kind, Script, Ignition, ClientArch), never their messages.
 type BootServices interface {
-	// Events long-polls for events after seq, waiting up to wait.
-	Events(ctx context.Context, after uint64, wait time.Duration) ([]Event, error)
-	Nodes(ctx context.Context) ([]RemoteNode, error)
+	// Events long-polls for events after seq, waiting up to wait (0: what
+	// the journal holds now).
+	Events(ctx context.Context, after uint64, wait time.Duration) ([]api.Event, error)
+	Nodes(ctx context.Context) ([]api.Node, error)
 	// Reinstall makes the node's next netboot an install (a new install
 	// generation), wiping every disk with wipeAll.
-	Reinstall(ctx context.Context, mac string, wipeAll bool) (RemoteNode, error)
+	Reinstall(ctx context.Context, mac string, wipeAll bool) (api.Node, error)
 }
+
+var _ BootServices = (*api.Client)(nil)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -27,7 +28,9 @@ const (
 )
 
 // Node is the orchestrator's record of one node, persisted in StateFile. It
-// is also what racker status shows.
+// is also what racker status shows. Where the node stands is its Phase
+// alone; the other fields are what the phases need to know (an order, a
+// cause, facts learned) and what was observed.
 type Node struct {
 	PrimaryMAC string    `json:"primary_mac"`
 	BMCMAC     string    `json:"bmc_mac,omitempty"`
@@ -37,31 +40,24 @@ type Node struct {
 	Phase      Phase     `json:"phase"`
 	PhaseSince time.Time `json:"phase_since"`
 
-	// Started: the node holds one of the --parallel slots.
-	Started bool `json:"started,omitempty"`
 	// Failures counts failures since the node last started afresh; the
 	// retry policy compares it with --retries.
 	Failures int    `json:"failures,omitempty"`
 	Reason   string `json:"reason,omitempty"` // why failed or excluded
-	// ExcludedByUser: --exclude, as opposed to excluded after failures.
+	// ExcludedByUser: the cause of excluding/excluded is --exclude, not
+	// failures (which Result.Failed counts).
 	ExcludedByUser bool `json:"excluded_by_user,omitempty"`
-	// NeedReinstall: ask the boot services for a new install generation
-	// before PXE (reprovision, retry), so the node gets the install script
-	// and not "boot from disk".
+	// NeedReinstall is an order (reprovision, retry) carried from pending
+	// to the BMC check, where the reinstall phase takes it: ask the boot
+	// services for a new install generation before PXE, so the node gets
+	// the install script and not "boot from disk". WipeAll goes with it.
 	NeedReinstall bool `json:"need_reinstall,omitempty"`
 	WipeAll       bool `json:"wipe_all,omitempty"`
-	// DiskBootSet: boot device disk (persistent) written after the install.
-	DiskBootSet bool `json:"disk_boot_set,omitempty"`
-	// UEFISeen: the node's firmware netbooted as x86-64 UEFI (DHCP client
-	// architecture 7 or 9), so its boot flags carry the EFI bit even when
-	// its type was not declared UEFI.
+	// UEFISeen is a fact about the hardware: the node's firmware netbooted
+	// as x86-64 UEFI (DHCP client architecture 7 or 9), so its boot flags
+	// carry the EFI bit even when its type was not declared UEFI.
 	UEFISeen bool `json:"uefi_seen,omitempty"`
-	// BootedSeen: the "booted" callback arrived (the phase moves to booted
-	// once the disk boot device is set too).
-	BootedSeen bool `json:"booted_seen,omitempty"`
-	// PowerOffDone: an excluded node was powered off (or tried to be).
-	PowerOffDone bool `json:"power_off_done,omitempty"`
-	// RetryAt delays the next BMC operation after an error.
+	// RetryAt delays the next operation after an error.
 	RetryAt   time.Time `json:"retry_at,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
 
@@ -76,8 +72,15 @@ type Node struct {
 	LastEventAt       time.Time `json:"last_event_at,omitzero"`
 }
 
+// stateVersion is the format of StateFile this release writes. Version 2:
+// the sub-states that were booleans (started, disk_boot_set, booted_seen,
+// power_off_done; need_reinstall at bmc_reachable) are phases. Files
+// without a version are the previous release's; Load migrates them.
+const stateVersion = 2
+
 // State is everything the orchestrator persists.
 type State struct {
+	Version int `json:"version"`
 	// LastEventSeq is the sequence number of the last boot-services event
 	// whose effects are in Nodes: a resumed run asks for the events after
 	// it, so no event is lost and none is applied twice.
@@ -125,8 +128,17 @@ func Load(stateDir string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading provisioning state: %w", err)
 	}
+	path := filepath.Join(stateDir, StateFile)
 	if err := json.Unmarshal(b, st); err != nil {
-		return nil, fmt.Errorf("reading provisioning state %s: %w", filepath.Join(stateDir, StateFile), err)
+		return nil, fmt.Errorf("reading provisioning state %s: %w", path, err)
+	}
+	switch {
+	case st.Version > stateVersion:
+		return nil, fmt.Errorf("reading provisioning state %s: format %d is from a newer Racker (this one reads up to %d)", path, st.Version, stateVersion)
+	case st.Version < 2:
+		if err := migrateV1(b, st); err != nil {
+			return nil, fmt.Errorf("reading provisioning state %s: %w", path, err)
+		}
 	}
 	if st.Nodes == nil {
 		st.Nodes = map[string]*Node{}
@@ -135,6 +147,7 @@ func Load(stateDir string) (*State, error) {
 }
 
 func save(stateDir string, st *State) error {
+	st.Version = stateVersion
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -233,4 +246,42 @@ func Update(stateDir string, fn func(*State) error) error {
 		return err
 	}
 	return save(stateDir, st)
+}
+
+// MarkReprovision sends the named nodes (primary MACs) back to pending with
+// a wipe-all reinstall ordered, under the provisioning lock; the next Run
+// takes them through the whole state machine again. Other nodes are
+// untouched.
+func MarkReprovision(stateDir string, macs []string, now time.Time) error {
+	return mark(stateDir, now, func(m *machine, st *State) {
+		for _, mac := range macs {
+			n := st.Nodes[mac]
+			if n == nil {
+				n = &Node{PrimaryMAC: mac}
+				st.Nodes[mac] = n
+			}
+			m.step(n, inReprovision, happening{})
+		}
+	})
+}
+
+// MarkReady records that the cluster profile finished with these nodes.
+func MarkReady(stateDir string, macs []string, now time.Time) error {
+	return mark(stateDir, now, func(m *machine, st *State) {
+		for _, mac := range macs {
+			if n := st.Nodes[mac]; n != nil {
+				m.step(n, inClusterReady, happening{})
+			}
+		}
+	})
+}
+
+// mark applies inputs outside a run, through the same machine, and logs
+// the transitions.
+func mark(stateDir string, now time.Time, fn func(*machine, *State)) error {
+	return Update(stateDir, func(st *State) error {
+		m := &machine{cfg: &Config{}, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
+		fn(m, st)
+		return appendLog(stateDir, m.logged)
+	})
 }

@@ -111,6 +111,13 @@ func (p *Plan) withRole(r Role) []Node {
 	return out
 }
 
+// Servers returns the nodes and then the excluded nodes: every server on
+// the internal network other than the management node. Excluded nodes are
+// still cabled there, so they keep their addresses and their BMCs.
+func (p *Plan) Servers() []Node {
+	return append(append(make([]Node, 0, len(p.Nodes)+len(p.Excluded)), p.Nodes...), p.Excluded...)
+}
+
 // All returns the management node, the nodes and the excluded nodes.
 func (p *Plan) All() []Node {
 	out := append([]Node{p.Management}, p.Nodes...)

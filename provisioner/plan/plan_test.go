@@ -222,6 +222,16 @@ func TestExclude(t *testing.T) {
 	if len(p.Nodes) != 1 || p.Nodes[0].Role != Controller || len(p.Excluded) != 1 || !p.Excluded[0].IP.IsValid() {
 		t.Errorf("exclude: %+v", p)
 	}
+	// Servers: the nodes, then the excluded ones; never the management node,
+	// and appending to the result leaves the plan alone.
+	s := p.Servers()
+	if len(s) != 2 || s[0].PrimaryMAC != p.Nodes[0].PrimaryMAC || s[1].PrimaryMAC != p.Excluded[0].PrimaryMAC {
+		t.Errorf("Servers() = %+v", s)
+	}
+	s[0].Hostname = "changed"
+	if p.Nodes[0].Hostname == "changed" {
+		t.Error("Servers() shares its array with the plan")
+	}
 }
 
 func TestStoreSurvivesAndDryRunWritesNothing(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/racker/racker/internal/testenv"
+	"github.com/racker/racker/netenv"
 )
 
 func TestLeaseOf(t *testing.T) {
@@ -96,13 +96,6 @@ func TestHelperVBMC(t *testing.T) {
 	}
 }
 
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(testenv.RequireCommand(t, "ip"), args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 // TestDHCPThenIPMIInANamespace: a BMC namespace and a server namespace
 // joined by a veth; the BMC starts first and keeps asking until dnsmasq
 // comes up, takes its fixed lease, renews it, and answers ipmitool there.
@@ -115,23 +108,24 @@ func TestDHCPThenIPMIInANamespace(t *testing.T) {
 	srvIf, bmcIf := srvNS+"a", bmcNS+"a"
 	const bmcMAC, bmcIP = "02:00:00:aa:bb:cc", "10.213.0.57"
 
-	ipCmd(t, "netns", "add", srvNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", srvNS).Run() })
-	ipCmd(t, "netns", "add", bmcNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", bmcNS).Run() })
-	ipCmd(t, "link", "add", srvIf, "netns", srvNS, "type", "veth", "peer", "name", bmcIf, "netns", bmcNS)
-	ipCmd(t, "-n", bmcNS, "link", "set", bmcIf, "address", bmcMAC)
-	ipCmd(t, "-n", srvNS, "addr", "add", "10.213.0.1/24", "dev", srvIf)
-	for _, ns := range [][2]string{{srvNS, srvIf}, {bmcNS, bmcIf}} {
-		ipCmd(t, "-n", ns[0], "link", "set", "lo", "up")
-		ipCmd(t, "-n", ns[0], "link", "set", ns[1], "up")
-	}
+	testenv.RequireCommand(t, "ip") // netenv.Command runs `ip netns exec`
+	// The two namespaces meet on a bridge of their own, with no address.
+	mac, _ := net.ParseMAC(bmcMAC)
+	br := "vbb" + sfx
+	netenv.ForTest(t, netenv.Topology{
+		Bridges:    []netenv.Bridge{{Name: br}},
+		Namespaces: []string{srvNS, bmcNS},
+		Veths: []netenv.Veth{
+			{Host: "vbhs" + sfx, Bridge: br, Peer: srvIf, Namespace: srvNS, Addresses: []netip.Prefix{netip.MustParsePrefix("10.213.0.1/24")}},
+			{Host: "vbhc" + sfx, Bridge: br, Peer: bmcIf, Namespace: bmcNS, MAC: mac},
+		},
+	})
 
 	dir := t.TempDir()
 	userFile, passFile := writeCredentials(t, dir)
 
 	// The BMC first, with no DHCP server on its network yet.
-	bmc := exec.Command("ip", "netns", "exec", bmcNS, os.Args[0], "-test.run=^TestHelperVBMC$", "-test.v")
+	bmc := netenv.Command(context.Background(), bmcNS, os.Args[0], "-test.run=^TestHelperVBMC$", "-test.v")
 	bmc.Env = append(os.Environ(), "VBMC_HELPER_IFACE="+bmcIf, "VBMC_HELPER_USER="+userFile, "VBMC_HELPER_PASS="+passFile)
 	stdout, err := bmc.StdoutPipe()
 	if err != nil {
@@ -174,7 +168,7 @@ func TestDHCPThenIPMIInANamespace(t *testing.T) {
 
 	// Now the DHCP server, with the BMC's planned address, as Racker does.
 	srvLog := &lockedBuffer{}
-	srv := exec.Command("ip", "netns", "exec", srvNS, dnsmasq, "--no-daemon", "--conf-file=/dev/null",
+	srv := netenv.Command(context.Background(), srvNS, dnsmasq, "--no-daemon", "--conf-file=/dev/null",
 		"--port=0", "--user=root", "--group=root", "--bind-interfaces", "--interface="+srvIf, "--except-interface=lo",
 		"--dhcp-range=10.213.0.50,10.213.0.60,255.255.255.0,2m", "--dhcp-host="+bmcMAC+","+bmcIP,
 		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--log-dhcp")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/racker/racker/internal/testenv"
+	"github.com/racker/racker/netenv"
 )
 
 const (
@@ -137,11 +138,12 @@ func (b *bmcUnderTest) ipmitoolArgs(extra ...string) []string {
 // ipmitool runs the real ipmitool against the BMC.
 func (b *bmcUnderTest) ipmitool(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	argv := append([]string{testenv.RequireCommand(t, "ipmitool")}, b.ipmitoolArgs(args...)...)
+	ipmitool := testenv.RequireCommand(t, "ipmitool")
+	cmd := exec.Command(ipmitool, b.ipmitoolArgs(args...)...)
 	if b.netns != "" {
-		argv = append([]string{testenv.RequireCommand(t, "ip"), "netns", "exec", b.netns}, argv...)
+		cmd = netenv.Command(context.Background(), b.netns, ipmitool, b.ipmitoolArgs(args...)...)
 	}
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 

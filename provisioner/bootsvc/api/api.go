@@ -2,7 +2,9 @@
 // of the HTTP API (/api/v1/…), the Recorder through which the in-process
 // DHCP and TFTP servers report what they saw, the Prometheus collectors they
 // share, and a small Go client for other processes (the orchestrator, the
-// CLI). It is a leaf: the server lives in provisioner/bootsvc/web.
+// CLI). It is a leaf, and the only public package of the boot services
+// besides their door, provisioner/bootsvc (the HTTP server is its
+// internal/web).
 //
 // Endpoints (docs/boot-contract.md has the node's side):
 //
@@ -14,6 +16,7 @@
 //	POST /api/v1/events                    node callbacks (Callback, ≤ 64 KiB) → 204
 //	GET  /api/v1/events?after=SEQ&wait=D   EventsResponse, long poll
 //	GET  /api/v1/nodes                     NodesResponse
+//	GET  /api/v1/nodes/{mac}               Node (404 when not a planned node)
 //	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (management node only)
 //	GET  /metrics, /healthz
 //
@@ -84,16 +87,17 @@ type NodesResponse struct {
 type EventKind string
 
 const (
-	// KindDHCP: a lease was given; Message holds the ip, client arch and
-	// user/vendor class.
+	// KindDHCP: a lease was given; ClientArch holds the client's
+	// architectures (Message, for people: ip, client arch, user/vendor class).
 	KindDHCP EventKind = "dhcp"
-	// KindMachineSeen: a MAC that is not in the plan asked for DHCP.
+	// KindMachineSeen: a MAC that is not in the plan asked for DHCP
+	// (ClientArch as for KindDHCP).
 	KindMachineSeen EventKind = "machine_seen"
 	// KindTFTP: a file was sent over TFTP; Message names it.
 	KindTFTP EventKind = "tftp"
-	// KindIPXE: an iPXE script was served; Message is install, disk or unknown.
+	// KindIPXE: an iPXE script was served; Script says which.
 	KindIPXE EventKind = "ipxe"
-	// KindIgnition: an Ignition config was served; Message is the phase.
+	// KindIgnition: an Ignition config was served; Ignition says which.
 	KindIgnition EventKind = "ignition"
 	// KindForbidden: a request for a node's secrets came from an address
 	// that is neither the node's planned address nor its current lease.
@@ -115,9 +119,42 @@ func (k EventKind) IsCallback() bool {
 	return false
 }
 
+// Script is the iPXE script a node was served (KindIPXE events).
+type Script string
+
+const (
+	// ScriptInstall boots the live installer: the node's target is install.
+	ScriptInstall Script = "install"
+	// ScriptDisk hands the node back to its firmware to boot from disk: its
+	// target is disk.
+	ScriptDisk Script = "disk"
+	// ScriptWait keeps a node whose target is install in iPXE, asking
+	// again, because no OS release is available yet.
+	ScriptWait Script = "waiting"
+	// ScriptUnknown installs nothing: the MAC is not a planned node (or the
+	// request named no valid MAC).
+	ScriptUnknown Script = "unknown"
+)
+
+// IgnitionPhase names an Ignition config (KindIgnition events; the phase
+// parameter of GET /ignition).
+type IgnitionPhase string
+
+const (
+	// IgnitionInstall is the live installer's config: it writes the OS to disk.
+	IgnitionInstall IgnitionPhase = "install"
+	// IgnitionBoot is the installed system's first-boot config.
+	IgnitionBoot IgnitionPhase = "boot"
+)
+
 // Event is one entry of the event journal (GET /api/v1/events). Seq is
 // assigned by the store, strictly increasing, and survives restarts; a
 // Recorder ignores Seq (and fills Time when zero).
+//
+// What a program may act on is typed: Kind (for node callbacks, the
+// callback's kind; see IsCallback) and the detail fields of that kind.
+// Message is for people (logs, last event in status) and may change
+// wording at any time; no code decides anything from it.
 type Event struct {
 	Seq     uint64    `json:"seq"`
 	Time    time.Time `json:"time"`
@@ -126,6 +163,29 @@ type Event struct {
 	Message string    `json:"message,omitempty"`
 	// Source is the sender's ip:port.
 	Source string `json:"source,omitempty"`
+
+	// Script is the iPXE script served (KindIPXE).
+	Script Script `json:"script,omitempty"`
+	// Ignition is the Ignition config served (KindIgnition).
+	Ignition IgnitionPhase `json:"ignition,omitempty"`
+	// ClientArch lists the DHCP client's architectures (option 93, RFC
+	// 4578), in its order; the first is what its firmware runs (KindDHCP,
+	// KindMachineSeen; absent when the client sent none).
+	ClientArch []uint16 `json:"client_arch,omitempty"`
+}
+
+// The client architectures of x86-64 UEFI firmware (DHCP option 93, IANA's
+// "Processor Architecture Types"; 0 is x86 BIOS). RFC 4578 lists 7 as EFI
+// BC and 9 as x86-64, which its errata swapped; firmware sends either.
+const (
+	ArchEFIx64 uint16 = 7 // x64 UEFI
+	ArchEFIBC  uint16 = 9 // EFI BC, as some x64 firmware says
+)
+
+// UEFI says whether a DHCP event came from x86-64 UEFI firmware: its first
+// client architecture is 7 or 9 (docs/boot-contract.md §1).
+func (e Event) UEFI() bool {
+	return len(e.ClientArch) > 0 && (e.ClientArch[0] == ArchEFIx64 || e.ClientArch[0] == ArchEFIBC)
 }
 
 // EventsResponse is the body of GET /api/v1/events.

@@ -42,7 +42,7 @@ func TestNodeJSONFieldNames(t *testing.T) {
 }
 
 // The client against a real loopback HTTP server that answers canned JSON
-// (a fake server: the real one is tested in provisioner/bootsvc/web).
+// (a fake server: the real one is tested in provisioner/bootsvc/internal/web).
 func TestClientDecodesAndReportsErrors(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {

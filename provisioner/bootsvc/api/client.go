@@ -35,6 +35,14 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 	return out.Nodes, nil
 }
 
+// Node returns one planned node's state, by its primary MAC: its BMC's
+// current lease (else its planned address), its target and phase.
+func (c *Client) Node(ctx context.Context, mac string) (Node, error) {
+	var out Node
+	err := c.do(ctx, http.MethodGet, "/api/v1/nodes/"+url.PathEscape(mac), nil, &out)
+	return out, err
+}
+
 // Events returns the events after seq, waiting up to wait for one to
 // arrive (long poll). An empty answer after wait is not an error.
 func (c *Client) Events(ctx context.Context, after uint64, wait time.Duration) ([]Event, error) {

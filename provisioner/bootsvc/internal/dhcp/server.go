@@ -29,7 +29,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 	"github.com/racker/racker/provisioner/inventory"
 )
 
@@ -242,7 +242,8 @@ func (s *Server) handle(conn net.PacketConn, p packet) {
 	if d.unknown && s.seen.first(mac, now) {
 		s.log.Info("a machine that is not in the plan asks for DHCP", "mac", mac, "vendor_class", req.ClassIdentifier(),
 			"user_class", strings.Join(req.UserClass(), ","), "pool", s.cfg.DynamicPool)
-		s.record(api.Event{Time: now, MAC: mac, Kind: api.KindMachineSeen, Source: p.peer.String(), Message: describe(req, netip.Addr{})})
+		s.record(api.Event{Time: now, MAC: mac, Kind: api.KindMachineSeen, Source: p.peer.String(), Message: describe(req, netip.Addr{}),
+			ClientArch: clientArch(req)})
 	}
 	if d.release != "" {
 		s.cfg.Leases.Release(d.release, nil)
@@ -276,7 +277,8 @@ func (s *Server) handle(conn net.PacketConn, p packet) {
 		if s.told.first(l.MAC, now) { // renewals stay quiet
 			s.log.Info("lease given", "mac", l.MAC, "ip", l.IP, "kind", d.kind)
 		}
-		s.record(api.Event{Time: now, MAC: l.MAC, Kind: api.KindDHCP, Source: p.peer.String(), Message: describe(req, l.IP)})
+		s.record(api.Event{Time: now, MAC: l.MAC, Kind: api.KindDHCP, Source: p.peer.String(), Message: describe(req, l.IP),
+			ClientArch: clientArch(req)})
 	})
 }
 
@@ -319,6 +321,15 @@ func describe(req *dhcpv4.DHCPv4, ip netip.Addr) string {
 		b.WriteString(" vendor_class=" + strconv.Quote(vc))
 	}
 	return b.String()
+}
+
+// clientArch is option 93 as the event's typed field (nil when absent).
+func clientArch(req *dhcpv4.DHCPv4) []uint16 {
+	var out []uint16
+	for _, a := range req.ClientArch() {
+		out = append(out, uint16(a))
+	}
+	return out
 }
 
 // seenFilter remembers when each unknown MAC was last reported, so a device

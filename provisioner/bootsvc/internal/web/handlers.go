@@ -30,6 +30,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /api/v1/events", "events_post", s.postEvent)
 	handle("GET /api/v1/events", "events_get", s.getEvents)
 	handle("GET /api/v1/nodes", "nodes", s.getNodes)
+	handle("GET /api/v1/nodes/{mac}", "node", s.getNode)
 	handle("POST /api/v1/nodes/{mac}/reinstall", "reinstall", s.postReinstall)
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
@@ -84,8 +85,16 @@ func (s *Server) isAdmin(r *http.Request) bool {
 	return from.IsLoopback() || (from.IsValid() && from == s.cfg.Plan.Management.IP)
 }
 
-func (s *Server) record(r *http.Request, mac string, kind api.EventKind, msg string) {
-	s.store.Record(api.Event{MAC: mac, Kind: kind, Message: msg, Source: r.RemoteAddr})
+// record journals ev as sent by r's requester.
+func (s *Server) record(r *http.Request, ev api.Event) {
+	ev.Source = r.RemoteAddr
+	s.store.Record(ev)
+}
+
+// served records which iPXE script a MAC was answered with; the message
+// repeats it for people.
+func (s *Server) served(r *http.Request, mac string, script api.Script) {
+	s.record(r, api.Event{MAC: mac, Kind: api.KindIPXE, Script: script, Message: string(script)})
 }
 
 func (s *Server) serveBootIPXE(w http.ResponseWriter, r *http.Request) {
@@ -97,7 +106,7 @@ func (s *Server) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	mac, err := inventory.NormalizeMAC(raw)
 	if err != nil {
 		s.log.Warn("iPXE script asked for without a valid MAC", "mac", scriptSafe(raw), "from", r.RemoteAddr)
-		s.record(r, scriptSafe(raw), api.KindIPXE, "unknown")
+		s.served(r, scriptSafe(raw), api.ScriptUnknown)
 		writeText(w, unknownScript("no valid MAC in the request ("+raw+")"))
 		return
 	}
@@ -108,22 +117,22 @@ func (s *Server) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		s.log.Info("iPXE script for a machine that is not a planned node", "mac", mac, "from", r.RemoteAddr)
-		s.record(r, mac, api.KindIPXE, "unknown")
+		s.served(r, mac, api.ScriptUnknown)
 		writeText(w, unknownScript(mac+" is not a node of this rack's plan (add it to nodes.csv, or it is excluded)"))
 		return
 	}
 	if s.store.target(mac).Target == api.TargetDisk {
-		s.record(r, mac, api.KindIPXE, "disk")
+		s.served(r, mac, api.ScriptDisk)
 		writeText(w, diskScript(mac))
 		return
 	}
 	if s.cfg.Release == nil {
 		s.log.Error("a node wants to install but no OS release is available", "mac", mac)
-		s.record(r, mac, api.KindIPXE, "waiting")
+		s.served(r, mac, api.ScriptWait)
 		writeText(w, waitScript(s.base, mac))
 		return
 	}
-	s.record(r, mac, api.KindIPXE, "install")
+	s.served(r, mac, api.ScriptInstall)
 	writeText(w, installScript(s.base, mac, s.cfg.Release.OS, s.cfg.Release.Version, s.console(n.Type)))
 }
 
@@ -145,8 +154,8 @@ func (s *Server) serveIgnition(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "mac: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	phase := q.Get("phase")
-	if phase != "install" && phase != "boot" {
+	phase := api.IgnitionPhase(q.Get("phase"))
+	if phase != api.IgnitionInstall && phase != api.IgnitionBoot {
 		http.Error(w, "phase must be install or boot", http.StatusBadRequest)
 		return
 	}
@@ -158,12 +167,12 @@ func (s *Server) serveIgnition(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With("mac", mac, "node", n.Hostname, "phase", phase, "from", r.RemoteAddr)
 	if !s.mayActFor(r, n) {
 		log.Warn("refused a node's Ignition config to an address that is not the node's")
-		s.record(r, mac, api.KindForbidden, "ignition phase="+phase+" requested by "+remoteAddr(r).String())
+		s.record(r, api.Event{MAC: mac, Kind: api.KindForbidden, Message: "ignition phase=" + string(phase) + " requested by " + remoteAddr(r).String()})
 		http.Error(w, "this config is only served to the node itself", http.StatusForbidden)
 		return
 	}
 	var cfg []byte
-	if phase == "install" {
+	if phase == api.IgnitionInstall {
 		cfg, err = s.installConfig(n)
 	} else {
 		cfg, err = s.bootConfig(n)
@@ -173,7 +182,7 @@ func (s *Server) serveIgnition(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "could not build the config: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.record(r, mac, api.KindIgnition, phase)
+	s.record(r, api.Event{MAC: mac, Kind: api.KindIgnition, Ignition: phase, Message: string(phase)})
 	w.Header().Set("Content-Type", "application/vnd.coreos.ignition+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(cfg)

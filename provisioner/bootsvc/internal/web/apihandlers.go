@@ -36,7 +36,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	n, ok := s.store.node(cb.MAC)
 	if !ok || !s.mayActFor(r, n) {
 		s.log.Warn("refused a node callback from an address that is not the node's", "mac", cb.MAC, "event", cb.Event, "from", r.RemoteAddr)
-		s.record(r, cb.MAC, api.KindForbidden, "callback "+string(cb.Event)+" sent by "+remoteAddr(r).String())
+		s.record(r, api.Event{MAC: cb.MAC, Kind: api.KindForbidden, Message: "callback " + string(cb.Event) + " sent by " + remoteAddr(r).String()})
 		writeError(w, http.StatusForbidden, "callbacks for "+cb.MAC+" are only taken from that node's address")
 		return
 	}
@@ -107,6 +107,21 @@ func nonNil(evs []api.Event) []api.Event {
 
 func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: s.store.list()})
+}
+
+// getNode answers one node, named by any spelling of its primary MAC.
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
+	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	n, ok := s.store.view(mac)
+	if !ok {
+		writeError(w, http.StatusNotFound, mac+" is not the primary MAC of a planned node")
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
 }
 
 func (s *Server) postReinstall(w http.ResponseWriter, r *http.Request) {

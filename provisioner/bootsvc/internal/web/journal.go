@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,6 +119,7 @@ func (j *journal) replay(fn func(api.Event)) (int64, error) {
 			j.log.Warn("skipping an unreadable line of the event journal", "file", j.path, "line", line, "err", err)
 			continue
 		}
+		upgradeLegacy(&ev)
 		if ev.Seq <= j.lastSeq {
 			j.log.Warn("skipping an out-of-order event in the journal", "file", j.path, "line", line, "seq", ev.Seq)
 			continue
@@ -266,6 +269,7 @@ func (j *journal) readFile(after uint64, max int) ([]api.Event, error) {
 		}
 		var ev api.Event
 		if json.Unmarshal(b, &ev) == nil && ev.Seq > after {
+			upgradeLegacy(&ev)
 			out = append(out, ev)
 		}
 	}
@@ -276,4 +280,36 @@ func (j *journal) readFile(after uint64, max int) ([]api.Event, error) {
 func (j *journal) close() {
 	j.once.Do(func() { close(j.quit) })
 	<-j.done
+}
+
+// upgradeLegacy fills the typed fields of an event journaled before they
+// existed: earlier releases wrote the iPXE script, the Ignition phase and
+// the client architecture only into Message ("install", "boot",
+// "... arch=7 ..."). A journal written by such a release then replays and
+// is served like a new one. This is the one place that reads Message, and
+// only for lines that lack the typed fields.
+func upgradeLegacy(ev *api.Event) {
+	switch ev.Kind {
+	case api.KindIPXE:
+		if s := api.Script(ev.Message); ev.Script == "" &&
+			(s == api.ScriptInstall || s == api.ScriptDisk || s == api.ScriptWait || s == api.ScriptUnknown) {
+			ev.Script = s
+		}
+	case api.KindIgnition:
+		if p := api.IgnitionPhase(ev.Message); ev.Ignition == "" && (p == api.IgnitionInstall || p == api.IgnitionBoot) {
+			ev.Ignition = p
+		}
+	case api.KindDHCP, api.KindMachineSeen:
+		if ev.ClientArch != nil {
+			return
+		}
+		for _, f := range strings.Fields(ev.Message) {
+			if v, ok := strings.CutPrefix(f, "arch="); ok {
+				if a, err := strconv.ParseUint(v, 10, 16); err == nil {
+					ev.ClientArch = []uint16{uint16(a)}
+				}
+				return
+			}
+		}
+	}
 }

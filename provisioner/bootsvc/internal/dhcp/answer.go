@@ -10,7 +10,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 )
 
 // Boot files, relative to the TFTP root, and HTTP paths (docs/boot-contract.md §1).

@@ -209,7 +209,7 @@ func phaseAfter(ev api.Event) (api.Phase, bool) {
 	case api.KindTFTP:
 		return api.PhaseNetbooting, true
 	case api.KindIPXE, api.KindIgnition:
-		if ev.Message == "install" {
+		if ev.Script == api.ScriptInstall || ev.Ignition == api.IgnitionInstall {
 			return api.PhaseNetbooting, true
 		}
 		return "", true
@@ -290,6 +290,21 @@ func (s *store) list() []api.Node {
 		out[i] = s.withBMCLease(out[i])
 	}
 	return out
+}
+
+// view returns one planned member node's state (by primary MAC).
+func (s *store) view(mac string) (api.Node, bool) {
+	s.mu.Lock()
+	n, ok := s.byMAC[mac]
+	var out api.Node
+	if ok {
+		out = s.viewLocked(n)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return api.Node{}, false
+	}
+	return s.withBMCLease(out), true
 }
 
 // withBMCLease reports the BMC's current lease as its address. It runs

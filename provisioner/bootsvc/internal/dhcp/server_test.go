@@ -5,15 +5,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 )
 
 // fakeConn is a PacketConn in memory (a fake, for this unit test only; the
@@ -78,7 +80,7 @@ func TestServerDropsMalformedPacketsAndAcksDurably(t *testing.T) {
 	if err != nil || offer.MessageType() != dhcpv4.MessageTypeOffer || offer.YourIPAddr.String() != "172.24.213.2" {
 		t.Fatalf("offer = %v, %v", offer, err)
 	}
-	conn.in <- request(t, offer).ToBytes()
+	conn.in <- request(t, offer, pxe(iana.EFI_X86_64, "PXEClient:Arch:00007:UNDI:003016")...).ToBytes()
 	ack, err := dhcpv4.FromBytes(<-conn.out)
 	if err != nil || ack.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("ack = %v, %v", ack, err)
@@ -94,8 +96,18 @@ func TestServerDropsMalformedPacketsAndAcksDurably(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	kinds := map[api.EventKind]string{}
+	typed := map[api.EventKind]api.Event{}
 	for _, e := range events {
 		kinds[e.Kind] = e.MAC + " " + e.Message
+		typed[e.Kind] = e
+	}
+	// The client architecture is a typed field: [7] from the UEFI request,
+	// none from the client that sent no option 93.
+	if e := typed[api.KindDHCP]; !slices.Equal(e.ClientArch, []uint16{7}) || !e.UEFI() {
+		t.Errorf("dhcp event client_arch = %v, want [7] (UEFI)", e.ClientArch)
+	}
+	if e := typed[api.KindMachineSeen]; e.ClientArch != nil || e.UEFI() {
+		t.Errorf("machine_seen client_arch = %v, want none", e.ClientArch)
 	}
 	if !strings.HasPrefix(kinds[api.KindMachineSeen], "02:aa:bb:cc:dd:ee") {
 		t.Errorf("no machine_seen for the unknown MAC: %v", events)

@@ -16,7 +16,7 @@ import (
 // BenchmarkRecordParallel measures durable events per second with many
 // concurrent recorders (group commit: one fsync per batch); the number of
 // recording goroutines is parallelism × GOMAXPROCS. Run with
-// go test -bench Record -run '^$' ./provisioner/bootsvc/web
+// go test -bench Record -run '^$' ./provisioner/bootsvc/internal/web
 func BenchmarkRecordParallel(b *testing.B) {
 	for _, writers := range []int{1, 4, 32} {
 		b.Run(fmt.Sprintf("parallelism%d", writers), func(b *testing.B) {

@@ -1,4 +1,4 @@
-package orchestrator
+package cli
 
 import (
 	"fmt"
@@ -6,24 +6,27 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/racker/racker/provisioner/orchestrator"
 )
 
-// LiveView redraws the progress table in place on a terminal: on every
-// change (Update, wired to Config.OnChange) and every second, so the time
-// in phase keeps counting. A question to the user pauses it.
-type LiveView struct {
+// liveView redraws the progress table in place on a terminal: on every
+// change (Update, wired to the orchestrator's Config.OnChange) and every
+// second, so the time in phase keeps counting. A question to the user
+// pauses it.
+type liveView struct {
 	w      io.Writer
 	mu     sync.Mutex
-	nodes  []Node
+	nodes  []orchestrator.Node
 	lines  int // lines drawn last time, to move the cursor back over
 	paused bool
 	done   chan struct{}
 	once   sync.Once
 }
 
-// NewLiveView starts a view writing to w (a terminal); Close stops it.
-func NewLiveView(w io.Writer) *LiveView {
-	v := &LiveView{w: w, done: make(chan struct{})}
+// newLiveView starts a view writing to w (a terminal); Close stops it.
+func newLiveView(w io.Writer) *liveView {
+	v := &liveView{w: w, done: make(chan struct{})}
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -40,21 +43,21 @@ func NewLiveView(w io.Writer) *LiveView {
 }
 
 // Update shows a new snapshot.
-func (v *LiveView) Update(ns []Node) {
+func (v *liveView) Update(ns []orchestrator.Node) {
 	v.mu.Lock()
 	v.nodes = ns
 	v.mu.Unlock()
 	v.draw()
 }
 
-func (v *LiveView) draw() {
+func (v *liveView) draw() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.paused || v.nodes == nil {
 		return
 	}
 	var b strings.Builder
-	WriteProgress(&b, v.nodes, time.Now())
+	writeProgress(&b, v.nodes, time.Now())
 	if v.lines > 0 {
 		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.lines)
 	}
@@ -64,18 +67,18 @@ func (v *LiveView) draw() {
 
 // Pause stops redrawing (while the user answers a question); the next
 // draw after Resume starts below what was printed meanwhile.
-func (v *LiveView) Pause() {
+func (v *liveView) Pause() {
 	v.mu.Lock()
 	v.paused, v.lines = true, 0
 	v.mu.Unlock()
 }
 
 // Resume redraws again.
-func (v *LiveView) Resume() {
+func (v *liveView) Resume() {
 	v.mu.Lock()
 	v.paused = false
 	v.mu.Unlock()
 }
 
 // Close stops the redraws.
-func (v *LiveView) Close() { v.once.Do(func() { close(v.done) }) }
+func (v *liveView) Close() { v.once.Do(func() { close(v.done) }) }

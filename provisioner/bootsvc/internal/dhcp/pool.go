@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/racker/racker/provisioner/bootsvc/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 )
 
 // offerHold is how long an offered pool address waits for its REQUEST.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -258,7 +259,7 @@ func TestJournalSurvivesReopen(t *testing.T) {
 
 	r.start()
 	after := r.events(0)
-	if len(after) != len(before) || after[len(after)-1] != before[len(before)-1] {
+	if len(after) != len(before) || !reflect.DeepEqual(after[len(after)-1], before[len(before)-1]) {
 		t.Fatalf("events after reopen differ:\n%+v\n%+v", before, after)
 	}
 	r.srv.Recorder().Record(api.Event{MAC: macA, Kind: api.KindDHCP})

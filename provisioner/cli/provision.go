@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/inventory"
+	"github.com/racker/racker/provisioner/orchestrator"
+	"github.com/racker/racker/provisioner/plan"
+)
+
+// provisionFlags are the choices bootstrap and reprovision share: how to
+// drive the nodes and where the boot services are.
+type provisionFlags struct {
+	parallel  int
+	onFailure string
+	retries   int
+	uefiTypes []string
+	bmcDriver string
+	bootURL   string
+	boot      bootFlags
+	timeouts  orchestrator.Timeouts
+	osGiven   bool // --os or --os-version on the command line
+}
+
+func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
+	fs.IntVar(&f.parallel, "parallel", 20, "nodes in flight at once")
+	fs.StringVar(&f.onFailure, "on-failure", "", "what a node's failure does: retry, exclude, ask or cancel (default: retry --retries times, then ask on a terminal, else exclude)")
+	fs.IntVar(&f.retries, "retries", 3, "retries of a failed node under --on-failure retry")
+	fs.StringSliceVar(&f.uefiTypes, "uefi-types", nil, "node types whose firmware boots UEFI (boot flags get the EFI bit)")
+	fs.StringVar(&f.bmcDriver, "bmc-driver", "ipmi", "how to reach the nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
+	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services (default: http://MANAGEMENT-ADDRESS:HTTP-PORT, started in-process when none answers)")
+	addBootFlags(fs, &f.boot) // for the boot services, when they run in-process
+	t := orchestrator.DefaultTimeouts
+	fs.DurationVar(&f.timeouts.BMC, "bmc-timeout", t.BMC, "how long a node's BMC may not answer")
+	fs.DurationVar(&f.timeouts.Netboot, "netboot-timeout", t.Netboot, "from power-on to the node's first netboot request")
+	fs.DurationVar(&f.timeouts.Install, "install-start-timeout", t.Install, "from netboot to the install starting")
+	fs.DurationVar(&f.timeouts.Installed, "install-timeout", t.Installed, "for the install itself")
+	fs.DurationVar(&f.timeouts.Boot, "boot-timeout", t.Boot, "from the install to the installed system's booted callback")
+}
+
+// specsFor turns plan nodes into the orchestrator's node specs; only (when
+// non-nil) limits them to some primary MACs.
+func specsFor(p *plan.Plan, uefiTypes []string, only map[string]bool) []orchestrator.NodeSpec {
+	uefi := map[string]bool{}
+	for _, t := range uefiTypes {
+		uefi[strings.TrimSpace(t)] = true
+	}
+	var out []orchestrator.NodeSpec
+	for _, n := range p.Servers() {
+		if only != nil && !only[n.PrimaryMAC] {
+			continue
+		}
+		out = append(out, orchestrator.NodeSpec{PrimaryMAC: n.PrimaryMAC, BMCMAC: n.BMCMAC, Hostname: n.Hostname,
+			Role: string(n.Role), Type: n.Type, EFI: uefi[n.Type], Exclude: n.Role == plan.Excluded, ExcludeReason: "excluded with --exclude"})
+	}
+	return out
+}
+
+func names(ns []orchestrator.Node) string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, fmt.Sprintf("%s (%s): %s", n.Hostname, n.PrimaryMAC, n.Reason))
+	}
+	return strings.Join(out, "; ")
+}
+
+// provisioning is one provisioning run, what bootstrap and reprovision
+// have in common: the boot services (a running racker serve, or started
+// in-process), one orchestrator run over some of the plan's nodes with the
+// live view and a summary, and an exit error naming the nodes that failed.
+type provisioning struct {
+	command string // names the run in its errors: bootstrap, reprovision
+	inv     *inventory.Inventory
+	plan    *plan.Plan
+	only    map[string]bool // the primary MACs to provision; nil: every node of the plan
+	flags   *provisionFlags
+	// noWait: a racker serve must be running already, as it carries on
+	// once the run stops at stopAt (reprovision --no-wait).
+	noWait bool
+	stopAt orchestrator.Phase
+	// before runs once the boot services answer, before the orchestrator
+	// (reprovision orders its nodes' reinstalls).
+	before func() error
+	// after runs once every node is provisioned, with the boot services
+	// still up at bootURL (bootstrap's cluster profile).
+	after func(bootURL string) error
+}
+
+func (pr *provisioning) run(ctx context.Context, env *Env) error {
+	svc, err := ensureBootServices(ctx, env, pr.inv, pr.plan, pr.flags, pr.noWait)
+	if err != nil {
+		if pr.noWait {
+			return fmt.Errorf("%s --no-wait: %w", pr.command, err)
+		}
+		return err
+	}
+	defer svc.stop()
+	if pr.before != nil {
+		if err := pr.before(); err != nil {
+			return err
+		}
+	}
+	specs := specsFor(pr.plan, pr.flags.uefiTypes, pr.only)
+	res, err := provision(svc.ctx, env, pr.inv, pr.plan, specs, pr.flags, svc, pr.stopAt)
+	if err != nil {
+		return err
+	}
+	if failed := res.Failed(); len(failed) > 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d node(s) failed: %s", pr.command, len(failed), names(failed))}
+	}
+	if pr.after != nil {
+		return pr.after(svc.url)
+	}
+	return nil
+}
+
+// provision runs the orchestrator over specs with the live view, then
+// prints the summary.
+func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, specs []orchestrator.NodeSpec,
+	f *provisionFlags, svc *bootServices, stopAt orchestrator.Phase) (orchestrator.Result, error) {
+	log := env.Logger()
+	policy, err := policyFrom(env, f)
+	if err != nil {
+		return orchestrator.Result{}, err
+	}
+	opener, err := bmcOpener(env, inv, p, f.bmcDriver, svc.client)
+	if err != nil {
+		return orchestrator.Result{}, err
+	}
+	// On a terminal the live table is the progress; info lines would
+	// scroll it away. Elsewhere the log lines are the progress.
+	var view *liveView
+	var onChange func([]orchestrator.Node)
+	if env.Interactive() {
+		view = newLiveView(env.Stdout)
+		defer view.Close()
+		onChange = view.Update
+		if !env.Verbose {
+			log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
+		}
+	}
+	// What the nodes install: the release Racker serves itself, else --os
+	// when given; a running racker serve does not say, so then a node keeps
+	// its earlier record.
+	osLabel := svc.release
+	if osLabel == "" && f.osGiven {
+		osLabel = f.boot.osName + " " + f.boot.osVersion
+	}
+	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: svc.client, OpenBMC: opener,
+		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: osLabel,
+		StopAt: stopAt, Logger: log, OnChange: onChange}
+	if policy.OnFailure == orchestrator.Ask || policy.AfterRetries == orchestrator.Ask {
+		cfg.Ask = askFailure(env, view)
+	}
+	res, err := orchestrator.Run(ctx, cfg)
+	if view != nil {
+		view.Close()
+	}
+	fmt.Fprintln(env.Stdout)
+	writeProgress(env.Stdout, res.Nodes, time.Now())
+	return res, err
+}
+
+func policyFrom(env *Env, f *provisionFlags) (orchestrator.Policy, error) {
+	if f.retries < 0 {
+		return orchestrator.Policy{}, fmt.Errorf("--retries %d: want 0 or more", f.retries)
+	}
+	then := orchestrator.Exclude
+	if env.Interactive() {
+		then = orchestrator.Ask
+	}
+	if f.onFailure == "" {
+		return orchestrator.Policy{OnFailure: orchestrator.Retry, Retries: f.retries, AfterRetries: then}, nil
+	}
+	m, err := orchestrator.ParseFailureMode(f.onFailure)
+	if err != nil {
+		return orchestrator.Policy{}, err
+	}
+	if m == orchestrator.Ask && !env.Interactive() {
+		return orchestrator.Policy{}, errors.New("--on-failure ask needs a terminal; use retry, exclude or cancel")
+	}
+	return orchestrator.Policy{OnFailure: m, Retries: f.retries, AfterRetries: then}, nil
+}
+
+// bmcOpener reaches a node's BMC at the address the boot services report
+// for it (its DHCP lease, asked again for every operation: the lease may
+// arrive mid-run), else at the planned address. The "fake" driver
+// (in-process fake:// BMCs named by primary MAC) is for tests.
+func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, boot *api.Client) (orchestrator.BMCOpener, error) {
+	planned := map[string]netip.Addr{}
+	for _, n := range p.All() {
+		planned[n.PrimaryMAC] = n.BMCIP
+	}
+	var urlFor func(ctx context.Context, n orchestrator.NodeSpec) (string, error)
+	switch driver {
+	case "ipmi":
+		urlFor = func(ctx context.Context, n orchestrator.NodeSpec) (string, error) {
+			a := bmcAddress(ctx, env.Logger(), boot, n.PrimaryMAC, planned[n.PrimaryMAC])
+			if !a.IsValid() {
+				return "", fmt.Errorf("node %s: its BMC has no internal address", n.PrimaryMAC)
+			}
+			return "ipmi://" + a.String(), nil
+		}
+	case "libvirt":
+		urlFor = func(context.Context, orchestrator.NodeSpec) (string, error) { return "libvirt:///", nil }
+	case "fake":
+		urlFor = func(_ context.Context, n orchestrator.NodeSpec) (string, error) {
+			return "fake://" + fakeBMCName(n.PrimaryMAC), nil
+		}
+	default:
+		return nil, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", driver) // fake is for tests only
+	}
+	return orchestrator.ControllerOpener(urlFor, bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}), nil
+}
+
+// minLevel drops records below a level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+// fakeBMCName is the fake:// BMC of a node under --bmc-driver fake.
+func fakeBMCName(primaryMAC string) string { return "node-" + strings.ReplaceAll(primaryMAC, ":", "-") }
+
+// askFailure asks on the terminal what to do about a failed node, with
+// the live view paused; failures that come together are asked one by one.
+func askFailure(env *Env, view *liveView) func(context.Context, orchestrator.Node, string) orchestrator.FailureMode {
+	var one sync.Mutex
+	return func(ctx context.Context, n orchestrator.Node, reason string) orchestrator.FailureMode {
+		one.Lock()
+		defer one.Unlock()
+		if view != nil {
+			view.Pause()
+			defer view.Resume()
+		}
+		for ctx.Err() == nil {
+			answer, err := env.ask(fmt.Sprintf("\nnode %s (%s) failed: %s\n[r]etry, [e]xclude (and power off), [c]ancel the run? ", n.Hostname, n.PrimaryMAC, reason))
+			switch strings.ToLower(answer) {
+			case "r", "retry":
+				return orchestrator.Retry
+			case "e", "exclude":
+				return orchestrator.Exclude
+			case "c", "cancel":
+				return orchestrator.Cancel
+			}
+			if err != nil {
+				return orchestrator.Exclude
+			}
+		}
+		return orchestrator.Cancel
+	}
+}
