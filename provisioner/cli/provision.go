@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -143,7 +144,7 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	var view *liveView
 	var onChange func([]orchestrator.Node)
 	if env.Interactive() {
-		view = newLiveView(env.Stdout)
+		view = newLiveView(env.Stdout, env.termSize)
 		defer view.Close()
 		onChange = view.Update
 		if !env.Verbose {
@@ -168,7 +169,10 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 		view.Close()
 	}
 	fmt.Fprintln(env.Stdout)
-	writeProgress(env.Stdout, res.Nodes, time.Now())
+	var b strings.Builder
+	writeProgress(&b, res.Nodes, time.Now(), 0)
+	width, _ := env.termSize()
+	io.WriteString(env.Stdout, fitWidth(b.String(), width))
 	return res, err
 }
 

@@ -36,6 +36,9 @@ type Env struct {
 	// IsTerminal says whether stdin and stdout are a terminal (questions,
 	// live views); tests set it.
 	IsTerminal func() bool
+	// TermSize is the terminal's size in columns and rows (nil: asked of
+	// Stdout's terminal; 0, 0 off a terminal); tests set it.
+	TermSize func() (width, height int)
 	// Getenv reads the RACKER_* variables of the global flags (nil: the
 	// process environment); tests set it.
 	Getenv func(string) string
