@@ -24,21 +24,21 @@ import (
 // Node is one node of `racker status -o json`; the field names are a
 // stable interface (fields are only ever added).
 type Node struct {
-	PrimaryMAC   string             `json:"primary_mac"`
-	Hostname     string             `json:"hostname"`
-	Role         string             `json:"role"`
-	Phase        orchestrator.Phase `json:"phase"`
-	PhaseSince   time.Time          `json:"phase_since,omitzero"`
+	PrimaryMAC string             `json:"primary_mac"`
+	Hostname   string             `json:"hostname"`
+	Role       string             `json:"role"`
+	Phase      orchestrator.Phase `json:"phase"`
+	PhaseSince time.Time          `json:"phase_since,omitzero"`
 	// InPhaseSeconds is how long the node has been in its phase, when
 	// Collect ran (0 when PhaseSince is unknown).
-	InPhaseSeconds int64 `json:"in_phase_seconds,omitempty"`
-	BMCReachable *bool              `json:"bmc_reachable"` // null: never asked
-	Power        string             `json:"power"`
-	BootDevice   string             `json:"boot_device"`
-	OS           string             `json:"os"`
-	IP           string             `json:"ip"`
-	LastEvent    string             `json:"last_event"`
-	LastEventAt  time.Time          `json:"last_event_at,omitzero"`
+	InPhaseSeconds int64     `json:"in_phase_seconds,omitempty"`
+	BMCReachable   *bool     `json:"bmc_reachable"` // null: never asked
+	Power          string    `json:"power"`
+	BootDevice     string    `json:"boot_device"`
+	OS             string    `json:"os"`
+	IP             string    `json:"ip"`
+	LastEvent      string    `json:"last_event"`
+	LastEventAt    time.Time `json:"last_event_at,omitzero"`
 	// InstallGeneration counts the reinstalls the boot services were asked for.
 	InstallGeneration int `json:"install_generation"`
 	// Reason says why a node failed or was left out; LastError is the last
