@@ -30,10 +30,10 @@ import (
 // started (the console does not need it to run).
 type offMachine struct{}
 
-func (offMachine) PoweredOn(context.Context) (bool, error)        { return false, nil }
-func (offMachine) Start(context.Context, vbmc.BootDevice) error   { return nil }
-func (offMachine) Stop(context.Context) error                     { return nil }
-func (offMachine) Shutdown(context.Context) error                 { return nil }
+func (offMachine) PoweredOn(context.Context) (bool, error)      { return false, nil }
+func (offMachine) Start(context.Context, vbmc.BootDevice) error { return nil }
+func (offMachine) Stop(context.Context) error                   { return nil }
+func (offMachine) Shutdown(context.Context) error               { return nil }
 func (offMachine) GuestEvents(ctx context.Context) (<-chan vbmc.GuestEvent, error) {
 	ch := make(chan vbmc.GuestEvent)
 	go func() { <-ctx.Done(); close(ch) }()
