@@ -155,6 +155,8 @@ func NewRoot(env *Env) *cobra.Command {
 	root.AddCommand(
 		// The rack: check it, plan it, serve it, provision it, watch it.
 		newFactoryCmd(env), newPlanCmd(env), newServeCmd(env), newBootstrapCmd(env), newReprovisionCmd(env), newStatusCmd(env),
+		// Why, after the fact: one node's story, the rack's timeline.
+		newDescribeCmd(env), newEventsCmd(env),
 		// One node, through its BMC.
 		newPowerCmd(env), newBootdevCmd(env), newConsoleCmd(env), newIPMICmd(env),
 		// Racker itself: its releases and installs.
