@@ -22,7 +22,11 @@ func newServeCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	var sf serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve",
+		Use: "serve",
+		Example: `  # As the installed unit runs it (systemctl status racker-serve):
+  racker serve --log-format json
+  # By hand, serving the test OS:
+  racker serve --os testos`,
 		Short: "Run the boot services (DHCP, TFTP, HTTP) on the PXE interface until stopped",
 		Long: `Run Racker's boot services on the rack's internal network: DHCP with a fixed
 address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
