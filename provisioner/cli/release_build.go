@@ -22,7 +22,7 @@ func newReleaseCmd(env *Env) *cobra.Command {
 		Short:  "Build and push Racker's installer image",
 		Hidden: true,
 	}
-	cmd.AddCommand(newReleaseImageCmd(env), newReleasePushCmd(env))
+	cmd.AddCommand(newReleaseImageCmd(env), newReleasePushCmd(env), newReleaseDocsCmd(env))
 	return cmd
 }
 

@@ -56,12 +56,17 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	env.notifySystemd("STATUS=preparing the PXE interface and the OS release (a first Flatcar download takes minutes)")
 	svc, _, err := openBootServices(ctx, env, inv, p, &sf.boot, func(c *bootsvc.Config) { c.DynamicPool = sf.dynamicPool })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	reloadOnHangup(ctx, env, pf, svc.Reload)
-	return svc.Serve(ctx)
+	// The sockets are open: clients are queued from now on.
+	env.notifySystemd("READY=1\nSTATUS=serving DHCP, TFTP and HTTP on " + inv.PXEInterface)
+	err = svc.Serve(ctx)
+	env.notifySystemd("STOPPING=1")
+	return err
 }
 
 // reloadOnHangup re-reads nodes.csv and re-plans on each SIGHUP (systemctl
@@ -80,6 +85,7 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*p
 			case <-hup:
 			}
 			env.Logger().Info("SIGHUP: re-reading nodes.csv")
+			env.notifySystemd(notifyReloading())
 			_, p, err := env.MakePlan(pf, true)
 			if err == nil {
 				err = reload(p)
@@ -87,6 +93,7 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*p
 			if err != nil {
 				env.Logger().Error("plan not reloaded: keeping the current one", "err", err)
 			}
+			env.notifySystemd("READY=1")
 		}
 	}()
 }

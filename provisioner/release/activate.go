@@ -1,14 +1,11 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/racker/racker/provisioner/internal/atomicfile"
 )
 
 // activate makes the current version usable on the host: executables linked
@@ -70,7 +67,9 @@ func (in *Installer) linkExecutables() error {
 }
 
 // refreshUnits copies current/systemd/*.service into UnitDir when they
-// changed, then reloads systemd and restarts the units that were running.
+// changed (never over a unit changed by hand: units.go), writes the
+// units' settings file when there is none, then reloads systemd and
+// restarts the units that were running.
 func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 	l := in.Layout
 	src := filepath.Join(l.CurrentLink(), UnitsDir)
@@ -93,14 +92,16 @@ func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
 		}
 		units = append(units, e.Name())
-		dst := filepath.Join(unitDir, e.Name())
-		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
-			continue
+		c, err := in.writeUnit(unitDir, e.Name(), data, res)
+		if err != nil {
+			return err
 		}
-		if err := atomicfile.Write(dst, data, 0o644); err != nil {
-			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
+		changed = changed || c
+	}
+	if len(units) > 0 {
+		if err := in.writeEnvFile(res); err != nil {
+			return err
 		}
-		changed = true
 	}
 	if in.Services == nil || !in.Services.Available() {
 		note := "no systemd on this host: units written, nothing reloaded or restarted"

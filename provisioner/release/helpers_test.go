@@ -28,6 +28,8 @@ type testRelease struct {
 	// a build step making bin/NAME: a script that prints the given line,
 	// as `lokoctl version` and `terraform version` would.
 	tools map[string]string
+	// unit is the release's racker-serve.service (a default when empty).
+	unit string
 }
 
 // writeTestManifest writes a manifest in the same shape as release/conf.yaml:
@@ -38,7 +40,11 @@ func writeTestManifest(t *testing.T, r testRelease) *Manifest {
 	t.Helper()
 	dir := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(dir, "undionly.kpxe"), []byte("fake undionly"), 0o644))
-	must(t, os.WriteFile(filepath.Join(dir, "racker-serve.service"), []byte("[Service]\nExecStart=/opt/bin/racker serve\n"), 0o644))
+	unit := r.unit
+	if unit == "" {
+		unit = "[Service]\nExecStart=/opt/bin/racker serve\n"
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "racker-serve.service"), []byte(unit), 0o644))
 	sv := r.stateVersion
 	if sv == 0 {
 		sv = 1
