@@ -211,7 +211,10 @@ func (tl *timeline) next(ctx context.Context, wait bool) ([]timelineEntry, error
 		if wait && len(out) == 0 {
 			w = 2 * time.Second
 		}
-		evs, err := tl.boot.Events(ctx, tl.seq, w)
+		// Bounded: an address nothing answers on must not hang the command.
+		cctx, cancel := context.WithTimeout(ctx, w+5*time.Second)
+		evs, err := tl.boot.Events(cctx, tl.seq, w)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return out, nil
