@@ -38,8 +38,9 @@ type Config struct {
 	// (racker serve makes sure of it).
 	Interface string
 	StateDir  string // leases, events, node targets; required
-	// TFTPRoot holds undionly.kpxe and ipxe.efi (default /usr/lib/ipxe),
-	// served over TFTP and at /assets/ipxe/.
+	// TFTPRoot holds undionly.kpxe and ipxe.efi, served over TFTP and at
+	// /assets/ipxe/; required (racker serve takes its own payload's
+	// share/ipxe: the host's packages are not assumed).
 	TFTPRoot    string
 	HTTPPort    int           // default 8080
 	LeaseTime   time.Duration // default dhcp.DefaultLeaseTime
@@ -68,14 +69,11 @@ type Config struct {
 // and requests in flight finish, queued leases are written) or one of them
 // fails, which stops the others and returns its error.
 func Serve(ctx context.Context, cfg Config) error {
-	if cfg.Plan == nil || cfg.StateDir == "" {
-		return errors.New("starting the boot services: a plan and a state folder are required")
+	if cfg.Plan == nil || cfg.StateDir == "" || cfg.TFTPRoot == "" {
+		return errors.New("starting the boot services: a plan, a state folder and a folder of iPXE binaries (TFTPRoot) are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.TFTPRoot == "" {
-		cfg.TFTPRoot = tftp.DefaultRoot
 	}
 	if cfg.HTTPPort == 0 {
 		cfg.HTTPPort = web.DefaultPort

@@ -21,7 +21,6 @@ import (
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/bootsvc/dhcp"
 	"github.com/racker/racker/provisioner/bootsvc/leases"
-	"github.com/racker/racker/provisioner/bootsvc/tftp"
 	"github.com/racker/racker/provisioner/cluster"
 	"github.com/racker/racker/provisioner/inventory"
 	"github.com/racker/racker/provisioner/orchestrator"
@@ -52,7 +51,7 @@ func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
 	fs.StringVar(&f.bmcDriver, "bmc-driver", "ipmi", "how to reach the nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
 	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services (default: http://MANAGEMENT-ADDRESS:HTTP-PORT, started in-process when none answers)")
 	fs.IntVar(&f.serve.httpPort, "http-port", 8080, "HTTP port of the boot services")
-	fs.StringVar(&f.serve.tftpRoot, "tftp-root", tftp.DefaultRoot, "folder with the iPXE binaries, when the boot services run in-process")
+	fs.StringVar(&f.serve.tftpRoot, "tftp-root", "", "folder with the iPXE binaries, when the boot services run in-process (default: share/ipxe of Racker's own payload)")
 	fs.DurationVar(&f.serve.leaseTime, "lease-time", dhcp.DefaultLeaseTime, "DHCP lease time, when the boot services run in-process")
 	fs.StringVar(&f.serve.osName, "os", "flatcar", "OS to install: flatcar or testos")
 	fs.StringVar(&f.serve.osVersion, "os-version", "current", "OS version (flatcar: current or a version; testos: a release folder)")
@@ -275,6 +274,10 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 	if inv.PXEInterface == "" {
 		return nil, fmt.Errorf("no boot services answer at %s, and this machine has no interface with the management node's secondary MAC %s to run them on (--pxe-interface names it)", url, inv.Mgmt().SecondaryMAC)
 	}
+	ipxe, err := env.ipxeDir(f.serve.tftpRoot)
+	if err != nil {
+		return nil, fmt.Errorf("starting the boot services: %w", err)
+	}
 	prefix := netip.PrefixFrom(p.Management.IP, p.Subnet.Bits())
 	if err := ensureAddress(inv.PXEInterface, prefix); err != nil {
 		return nil, fmt.Errorf("starting the boot services: %w", err)
@@ -288,7 +291,7 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 	ready, errc := make(chan struct{}), make(chan error, 1)
 	go func() {
 		err := bootsvc.Serve(sctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
-			TFTPRoot: f.serve.tftpRoot, HTTPPort: f.serve.httpPort, LeaseTime: f.serve.leaseTime, Release: release,
+			TFTPRoot: ipxe, HTTPPort: f.serve.httpPort, LeaseTime: f.serve.leaseTime, Release: release,
 			Logger: log.With("part", "bootsvc"), Ready: func() { close(ready) }})
 		runCancel(fmt.Errorf("the in-process boot services stopped: %v", err))
 		errc <- err

@@ -17,9 +17,9 @@ import (
 
 	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/bootsvc/dhcp"
-	"github.com/racker/racker/provisioner/bootsvc/tftp"
 	"github.com/racker/racker/provisioner/images"
 	"github.com/racker/racker/provisioner/plan"
+	"github.com/racker/racker/provisioner/release"
 )
 
 func init() { register(newServeCmd) }
@@ -56,7 +56,7 @@ nodes.csv (new nodes get their addresses without a restart).`,
 	AddPlanFlags(cmd.Flags(), &pf)
 	f := cmd.Flags()
 	f.IntVar(&sf.httpPort, "http-port", 8080, "HTTP port of the boot services")
-	f.StringVar(&sf.tftpRoot, "tftp-root", tftp.DefaultRoot, "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP")
+	f.StringVar(&sf.tftpRoot, "tftp-root", "", "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP (default: share/ipxe of Racker's own payload, INSTALL-DIR/current/share/ipxe)")
 	f.DurationVar(&sf.leaseTime, "lease-time", dhcp.DefaultLeaseTime, "DHCP lease time")
 	f.BoolVar(&sf.dynamicPool, "dynamic-pool", false, "give machines that are not in nodes.csv an address from the upper half of the subnet")
 	f.StringVar(&sf.osName, "os", "flatcar", "OS to install: flatcar or testos")
@@ -75,6 +75,10 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	if inv.PXEInterface == "" {
 		return fmt.Errorf("serve: no local interface has the management node's secondary MAC %s; is this the management node? (--pxe-interface names the interface)", inv.Mgmt().SecondaryMAC)
 	}
+	ipxe, err := env.ipxeDir(sf.tftpRoot)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	prefix := netip.PrefixFrom(p.Management.IP, p.Subnet.Bits())
 	if err := ensureAddress(inv.PXEInterface, prefix); err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -91,8 +95,33 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 			"os", sf.osName, "version", sf.osVersion)
 	}
 	return bootsvc.Serve(ctx, bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir,
-		TFTPRoot: sf.tftpRoot, HTTPPort: sf.httpPort, LeaseTime: sf.leaseTime, DynamicPool: sf.dynamicPool,
+		TFTPRoot: ipxe, HTTPPort: sf.httpPort, LeaseTime: sf.leaseTime, DynamicPool: sf.dynamicPool,
 		Release: release, Logger: log, Reload: reloadOnHangup(ctx, env, pf)})
+}
+
+// ipxeDir is the folder of iPXE binaries the boot services serve over TFTP
+// and HTTP: --tftp-root when given, else share/ipxe of Racker's own
+// payload, the one the running racker belongs to (release.PayloadDir) or
+// else the installed current version. Racker never assumes the host has
+// iPXE (Debian's /usr/lib/ipxe): a Flatcar management node has none.
+func (e *Env) ipxeDir(flag string) (string, error) {
+	dir, from := flag, "--tftp-root"
+	if dir == "" {
+		if p, ok := release.PayloadDir(); ok {
+			dir, from = filepath.Join(p, "share", "ipxe"), "the running racker's payload"
+		} else {
+			dir, from = filepath.Join(e.InstallDir, "current", "share", "ipxe"), "the installed release"
+		}
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("no iPXE binaries: %s (from %s) is not a folder; install Racker with its installer image (its payload carries share/ipxe), or name a folder holding undionly.kpxe and ipxe.efi with --tftp-root", dir, from)
+	}
+	for _, f := range []string{"undionly.kpxe", "ipxe.efi"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			e.Logger().Warn("an iPXE binary is missing: firmware that asks for it cannot netboot", "file", filepath.Join(dir, f))
+		}
+	}
+	return dir, nil
 }
 
 // reloadOnHangup re-reads nodes.csv and re-plans on each SIGHUP (systemctl
