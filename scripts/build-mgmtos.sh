@@ -11,8 +11,8 @@
 #   OUT/.stamp    what it was built from
 #
 # Usage: scripts/build-mgmtos.sh [OUT]   (default bin/mgmtos; GO=go)
-# Idempotent: nothing is rebuilt while this script, the service manager
-# and the installed Debian packages are unchanged.
+# Idempotent: nothing is rebuilt while this script, the service manager,
+# the packages above and the system's shared libraries are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -37,8 +37,11 @@ exec 9>"$CACHE/.lock"
 flock 9
 
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w" -o "$CACHE/unitd" ./simulator/unitd/cmd/unitd
+# The inputs: this script, unitd, the CA bundle, the packages' versions and
+# the system's shared libraries (names, sizes, times: cheap to list).
 stamp=$( { sha256sum "$0" "$CACHE/unitd" /etc/ssl/certs/ca-certificates.crt | cut -d' ' -f1
-  dpkg-query -W -f='${Package} ${Version}\n'; } | sha256sum | cut -d' ' -f1)
+  dpkg-query -W -f='${Package} ${Version}\n' "${REQUIRED[@]}"
+  ls -l --time-style=+%s /lib/x86_64-linux-gnu/ /lib64/; } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$stamp" ] && [ -x "$OUT/usr/lib/unitd/unitd" ]; then
   say "$OUT/usr is up to date"
   exit 0

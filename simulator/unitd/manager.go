@@ -208,9 +208,6 @@ func (m *Manager) start(ctx context.Context, s *service, u *Unit) error {
 		// Type=exec reports a failed execve to the caller; Type=simple has
 		// already returned by then and finds out afterwards (203/EXEC).
 		m.note(s.name, fmt.Sprintf("Failed to execute %s: %v", cmd.argv[0], err))
-		m.mu.Lock()
-		s.mainPID = -1
-		m.mu.Unlock()
 		m.mainExited(s, -1, syscall.WaitStatus(203<<8))
 		if u.Type == "exec" {
 			return fmt.Errorf("Job for %s failed: %s: %w", s.name, cmd.argv[0], err)
@@ -239,7 +236,10 @@ func (m *Manager) mainExited(s *service, pid int, ws syscall.WaitStatus) {
 		m.mu.Unlock()
 		return
 	}
-	s.lastPID, s.mainPID, s.lastExit = pid, 0, describe(ws)
+	s.mainPID, s.lastExit = 0, describe(ws)
+	if pid > 0 {
+		s.lastPID = pid
+	}
 	if s.state == "deactivating" {
 		s.state, s.sub, s.result, s.since = "inactive", "dead", "success", time.Now()
 		if s.stopped != nil {
