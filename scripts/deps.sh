@@ -16,7 +16,11 @@ packages=(
   # the node-side client of the boot contract (racker-booted.service runs curl)
   curl
   # installer image: a real OCI client reads the archives `make image` writes
+  # (also racker-sim up, which runs the image in the management node)
   skopeo
+  # the simulated management node's userland (make mgmtos takes Flatcar's
+  # kinds of tools from these packages; the rest are in every Debian)
+  gawk jq wget less
   # test OS image building
   cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk bzip2
 )

@@ -40,7 +40,7 @@ type bootFlags struct {
 // serveRelease.
 func addBootFlags(fs *pflag.FlagSet, f *bootFlags) {
 	fs.IntVar(&f.httpPort, "http-port", bootsvc.DefaultHTTPPort, "HTTP port of the boot services")
-	fs.StringVar(&f.tftpRoot, "tftp-root", bootsvc.DefaultTFTPRoot, "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP")
+	fs.StringVar(&f.tftpRoot, "tftp-root", "", "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP (default: share/ipxe of Racker's own payload, INSTALL-DIR/current/share/ipxe)")
 	fs.DurationVar(&f.leaseTime, "lease-time", bootsvc.DefaultLeaseTime, "DHCP lease time")
 	fs.StringVar(&f.osName, "os", "flatcar", "OS to install: flatcar or testos")
 	fs.StringVar(&f.osVersion, "os-version", "current", "OS version: for flatcar current (the channel's newest) or a version, for testos a release folder")
@@ -55,6 +55,10 @@ func addBootFlags(fs *pflag.FlagSet, f *bootFlags) {
 func openBootServices(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, f *bootFlags,
 	tune func(*bootsvc.Config)) (*bootsvc.Services, *images.Release, error) {
 	log := env.Logger()
+	ipxe, err := env.ipxeDir(f.tftpRoot)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the boot services: %w", err)
+	}
 	prefix := netip.PrefixFrom(p.Management.IP, p.Subnet.Bits())
 	if err := ensureAddress(inv.PXEInterface, prefix); err != nil {
 		return nil, nil, fmt.Errorf("starting the boot services: %w", err)
@@ -68,7 +72,7 @@ func openBootServices(ctx context.Context, env *Env, inv *inventory.Inventory, p
 		log.Warn("no OS release to serve: nodes get iPXE scripts, but installs will fail until one is available",
 			"os", f.osName, "version", f.osVersion)
 	}
-	cfg := bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir, TFTPRoot: f.tftpRoot,
+	cfg := bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir, TFTPRoot: ipxe,
 		HTTPPort: f.httpPort, LeaseTime: f.leaseTime, Release: release, Logger: log}
 	if tune != nil {
 		tune(&cfg)

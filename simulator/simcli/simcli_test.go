@@ -3,6 +3,7 @@ package simcli
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,19 @@ func TestUpRefusesBadInputBeforeTouchingTheHost(t *testing.T) {
 		if code != 1 || errs == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
 		}
+	}
+}
+
+// Without Racker's installer image next to it (make image), up says how
+// to make one before it builds anything.
+func TestUpNeedsTheInstallerImage(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := run(t, "--dir", dir, "up", "--nodes", "1")
+	if code != 1 || !strings.Contains(errs, "make image") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("up wrote %d files before refusing", len(entries))
 	}
 }
 
