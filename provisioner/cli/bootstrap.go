@@ -58,6 +58,8 @@ func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
 	fs.StringVar(&f.serve.osVersion, "os-version", "current", "OS version (flatcar: current or a version; testos: a release folder)")
 	fs.StringVar(&f.serve.channel, "flatcar-channel", "stable", "Flatcar channel: stable, beta, alpha or lts")
 	fs.StringVar(&f.serve.testosDir, "testos-dir", "", "folder with the test OS's release folders (default: INSTALL-DIR/testos)")
+	fs.StringVar(&f.serve.imageKey, "image-key", "", imageKeyUsage)
+	fs.StringVar(&f.serve.mirror, "os-mirror", "", mirrorUsage)
 	t := orchestrator.DefaultTimeouts
 	fs.DurationVar(&f.timeouts.BMC, "bmc-timeout", t.BMC, "how long a node's BMC may not answer")
 	fs.DurationVar(&f.timeouts.Netboot, "netboot-timeout", t.Netboot, "from power-on to the node's first netboot request")

@@ -105,7 +105,8 @@ func bootRig(t *testing.T) (flags []string, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
+		SigningKey: []byte("test key\n")}
 	srv, err := web.New(web.Config{Plan: p, StateDir: state, Release: release, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,15 @@ type serveFlags struct {
 	osVersion   string
 	testosDir   string
 	channel     string
+	mirror      string // Flatcar release server (a private mirror)
+	imageKey    string // the key the mirror signs its images with
 }
+
+// imageKeyUsage and mirrorUsage are shared by serve and bootstrap.
+const (
+	imageKeyUsage = "OpenPGP public key the OS mirror's images are signed with; Racker verifies its downloads with it and nodes' flatcar-install gets it as -k (default: Flatcar's image signing key for --os flatcar, the release folder's image-signing-key.asc for --os testos)"
+	mirrorUsage   = "Flatcar release server or private mirror, e.g. https://mirror.example/flatcar/amd64-usr (default: https://CHANNEL.release.flatcar-linux.net/amd64-usr)"
+)
 
 func newServeCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
@@ -63,6 +71,8 @@ nodes.csv (new nodes get their addresses without a restart).`,
 	f.StringVar(&sf.osVersion, "os-version", "current", "OS version: for flatcar current (the channel's newest) or a version, for testos a release folder")
 	f.StringVar(&sf.channel, "flatcar-channel", "stable", "Flatcar channel: stable, beta, alpha or lts")
 	f.StringVar(&sf.testosDir, "testos-dir", "", "folder with the test OS's release folders (default: INSTALL-DIR/testos)")
+	f.StringVar(&sf.imageKey, "image-key", "", imageKeyUsage)
+	f.StringVar(&sf.mirror, "os-mirror", "", mirrorUsage)
 	return cmd
 }
 
@@ -136,8 +146,16 @@ func serveRelease(ctx context.Context, env *Env, sf *serveFlags) (*images.Releas
 		testosDir = filepath.Join(env.InstallDir, "testos")
 	}
 	spec := images.Spec{OS: sf.osName, Version: sf.osVersion, Channel: sf.channel, Dir: testosDir,
+		BaseURL: sf.mirror, KeyFile: sf.imageKey,
 		CacheDir: filepath.Join(env.StateDir, "images"), Logger: env.Logger()}
-	env.Logger().Info("preparing the OS release", "os", sf.osName, "version", sf.osVersion)
+	if sf.imageKey != "" {
+		// A key that cannot be read is the operator's mistake, not a
+		// release that is unavailable for now.
+		if _, err := images.ReadKeyringFile(sf.imageKey); err != nil {
+			return nil, fmt.Errorf("--image-key: %w", err)
+		}
+	}
+	env.Logger().Info("preparing the OS release", "os", sf.osName, "version", sf.osVersion, "image_key", sf.imageKey, "mirror", sf.mirror)
 	rel, err := images.Prepare(ctx, spec)
 	if err != nil && sf.osName == "flatcar" {
 		env.Logger().Warn("Flatcar release not available", "err", err)
