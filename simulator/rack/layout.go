@@ -45,7 +45,9 @@ type Config struct {
 	OS        string   // testos or flatcar (what racker serve installs)
 	NoBMC     bool     // no virtual BMCs (Racker drives libvirt directly)
 	MemoryMiB int      // per VM (default 1024)
-	Disks     int      // per VM, 1 or 2 (default 2: reprovision wipes the other)
+	// Disks are --disks values (ParseDisks): the blank disks' sizes for
+	// every server or per node type; default DefaultDisks.
+	Disks []string
 
 	RackerBinary string // bin/racker, copied into the management node
 	TestOSDir    string // bin/testos, served by racker serve with --os testos
@@ -79,9 +81,6 @@ func (c *Config) complete() error {
 	}
 	if c.MemoryMiB == 0 {
 		c.MemoryMiB = 1024
-	}
-	if c.Disks == 0 {
-		c.Disks = 2
 	}
 	return nil
 }

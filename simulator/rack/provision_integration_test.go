@@ -36,7 +36,7 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 	testenv.RequireCommand(t, "busybox")
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
-	s, _ := upForTest(t, "rp", rack.Config{Nodes: 2, Disks: 2, Types: []string{"legacy", "efi"}, UEFITypes: []string{"efi"}, RackerBinary: rackerBin, TestOSDir: testosDir}, log)
+	s, _ := upForTest(t, "rp", rack.Config{Nodes: 2, Types: []string{"legacy", "efi"}, UEFITypes: []string{"efi"}, RackerBinary: rackerBin, TestOSDir: testosDir}, log)
 	if out, err := inMgmt(t, s, "racker factory gen-ssh-key"); err != nil {
 		t.Fatalf("gen-ssh-key: %v\n%s", err, out)
 	}

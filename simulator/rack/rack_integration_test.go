@@ -169,7 +169,7 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	rackerBin, testosDir := requireRack(t)
 	cfg := rack.Config{
 		Nodes: 3, Types: []string{"red", "blue"}, UEFITypes: []string{"blue"},
-		MemoryMiB: 256, Disks: 1, RackerBinary: rackerBin, TestOSDir: testosDir,
+		MemoryMiB: 256, Disks: []string{"10G"}, RackerBinary: rackerBin, TestOSDir: testosDir,
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
