@@ -20,6 +20,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	factorySpecs()
 	faultAtStartSpecs()
 	bootstrapSpecs()
+	strictSpecs()
 	reprovisionSpecs()
 	installFaultSpecs()
 	updateSpecs()
