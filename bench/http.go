@@ -136,6 +136,9 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 	if err := os.WriteFile(filepath.Join(rel, imageName), image, 0o644); err != nil {
 		return err
 	}
+	if err := signRelease(rel, imageName); err != nil {
+		return err
+	}
 
 	oem, state := filepath.Join(work, "oem"), filepath.Join(work, "state")
 	if _, err := rackFiles(oem, 3, n.srvMAC); err != nil {
@@ -152,7 +155,7 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 	if err := waitHTTP(c, base+"/healthz", rs); err != nil {
 		return err
 	}
-	rackerURL := base + "/assets/testos/current/" + imageName
+	rackerURL := base + "/assets/testos/" + benchVersion + "/" + imageName
 
 	// The reference: the same bytes from memory, in the same namespace.
 	var ln net.Listener
