@@ -29,6 +29,10 @@ func TestE2E(t *testing.T) {
 // rack is the simulated rack shared by every spec.
 var rack *simRack
 
+// twoDiskType is the node type whose servers get a 4 GB and a 40 GB disk
+// (the others two of 10 GB): Flatcar's disk rule must pick the 40 GB one.
+const twoDiskType = "uefi"
+
 var _ = BeforeSuite(func() {
 	if os.Geteuid() != 0 {
 		Fail("the e2e suite needs root (network namespaces, bridges, libvirt)")
@@ -50,7 +54,8 @@ var _ = BeforeSuite(func() {
 		By("tearing down the simulated rack " + rack.name)
 		rack.sim("down")
 	})
-	rack.sim("up", "--nodes", "3", "--types", "bios,uefi", "--uefi-types", "uefi", "--os", "testos")
+	rack.sim("up", "--nodes", "3", "--types", "bios,uefi", "--uefi-types", "uefi", "--os", "testos",
+		"--disks", twoDiskType+"=4G,40G")
 	phases.add("sim up", time.Since(start))
 	rack.load()
 })

@@ -19,6 +19,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	factorySpecs()
 	faultAtStartSpecs()
 	bootstrapSpecs()
+	strictSpecs()
 	reprovisionSpecs()
 	installFaultSpecs()
 	updateSpecs()

@@ -47,7 +47,9 @@ type Config struct {
 	OS        string   // testos or flatcar (what racker serve installs)
 	NoBMC     bool     // no virtual BMCs (Racker drives libvirt directly)
 	MemoryMiB int      // per VM (default 1024)
-	Disks     int      // per VM, 1 or 2 (default 2: reprovision wipes the other)
+	// Disks are --disks values (ParseDisks): the blank disks' sizes for
+	// every server or per node type; default DefaultDisks.
+	Disks []string
 
 	// RackerImage is Racker's installer image (the OCI archive `make image`
 	// writes), run in the management node as `docker run` would run it.
@@ -84,9 +86,6 @@ func (c *Config) complete() error {
 	}
 	if c.MemoryMiB == 0 {
 		c.MemoryMiB = 1024
-	}
-	if c.Disks == 0 {
-		c.Disks = 2
 	}
 	return nil
 }

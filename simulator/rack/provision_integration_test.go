@@ -33,7 +33,7 @@ type event struct {
 func TestRackProvisionsNodesByHand(t *testing.T) {
 	cfg := requireRack(t)
 	testenv.RequireFile(t, filepath.Join(cfg.TestOSDir, "current", "flatcar_production_image.bin.bz2")) // make testos
-	cfg.Nodes, cfg.Disks, cfg.Types, cfg.UEFITypes = 2, 2, []string{"legacy", "efi"}, []string{"efi"}
+	cfg.Nodes, cfg.Types, cfg.UEFITypes = 2, []string{"legacy", "efi"}, []string{"efi"}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
 	s, _ := upForTest(t, "rp", cfg, log)

@@ -202,7 +202,7 @@ func upForTest(t *testing.T, prefix string, cfg rack.Config, log *slog.Logger) (
 // may be left behind.
 func TestRackUpDriveBMCAndDown(t *testing.T) {
 	cfg := requireRack(t)
-	cfg.Nodes, cfg.Types, cfg.UEFITypes, cfg.MemoryMiB, cfg.Disks = 3, []string{"red", "blue"}, []string{"blue"}, 256, 1
+	cfg.Nodes, cfg.Types, cfg.UEFITypes, cfg.MemoryMiB, cfg.Disks = 3, []string{"red", "blue"}, []string{"blue"}, 256, []string{"10G"}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
 	s, upTime := upForTest(t, "rt", cfg, log)

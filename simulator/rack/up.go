@@ -60,6 +60,10 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 		}
 		log.Info("rack exists; completing it", "name", s.Name, "dir", s.Dir)
 	}
+	disks, err := ParseDisks(c.Disks, nodeTypes(s.Machines))
+	if err != nil {
+		return nil, err
+	}
 	if err := s.save(); err != nil {
 		return nil, err
 	}
@@ -79,7 +83,7 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 	names := netenv.Names{Instance: s.Name}
 	for _, mc := range s.Machines[1:] {
 		spec := vm.Spec{
-			Name: s.Domain(mc.Name), Firmware: vm.Firmware(mc.Firmware), Disks: c.Disks, MemoryMiB: c.MemoryMiB,
+			Name: s.Domain(mc.Name), Firmware: vm.Firmware(mc.Firmware), Disks: disks.For(mc.Type), MemoryMiB: c.MemoryMiB,
 			PrimaryMAC: mustMAC(mc.PrimaryMAC), SecondaryMAC: mustMAC(mc.SecondaryMAC),
 			InternalBridge: names.Bridge("int"), PublicBridge: names.Bridge("pub"),
 			PrimaryTap: names.Iface(mc.Name, "i"), SecondaryTap: names.Iface(mc.Name, "p"),

@@ -46,11 +46,17 @@ func TestUpRefusesBadInputBeforeTouchingTheHost(t *testing.T) {
 		{"up", "--name", "much-too-long-name"},
 		{"up", "--os", "windows"},
 		{"up", "--nodes", "99"},
+		{"up", "--types", "bios,uefi", "--disks", "purple=10G"},
+		{"up", "--disks", "2"},
+		{"up", "--disks", "uefi=4G,40G,1G,1G,1G"},
 	} {
 		code, _, errs := run(t, append([]string{"--dir", dir}, args...)...)
 		if code != 1 || errs == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
 		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused up left files in the rack's folder: %v", entries)
 	}
 }
 

@@ -59,7 +59,7 @@ stopped.`,
 	f.StringVar(&c.OS, "os", "testos", "OS racker serve installs: testos or flatcar")
 	f.BoolVar(&c.NoBMC, "no-bmc", false, "no virtual BMCs (quick laptop mode: Racker drives the VMs through libvirt)")
 	f.IntVar(&c.MemoryMiB, "memory", 1024, "memory per VM in MiB")
-	f.IntVar(&c.Disks, "disks", 2, "blank disks per VM, 1 or 2")
+	f.StringArrayVar(&c.Disks, "disks", nil, "blank disks per server as sizes with a unit (K, M, G, T), in order vda,vdb,…: SIZES for all, TYPE=SIZES for one node type; repeatable (default 10G,10G; e.g. --disks uefi=4G,40G)")
 	f.StringVar(&c.RackerImage, "racker-image", "", "Racker's installer image (OCI archive) to install in the management node (default: the newest racker-*.oci.tar next to racker-sim, which make image writes)")
 	f.StringVar(&c.MgmtOS, "mgmt-os", besideExecutable("mgmtos"), "the management node's OS image (make mgmtos)")
 	f.StringVar(&c.TestOSDir, "testos-dir", besideExecutable("testos"), "test OS release folders (make testos); current/ is copied into the management node as Racker's test OS mirror for --os testos")
