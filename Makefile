@@ -10,6 +10,7 @@ FUZZTIME ?= 10s
 help:
 	@echo "make deps   install the Debian packages Racker needs (root, idempotent)"
 	@echo "make build  build bin/racker and bin/racker-sim"
+	@echo "make mgmtos the simulated management node's OS image, bin/mgmtos"
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
 	@echo "make licenses        regenerate docs/licenses.md (every dependency's licence, checked)"
 	@echo "make lint   gofmt check, go vet, make licenses-check, generated files current (make generate), make docs-check"
@@ -27,7 +28,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker ./cmd/racker
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker-sim ./cmd/racker-sim
 
-test: build testos
+test: build testos mgmtos image
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) test-lokomotive
 	$(MAKE) fuzz
@@ -76,13 +77,17 @@ generate:
 check-generated:
 	cd provisioner/orchestrator && $(GO) run gen_phases.go -check -o ../../docs/phases.md
 
-demo: deps build testos
+# The simulator needs the installer image (make image: Racker reaches the
+# management node only through it), the node's OS image and the test OS.
+SIM_INPUTS = build testos mgmtos image
+
+demo: deps $(SIM_INPUTS)
 	./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
 # LABELS=factory|bootstrap|reprovision|faults|operator|update picks a subset.
 LABELS ?=
-e2e: deps build testos
+e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
 # make bench: the full run; make bench BENCH=short: the CI smoke run (< 2 min).
@@ -119,12 +124,19 @@ test-orch:
 # make test-sim: netenv, the VMs and racker-sim (root, libvirtd, QEMU; the
 # hand-driven provisioning test also needs make testos).
 .PHONY: test-sim
-test-sim: build
-	$(GO) test -count=1 ./netenv ./simulator/vm ./simulator/rack ./simulator/simcli
+test-sim: $(SIM_INPUTS)
+	$(GO) test -count=1 ./netenv ./simulator/vm ./simulator/unitd ./simulator/mgmtnode ./simulator/rack ./simulator/simcli
 
 # make testos: the test OS as a release folder, bin/testos/current (Debian's
 # cloud kernel + the Go init; quick when nothing changed). make test-testos:
 # its tests, with the QEMU netboot-install-then-disk-boot test (~1 min, TCG).
+# make mgmtos: the simulated management node's OS image, bin/mgmtos (a
+# Flatcar-shaped /usr from Debian's programs + the unitd service manager;
+# quick when nothing changed).
+.PHONY: mgmtos
+mgmtos:
+	GO=$(GO) ./scripts/build-mgmtos.sh bin/mgmtos
+
 .PHONY: testos test-testos
 testos:
 	GO=$(GO) ./scripts/build-testos.sh bin/testos

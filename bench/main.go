@@ -23,6 +23,11 @@ var logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 var testosDir string
 
 func main() {
+	if spec := os.Getenv(refServerEnv); spec != "" {
+		err := refServerMain(spec)
+		fmt.Fprintln(os.Stderr, "bench reference server:", err)
+		os.Exit(1)
+	}
 	short := flag.Bool("short", false, "smoke mode: fewer levels, shorter runs")
 	out := flag.String("json", "bench-results.json", "where to write the results as JSON")
 	racker := flag.String("racker", "bin/racker", "the racker binary under test")

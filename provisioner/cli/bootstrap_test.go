@@ -142,7 +142,8 @@ func bootRig(t *testing.T) (flags []string, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
+		SigningKey: []byte("test key\n")}
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, served := serveOnLoopback(ctx, t, bootsvc.Config{Plan: p, StateDir: state, Release: release})
 	simsDone := make(chan struct{})

@@ -93,6 +93,9 @@ func printResult(w io.Writer, res *release.Result, digest string) {
 		fmt.Fprintf(w, " from %s", digest)
 	}
 	fmt.Fprintln(w)
+	for _, u := range res.Started {
+		fmt.Fprintf(w, "enabled and started %s\n", u)
+	}
 	for _, u := range res.Restarted {
 		fmt.Fprintf(w, "restarted %s\n", u)
 	}
@@ -113,8 +116,8 @@ func newInstallCmd(env *Env) *cobra.Command {
 		Short: "Install this Racker release onto the host (the installer image's default command)",
 		Long: `Install a Racker release: unpack it into <install-dir>/versions/VERSION, switch
 <install-dir>/current to it atomically, link /opt/bin/racker, and install the
-systemd units (restarting those that run). The previous version is kept for
-'racker rollback'.
+systemd units: a first install enables and starts racker-serve, a later one
+restarts it. The previous version is kept for 'racker rollback'.
 
 In the installer image (docker run --rm --privileged --pid host IMAGE) it
 installs its own payload onto the host through /proc/1/root and runs the

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/plan"
+	"github.com/racker/racker/provisioner/release"
 )
 
 type serveFlags struct {
@@ -67,6 +69,31 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	err = svc.Serve(ctx)
 	env.notifySystemd("STOPPING=1")
 	return err
+}
+
+// ipxeDir is the folder of iPXE binaries the boot services serve over TFTP
+// and HTTP: --tftp-root when given, else share/ipxe of Racker's own
+// payload, the one the running racker belongs to (release.PayloadDir) or
+// else the installed current version. Racker never assumes the host has
+// iPXE (Debian's /usr/lib/ipxe): a Flatcar management node has none.
+func (e *Env) ipxeDir(flag string) (string, error) {
+	dir, from := flag, "--tftp-root"
+	if dir == "" {
+		if p, ok := release.PayloadDir(); ok {
+			dir, from = filepath.Join(p, "share", "ipxe"), "the running racker's payload"
+		} else {
+			dir, from = filepath.Join(e.InstallDir, "current", "share", "ipxe"), "the installed release"
+		}
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("no iPXE binaries: %s (from %s) is not a folder; install Racker with its installer image (its payload carries share/ipxe), or name a folder holding undionly.kpxe and ipxe.efi with --tftp-root", dir, from)
+	}
+	for _, f := range []string{"undionly.kpxe", "ipxe.efi"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			e.Logger().Warn("an iPXE binary is missing: firmware that asks for it cannot netboot", "file", filepath.Join(dir, f))
+		}
+	}
+	return dir, nil
 }
 
 // reloadOnHangup re-reads nodes.csv and re-plans on each SIGHUP (systemctl

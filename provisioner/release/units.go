@@ -41,32 +41,34 @@ const envTemplate = `# Settings of racker serve: racker-serve.service reads this
 `
 
 // writeUnit installs the unit file name with data into unitDir; changed
-// says whether the installed unit changed (systemd must reload).
-func (in *Installer) writeUnit(unitDir, name string, data []byte, res *Result) (changed bool, err error) {
+// says whether the installed unit changed (systemd must reload), fresh that
+// there was none before (it is enabled and started).
+func (in *Installer) writeUnit(unitDir, name string, data []byte, res *Result) (changed, fresh bool, err error) {
 	dst := filepath.Join(unitDir, name)
 	old, err := os.ReadFile(dst)
 	switch {
 	case err == nil && bytes.Equal(old, data):
 		os.Remove(dst + NewUnitSuffix) // a stale one from an earlier install
-		return false, nil
+		return false, false, nil
 	case err == nil && !in.shipped(name, old):
 		if err := atomicfile.Write(dst+NewUnitSuffix, data, 0o644); err != nil {
-			return false, fmt.Errorf("installing unit %s: %w", name, err)
+			return false, false, fmt.Errorf("installing unit %s: %w", name, err)
 		}
 		note := fmt.Sprintf("%s was changed on this host: kept it, and wrote this release's unit as %s%s. "+
 			"Move the local changes to a drop-in (systemctl edit %s) or to %s, then replace the unit with the new one",
 			dst, dst, NewUnitSuffix, name, EnvFile)
 		res.Notes = append(res.Notes, note)
 		in.log().Warn("unit changed locally; not replaced", "unit", dst, "new", dst+NewUnitSuffix)
-		return false, nil
+		return false, false, nil
 	case err != nil && !os.IsNotExist(err):
-		return false, fmt.Errorf("installing unit %s: %w", name, err)
+		return false, false, fmt.Errorf("installing unit %s: %w", name, err)
 	}
+	fresh = os.IsNotExist(err)
 	if err := atomicfile.Write(dst, data, 0o644); err != nil {
-		return false, fmt.Errorf("installing unit %s: %w", name, err)
+		return false, false, fmt.Errorf("installing unit %s: %w", name, err)
 	}
 	os.Remove(dst + NewUnitSuffix)
-	return true, nil
+	return true, fresh, nil
 }
 
 // shipped says whether content is the unit name as some installed Racker

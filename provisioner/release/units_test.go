@@ -1,109 +1,58 @@
 package release
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
+	"context"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/racker/racker/internal/testenv"
 )
 
-var testenvRequire = testenv.RequireCommand // skips outside CI, fails in CI
-
-// An install replaces the unit file only while it is one a release
-// shipped: a unit changed by hand is kept, the release's is written beside
-// it and the result says to use a drop-in; racker.env is written once and
-// never overwritten.
-func TestUnitsChangedByHandAreKept(t *testing.T) {
-	unitA := "[Service]\nType=notify\nExecStart=/opt/bin/racker serve\n"
-	unitB := unitA + "ProtectHome=yes\n"
+// The installer's contract with the host's systemd (fakeServices stands
+// in for it): a first install enables and starts racker-serve, so Racker
+// serves as soon as the installer image ran; update, upgrade and rollback
+// restart it, so the new version serves and not the process from before,
+// also when it was enabled but had stopped; a unit the operator disabled
+// and stopped is left alone; a changed unit file is reloaded first.
+func TestInstallerStartsAndRestartsTheServeUnit(t *testing.T) {
+	const unit = "racker-serve.service"
 	reg := newTestRegistry(t)
-	reg.publish(t, testRelease{version: "1.0.0", unit: unitA}, testRelease{version: "1.0.1", unit: unitB}, testRelease{version: "1.1.0", unit: unitB})
+	reg.publish(t, testRelease{version: "1.0.0"}, testRelease{version: "1.0.1"}, testRelease{version: "1.1.0"},
+		testRelease{version: "2.0.0", unit: "[Service]\nExecStart=/opt/bin/racker serve --v2\n"})
 	in := testInstaller(t, t.TempDir())
-	in.Services = &fakeServices{available: true, active: map[string]bool{}}
-	unit := filepath.Join(in.Layout.Root, "etc/systemd/system/racker-serve.service")
-	env := filepath.Join(in.Layout.Root, EnvFile)
-	read := func(p string) string {
-		b, err := os.ReadFile(p)
+	svc := &fakeServices{available: true}
+	in.Services = svc
+	step := func(what string, do func() (*Result, error), wantCalls ...string) *Result {
+		t.Helper()
+		svc.calls = nil
+		res, err := do()
 		if err != nil {
-			return "<" + err.Error() + ">"
+			t.Fatalf("%s: %v", what, err)
 		}
-		return string(b)
-	}
-
-	res, err := installFrom(t, in, reg.ref, "1.0.0", Options{})
-	must(t, err)
-	if read(unit) != unitA || !strings.Contains(read(env), "RACKER_SERVE_FLAGS") {
-		t.Fatalf("first install: unit %q, env %q", read(unit), read(env))
-	}
-	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "systemctl edit racker-serve") }) {
-		t.Errorf("the first install does not say where local settings go: %v", res.Notes)
-	}
-
-	// Changed by hand, then an update that brings a new unit.
-	local := unitA + "Environment=LOCAL=1\n"
-	must(t, os.WriteFile(unit, []byte(local), 0o644))
-	must(t, os.WriteFile(env, []byte("RACKER_PXE_INTERFACE=eth9\n"), 0o644))
-	res, err = installFrom(t, in, reg.ref, "1.0.1", Options{})
-	must(t, err)
-	if read(unit) != local || read(unit+NewUnitSuffix) != unitB {
-		t.Fatalf("a unit changed by hand was overwritten: unit %q, new %q", read(unit), read(unit+NewUnitSuffix))
-	}
-	if !slices.ContainsFunc(res.Notes, func(n string) bool {
-		return strings.Contains(n, "changed on this host") && strings.Contains(n, "systemctl edit racker-serve.service")
-	}) {
-		t.Errorf("no note about the kept unit: %v", res.Notes)
-	}
-	if read(env) != "RACKER_PXE_INTERFACE=eth9\n" {
-		t.Errorf("racker.env overwritten: %q", read(env))
-	}
-
-	// The changes moved to a drop-in and the unit put back as shipped:
-	// the next install replaces it again.
-	must(t, os.WriteFile(unit, []byte(unitA), 0o644))
-	_, err = installFrom(t, in, reg.ref, "1.1.0", Options{})
-	must(t, err)
-	if read(unit) != unitB {
-		t.Fatalf("a shipped unit was not replaced: %q", read(unit))
-	}
-	if _, err := os.Stat(unit + NewUnitSuffix); !os.IsNotExist(err) {
-		t.Errorf("the stale %s is left: %v", NewUnitSuffix, err)
-	}
-}
-
-// The unit Racker ships: Type=notify, the settings file, the flags from
-// it, exactly the capabilities serve uses, and nothing systemd's own
-// parser (systemd-analyze verify) rejects or ignores.
-func TestShippedUnit(t *testing.T) {
-	path := filepath.Join("..", "..", "dist", "systemd", "racker-serve.service")
-	b, err := os.ReadFile(path)
-	must(t, err)
-	unit := string(b)
-	for _, want := range []string{"\nType=notify\n", "\nEnvironmentFile=-" + EnvFile + "\n",
-		"\nExecStart=/opt/bin/racker serve --log-format json $RACKER_SERVE_FLAGS\n",
-		"\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN CAP_NET_RAW\n",
-		"\nAmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_ADMIN CAP_NET_RAW\n",
-		"\nNoNewPrivileges=yes\n", "\nProtectSystem=full\n", "systemctl edit racker-serve"} {
-		if !strings.Contains(unit, want) {
-			t.Errorf("%s lacks %q", path, strings.TrimSpace(want))
+		if !slices.Equal(svc.calls, wantCalls) {
+			t.Fatalf("%s: systemctl calls %q, want %q", what, svc.calls, wantCalls)
 		}
+		return res
 	}
-	analyze := testenvRequire(t, "systemd-analyze")
-	root := t.TempDir()
-	for _, d := range []string{"opt/bin", "bin", "etc/systemd/system"} {
-		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+	install := func(v string) func() (*Result, error) {
+		return func() (*Result, error) { return installFrom(t, in, reg.ref, v, Options{Migrate: true}) }
 	}
-	for _, exe := range []string{"opt/bin/racker", "bin/kill"} {
-		must(t, os.WriteFile(filepath.Join(root, exe), []byte("#!/bin/sh\n"), 0o755))
+
+	res := step("first install", install("1.0.0"), "daemon-reload", "enable "+unit, "start "+unit)
+	if !slices.Equal(res.Started, []string{unit}) || !svc.active[unit] || !svc.enabled[unit] {
+		t.Fatalf("first install: started %v, active %v, enabled %v", res.Started, svc.active, svc.enabled)
 	}
-	must(t, os.WriteFile(filepath.Join(root, "etc/systemd/system/racker-serve.service"), b, 0o644))
-	out, _ := exec.Command(analyze, "verify", "--man=no", "--root="+root, "/etc/systemd/system/racker-serve.service").CombinedOutput()
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(l, "racker-serve.service:") && !strings.Contains(l, "sysinit.target not found") {
-			t.Errorf("systemd-analyze verify: %s", l)
-		}
+	res = step("update", install("1.0.1"), "restart "+unit)
+	if !slices.Equal(res.Restarted, []string{unit}) || len(res.Started) != 0 {
+		t.Fatalf("update: %+v", res)
 	}
+	svc.active[unit] = false // it stopped (crashed, or the operator stopped it) but is enabled
+	step("upgrade with a changed unit", install("2.0.0"), "daemon-reload", "restart "+unit)
+	step("rollback", func() (*Result, error) { return in.Rollback(context.Background()) }, "daemon-reload", "restart "+unit)
+	step("reinstall of the running version", install("1.0.1"), "restart "+unit)
+	svc.active[unit], svc.enabled[unit] = false, false // the operator disabled it
+	res = step("update of a disabled unit", install("1.1.0"))
+	if len(res.Restarted) != 0 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "disabled and stopped") {
+		t.Fatalf("a disabled unit: %+v", res)
+	}
+	assertCurrent(t, in, "1.1.0")
 }

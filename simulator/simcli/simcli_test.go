@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -46,11 +47,30 @@ func TestUpRefusesBadInputBeforeTouchingTheHost(t *testing.T) {
 		{"up", "--name", "much-too-long-name"},
 		{"up", "--os", "windows"},
 		{"up", "--nodes", "99"},
+		{"up", "--types", "bios,uefi", "--disks", "purple=10G"},
+		{"up", "--disks", "2"},
+		{"up", "--disks", "uefi=4G,40G,1G,1G,1G"},
 	} {
 		code, _, errs := run(t, append([]string{"--dir", dir}, args...)...)
 		if code != 1 || errs == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
 		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused up left files in the rack's folder: %v", entries)
+	}
+}
+
+// Without Racker's installer image next to it (make image), up says how
+// to make one before it builds anything.
+func TestUpNeedsTheInstallerImage(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := run(t, "--dir", dir, "up", "--nodes", "1")
+	if code != 1 || !strings.Contains(errs, "make image") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("up wrote %d files before refusing", len(entries))
 	}
 }
 

@@ -38,9 +38,6 @@ import (
 	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
-// DefaultRoot is where Debian's ipxe package puts undionly.kpxe and ipxe.efi.
-const DefaultRoot = "/usr/lib/ipxe"
-
 // Config is what the server needs; Root is required.
 type Config struct {
 	Root string // the boot-files folder

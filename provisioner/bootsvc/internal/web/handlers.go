@@ -195,7 +195,7 @@ func (s *Server) installConfig(n plan.Node) ([]byte, error) {
 	t := s.store.target(n.PrimaryMAC)
 	return ignition.Install(ignition.InstallParams{
 		MAC: n.PrimaryMAC, BaseURL: s.base, OS: s.cfg.Release.OS, Version: s.cfg.Release.Version,
-		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll,
+		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll, SigningKey: s.cfg.Release.SigningKey,
 	})
 }
 
@@ -219,7 +219,7 @@ func (s *Server) bootConfig(n plan.Node) ([]byte, error) {
 }
 
 // serveAsset serves /assets/ipxe/FILE and /assets/OS/VERSION/FILE straight
-// from the file (Range requests, sendfile), never from memory.
+// from the file (Range requests, sendfile), never from memory (images.go).
 func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/assets/"), "/")
 	var f *os.File
@@ -246,7 +246,7 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
+	serveFile(w, r, f, st)
 }
 
 func validFileName(name string) bool {

@@ -67,7 +67,8 @@ type TypeSettings struct {
 	// Console is the kernel console argument, e.g. "ttyS1,57600n8";
 	// "" uses DefaultConsole, "-" passes none.
 	Console string
-	// InstallDisk is the install disk (/dev/…); "" picks the smallest.
+	// InstallDisk is the install disk rule (ignition.ParseDiskRule: a /dev
+	// path or ">=SIZE"); "" is Flatcar's rule, the smallest unused disk over 10 GB.
 	InstallDisk string
 }
 
@@ -79,6 +80,7 @@ type Server struct {
 	metrics *api.Metrics
 	store   *store
 	handler http.Handler
+	hot     *hotFiles // the OS release kept in the page cache (images.go)
 }
 
 // New checks cfg, opens the store in the state folder (replaying the event
@@ -131,6 +133,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, base: base, log: cfg.Logger, metrics: cfg.Metrics, store: st}
 	s.handler = s.routes()
+	s.hot = keepHot(releasePaths(cfg.Release), hotInterval, cfg.Logger)
 	return s, nil
 }
 
@@ -179,6 +182,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close flushes and closes the event journal. Record after Close logs the
 // event as lost.
 func (s *Server) Close() error {
+	s.hot.Close()
 	s.store.close()
 	return nil
 }
