@@ -13,7 +13,8 @@ help:
 	@echo "make mgmtos the simulated management node's OS image, bin/mgmtos"
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
 	@echo "make licenses        regenerate docs/licenses.md (every dependency's licence, checked)"
-	@echo "make lint   gofmt check, go vet, make licenses-check, generated files current (make generate)"
+	@echo "make lint   gofmt check, go vet, make licenses-check, generated files current (make generate), make docs-check"
+	@echo "make docs-check      the user manual's commands exist as shown; its 'sh run' blocks run against examples/rack"
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
@@ -42,10 +43,18 @@ test-lokomotive:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
 
-lint: licenses-check check-generated
+lint: licenses-check check-generated docs-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd provisioner/cluster/lokomotive/conformance && $(GO) vet ./...
+
+# make docs-check: every racker command in docs/manual exists with the flags
+# it shows, and the blocks fenced "sh run" run against examples/rack (no
+# root, no VMs); every command users see is shown somewhere. Part of make
+# lint, so CI keeps the manual from rotting.
+.PHONY: docs-check
+docs-check:
+	$(GO) test -count=1 -run '^TestManualCommands$$' ./provisioner/cli
 
 # docs/licenses.md lists the licence of every module the binaries, tests and
 # tools are built from, and of the image's third-party files
@@ -76,7 +85,7 @@ demo: deps $(SIM_INPUTS)
 	./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
-# LABELS=factory|bootstrap|reprovision|faults|update picks a subset.
+# LABELS=factory|bootstrap|reprovision|faults|operator|update picks a subset.
 LABELS ?=
 e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')

@@ -236,3 +236,14 @@ func nodePrefix(node string) string {
 	}
 	return "node " + node + ": "
 }
+
+// Breaker is a console that can send a serial BREAK (the IPMI driver's).
+type Breaker interface {
+	SendBreak(ctx context.Context) error
+}
+
+// ConsoleDeactivator is a controller that can end a console another
+// client left open (the IPMI driver's: Deactivate Payload).
+type ConsoleDeactivator interface {
+	DeactivateConsole(ctx context.Context) error
+}

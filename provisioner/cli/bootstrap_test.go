@@ -72,6 +72,10 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 							}
 						}
 					}
+					// What a console shows: recorded by bootstrap (consolelog).
+					if serial := b.Serial(); serial != nil {
+						go io.WriteString(serial, "testos: flatcar-install: writing the OS image to /dev/vda\r\n")
+					}
 					post("installing")
 					post("installed")
 					installed = true

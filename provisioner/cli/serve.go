@@ -24,7 +24,11 @@ func newServeCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	var sf serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve",
+		Use: "serve",
+		Example: `  # As the installed unit runs it (systemctl status racker-serve):
+  racker serve --log-format json
+  # By hand, serving the test OS:
+  racker serve --os testos`,
 		Short: "Run the boot services (DHCP, TFTP, HTTP) on the PXE interface until stopped",
 		Long: `Run Racker's boot services on the rack's internal network: DHCP with a fixed
 address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
@@ -54,12 +58,17 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	env.notifySystemd("STATUS=preparing the PXE interface and the OS release (a first Flatcar download takes minutes)")
 	svc, _, err := openBootServices(ctx, env, inv, p, &sf.boot, func(c *bootsvc.Config) { c.DynamicPool = sf.dynamicPool })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	reloadOnHangup(ctx, env, pf, svc.Reload)
-	return svc.Serve(ctx)
+	// The sockets are open: clients are queued from now on.
+	env.notifySystemd("READY=1\nSTATUS=serving DHCP, TFTP and HTTP on " + inv.PXEInterface)
+	err = svc.Serve(ctx)
+	env.notifySystemd("STOPPING=1")
+	return err
 }
 
 // ipxeDir is the folder of iPXE binaries the boot services serve over TFTP
@@ -103,6 +112,7 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*p
 			case <-hup:
 			}
 			env.Logger().Info("SIGHUP: re-reading nodes.csv")
+			env.notifySystemd(notifyReloading())
 			_, p, err := env.MakePlan(pf, true)
 			if err == nil {
 				err = reload(p)
@@ -110,6 +120,7 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*p
 			if err != nil {
 				env.Logger().Error("plan not reloaded: keeping the current one", "err", err)
 			}
+			env.notifySystemd("READY=1")
 		}
 	}()
 }

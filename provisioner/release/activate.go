@@ -1,14 +1,11 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/racker/racker/provisioner/internal/atomicfile"
 )
 
 // activate makes the current version usable on the host: executables linked
@@ -70,7 +67,8 @@ func (in *Installer) linkExecutables() error {
 }
 
 // refreshUnits copies current/systemd/*.service into UnitDir when they
-// changed and reloads systemd; then a unit installed for the first time
+// changed (never over a unit changed by hand, units.go; the units' settings
+// file is written when there is none) and reloads systemd; then a unit installed for the first time
 // is enabled and started (racker serve runs as soon as Racker is
 // installed, and after every boot), and a unit that was there before is
 // restarted when it runs, or, when the version changed (update, upgrade,
@@ -99,16 +97,17 @@ func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
 		}
 		units = append(units, e.Name())
-		dst := filepath.Join(unitDir, e.Name())
-		old, err := os.ReadFile(dst)
-		if err == nil && bytes.Equal(old, data) {
-			continue
+		c, isNew, err := in.writeUnit(unitDir, e.Name(), data, res)
+		if err != nil {
+			return err
 		}
-		fresh[e.Name()] = os.IsNotExist(err)
-		if err := atomicfile.Write(dst, data, 0o644); err != nil {
-			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
+		fresh[e.Name()] = isNew
+		changed = changed || c
+	}
+	if len(units) > 0 {
+		if err := in.writeEnvFile(res); err != nil {
+			return err
 		}
-		changed = true
 	}
 	if in.Services == nil || !in.Services.Available() {
 		note := "no systemd on this host: units written, nothing reloaded or started"

@@ -3,6 +3,7 @@ package simcli
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -77,5 +78,25 @@ func TestStatusOutputFlagIsChecked(t *testing.T) {
 	code, _, errs := run(t, "--dir", t.TempDir(), "status", "-o", "yaml")
 	if code != 1 || !strings.Contains(errs, "table or json") {
 		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+}
+
+// racker-sim console leaves on ~. at the start of a line, as racker
+// console does, or on Ctrl-]; ~~ sends one ~ and a ~ mid-line is typed.
+func TestConsoleEscapes(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"ls\r~.more", "ls\r"},
+		{"~.", ""},
+		{"a~.b\r~~x\r", "a~.b\r~x\r"},
+		{"ab\x1dcd", "ab"},
+		{"\r~x", "\r~x"},
+	} {
+		var out strings.Builder
+		if _, err := io.Copy(&out, &untilEscape{r: strings.NewReader(c.in), lineStart: true}); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != c.want {
+			t.Errorf("%q → %q, want %q", c.in, out.String(), c.want)
+		}
 	}
 }

@@ -8,7 +8,10 @@
 //   - units from /etc, /run and /usr/lib/systemd/system with NAME.service.d
 //     drop-ins (an empty ExecStart= resets the list), Environment= and
 //     EnvironmentFile=, $VAR and ${VAR} in command lines, $MAINPID;
-//   - Type=simple, exec and oneshot; ExecStartPre/Post, ExecReload,
+//   - Type=simple, exec, oneshot and notify ($NOTIFY_SOCKET; the start
+//     waits for READY=1 up to TimeoutStartSec=, NotifyAccess= checked by
+//     the sender's credentials; RELOADING=1, STOPPING=1, STATUS=: notify.go);
+//     ExecStartPre/Post, ExecReload,
 //     ExecStop; Restart= with RestartSec= and systemd's start limit (5
 //     starts in 10 s); KillSignal= to the unit's process group, SIGKILL
 //     after TimeoutStopSec=;

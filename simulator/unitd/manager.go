@@ -56,6 +56,11 @@ type service struct {
 	timer    *time.Timer   // a pending automatic restart
 	stopped  chan struct{} // closed when the main process ends during a stop
 	lastPID  int           // the main PID of the previous run (status shows it)
+	// Type=notify: the run's notification socket, a channel closed when
+	// its main process ends, and the last STATUS= it sent.
+	notify *notifier
+	exited chan struct{}
+	status string
 }
 
 // NewManager makes a manager over root.
@@ -201,13 +206,25 @@ func (m *Manager) start(ctx context.Context, s *service, u *Unit) error {
 	if err != nil {
 		return fail("bad-setting", err)
 	}
+	var exited chan struct{}
+	if u.Type == "notify" {
+		n, err := m.openNotify(s)
+		if err != nil {
+			return fail("resources", err)
+		}
+		exited = make(chan struct{})
+		m.mu.Lock()
+		s.notify, s.exited, s.status = n, exited, ""
+		m.mu.Unlock()
+		envList = append(slices.Clone(envList), "NOTIFY_SOCKET="+n.path)
+	}
 	pid, err := m.spawn(cmd.argv, envList, u.WorkingDir, logf, func(pid int, ws syscall.WaitStatus) { m.mainExited(s, pid, ws) })
 	if err != nil {
 		// Type=exec reports a failed execve to the caller; Type=simple has
 		// already returned by then and finds out afterwards (203/EXEC).
 		m.note(s.name, fmt.Sprintf("Failed to execute %s: %v", cmd.argv[0], err))
 		m.mainExited(s, -1, syscall.WaitStatus(203<<8))
-		if u.Type == "exec" {
+		if u.Type == "exec" || u.Type == "notify" { // notify: the job waited for READY=1
 			return fmt.Errorf("Job for %s failed: %s: %w", s.name, cmd.argv[0], err)
 		}
 		return nil
@@ -215,8 +232,23 @@ func (m *Manager) start(ctx context.Context, s *service, u *Unit) error {
 	m.mu.Lock()
 	if s.state == "activating" { // not already exited and handled
 		s.mainPID, s.state, s.sub, s.since = pid, "active", "running", time.Now()
+		if u.Type == "notify" {
+			s.state, s.sub = "activating", "start"
+		}
 	}
 	m.mu.Unlock()
+	if u.Type == "notify" {
+		ok, result := m.awaitReady(s, s.notify, exited, u, pid)
+		if !ok {
+			return fmt.Errorf("Job for %s failed because %s. See \"journalctl -u %s\" for details", s.name,
+				map[string]string{"timeout": "a timeout was exceeded", "exit-code": "the control process exited with error code"}[result], s.name)
+		}
+		m.mu.Lock()
+		if s.state == "activating" {
+			s.state, s.sub, s.since = "active", "running", time.Now()
+		}
+		m.mu.Unlock()
+	}
 	m.note(s.name, fmt.Sprintf("Started %s (main PID %d).", describeUnit(u), pid))
 	for _, line := range u.ExecStartPost {
 		if err := m.runControl(ctx, line, env, envList, u.WorkingDir, logf); err != nil {
@@ -237,6 +269,14 @@ func (m *Manager) mainExited(s *service, pid int, ws syscall.WaitStatus) {
 	s.mainPID, s.lastExit = 0, describe(ws)
 	if pid > 0 {
 		s.lastPID = pid
+	}
+	if s.notify != nil {
+		s.notify.close()
+		s.notify = nil
+	}
+	if s.exited != nil {
+		close(s.exited)
+		s.exited = nil
 	}
 	if s.state == "deactivating" {
 		s.state, s.sub, s.result, s.since = "inactive", "dead", "success", time.Now()

@@ -116,7 +116,8 @@ func (m *Manager) Systemctl(ctx context.Context, args []string, stdout, stderr i
 			if !a.quiet {
 				fmt.Fprintln(stdout, st)
 			}
-			if (a.verb == "is-active" && st == "active") || (a.verb == "is-failed" && st == "failed") {
+			// systemctl is-active counts a reloading service as active.
+			if (a.verb == "is-active" && (st == "active" || st == "reloading")) || (a.verb == "is-failed" && st == "failed") {
 				code = exitOK
 			}
 		}
@@ -294,6 +295,14 @@ func (m *Manager) status(names []string, stdout, stderr io.Writer) int {
 			line += " since " + since.UTC().Format("Mon 2006-01-02 15:04:05 MST") + "; " + time.Since(since).Round(time.Second).String() + " ago"
 		}
 		fmt.Fprintln(stdout, line)
+		if s != nil {
+			m.mu.Lock()
+			status := s.status
+			m.mu.Unlock()
+			if status != "" && pid > 0 {
+				fmt.Fprintf(stdout, "     Status: %q\n", status)
+			}
+		}
 		switch {
 		case pid > 0:
 			fmt.Fprintf(stdout, "   Main PID: %d (%s)\n", pid, commName(pid))
