@@ -6,8 +6,10 @@
 // or Ignition fetch, an install callback). Each phase has a timeout, and a
 // failure policy (retry, exclude, ask, cancel) decides what a failure does.
 // The state — every node's record and the last boot-services event consumed
-// — is persisted after each change, so a run killed at any moment resumes
-// where it stopped, never loses an event and never reinstalls a booted node.
+// — is persisted after each batch of changes, before anything is done
+// about them (a journal line, journal.go), so a run killed at any moment
+// resumes where it stopped, never loses an event and never reinstalls a
+// booted node.
 //
 // Where a node stands is one phase, and what can happen to it in each
 // phase is one table (table.go, printed as docs/phases.md by go
@@ -153,9 +155,10 @@ func (c *Config) defaults() {
 	}
 }
 
-// Result is how a run ended, node by node.
+// Result is how a run ended, node by node, and what the run itself cost.
 type Result struct {
 	Nodes []Node
+	Stats Stats
 }
 
 // Failed returns the nodes that did not make it: failed, or excluded after
@@ -208,14 +211,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			r.byBMC[s.BMCMAC] = s.PrimaryMAC
 		}
 	}
+	began := time.Now()
 	r.prepare()
 	if err := r.sync(ctx); err != nil {
 		return r.result(), err
 	}
-	if err := r.persist(); err != nil {
-		return r.result(), err
-	}
+	r.journal = openJournal(cfg.StateDir, r.st, &r.stats)
+	r.stats.Busy += time.Since(began)
 	err = r.loop(ctx)
+	began = time.Now()
+	if perr := r.persist(); err == nil {
+		err = perr
+	}
+	if cerr := r.journal.close(r.st); err == nil {
+		err = cerr
+	}
+	r.stats.Busy += time.Since(began)
 	return r.result(), err
 }
 
@@ -233,10 +244,13 @@ type runner struct {
 	asking   map[string]bool
 	lim      *limiter
 	wg       sync.WaitGroup
+
+	journal *journal
+	stats   Stats
 }
 
 func (r *runner) result() Result {
-	var out Result
+	out := Result{Stats: r.stats}
 	for _, mac := range r.order {
 		if n := r.st.Nodes[mac]; n != nil {
 			out.Nodes = append(out.Nodes, *n)
@@ -247,19 +261,17 @@ func (r *runner) result() Result {
 
 func (r *runner) snapshot() []Node { return r.result().Nodes }
 
-// persist writes the transitions, then the state; a crash in between
-// repeats a log line at worst, never loses a state change.
+// persist writes the transitions, then the changes of state (one journal
+// line); a crash in between repeats a log line at worst, never loses a
+// state change.
 func (r *runner) persist() error {
 	if !r.dirty {
 		return nil
 	}
-	if err := appendLog(r.cfg.StateDir, r.logged); err != nil {
+	if err := r.journal.commit(r.st, r.logged); err != nil {
 		return err
 	}
 	r.logged = nil
-	if err := save(r.cfg.StateDir, r.st); err != nil {
-		return err
-	}
 	r.dirty = false
 	if r.cfg.OnChange != nil {
 		r.cfg.OnChange(r.snapshot())
@@ -275,6 +287,8 @@ func (r *runner) loop(ctx context.Context) error {
 	}()
 	r.wg.Add(1)
 	go r.poll(workCtx, r.st.LastEventSeq)
+	busySince := time.Now()
+	defer func() { r.stats.Busy += time.Since(busySince) }()
 	for {
 		// Persist before acting on the state, and again after scheduling
 		// (slots taken): an operation never starts from a state that a
@@ -292,8 +306,10 @@ func (r *runner) loop(ctx context.Context) error {
 		if r.finished() {
 			return nil
 		}
+		r.stats.Busy += time.Since(busySince)
 		select {
 		case in := <-r.inputs:
+			busySince = time.Now()
 			r.apply(in)
 		drain:
 			for {
@@ -305,7 +321,9 @@ func (r *runner) loop(ctx context.Context) error {
 				}
 			}
 		case <-r.cfg.Clock.After(r.cfg.Tick):
+			busySince = time.Now()
 		case <-ctx.Done():
+			busySince = time.Now()
 			return fmt.Errorf("provisioning interrupted (state saved; run again to resume): %w", ctx.Err())
 		}
 		r.checkTimeouts()
