@@ -94,8 +94,11 @@ type Config struct {
 	StopAt Phase
 
 	// BMCConcurrency bounds concurrent BMC operations (default 10) and
-	// BMCInterval spaces their starts (default 50 ms): a rack of BMCs on
-	// one switch should not be hit all at once.
+	// BMCInterval spaces their starts, rack-wide (default 50 ms; negative:
+	// none): a rack of BMCs on one switch should not be hit all at once,
+	// nor a rack's power supplies see every server power on in the same
+	// instant. Three operations per node (check, PXE, disk) make this a
+	// floor of 3 × nodes × BMCInterval on a bootstrap's wall time.
 	BMCConcurrency int
 	BMCInterval    time.Duration
 	// BMCOpTimeout bounds one BMC operation (default 2 min).
@@ -115,9 +118,17 @@ type Config struct {
 	OnChange func([]Node)
 }
 
+// The shipped defaults of the run's pace (racker bootstrap's --parallel,
+// --bmc-concurrency and --bmc-interval): what a bootstrap does unless told.
+const (
+	DefaultParallel       = 20
+	DefaultBMCConcurrency = 10
+	DefaultBMCInterval    = 50 * time.Millisecond
+)
+
 func (c *Config) defaults() {
 	if c.Parallel <= 0 {
-		c.Parallel = 20
+		c.Parallel = DefaultParallel
 	}
 	if c.Policy.OnFailure == "" {
 		c.Policy.OnFailure = Retry
@@ -128,12 +139,12 @@ func (c *Config) defaults() {
 	}
 	c.Timeouts = c.Timeouts.withDefaults()
 	if c.BMCConcurrency <= 0 {
-		c.BMCConcurrency = 10
+		c.BMCConcurrency = DefaultBMCConcurrency
 	}
 	if c.BMCInterval < 0 {
 		c.BMCInterval = 0
 	} else if c.BMCInterval == 0 {
-		c.BMCInterval = 50 * time.Millisecond
+		c.BMCInterval = DefaultBMCInterval
 	}
 	if c.BMCOpTimeout <= 0 {
 		c.BMCOpTimeout = 2 * time.Minute
