@@ -94,11 +94,12 @@ func (r *runner) inFlight() int {
 	return c
 }
 
-// schedule gives free slots to pending nodes, and launches the operations
-// and questions the nodes' phases call for.
-func (r *runner) schedule(ctx context.Context) {
+// schedule gives free slots to pending nodes, and returns the operations
+// and questions the nodes' phases call for, to be started once the state
+// that calls for them is durable.
+func (r *runner) schedule(ctx context.Context) (launch []func()) {
 	if r.cancelled != nil {
-		return
+		return nil
 	}
 	free := r.cfg.Parallel - r.inFlight()
 	now := r.now()
@@ -109,16 +110,20 @@ func (r *runner) schedule(ctx context.Context) {
 		}
 		if n.Phase == Failed && !r.asking[mac] {
 			r.asking[mac] = true
-			go r.ask(ctx, *n) // not waited for: a question on a terminal cannot be interrupted
+			node := *n
+			// not waited for: a question on a terminal cannot be interrupted
+			launch = append(launch, func() { go r.ask(ctx, node) })
 		}
 		if kind := phases[n.Phase].op; kind != "" && !r.inflight[mac] && !now.Before(n.RetryAt) {
 			r.inflight[mac] = true
 			r.wg.Add(1)
 			spec := r.specs[mac]
 			spec.EFI = spec.EFI || n.UEFISeen
-			go r.runOp(ctx, spec, kind, n.Phase, n.WipeAll)
+			phase, wipe := n.Phase, n.WipeAll
+			launch = append(launch, func() { go r.runOp(ctx, spec, kind, phase, wipe) })
 		}
 	}
+	return launch
 }
 
 // onOp applies an operation's outcome. What the BMC said is always

@@ -76,6 +76,7 @@ type journal struct {
 	// unfinished: the state on disk has a journal (a run was killed), so
 	// close must leave a complete snapshot even if this run changed nothing.
 	unfinished bool
+	unsynced   bool // lines written since the last fdatasync
 
 	// What the snapshot and journal hold, to find what changed.
 	held         map[string]Node
@@ -93,10 +94,12 @@ func openJournal(dir string, st *State, stats *Stats) *journal {
 	return &journal{dir: dir, seq: st.JournalSeq, stats: stats, unfinished: st.Version == stateVersionJournal}
 }
 
-// commit makes the changes since the last commit durable: the transitions
-// go to the log (history, not synced on their own), the changed nodes to
-// the journal (synced). It returns once the journal line is on disk.
-func (j *journal) commit(st *State, ts []Transition) error {
+// commit writes the changes since the last commit: the transitions go to
+// the log (history, never synced on their own), the changed nodes to the
+// journal as one line, which with sync is on disk when commit returns
+// (with every line before it). Without sync the line is written (readers
+// and a kill -9 see it) and reaches the disk with the next synced one.
+func (j *journal) commit(st *State, ts []Transition, sync bool) error {
 	start := time.Now()
 	if len(ts) > 0 {
 		if j.log == nil {
@@ -138,8 +141,11 @@ func (j *journal) commit(st *State, ts []Transition) error {
 	if _, err := j.f.Write(j.buf); err != nil {
 		return fmt.Errorf("appending to the state journal %s: %w", j.f.Name(), err)
 	}
-	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
-		return fmt.Errorf("syncing the state journal %s: %w", j.f.Name(), err)
+	j.unsynced = true
+	if sync {
+		if err := j.sync(); err != nil {
+			return err
+		}
 	}
 	j.seq, j.size = rec.Seq, j.size+int64(len(j.buf))
 	st.JournalSeq = j.seq
@@ -149,6 +155,21 @@ func (j *journal) commit(st *State, ts []Transition) error {
 	if j.size > compactMin && j.size > compactAfter*j.snap {
 		return j.compact(st)
 	}
+	return nil
+}
+
+// sync makes every line written so far durable.
+func (j *journal) sync() error {
+	if !j.unsynced {
+		return nil
+	}
+	start := time.Now()
+	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		return fmt.Errorf("syncing the state journal %s: %w", j.f.Name(), err)
+	}
+	j.unsynced = false
+	j.stats.Syncs++
+	j.stats.SyncTime += time.Since(start)
 	return nil
 }
 
@@ -179,7 +200,7 @@ func (j *journal) compact(st *State) error {
 	if j.f != nil {
 		j.f.Close()
 	}
-	j.f, j.size, j.snap = f, int64(len(header)+1), n
+	j.f, j.size, j.snap, j.unsynced = f, int64(len(header)+1), n, false
 	j.held = make(map[string]Node, len(st.Nodes))
 	j.hold(st, nil)
 	for mac, n := range st.Nodes {

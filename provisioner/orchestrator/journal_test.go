@@ -11,9 +11,10 @@ import (
 )
 
 // The journal's promises, on its own: a reader never sees a state older
-// than one it saw before, or a torn one, while commits and compactions
-// run; a run leaves a complete snapshot the previous release reads, and
-// during a run a snapshot that release refuses.
+// than one it saw before, or a torn one, while commits (synced or only
+// written: a kill -9 keeps both) and compactions run; a run leaves a
+// complete snapshot the previous release reads, and during a run a
+// snapshot that release refuses.
 
 // testState is n nodes in phase Pending with a counter in Failures.
 func testState(n int) *State {
@@ -69,7 +70,7 @@ func TestReadersSeeEveryCommitInOrderWhileCompacting(t *testing.T) {
 		st.Nodes[mac(0)].Failures = i
 		st.Nodes[mac(i%20)].LastError = fmt.Sprint("change ", i)
 		st.LastEventSeq = uint64(i)
-		if err := j.commit(st, []Transition{{MAC: mac(0), From: Pending, To: Pending, Cause: "test"}}); err != nil {
+		if err := j.commit(st, []Transition{{MAC: mac(0), From: Pending, To: Pending, Cause: "test"}}, i%3 == 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,6 +80,9 @@ func TestReadersSeeEveryCommitInOrderWhileCompacting(t *testing.T) {
 	case err := <-errs:
 		t.Fatal(err)
 	default:
+	}
+	if stats.Syncs == 0 || stats.Syncs >= stats.Commits {
+		t.Errorf("%d syncs for %d commits: every third commit should sync", stats.Syncs, stats.Commits)
 	}
 	if stats.Snapshots < 5 {
 		t.Fatalf("only %d compactions: the test did not exercise them", stats.Snapshots)
@@ -112,7 +116,7 @@ func TestLoadAfterCrashes(t *testing.T) {
 	j := openJournal(dir, st, &Stats{})
 	for i := 1; i <= 3; i++ {
 		st.Nodes[mac(1)].Failures = i
-		if err := j.commit(st, nil); err != nil {
+		if err := j.commit(st, nil, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -148,11 +152,11 @@ func TestLoadAfterCrashes(t *testing.T) {
 	st2, _ := Load(dir)
 	j2 := openJournal(dir, st2, &Stats{})
 	st2.Nodes[mac(0)].Failures = 1
-	if err := j2.commit(st2, nil); err != nil {
+	if err := j2.commit(st2, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	st2.Nodes[mac(0)].Failures = 2
-	if err := j2.commit(st2, nil); err != nil {
+	if err := j2.commit(st2, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err = Load(dir)

@@ -9,10 +9,13 @@ type Stats struct {
 	// scheduling, persisting) rather than waiting for them: the
 	// orchestrator's own share of a bootstrap's wall time.
 	Busy time.Duration
-	// Commits are journal lines written (one write and one fdatasync
-	// each), CommitTime what they took, transition log included.
+	// Commits are journal lines written, CommitTime what they took
+	// (transition log and syncs included); Syncs are the fdatasyncs among
+	// them (before operations start), SyncTime theirs.
 	Commits    int
 	CommitTime time.Duration
+	Syncs      int
+	SyncTime   time.Duration
 	// Snapshots are full rewrites of StateFile (run start, compactions;
 	// the one at the run's end is not counted), SnapshotTime what they took.
 	Snapshots    int
