@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/racker/racker/provisioner/bmc"
 )
 
 // Env is what every command shares: the global flags and the process's
@@ -148,6 +150,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root := NewRoot(env)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	// BMC sessions kept for a next operation end with the command, not
+	// with the BMC's inactivity timeout.
+	bmc.CloseIdleSessions()
 	if err == nil {
 		return 0
 	}

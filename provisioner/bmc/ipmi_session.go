@@ -1,0 +1,168 @@
+package bmc
+
+import (
+	"context"
+	"crypto/sha256"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/client"
+)
+
+// One authenticated session per BMC, kept between operations.
+//
+// Opening an RMCP+ session costs four round trips and the BMC's key
+// exchange (RAKP, HMAC-SHA256 on a slow BMC CPU) before the one command an
+// operation needs, and closing it one more; an orchestrator driving a rack
+// runs several operations per node seconds apart (check, PXE: power state,
+// power off, boot flags, power on), and the per-node commands of one
+// operation come as separate calls. So a session that worked is kept, per
+// BMC address and credentials, for the next operation of any controller in
+// the process:
+//
+//   - it is kept at most Options.SessionIdle after its last use (default
+//     60 s, IPMI 2.0 §6.12.15's default inactivity timeout), then closed,
+//     so a session is never held while a node installs for minutes, and
+//     other tools find the BMC's few session slots free;
+//   - while kept it is kept alive: Get Session Info every
+//     Options.SessionKeepAlive (default 20 s), inside the BMC's inactivity
+//     timeout;
+//   - a kept session the BMC no longer knows (it reset, or its timeout is
+//     shorter) fails its next command: it is closed and the operation
+//     logs in again at once, without counting a try;
+//   - a kept session holds one of Options.MaxSessions slots of its BMC, as
+//     any session does; an operation that finds one idle takes it with
+//     its slot, so kept sessions never add to what the BMC sees;
+//   - CloseIdleSessions ends every kept session (a command's exit).
+//
+// A session is used by one operation at a time: the pool hands it out and
+// takes it back.
+
+// sessionKey names a BMC and the credentials of its sessions (the password
+// only as a digest).
+type sessionKey struct {
+	addr string // host:port
+	user string
+	pass [32]byte
+}
+
+type keptSession struct {
+	cl    *client.Client
+	proto string
+	slots chan struct{} // the BMC's session slots; the kept session holds one
+	timer *time.Timer   // closes the session when idle too long
+	stop  chan struct{} // ends the keep-alive
+}
+
+var sessionPool = struct {
+	sync.Mutex
+	m map[sessionKey]*keptSession
+}{m: map[sessionKey]*keptSession{}}
+
+// sessionsOpened counts RMCP+/IPMI 1.5 sessions set up by this process:
+// what the pool saves is read off it in tests.
+var sessionsOpened atomic.Int64
+
+func (c *ipmiController) sessionKey() sessionKey {
+	return sessionKey{addr: c.key, user: c.opts.Credentials.User, pass: sha256.Sum256([]byte(c.opts.Credentials.Password))}
+}
+
+// takeSession returns the BMC's kept session, if one is idle, with the
+// session slot it holds; nil otherwise.
+func (c *ipmiController) takeSession() *client.Client {
+	if c.opts.SessionIdle < 0 {
+		return nil
+	}
+	k := c.sessionKey()
+	sessionPool.Lock()
+	ks := sessionPool.m[k]
+	if ks == nil || !ks.timer.Stop() {
+		// None, or its idle timer fired and is closing it.
+		sessionPool.Unlock()
+		return nil
+	}
+	delete(sessionPool.m, k)
+	sessionPool.Unlock()
+	close(ks.stop)
+	if ks.proto != "" {
+		c.learn(ks.proto)
+	}
+	return ks.cl
+}
+
+// keepSession offers cl, which holds a slot of c.sem, to the pool; false
+// when the pool has one for this BMC already (or keeping is off), and then
+// the caller closes cl and releases its slot.
+func (c *ipmiController) keepSession(cl *client.Client) bool {
+	if c.opts.SessionIdle < 0 {
+		return false
+	}
+	k := c.sessionKey()
+	c.mu.Lock()
+	proto := c.proto
+	c.mu.Unlock()
+	sessionPool.Lock()
+	defer sessionPool.Unlock()
+	if sessionPool.m[k] != nil {
+		return false
+	}
+	ks := &keptSession{cl: cl, proto: proto, slots: c.sem, stop: make(chan struct{})}
+	ks.timer = time.AfterFunc(c.opts.SessionIdle, func() {
+		sessionPool.Lock()
+		if sessionPool.m[k] == ks {
+			delete(sessionPool.m, k)
+		}
+		sessionPool.Unlock()
+		ks.end()
+	})
+	sessionPool.m[k] = ks
+	go ks.keepAlive(c.opts.SessionKeepAlive, c.opts.TryTimeout)
+	return true
+}
+
+// keepAlive sends Get Session Info every interval until the session is
+// taken or ended; a BMC that stops answering is left to the next
+// operation, which logs in again.
+func (ks *keptSession) keepAlive(interval, timeout time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ks.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		_, _ = ks.cl.GetCurrentSessionInfo(ctx)
+		cancel()
+	}
+}
+
+// end closes a kept session that left the pool idle and frees its slot.
+func (ks *keptSession) end() {
+	close(ks.stop)
+	_ = closeQuietly(ks.cl)
+	<-ks.slots
+}
+
+// CloseIdleSessions ends every session kept for later operations: a
+// command that is about to exit calls it, so the BMCs do not hold its
+// sessions until their inactivity timeout.
+func CloseIdleSessions() {
+	sessionPool.Lock()
+	var idle []*keptSession
+	for k, ks := range sessionPool.m {
+		if ks.timer.Stop() {
+			idle = append(idle, ks)
+		}
+		delete(sessionPool.m, k)
+	}
+	sessionPool.Unlock()
+	var wg sync.WaitGroup
+	for _, ks := range idle {
+		wg.Add(1)
+		go func() { defer wg.Done(); ks.end() }()
+	}
+	wg.Wait()
+}
