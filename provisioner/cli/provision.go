@@ -23,10 +23,6 @@ import (
 // drive the nodes and where the boot services are.
 type provisionFlags struct {
 	parallel  int
-	// bmcInterval spaces the starts of BMC operations rack-wide (0: not
-	// at all); bmcConcurrency bounds them.
-	bmcInterval    time.Duration
-	bmcConcurrency int
 	onFailure string
 	retries   int
 	uefiTypes []string
@@ -35,6 +31,11 @@ type provisionFlags struct {
 	boot      bootFlags
 	timeouts  orchestrator.Timeouts
 	osGiven   bool // --os or --os-version on the command line
+
+	// bmcInterval spaces the starts of BMC operations rack-wide (0: not
+	// at all); bmcConcurrency bounds them.
+	bmcInterval    time.Duration
+	bmcConcurrency int
 }
 
 func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
