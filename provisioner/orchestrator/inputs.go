@@ -24,9 +24,12 @@ func (r *runner) prepare() {
 		if n == nil {
 			n = &Node{PrimaryMAC: mac, Phase: Pending, PhaseSince: r.now()}
 			r.st.Nodes[mac] = n
-			r.dirty = true
+			r.touch(n)
 		}
-		n.BMCMAC, n.Hostname, n.Role, n.Type = s.BMCMAC, s.Hostname, s.Role, s.Type
+		if n.BMCMAC != s.BMCMAC || n.Hostname != s.Hostname || n.Role != s.Role || n.Type != s.Type {
+			n.BMCMAC, n.Hostname, n.Role, n.Type = s.BMCMAC, s.Hostname, s.Role, s.Type
+			r.touch(n)
+		}
 		if s.Exclude {
 			reason := s.ExcludeReason
 			if reason == "" {
@@ -55,7 +58,7 @@ func (r *runner) sync(ctx context.Context) error {
 		}
 		if n.InstallGeneration != rn.InstallGeneration {
 			n.InstallGeneration = rn.InstallGeneration
-			r.dirty = true
+			r.touch(n)
 		}
 		if rn.Phase == api.PhaseBooted && rn.Target == api.TargetDisk {
 			r.step(n, inAdopt, happening{})
@@ -96,8 +99,9 @@ func (r *runner) inFlight() int {
 
 // schedule gives free slots to pending nodes, and returns the operations
 // and questions the nodes' phases call for, to be started once the state
-// that calls for them is durable.
-func (r *runner) schedule(ctx context.Context) (launch []func()) {
+// that calls for them is durable (ok), or dropped when it cannot be made so
+// (the run then ends).
+func (r *runner) schedule(ctx context.Context) (launch []func(ok bool)) {
 	if r.cancelled != nil {
 		return nil
 	}
@@ -112,7 +116,11 @@ func (r *runner) schedule(ctx context.Context) (launch []func()) {
 			r.asking[mac] = true
 			node := *n
 			// not waited for: a question on a terminal cannot be interrupted
-			launch = append(launch, func() { go r.ask(ctx, node) })
+			launch = append(launch, func(ok bool) {
+				if ok {
+					go r.ask(ctx, node)
+				}
+			})
 		}
 		if kind := phases[n.Phase].op; kind != "" && !r.inflight[mac] && !now.Before(n.RetryAt) {
 			r.inflight[mac] = true
@@ -120,7 +128,13 @@ func (r *runner) schedule(ctx context.Context) (launch []func()) {
 			spec := r.specs[mac]
 			spec.EFI = spec.EFI || n.UEFISeen
 			phase, wipe := n.Phase, n.WipeAll
-			launch = append(launch, func() { go r.runOp(ctx, spec, kind, phase, wipe) })
+			launch = append(launch, func(ok bool) {
+				if ok {
+					go r.runOp(ctx, spec, kind, phase, wipe)
+				} else {
+					r.wg.Done()
+				}
+			})
 		}
 	}
 	return launch
@@ -134,7 +148,7 @@ func (r *runner) onOp(res opResult) {
 	if n == nil {
 		return
 	}
-	r.dirty = true
+	r.touch(n)
 	if res.power != "" {
 		n.Power = res.power
 	}
@@ -189,7 +203,7 @@ func (r *runner) onEvent(ev api.Event) {
 	}
 	n.LastEvent = strings.TrimSpace(string(ev.Kind) + " " + ev.Message) // for people
 	n.LastEventAt = ev.Time
-	r.dirty = true
+	r.touch(n)
 	if _, ours := r.specs[mac]; !ours || !phases[n.Phase].slot {
 		return
 	}

@@ -76,7 +76,10 @@ type journal struct {
 	// unfinished: the state on disk has a journal (a run was killed), so
 	// close must leave a complete snapshot even if this run changed nothing.
 	unfinished bool
-	unsynced   bool // lines written since the last fdatasync
+	// unsynced: lines written since the last sync was asked of the syncer
+	// (journal_sync.go), which owns the fdatasyncs.
+	unsynced bool
+	syncer   *syncer
 
 	// What the snapshot and journal hold, to find what changed.
 	held         map[string]Node
@@ -91,15 +94,29 @@ type journal struct {
 // writes a version-3 snapshot and starts an empty journal after it, which
 // also drops a torn last line a crash may have left.
 func openJournal(dir string, st *State, stats *Stats) *journal {
-	return &journal{dir: dir, seq: st.JournalSeq, stats: stats, unfinished: st.Version == stateVersionJournal}
+	j := &journal{dir: dir, seq: st.JournalSeq, stats: stats, unfinished: st.Version == stateVersionJournal}
+	if j.unfinished {
+		// A killed run's last lines may be written but not yet on disk,
+		// and this run acts on them: make them durable first.
+		if f, err := os.OpenFile(filepath.Join(dir, JournalFile), os.O_WRONLY, 0); err == nil {
+			unix.Fdatasync(int(f.Fd()))
+			f.Close()
+		}
+	}
+	j.syncer = startSyncer()
+	return j
 }
 
 // commit writes the changes since the last commit: the transitions go to
 // the log (history, never synced on their own), the changed nodes to the
-// journal as one line, which with sync is on disk when commit returns
-// (with every line before it). Without sync the line is written (readers
-// and a kill -9 see it) and reaches the disk with the next synced one.
-func (j *journal) commit(st *State, ts []Transition, sync bool) error {
+// journal as one line. The line is written at once (readers and a kill -9
+// see it); with sync it is on disk when commit returns, otherwise it gets
+// there with the next sync (after). touched names the nodes that may have
+// changed (nil: any of them), so a commit costs what changed, not the rack.
+func (j *journal) commit(st *State, ts []Transition, touched map[string]bool, sync bool) error {
+	if err := j.syncer.failed(); err != nil {
+		return err
+	}
 	start := time.Now()
 	if len(ts) > 0 {
 		if j.log == nil {
@@ -125,9 +142,20 @@ func (j *journal) commit(st *State, ts []Transition, sync bool) error {
 		return j.compact(st) // the run's first change: a snapshot that holds it
 	}
 	rec := journalLine{Seq: j.seq + 1, LastEventSeq: st.LastEventSeq, EventsSynced: st.EventsSynced}
-	for mac, n := range st.Nodes {
+	changed := func(mac string, n *Node) {
 		if old, ok := j.held[mac]; !ok || !sameNode(old, *n) {
 			rec.Nodes = append(rec.Nodes, n)
+		}
+	}
+	if touched == nil {
+		for mac, n := range st.Nodes {
+			changed(mac, n)
+		}
+	} else {
+		for mac := range touched {
+			if n := st.Nodes[mac]; n != nil {
+				changed(mac, n)
+			}
 		}
 	}
 	if len(rec.Nodes) == 0 && rec.LastEventSeq == j.lastEventSeq && rec.EventsSynced == j.eventsSynced {
@@ -143,7 +171,8 @@ func (j *journal) commit(st *State, ts []Transition, sync bool) error {
 	}
 	j.unsynced = true
 	if sync {
-		if err := j.sync(); err != nil {
+		j.after(nil)
+		if err := j.syncer.drain(); err != nil {
 			return err
 		}
 	}
@@ -158,19 +187,18 @@ func (j *journal) commit(st *State, ts []Transition, sync bool) error {
 	return nil
 }
 
-// sync makes every line written so far durable.
-func (j *journal) sync() error {
-	if !j.unsynced {
-		return nil
-	}
-	start := time.Now()
-	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
-		return fmt.Errorf("syncing the state journal %s: %w", j.f.Name(), err)
+// after runs start once every line written so far is on disk: at once
+// when there is nothing to wait for, else from the syncer, which covers
+// every request waiting with one fdatasync.
+func (j *journal) after(start []func(ok bool)) {
+	if !j.unsynced && j.syncer.idle() {
+		for _, f := range start {
+			f(true)
+		}
+		return
 	}
 	j.unsynced = false
-	j.stats.Syncs++
-	j.stats.SyncTime += time.Since(start)
-	return nil
+	j.syncer.request(j.f, start)
 }
 
 func (j *journal) hold(st *State, nodes []*Node) {
@@ -180,8 +208,12 @@ func (j *journal) hold(st *State, nodes []*Node) {
 	j.lastEventSeq, j.eventsSynced = st.LastEventSeq, st.EventsSynced
 }
 
-// compact writes st as the snapshot a new, empty journal continues.
+// compact writes st as the snapshot a new, empty journal continues. The
+// syncer is drained first: it must not sync a journal file being replaced.
 func (j *journal) compact(st *State) error {
+	if err := j.syncer.drain(); err != nil {
+		return err
+	}
 	start := time.Now()
 	st.JournalSeq = j.seq
 	n, err := writeSnapshot(j.dir, st, stateVersionJournal)
@@ -214,6 +246,11 @@ func (j *journal) compact(st *State) error {
 // close ends the run's journal: st becomes a complete snapshot and the
 // journal goes; the transition log is synced.
 func (j *journal) close(st *State) error {
+	err := j.syncer.stop()
+	j.stats.Syncs, j.stats.SyncTime = j.syncer.counts()
+	if err != nil {
+		return err
+	}
 	if j.log != nil {
 		defer j.log.Close()
 		if err := j.log.Sync(); err != nil {

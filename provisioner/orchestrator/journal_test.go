@@ -1,6 +1,8 @@
 package orchestrator
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
 )
 
 // The journal's promises, on its own: a reader never sees a state older
@@ -70,7 +74,7 @@ func TestReadersSeeEveryCommitInOrderWhileCompacting(t *testing.T) {
 		st.Nodes[mac(0)].Failures = i
 		st.Nodes[mac(i%20)].LastError = fmt.Sprint("change ", i)
 		st.LastEventSeq = uint64(i)
-		if err := j.commit(st, []Transition{{MAC: mac(0), From: Pending, To: Pending, Cause: "test"}}, i%3 == 0); err != nil {
+		if err := j.commit(st, []Transition{{MAC: mac(0), From: Pending, To: Pending, Cause: "test"}}, nil, i%3 == 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,9 +85,6 @@ func TestReadersSeeEveryCommitInOrderWhileCompacting(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	if stats.Syncs == 0 || stats.Syncs >= stats.Commits {
-		t.Errorf("%d syncs for %d commits: every third commit should sync", stats.Syncs, stats.Commits)
-	}
 	if stats.Snapshots < 5 {
 		t.Fatalf("only %d compactions: the test did not exercise them", stats.Snapshots)
 	}
@@ -93,6 +94,9 @@ func TestReadersSeeEveryCommitInOrderWhileCompacting(t *testing.T) {
 	}
 	if err := j.close(st); err != nil {
 		t.Fatal(err)
+	}
+	if stats.Syncs == 0 || stats.Syncs >= stats.Commits {
+		t.Errorf("%d syncs for %d commits: every third commit should sync", stats.Syncs, stats.Commits)
 	}
 	got, err = Load(dir)
 	if err != nil || got.Version != stateVersionComplete || got.Nodes[mac(0)].Failures != commits {
@@ -114,9 +118,10 @@ func TestLoadAfterCrashes(t *testing.T) {
 	dir := t.TempDir()
 	st := testState(3)
 	j := openJournal(dir, st, &Stats{})
+	t.Cleanup(func() { j.syncer.stop() })
 	for i := 1; i <= 3; i++ {
 		st.Nodes[mac(1)].Failures = i
-		if err := j.commit(st, nil, true); err != nil {
+		if err := j.commit(st, nil, nil, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,12 +156,13 @@ func TestLoadAfterCrashes(t *testing.T) {
 	// The next run starts over from the loaded state and commits on.
 	st2, _ := Load(dir)
 	j2 := openJournal(dir, st2, &Stats{})
+	t.Cleanup(func() { j2.syncer.stop() })
 	st2.Nodes[mac(0)].Failures = 1
-	if err := j2.commit(st2, nil, false); err != nil {
+	if err := j2.commit(st2, nil, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	st2.Nodes[mac(0)].Failures = 2
-	if err := j2.commit(st2, nil, false); err != nil {
+	if err := j2.commit(st2, nil, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err = Load(dir)
@@ -174,10 +180,24 @@ func TestARunLeavesWhatThePreviousReleaseReads(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		h.sim(i, "", 0)
 	}
-	h.cfg.OnChange = func([]Node) {
+	// After every commit, what a reader loads is what the run holds: no
+	// change escaped the journal (commits write only the nodes touched).
+	h.cfg.OnChange = func(ns []Node) {
 		st, err := loadSnapshot(h.dir)
 		if err == nil && st.Version != stateVersionJournal {
 			t.Errorf("mid-run snapshot has version %d, want %d", st.Version, stateVersionJournal)
+		}
+		loaded, err := Load(h.dir)
+		if err != nil {
+			t.Errorf("loading mid-run: %v", err)
+			return
+		}
+		for _, n := range ns {
+			want, _ := json.Marshal(n)
+			got, _ := json.Marshal(loaded.Nodes[n.PrimaryMAC])
+			if string(got) != string(want) {
+				t.Errorf("mid-run, the journal holds\n%s\nfor a node the run holds as\n%s", got, want)
+			}
 		}
 	}
 	h.start()
@@ -191,4 +211,63 @@ func TestARunLeavesWhatThePreviousReleaseReads(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.dir, JournalFile)); !os.IsNotExist(err) {
 		t.Errorf("a journal is left after the run: %v", err)
 	}
+}
+
+// Commits write only the nodes touched since the last one, so every change
+// to a node must touch it: each input is applied to a small rack in every
+// phase, and every node whose record changed must be marked.
+func TestEveryChangeTouchesItsNode(t *testing.T) {
+	cfg := Config{Logger: nil}
+	cfg.defaults()
+	clock := newFakeClock()
+	cfg.Clock = clock
+	r := &runner{cfg: cfg, st: &State{Nodes: map[string]*Node{}}, specs: map[string]NodeSpec{}, byBMC: map[string]string{},
+		inflight: map[string]bool{}, asking: map[string]bool{}}
+	r.machine = machine{cfg: &r.cfg, now: clock.Now, log: cfg.Logger}
+	for i, p := range phaseList {
+		m := mac(i)
+		r.order = append(r.order, m)
+		r.specs[m] = NodeSpec{PrimaryMAC: m, BMCMAC: mac(100 + i), Hostname: fmt.Sprint("n", i)}
+		r.byBMC[mac(100+i)] = m
+		r.st.Nodes[m] = &Node{PrimaryMAC: m, Phase: p, PhaseSince: clock.Now().Add(-time.Hour), Hostname: "old-name"}
+	}
+	check := func(what string, apply func()) {
+		t.Helper()
+		before := map[string]string{}
+		for m, n := range r.st.Nodes {
+			b, _ := json.Marshal(n)
+			before[m] = string(b)
+		}
+		clear(r.touched)
+		apply()
+		for m, n := range r.st.Nodes {
+			if b, _ := json.Marshal(n); string(b) != before[m] && !r.touched[m] {
+				t.Errorf("%s changed %s (phase %s) without touching it", what, m, n.Phase)
+			}
+		}
+	}
+	check("prepare", r.prepare)
+	check("BMC results", func() {
+		for _, m := range r.order {
+			for _, k := range []opKind{opDiag, opPXE, opDiskBoot, opPowerOff, opReinstall} {
+				r.onOp(opResult{mac: m, kind: k, power: "on", generation: 3})
+			}
+		}
+	})
+	check("events", func() {
+		for i, m := range r.order {
+			for _, k := range []api.EventKind{api.KindDHCP, api.KindTFTP, api.KindIPXE, api.KindIgnition, api.KindInstalling, api.KindInstalled, api.KindBooted} {
+				r.onEvent(api.Event{Seq: uint64(i*10 + 1), MAC: m, Kind: k, Message: "x"})
+			}
+			r.onEvent(api.Event{MAC: mac(100 + i), Kind: api.KindDHCP})
+		}
+	})
+	clock.Advance(24 * time.Hour)
+	check("timeouts", r.checkTimeouts)
+	check("answers", func() {
+		for _, m := range r.order {
+			r.onAnswer(m, Retry)
+		}
+	})
+	check("slots", func() { r.schedule(context.Background()) })
 }

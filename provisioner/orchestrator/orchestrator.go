@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r.stats.Busy += time.Since(began)
 	err = r.loop(ctx)
 	began = time.Now()
-	if perr := r.persist(false); err == nil { // close syncs
+	if perr := r.persist(); err == nil { // close syncs
 		err = perr
 	}
 	if cerr := r.journal.close(r.st); err == nil {
@@ -273,19 +273,18 @@ func (r *runner) result() Result {
 func (r *runner) snapshot() []Node { return r.result().Nodes }
 
 // persist writes the transitions, then the changes of state (one journal
-// line, synced when sync is set); a crash in between repeats a log line at
-// worst, never loses a state change.
-func (r *runner) persist(sync bool) error {
+// line, made durable by the syncer before any operation they call for
+// starts); a crash in between repeats a log line at worst, never loses a
+// state change.
+func (r *runner) persist() error {
 	if !r.dirty {
-		if sync {
-			return r.journal.sync()
-		}
 		return nil
 	}
-	if err := r.journal.commit(r.st, r.logged, sync); err != nil {
+	if err := r.journal.commit(r.st, r.logged, r.touched, false); err != nil {
 		return err
 	}
 	r.logged = nil
+	clear(r.touched)
 	r.dirty = false
 	if r.cfg.OnChange != nil {
 		r.cfg.OnChange(r.snapshot())
@@ -304,20 +303,19 @@ func (r *runner) loop(ctx context.Context) error {
 	busySince := time.Now()
 	defer func() { r.stats.Busy += time.Since(busySince) }()
 	for {
-		// Decide what to start (slots, operations, questions), make the
-		// state that calls for it durable, then start it: an operation
-		// never starts from a state a crash could take back. A batch that
-		// starts nothing is written (readers and a kill -9 see it) and
-		// synced with the next one that does, or when the run ends; what a
-		// power cut takes from it, the boot services' event journal gives
-		// again, from the position the state keeps in it.
+		// Decide what to start (slots, operations, questions), write the
+		// state that calls for it, and start it once that is durable (the
+		// syncer, journal_sync.go, does both while the loop goes on): an
+		// operation never starts from a state a crash could take back. A
+		// batch that starts nothing is written (readers and a kill -9 see
+		// it) and synced with the next one that does, or when the run
+		// ends; what a power cut takes from it, the boot services' event
+		// journal gives again, from the position the state keeps in it.
 		launch := r.schedule(workCtx)
-		if err := r.persist(len(launch) > 0); err != nil {
+		if err := r.persist(); err != nil {
 			return err
 		}
-		for _, start := range launch {
-			start()
-		}
+		r.journal.after(launch)
 		if r.cancelled != nil {
 			return r.cancelled
 		}
