@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,11 +21,13 @@ import (
 	"github.com/racker/racker/simulator/vbmc"
 )
 
-// The scale bench's simulated nodes. The hardware is simulated (a node does
-// its work in no time of its own), the protocols are not: each node speaks
-// real DHCP (raw socket in the client namespace) and real HTTP from its
-// planned address to the real `racker serve`, so what is measured is Racker
-// (orchestrator, BMC driver, boot services) plus the bench's own clients.
+// The scale bench's simulated nodes. The hardware is simulated (firmware,
+// boots and the disk write are sleeps of the scaled real times,
+// scale_config.go), the protocols are not: each node speaks real DHCP (raw
+// socket in the client namespace) and real HTTP from its planned address
+// to the real `racker serve`, and downloads the whole (scaled) OS image,
+// so what is measured is Racker (orchestrator, BMC driver, boot services)
+// plus the bench's own clients.
 
 // bootDevice is what the simulated firmware boots: "pxe", "disk" or
 // "default" (the machine's own order: disk first, then network, as the
@@ -45,9 +48,15 @@ type scaleSim struct {
 	base   string             // http://MGMT:8080
 	ns     string             // the client namespace
 	dhcp   *dhcpLoad
+	set    scaleSettings
+	image  string // the image's URL path
+	tail   []byte // the image's last bytes, checked after each download
 
-	dhcpTries atomic.Int64 // DHCP exchanges attempted (a lost one is retried)
-	requests  atomic.Int64 // HTTP requests made by nodes
+	dhcpTries    atomic.Int64 // DHCP exchanges attempted (a lost one is retried)
+	dhcpTimeouts atomic.Int64
+	requests     atomic.Int64 // HTTP requests made by nodes
+
+	dl downloads
 
 	errMu sync.Mutex
 	errs  []error
@@ -107,7 +116,8 @@ type simNode struct {
 }
 
 // start powers the node on (or resets it) with dev first: the boot runs in
-// the background, as a machine runs after the BMC's command returns.
+// the background, as a machine runs after the BMC's command returns, and
+// begins with the firmware's POST.
 func (n *simNode) start(dev bootDevice) {
 	n.mu.Lock()
 	n.gen++
@@ -117,10 +127,26 @@ func (n *simNode) start(dev bootDevice) {
 	}
 	n.mu.Unlock()
 	go func() {
+		if !n.sleep(g, n.sim.set.POST) {
+			return
+		}
 		if err := n.boot(g, dev, installed); err != nil && n.sim.ctx.Err() == nil {
 			n.sim.fail(fmt.Errorf("node %s (%s): %w", n.host, n.mac, err))
 		}
 	}()
+}
+
+// sleep spends a real time, scaled, as boot generation g; false when the
+// node was powered off or reset meanwhile (or the run ended).
+func (n *simNode) sleep(g int, real time.Duration) bool {
+	t := time.NewTimer(n.sim.set.scaled(real))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-n.sim.ctx.Done():
+		return false
+	}
+	return n.current(g)
 }
 
 // halt cuts the power: a boot in progress goes no further.
@@ -147,9 +173,10 @@ func (n *simNode) boot(g int, dev bootDevice, installed bool) error {
 
 // netboot is firmware PXE (a full DHCP exchange), iPXE (/boot.ipxe, then
 // the node's script) and, when Racker says install, the live system: its
-// Ignition, the installing and installed callbacks, and a reboot. The
-// kernel and initrd downloads are left out (the HTTP section measures
-// image transfers).
+// boot, its Ignition, the installing callback, the image download and the
+// write, the installed callback, and a reboot. The live system's kernel
+// and initrd downloads are left out: the image is the big file, and what
+// Racker serves it at is the figure.
 func (n *simNode) netboot(g int) error {
 	if err := n.dhcpExchange(); err != nil {
 		return err
@@ -175,19 +202,23 @@ func (n *simNode) netboot(g int) error {
 		}
 		return fmt.Errorf("unexpected iPXE script: %q", script)
 	}
-	if !n.current(g) {
+	if !n.sleep(g, n.sim.set.Live) {
 		return nil
 	}
 	if err := n.ignition(c, "install"); err != nil {
 		return err
 	}
-	for _, ev := range []api.EventKind{api.KindInstalling, api.KindInstalled} {
-		if !n.current(g) {
-			return nil
-		}
-		if err := n.post(c, ev); err != nil {
-			return err
-		}
+	if err := n.post(c, api.KindInstalling); err != nil {
+		return err
+	}
+	if err := n.download(c); err != nil {
+		return err
+	}
+	if !n.sleep(g, n.sim.set.Install) {
+		return nil
+	}
+	if err := n.post(c, api.KindInstalled); err != nil {
+		return err
 	}
 	n.mu.Lock()
 	n.installed = true
@@ -202,6 +233,9 @@ func (n *simNode) netboot(g int) error {
 // diskBoot is the installed OS's first boot: its Ignition (phase boot),
 // then the booted callback.
 func (n *simNode) diskBoot(g int) error {
+	if !n.sleep(g, n.sim.set.Boot) {
+		return nil
+	}
 	c := n.sim.clientFrom(n.ip)
 	defer c.CloseIdleConnections()
 	if err := n.ignition(c, "boot"); err != nil {
@@ -223,16 +257,105 @@ func (n *simNode) diskBoot(g int) error {
 // answer is lost.
 func (n *simNode) dhcpExchange() error {
 	mac, _ := net.ParseMAC(n.mac)
-	for try := 0; try < 5; try++ {
+	for try := 0; try < 3; try++ {
 		n.sim.dhcpTries.Add(1)
-		if n.sim.dhcp.exchange(mac, 2*time.Second) {
-			return nil
-		}
-		if n.sim.ctx.Err() != nil {
+		ok, timeouts := n.sim.dhcp.exchange(mac, dhcpTry, dhcpBudget)
+		n.sim.dhcpTimeouts.Add(int64(timeouts))
+		if ok || n.sim.ctx.Err() != nil {
 			return nil
 		}
 	}
-	return fmt.Errorf("no DHCP answer for %s after 5 tries", n.mac)
+	return fmt.Errorf("no DHCP answer for %s in 3 tries of %s", n.mac, dhcpBudget)
+}
+
+// download fetches the whole OS image, as flatcar-install does, and
+// checks its length and last bytes.
+func (n *simNode) download(c *http.Client) error {
+	n.sim.requests.Add(1)
+	req, err := http.NewRequestWithContext(n.sim.ctx, http.MethodGet, n.sim.base+n.sim.image, nil)
+	if err != nil {
+		return err
+	}
+	n.sim.dl.begin()
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		n.sim.dl.end(start, 0)
+		return fmt.Errorf("GET %s from %s: %w", n.sim.image, n.ip, err)
+	}
+	defer resp.Body.Close()
+	tail := &tailWriter{keep: len(n.sim.tail)}
+	got, err := io.Copy(tail, resp.Body)
+	n.sim.dl.end(start, got)
+	switch {
+	case err != nil:
+		return fmt.Errorf("GET %s from %s: %w after %d bytes", n.sim.image, n.ip, err, got)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("GET %s from %s: %s", n.sim.image, n.ip, resp.Status)
+	case got != n.sim.set.imageBytes() || !bytes.Equal(tail.last, n.sim.tail):
+		return fmt.Errorf("GET %s from %s: %d bytes, want %d ending as the image does", n.sim.image, n.ip, got, n.sim.set.imageBytes())
+	}
+	return nil
+}
+
+// tailWriter discards what it is given but its last keep bytes.
+type tailWriter struct {
+	keep int
+	last []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.last = append(w.last, p[max(0, len(p)-w.keep):]...)
+	if len(w.last) > w.keep {
+		w.last = w.last[len(w.last)-w.keep:]
+	}
+	return len(p), nil
+}
+
+// downloads is what the run's image downloads add up to: the image-serving
+// rate is the bytes over the time any download ran.
+type downloads struct {
+	mu        sync.Mutex
+	active    int
+	busySince time.Time
+	dlSummary
+}
+
+// dlSummary is what the downloads of a run added up to.
+type dlSummary struct {
+	bytes int64
+	count int
+	max   int           // downloads at once, at most
+	busy  time.Duration // time with at least one download running
+	sum   time.Duration // of each download's own time
+}
+
+func (d *downloads) summary() dlSummary {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dlSummary
+}
+
+func (d *downloads) begin() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.active == 0 {
+		d.busySince = time.Now()
+	}
+	d.active++
+	d.max = max(d.max, d.active)
+}
+
+func (d *downloads) end(start time.Time, n int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.active--
+	if d.active == 0 {
+		d.busy += time.Since(d.busySince)
+	}
+	d.bytes += n
+	d.count++
+	d.sum += time.Since(start)
 }
 
 func (n *simNode) get(c *http.Client, path string) (string, error) {
