@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,10 +14,7 @@ import (
 	"time"
 
 	"github.com/racker/racker/netenv"
-	"github.com/racker/racker/provisioner/bmc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/orchestrator"
-	"github.com/racker/racker/simulator/vbmc"
 )
 
 // The scale bench's simulated nodes. The hardware is simulated (firmware,
@@ -268,96 +264,6 @@ func (n *simNode) dhcpExchange() error {
 	return fmt.Errorf("no DHCP answer for %s in 3 tries of %s", n.mac, dhcpBudget)
 }
 
-// download fetches the whole OS image, as flatcar-install does, and
-// checks its length and last bytes.
-func (n *simNode) download(c *http.Client) error {
-	n.sim.requests.Add(1)
-	req, err := http.NewRequestWithContext(n.sim.ctx, http.MethodGet, n.sim.base+n.sim.image, nil)
-	if err != nil {
-		return err
-	}
-	n.sim.dl.begin()
-	start := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		n.sim.dl.end(start, 0)
-		return fmt.Errorf("GET %s from %s: %w", n.sim.image, n.ip, err)
-	}
-	defer resp.Body.Close()
-	tail := &tailWriter{keep: len(n.sim.tail)}
-	got, err := io.Copy(tail, resp.Body)
-	n.sim.dl.end(start, got)
-	switch {
-	case err != nil:
-		return fmt.Errorf("GET %s from %s: %w after %d bytes", n.sim.image, n.ip, err, got)
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("GET %s from %s: %s", n.sim.image, n.ip, resp.Status)
-	case got != n.sim.set.imageBytes() || !bytes.Equal(tail.last, n.sim.tail):
-		return fmt.Errorf("GET %s from %s: %d bytes, want %d ending as the image does", n.sim.image, n.ip, got, n.sim.set.imageBytes())
-	}
-	return nil
-}
-
-// tailWriter discards what it is given but its last keep bytes.
-type tailWriter struct {
-	keep int
-	last []byte
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.last = append(w.last, p[max(0, len(p)-w.keep):]...)
-	if len(w.last) > w.keep {
-		w.last = w.last[len(w.last)-w.keep:]
-	}
-	return len(p), nil
-}
-
-// downloads is what the run's image downloads add up to: the image-serving
-// rate is the bytes over the time any download ran.
-type downloads struct {
-	mu        sync.Mutex
-	active    int
-	busySince time.Time
-	dlSummary
-}
-
-// dlSummary is what the downloads of a run added up to.
-type dlSummary struct {
-	bytes int64
-	count int
-	max   int           // downloads at once, at most
-	busy  time.Duration // time with at least one download running
-	sum   time.Duration // of each download's own time
-}
-
-func (d *downloads) summary() dlSummary {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dlSummary
-}
-
-func (d *downloads) begin() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.active == 0 {
-		d.busySince = time.Now()
-	}
-	d.active++
-	d.max = max(d.max, d.active)
-}
-
-func (d *downloads) end(start time.Time, n int64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.active--
-	if d.active == 0 {
-		d.busy += time.Since(d.busySince)
-	}
-	d.bytes += n
-	d.count++
-	d.sum += time.Since(start)
-}
-
 func (n *simNode) get(c *http.Client, path string) (string, error) {
 	n.sim.requests.Add(1)
 	req, err := http.NewRequestWithContext(n.sim.ctx, http.MethodGet, n.sim.base+path, nil)
@@ -413,137 +319,4 @@ func (n *simNode) counts() (installs, booted int, first bootDevice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.installs, n.booted, n.firstDev
-}
-
-// --- fake:// BMCs (a fake, for the scale test only) ---
-
-// fakeHooked is a node's BMC through provisioner/bmc's real fake:// driver
-// (opened by orchestrator.ControllerOpener like any other driver), with the
-// machine behind it: a power on, cycle or reset starts the simulated node
-// with the device the firmware picks from the fake BMC's flags.
-type fakeHooked struct {
-	orchestrator.BMC
-	fake *bmc.FakeBMC
-	node *simNode
-}
-
-func (h fakeHooked) Power(ctx context.Context, action string) error {
-	wasOn := h.fake.Power() == bmc.PowerOn
-	if err := h.BMC.Power(ctx, action); err != nil {
-		return err
-	}
-	switch bmc.PowerAction(action) {
-	case bmc.ActionOn:
-		if !wasOn {
-			h.node.start(firmwareDevice(h.fake))
-		}
-	case bmc.ActionCycle, bmc.ActionReset:
-		h.node.start(firmwareDevice(h.fake))
-	case bmc.ActionOff:
-		h.node.halt()
-	}
-	return nil
-}
-
-// firmwareDevice is what the firmware boots given the fake BMC's flags;
-// like a real BMC it uses next-boot-only flags up.
-func firmwareDevice(f *bmc.FakeBMC) bootDevice {
-	fl := f.Flags()
-	if !fl.Valid {
-		return devDefault
-	}
-	if !fl.Persistent {
-		used := fl
-		used.Valid = false
-		f.SetFlags(used)
-	}
-	switch fl.Device {
-	case bmc.DevicePXE:
-		return devPXE
-	case bmc.DeviceDisk:
-		return devDisk
-	}
-	return devDefault
-}
-
-// --- in-memory machines behind real IPMI servers (vbmc) ---
-
-// simMachine is the machine behind a real virtual BMC (simulator/vbmc over
-// UDP on loopback): the BMC's chassis logic (boot flags, next-boot-only
-// flags used up, restart after a guest reboot) is the real one; the
-// machine is the simulated node.
-type simMachine struct {
-	node   *simNode
-	mu     sync.Mutex
-	on     bool
-	events chan vbmc.GuestEvent
-}
-
-func newSimMachine(n *simNode) *simMachine {
-	m := &simMachine{node: n, events: make(chan vbmc.GuestEvent, 4)}
-	n.reboot = m.guestReboot
-	return m
-}
-
-func (m *simMachine) PoweredOn(context.Context) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.on, nil
-}
-
-func (m *simMachine) Start(_ context.Context, first vbmc.BootDevice) error {
-	m.mu.Lock()
-	m.on = true
-	m.mu.Unlock()
-	dev := devDefault
-	switch first {
-	case vbmc.BootPXE:
-		dev = devPXE
-	case vbmc.BootDisk:
-		dev = devDisk
-	}
-	m.node.start(dev)
-	return nil
-}
-
-func (m *simMachine) Stop(context.Context) error {
-	m.mu.Lock()
-	m.on = false
-	m.mu.Unlock()
-	m.node.halt()
-	return nil
-}
-
-func (m *simMachine) Shutdown(ctx context.Context) error { return m.Stop(ctx) }
-
-func (m *simMachine) GuestEvents(ctx context.Context) (<-chan vbmc.GuestEvent, error) {
-	out := make(chan vbmc.GuestEvent)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case ev := <-m.events:
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, nil
-}
-
-// guestReboot is the OS rebooting itself: the machine goes off and tells
-// the BMC, which starts it again with its current flags.
-func (m *simMachine) guestReboot() {
-	m.mu.Lock()
-	m.on = false
-	m.mu.Unlock()
-	select {
-	case m.events <- vbmc.GuestReset:
-	case <-m.node.sim.ctx.Done():
-	}
 }
