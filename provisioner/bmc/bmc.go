@@ -158,9 +158,9 @@ type Options struct {
 	// (default 2: BMCs have few session slots and refuse more).
 	MaxSessions int
 	// SessionIdle is how long an IPMI session is kept after an operation
-	// for the next one (default 60 s; negative: a session per operation),
-	// and SessionKeepAlive how often a kept session is kept alive
-	// (default 20 s). See ipmi_session.go.
+	// for the next one (default 20 s, and never past 25 s from its login;
+	// negative: a session per operation), and SessionKeepAlive how often
+	// a kept session is kept alive (default 10 s). See ipmi_session.go.
 	SessionIdle      time.Duration
 	SessionKeepAlive time.Duration
 	// LibvirtSocket is libvirtd's API socket (default /var/run/libvirt/libvirt-sock).
@@ -197,10 +197,10 @@ func (o Options) withDefaults() Options {
 		o.MaxSessions = 2
 	}
 	if o.SessionIdle == 0 {
-		o.SessionIdle = 60 * time.Second
+		o.SessionIdle = 20 * time.Second
 	}
 	if o.SessionKeepAlive <= 0 {
-		o.SessionKeepAlive = 20 * time.Second
+		o.SessionKeepAlive = 10 * time.Second
 	}
 	if o.LibvirtSocket == "" {
 		o.LibvirtSocket = "/var/run/libvirt/libvirt-sock"

@@ -184,12 +184,12 @@ func (c *ipmiController) do(ctx context.Context, what string, fn func(ctx contex
 	// One that keeps its own (the console) ends the kept one first: BMCs
 	// limit the sessions of one user, some to one.
 	kept := c.takeSession()
-	if keep && kept != nil {
-		_ = closeQuietly(kept)
-		kept = nil
+	if keep && kept.cl != nil {
+		_ = closeQuietly(kept.cl)
+		kept = session{}
 		<-c.sem
 	}
-	if kept == nil {
+	if kept.cl == nil {
 		select {
 		case c.sem <- struct{}{}:
 		case <-ctx.Done():
@@ -206,9 +206,9 @@ func (c *ipmiController) do(ctx context.Context, what string, fn func(ctx contex
 		}
 	}()
 	for try := 1; try <= c.opts.Tries; try++ {
-		reused := kept != nil
+		reused := kept.cl != nil
 		handedOff, err := c.try(ctx, kept, fn, keep)
-		kept = nil
+		kept = session{}
 		if err == nil {
 			slotHeld = !handedOff
 			return nil
@@ -253,25 +253,26 @@ type doOption int
 // the caller (the console) owns both and releases them itself.
 const keepSession doOption = 1
 
-// try runs fn in cl (nil: a new session). On success the session goes to
+// try runs fn in s (zero: a new session). On success the session goes to
 // the caller (keep, the console) or to the pool of kept sessions, which
 // then holds its slot (handedOff); on failure it is closed.
-func (c *ipmiController) try(ctx context.Context, cl *client.Client, fn func(ctx context.Context, cl *client.Client) error, keep bool) (handedOff bool, err error) {
-	if cl == nil {
-		if cl, err = c.connect(ctx); err != nil {
+func (c *ipmiController) try(ctx context.Context, s session, fn func(ctx context.Context, cl *client.Client) error, keep bool) (handedOff bool, err error) {
+	if s.cl == nil {
+		if s.cl, err = c.connect(ctx); err != nil {
 			return false, err
 		}
+		s.born = time.Now()
 	}
 	tctx, cancel := context.WithTimeout(ctx, c.opts.TryTimeout)
 	defer cancel()
-	if err = fn(tctx, cl); err != nil {
-		_ = closeQuietly(cl)
+	if err = fn(tctx, s.cl); err != nil {
+		_ = closeQuietly(s.cl)
 		return false, err
 	}
-	if keep || c.keepSession(cl) {
+	if keep || c.keepSession(s) {
 		return true, nil
 	}
-	_ = closeQuietly(cl)
+	_ = closeQuietly(s.cl)
 	return false, nil
 }
 

@@ -22,22 +22,32 @@ import (
 // the process:
 //
 //   - it is kept at most Options.SessionIdle after its last use (default
-//     60 s, IPMI 2.0 §6.12.15's default inactivity timeout), then closed,
-//     so a session is never held while a node installs for minutes, and
-//     other tools find the BMC's few session slots free;
+//     20 s), and never past sessionMaxAge (25 s) after its login, then closed, so
+//     a session is never held while a node installs, and other tools find
+//     the BMC's few session slots free;
 //   - while kept it is kept alive: Get Session Info every
-//     Options.SessionKeepAlive (default 20 s), inside the BMC's inactivity
-//     timeout;
+//     Options.SessionKeepAlive (default 10 s), well inside IPMI 2.0
+//     §6.12.15's 60 s inactivity timeout and inside shorter ones;
 //   - a kept session the BMC no longer knows (it reset, or its timeout is
-//     shorter) fails its next command: it is closed and the operation
-//     logs in again at once, without counting a try;
+//     shorter still) fails its next command: it is closed and the
+//     operation logs in again at once, without counting a try;
 //   - a kept session holds one of Options.MaxSessions slots of its BMC, as
 //     any session does; an operation that finds one idle takes it with
 //     its slot, so kept sessions never add to what the BMC sees;
 //   - CloseIdleSessions ends every kept session (a command's exit).
 //
-// A session is used by one operation at a time: the pool hands it out and
-// takes it back.
+// A session is used by one goroutine at a time: the pool hands it out and
+// takes it back, and stops its keep-alive before either.
+
+// sessionMaxAge bounds a kept session's life from its login. go-ipmi's
+// client runs a keep-alive of its own every 30 s from the login on
+// (client.DefaultKeepAliveIntervalSec), which can race with the session's
+// close (go-ipmi v0.9.1 then writes to the closed socket and panics); a
+// session kept at most this long, then used by one more operation of at
+// most TryTimeout, is closed before that first tick with 2 s to spare.
+func sessionMaxAge(o Options) time.Duration {
+	return time.Duration(client.DefaultKeepAliveIntervalSec)*time.Second - 2*time.Second - o.TryTimeout
+}
 
 // sessionKey names a BMC and the credentials of its sessions (the password
 // only as a digest).
@@ -48,11 +58,13 @@ type sessionKey struct {
 }
 
 type keptSession struct {
-	cl    *client.Client
-	proto string
-	slots chan struct{} // the BMC's session slots; the kept session holds one
-	timer *time.Timer   // closes the session when idle too long
-	stop  chan struct{} // ends the keep-alive
+	cl     *client.Client
+	born   time.Time // its login
+	proto  string
+	slots  chan struct{}      // the BMC's session slots; the kept session holds one
+	timer  *time.Timer        // closes the session when idle too long
+	cancel context.CancelFunc // ends the keep-alive
+	done   chan struct{}      // closed when the keep-alive has ended
 }
 
 var sessionPool = struct {
@@ -68,11 +80,17 @@ func (c *ipmiController) sessionKey() sessionKey {
 	return sessionKey{addr: c.key, user: c.opts.Credentials.User, pass: sha256.Sum256([]byte(c.opts.Credentials.Password))}
 }
 
+// session is a session in use, with its login time.
+type session struct {
+	cl   *client.Client
+	born time.Time
+}
+
 // takeSession returns the BMC's kept session, if one is idle, with the
-// session slot it holds; nil otherwise.
-func (c *ipmiController) takeSession() *client.Client {
+// session slot it holds; a zero session otherwise.
+func (c *ipmiController) takeSession() session {
 	if c.opts.SessionIdle < 0 {
-		return nil
+		return session{}
 	}
 	k := c.sessionKey()
 	sessionPool.Lock()
@@ -80,22 +98,23 @@ func (c *ipmiController) takeSession() *client.Client {
 	if ks == nil || !ks.timer.Stop() {
 		// None, or its idle timer fired and is closing it.
 		sessionPool.Unlock()
-		return nil
+		return session{}
 	}
 	delete(sessionPool.m, k)
 	sessionPool.Unlock()
-	close(ks.stop)
+	ks.stopKeepAlive()
 	if ks.proto != "" {
 		c.learn(ks.proto)
 	}
-	return ks.cl
+	return session{cl: ks.cl, born: ks.born}
 }
 
-// keepSession offers cl, which holds a slot of c.sem, to the pool; false
-// when the pool has one for this BMC already (or keeping is off), and then
-// the caller closes cl and releases its slot.
-func (c *ipmiController) keepSession(cl *client.Client) bool {
-	if c.opts.SessionIdle < 0 {
+// keepSession offers s, which holds a slot of c.sem, to the pool; false
+// when the pool has one for this BMC already, keeping is off or s is too
+// old, and then the caller closes it and releases its slot.
+func (c *ipmiController) keepSession(s session) bool {
+	idle := min(c.opts.SessionIdle, sessionMaxAge(c.opts)-time.Since(s.born))
+	if c.opts.SessionIdle < 0 || idle <= 0 {
 		return false
 	}
 	k := c.sessionKey()
@@ -107,8 +126,9 @@ func (c *ipmiController) keepSession(cl *client.Client) bool {
 	if sessionPool.m[k] != nil {
 		return false
 	}
-	ks := &keptSession{cl: cl, proto: proto, slots: c.sem, stop: make(chan struct{})}
-	ks.timer = time.AfterFunc(c.opts.SessionIdle, func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	ks := &keptSession{cl: s.cl, born: s.born, proto: proto, slots: c.sem, cancel: cancel, done: make(chan struct{})}
+	ks.timer = time.AfterFunc(idle, func() {
 		sessionPool.Lock()
 		if sessionPool.m[k] == ks {
 			delete(sessionPool.m, k)
@@ -117,31 +137,39 @@ func (c *ipmiController) keepSession(cl *client.Client) bool {
 		ks.end()
 	})
 	sessionPool.m[k] = ks
-	go ks.keepAlive(c.opts.SessionKeepAlive, c.opts.TryTimeout)
+	go ks.keepAlive(ctx, c.opts.SessionKeepAlive, c.opts.TryTimeout)
 	return true
 }
 
-// keepAlive sends Get Session Info every interval until the session is
-// taken or ended; a BMC that stops answering is left to the next
-// operation, which logs in again.
-func (ks *keptSession) keepAlive(interval, timeout time.Duration) {
+// keepAlive sends Get Session Info every interval until ctx ends (the
+// session is taken or closed); a BMC that stops answering is left to the
+// next operation, which logs in again.
+func (ks *keptSession) keepAlive(ctx context.Context, interval, timeout time.Duration) {
+	defer close(ks.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-ks.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		_, _ = ks.cl.GetCurrentSessionInfo(ctx)
+		tctx, cancel := context.WithTimeout(ctx, timeout)
+		_, _ = ks.cl.GetCurrentSessionInfo(tctx)
 		cancel()
 	}
 }
 
+// stopKeepAlive ends the keep-alive and waits for it: nothing else may
+// use the session meanwhile, nor close it under its feet.
+func (ks *keptSession) stopKeepAlive() {
+	ks.cancel()
+	<-ks.done
+}
+
 // end closes a kept session that left the pool idle and frees its slot.
 func (ks *keptSession) end() {
-	close(ks.stop)
+	ks.stopKeepAlive()
 	_ = closeQuietly(ks.cl)
 	<-ks.slots
 }

@@ -187,3 +187,19 @@ func TestIPMIKeptSessionKeepAliveAndIdleClose(t *testing.T) {
 		t.Errorf("CloseIdleSessions left %d sessions at the BMC", n)
 	}
 }
+
+// A session is not kept past sessionMaxAge from its login: go-ipmi's own
+// keep-alive starts at 30 s and must never meet the session's close.
+func TestIPMIOldSessionIsNotKept(t *testing.T) {
+	c, err := Open(context.Background(), "ipmi://127.0.0.1:1", sessionOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := c.(*ipmiController)
+	if max := sessionMaxAge(ic.opts); max <= 0 || max+ic.opts.TryTimeout >= 30*time.Second {
+		t.Fatalf("sessionMaxAge %s with TryTimeout %s reaches go-ipmi's first keep-alive at 30 s", max, ic.opts.TryTimeout)
+	}
+	if ic.keepSession(session{born: time.Now().Add(-sessionMaxAge(ic.opts))}) {
+		t.Fatal("a session as old as sessionMaxAge was kept")
+	}
+}
