@@ -243,6 +243,7 @@ func scaleRun(n *benchNet, work, racker, release string, tail []byte, set scaleS
 		// retries that would hide a fault in the figures.
 		Policy: orchestrator.Policy{OnFailure: orchestrator.Cancel}})
 	o.wall = time.Since(start)
+	bmc.CloseIdleSessions() // while the virtual BMCs still answer
 	o.stats = res.Stats
 	o.benchRSS = peakRSS(os.Getpid())
 	o.serveRSS = peakRSS(rs.pid())
