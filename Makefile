@@ -17,7 +17,7 @@ help:
 	@echo "make docs-check      the user manual's commands exist as shown; its 'sh run' blocks run against examples/rack"
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
-	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
+	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run); make bench-readme: README table from bench/results"
 	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=lokoctl,terraform)"
 	@echo "make image-push REGISTRY=HOST[:PORT]/REPO  build and push the installer image"
 
@@ -90,10 +90,22 @@ LABELS ?=
 e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
-# make bench: the full run; make bench BENCH=short: the CI smoke run (< 2 min).
+# make bench: the full run (about 15 minutes), results in bench/results/full.json,
+# which README.md's table and docs/benchmarks.md are made from (make
+# bench-readme); make bench BENCH=short: the CI smoke run (about 2 minutes).
+# The servers' state folders go under BENCH_WORK, on a disk filesystem as
+# /opt/racker-state is (tmpfs is refused); BENCH_PROFILE=DIR keeps perf
+# profiles of the servers; BENCH_NOTE says what a reader should know of the run.
 BENCH ?= full
-bench: build
-	$(GO) run ./bench $(if $(filter short,$(BENCH)),-short) -json bench-results.json
+BENCH_OUT ?= $(if $(filter short,$(BENCH)),bench-results.json,bench/results/full.json)
+BENCH_WORK ?= /var/tmp
+bench: build testos
+	$(GO) run ./bench $(if $(filter short,$(BENCH)),-short) -out $(BENCH_OUT) -work $(BENCH_WORK) \
+		$(if $(BENCH_PROFILE),-profile $(BENCH_PROFILE)) $(if $(BENCH_NOTE),-note "$(BENCH_NOTE)") $(BENCH_FLAGS)
+
+.PHONY: bench-readme
+bench-readme:
+	$(GO) run ./bench -readme bench/results/full.json
 
 # The installer image (provisioner/release, payload in release/conf.yaml): no
 # Docker engine; VERSION from git describe (made semver) or VERSION=.

@@ -193,15 +193,6 @@ func writeSynced(path string, b []byte) error {
 	return f.Close()
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
-
 // spread says how far the runs of racker and the reference were apart.
 func spread(v [2][]float64) string {
 	return fmt.Sprintf("%d runs each: racker %.0f–%.0f, reference %.0f–%.0f", len(v[0]),

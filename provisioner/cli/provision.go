@@ -36,10 +36,18 @@ type provisionFlags struct {
 	// recordConsoles: record every node's console to STATE/console while
 	// the run lasts.
 	recordConsoles bool
+
+	// bmcInterval spaces the starts of BMC operations rack-wide (0: not
+	// at all); bmcConcurrency bounds them.
+	bmcInterval    time.Duration
+	bmcConcurrency int
 }
 
 func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
-	fs.IntVar(&f.parallel, "parallel", 20, "nodes in flight at once")
+	fs.IntVar(&f.parallel, "parallel", orchestrator.DefaultParallel, "nodes in flight at once")
+	fs.DurationVar(&f.bmcInterval, "bmc-interval", orchestrator.DefaultBMCInterval,
+		"time between the starts of two BMC operations, rack-wide (0: no spacing); each node takes three")
+	fs.IntVar(&f.bmcConcurrency, "bmc-concurrency", orchestrator.DefaultBMCConcurrency, "BMC operations at once, rack-wide")
 	fs.StringVar(&f.onFailure, "on-failure", "", "what a node's failure does: retry, exclude, ask or cancel (default: retry --retries times, then ask on a terminal, else exclude)")
 	fs.IntVar(&f.retries, "retries", 3, "retries of a failed node under --on-failure retry")
 	fs.StringSliceVar(&f.uefiTypes, "uefi-types", nil, "node types whose firmware boots UEFI (boot flags get the EFI bit)")
@@ -170,8 +178,10 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 		osLabel = f.boot.osName + " " + f.boot.osVersion
 	}
 	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: svc.client, OpenBMC: opener,
-		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: osLabel,
-		StopAt: stopAt, Logger: log, OnChange: onChange}
+		Policy: policy, Timeouts: f.timeouts, OS: osLabel, StopAt: stopAt, Logger: log, OnChange: onChange}
+	if err := f.pace(&cfg); err != nil {
+		return orchestrator.Result{}, err
+	}
 	if policy.OnFailure == orchestrator.Ask || policy.AfterRetries == orchestrator.Ask {
 		cfg.Ask = askFailure(env, view)
 	}
@@ -186,6 +196,24 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	width, _ := env.termSize()
 	io.WriteString(env.Stdout, fitWidth(b.String(), width))
 	return res, err
+}
+
+// pace puts --parallel, --bmc-concurrency and --bmc-interval into cfg,
+// checked.
+func (f *provisionFlags) pace(cfg *orchestrator.Config) error {
+	switch {
+	case f.parallel < 1:
+		return fmt.Errorf("--parallel %d: want 1 or more", f.parallel)
+	case f.bmcConcurrency < 1:
+		return fmt.Errorf("--bmc-concurrency %d: want 1 or more", f.bmcConcurrency)
+	case f.bmcInterval < 0:
+		return fmt.Errorf("--bmc-interval %s: want 0 (no spacing) or more", f.bmcInterval)
+	}
+	cfg.Parallel, cfg.BMCConcurrency, cfg.BMCInterval = f.parallel, f.bmcConcurrency, f.bmcInterval
+	if f.bmcInterval == 0 {
+		cfg.BMCInterval = -1 // none, where the orchestrator's zero means its default
+	}
+	return nil
 }
 
 func policyFrom(env *Env, f *provisionFlags) (orchestrator.Policy, error) {

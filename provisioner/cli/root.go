@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/racker/racker/provisioner/bmc"
 )
 
 // Env is what every command shares: the global flags and the process's
@@ -181,6 +183,9 @@ func (e *Env) Run(ctx context.Context, args []string) int {
 	root := NewRoot(e)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
+	// BMC sessions kept for a next operation end with the command, not
+	// with the BMC's inactivity timeout.
+	bmc.CloseIdleSessions()
 	if err == nil {
 		return 0
 	}
