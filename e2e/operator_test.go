@@ -52,7 +52,7 @@ func operatorSpecs() {
 			Expect(d.code).To(Equal(0), d.String())
 			Expect(d.stdout).To(MatchRegexp(`installing → excluding\s+the node reported a failure`), d.stdout)
 			Expect(d.stdout).To(ContainSubstring("Reason:"))
-			Expect(d.stdout).To(MatchRegexp(`BMC:\n\s+ipmi at \S+, lanplus`), "describe asks the node's BMC")
+			Expect(d.stdout).To(MatchRegexp(`BMC:\n\s+ipmi at \S+, IPMI 2\.0 lanplus`), "describe asks the node's BMC")
 
 			By("the console log under the state folder holds the failing install's output")
 			log := rack.inMgmt(time.Minute, "cat", "/opt/racker-state/console/"+host+".log")
