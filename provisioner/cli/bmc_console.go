@@ -128,7 +128,7 @@ func openConsoleBMC(ctx context.Context, t bmcTarget) (bmc.Controller, error) {
 		}
 		c.Close()
 	}
-	rf, err := bmc.Open(ctx, t.url, t.opts)
+	rf, err := bmc.Open(ctx, t.url, opts)
 	if err != nil {
 		return nil, err
 	}
