@@ -197,3 +197,38 @@ func TestBMCProtocolOfNodeTypes(t *testing.T) {
 		t.Fatalf("a bad --bmc-driver: exit %d: %s", code, errs)
 	}
 }
+
+// TestProvisionReachesEachNodeByItsTypesProtocol: bootstrap and
+// reprovision open each node's BMC over its type's bmc_protocol, at the
+// address the boot services report (here none: the planned one).
+func TestProvisionReachesEachNodeByItsTypesProtocol(t *testing.T) {
+	oem, state := redfishRack(t)
+	os.MkdirAll(state, 0o700)
+	os.WriteFile(filepath.Join(state, "node-types.json"), []byte(`{"purple": {"bmc_protocol": "redfish"}}`), 0o644)
+	env := &Env{Stdout: io.Discard, Stderr: io.Discard, OEMDir: oem, StateDir: state, MgmtMAC: "00:11:22:33:44:00", LogFormat: "text"}
+	var pf PlanFlags
+	pf.subnet = "172.24.213.0/24"
+	inv, p, err := env.MakePlan(&pf, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := httptest.NewServer(http.NotFoundHandler())
+	defer down.Close()
+	targets, err := bmcTargetsFor(env, inv, p, "", false, api.NewClient(down.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := targets.opts.Pins.(interface{ String() string }); !ok || targets.opts.Insecure {
+		t.Errorf("options: pins %T, insecure %v; want the state folder's pins", targets.opts.Pins, targets.opts.Insecure)
+	}
+	for _, n := range specsFor(p, nil, nil) {
+		u, err := targets.urlFor(context.Background(), n)
+		want := map[string]string{"red": "ipmi://", "purple": "redfish://"}[n.Type]
+		if err != nil || !strings.HasPrefix(u, want) {
+			t.Errorf("node %s (%s): %q, %v; want %s…", n.PrimaryMAC, n.Type, u, err, want)
+		}
+	}
+	if _, err := bmcTargetsFor(env, inv, p, "snmp", false, api.NewClient(down.URL)); err == nil || !strings.Contains(err.Error(), "--bmc-driver") {
+		t.Errorf("--bmc-driver snmp: %v", err)
+	}
+}
