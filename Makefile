@@ -85,7 +85,7 @@ demo: deps $(SIM_INPUTS)
 	./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
-# LABELS=factory|bootstrap|reprovision|faults|operator|update picks a subset.
+# LABELS=factory|bootstrap|reprovision|faults|operator|update|redfish picks a subset.
 LABELS ?=
 e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
@@ -119,7 +119,7 @@ image-push:
 	$(GO) run ./cmd/racker release image $(IMAGE_FLAGS) --push
 
 # make test-bmc: the BMC library (go-ipmi server in-process, ipmi_sim, ipmitool,
-# a TCG domain under libvirtd) and the power/bootdev/ipmi diag/console commands.
+# a TCG domain under libvirtd) and the power/bootdev/bmc diag/console commands.
 .PHONY: test-bmc
 test-bmc:
 	$(GO) test -count=1 ./provisioner/bmc

@@ -7,7 +7,9 @@
 // newest bin/racker-VERSION.oci.tar): commands run there with its own
 // programs (racker-sim exec), and tools Flatcar lacks (ipmitool, Go) run
 // from this host in its network namespace. Run it with `make e2e` (root,
-// libvirtd, QEMU); `make e2e LABELS=bootstrap` runs a subset.
+// libvirtd, QEMU); `make e2e LABELS=bootstrap` runs a subset. The redfish
+// label brings up a second, one-server rack whose BMC speaks Redfish only
+// (redfish_test.go).
 package e2e
 
 import (

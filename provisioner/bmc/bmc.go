@@ -87,7 +87,7 @@ func (f BootFlags) String() string {
 	return s
 }
 
-// Diagnostics is what `racker ipmi diag` shows; fields the BMC could not
+// Diagnostics is what `racker bmc diag` shows; fields the BMC could not
 // report stay empty and the reason is in Problems. IPMI fills the device id
 // fields, Redfish the named facts (manufacturer, model, serial, BIOS).
 type Diagnostics struct {

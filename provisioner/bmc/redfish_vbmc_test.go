@@ -104,16 +104,17 @@ func startVBMC(t testing.TB, cfg vbmc.Config) *testVBMC {
 			t.Errorf("vbmc.Run: %v", err)
 		}
 	})
-	select {
-	case v.redfish = <-rfAt:
-	case err := <-done:
-		t.Fatalf("the vBMC stopped: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("the vBMC never listened")
-	}
 	for _, p := range cfg.Protocols {
+		at, addr := rfAt, &v.redfish
 		if p == vbmc.ProtocolIPMI {
-			v.ipmi = <-ipmiAt
+			at, addr = ipmiAt, &v.ipmi
+		}
+		select {
+		case *addr = <-at:
+		case err := <-done:
+			t.Fatalf("the vBMC stopped: %v", err)
+		case <-time.After(time.Minute):
+			t.Fatal("the vBMC never listened")
 		}
 	}
 	return v

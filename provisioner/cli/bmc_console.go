@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +33,10 @@ func newConsoleCmd(env *Env) *cobra.Command {
 start of a line, as with ssh and ipmitool: ~. leaves, ~B sends a serial BREAK,
 ~? lists them, ~~ sends one ~.
 
+Redfish defines no serial console: on a node reached over Redfish, the
+console is IPMI serial-over-LAN on the same BMC when it also answers IPMI,
+and otherwise there is none (the command says so).
+
 A BMC allows one console at a time. racker bootstrap and reprovision record
 every node's console to STATE/console/HOSTNAME.log while they run (racker
 describe shows its tail), and a client that died can leave the console active
@@ -40,11 +46,23 @@ first, as ipmitool's sol deactivate does.`,
   racker console 00:11:22:33:44:20 --force
   racker console --bmc ipmi://172.24.213.3`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, label, err := env.openTarget(cmd.Context(), &bf, args)
+			node, rest, err := bf.nodeArgs(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) != 0 {
+				return usageErrorf("unexpected arguments %q", rest)
+			}
+			t, err := env.resolveBMC(cmd.Context(), &bf, node)
+			if err != nil {
+				return err
+			}
+			c, err := openConsoleBMC(cmd.Context(), t)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			label := t.label
 			if force {
 				d, ok := c.(bmc.ConsoleDeactivator)
 				if !ok {
@@ -86,6 +104,59 @@ first, as ipmitool's sol deactivate does.`,
 	addBMCFlags(cmd.Flags(), &bf)
 	cmd.Flags().BoolVar(&force, "force", false, "end the console that is active on the node (a stale session) before attaching")
 	return cmd
+}
+
+// openConsoleBMC opens the controller that serves t's serial console: t's
+// own, or, for a Redfish BMC (Redfish has no serial console), IPMI on the
+// same host when it answers IPMI. When IPMI does not answer but Redfish
+// does, there is no console: the error wraps bmc.ErrNoConsole and says so
+// (the console recorder then stops asking). When neither answers, the BMC
+// is down, which may pass: the error is Redfish's.
+func openConsoleBMC(ctx context.Context, t bmcTarget) (bmc.Controller, error) {
+	u, err := url.Parse(t.url)
+	if err != nil || !strings.EqualFold(u.Scheme, "redfish") {
+		return bmc.Open(ctx, t.url, t.opts)
+	}
+	ipmiURL := "ipmi://" + u.Hostname()
+	opts := t.opts
+	opts.Tries = 1 // a Redfish-only BMC does not answer IPMI at all; ask once
+	c, ipmiErr := bmc.Open(ctx, ipmiURL, opts)
+	if ipmiErr == nil {
+		if _, ipmiErr = c.PowerState(ctx); ipmiErr == nil {
+			t.opts.Logger.Info("Redfish has no serial console; using IPMI serial-over-LAN on the same BMC", "node", t.label, "bmc", ipmiURL)
+			return c, nil
+		}
+		c.Close()
+	}
+	rf, err := bmc.Open(ctx, t.url, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer rf.Close()
+	if _, err := rf.PowerState(ctx); err != nil {
+		return nil, err
+	}
+	return nil, &noConsoleError{label: t.label, url: redactedURL(t.url), ipmiURL: ipmiURL, ipmiErr: ipmiErr}
+}
+
+// noConsoleError: a Redfish BMC that does not answer IPMI.
+type noConsoleError struct {
+	label, url, ipmiURL string
+	ipmiErr             error
+}
+
+func (e *noConsoleError) Error() string {
+	return fmt.Sprintf("node %s: no serial console is available: its BMC %s speaks Redfish, which defines none, and does not answer IPMI serial-over-LAN at %s (%v)",
+		e.label, e.url, e.ipmiURL, e.ipmiErr)
+}
+
+func (e *noConsoleError) Unwrap() []error { return []error{bmc.ErrNoConsole, e.ipmiErr} }
+
+func redactedURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
 }
 
 // sendBreak sends a serial BREAK through a console that can.

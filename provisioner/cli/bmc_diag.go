@@ -7,24 +7,29 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newIPMICmd(env *Env) *cobra.Command {
-	cmd := &cobra.Command{Use: "ipmi", Short: "BMC diagnostics",
-		Example: `  racker ipmi diag racker-worker-0`}
-	cmd.AddCommand(newIPMIDiagCmd(env))
+// newBMCCmd is racker bmc; racker ipmi, its name before Redfish, stays an
+// alias so scripts keep working.
+func newBMCCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{Use: "bmc", Aliases: []string{"ipmi"}, Short: "BMC diagnostics (IPMI or Redfish)",
+		Example: `  racker bmc diag racker-worker-0`}
+	cmd.AddCommand(newBMCDiagCmd(env))
 	return cmd
 }
 
-func newIPMIDiagCmd(env *Env) *cobra.Command {
+func newBMCDiagCmd(env *Env) *cobra.Command {
 	var bf bmcFlags
 	var out output
 	cmd := &cobra.Command{
 		Use:   "diag NODE|--bmc URL",
-		Short: "Show a BMC's device id, firmware, power, boot flags, address, MAC and SOL support",
-		Long: `Show what a node's BMC reports: its address and protocol, device and firmware,
-power, boot flags and whether it offers a serial console. -o table is what
+		Short: "Show a BMC's protocol, device facts, firmware, power, boot flags, address and console support",
+		Long: `Show what a node's BMC reports: its address and protocol (IPMI or Redfish),
+device and firmware (over Redfish: manufacturer, model, serial, BIOS version,
+boot mode; -o wide shows them all), power, boot flags and whether it offers
+a serial console. racker ipmi diag is the same command. -o table is what
 older releases called -o text (still accepted).`,
-		Example: `  racker ipmi diag racker-worker-0
-  racker ipmi diag --bmc ipmi://172.24.213.3 -o json`,
+		Example: `  racker bmc diag racker-worker-0
+  racker bmc diag --bmc ipmi://172.24.213.3 -o json
+  racker bmc diag --bmc redfish://172.24.213.3 -o wide`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.check(); err != nil {
 				return err

@@ -19,19 +19,21 @@ import (
 	"github.com/racker/racker/provisioner/inventory"
 )
 
-// bmcFlags say how the node commands (power, bootdev, ipmi diag, console)
+// bmcFlags say how the node commands (power, bootdev, bmc diag, console)
 // reach a BMC: by node name through the plan (and the boot services' view
 // of its BMC), or directly with --bmc.
 type bmcFlags struct {
-	url     string
-	driver  string
-	bootURL string
-	plan    PlanFlags
+	url      string
+	driver   string
+	insecure bool
+	bootURL  string
+	plan     PlanFlags
 }
 
 func addBMCFlags(fs *pflag.FlagSet, bf *bmcFlags) {
-	fs.StringVar(&bf.url, "bmc", "", "address a BMC directly (ipmi://HOST[:PORT], libvirt:///DOMAIN) instead of a NODE")
-	fs.StringVar(&bf.driver, "bmc-driver", "ipmi", "how to reach nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
+	fs.StringVar(&bf.url, "bmc", "", "address a BMC directly (ipmi://HOST[:PORT], redfish://HOST[:PORT], libvirt:///DOMAIN) instead of a NODE")
+	fs.StringVar(&bf.driver, "bmc-driver", "", bmcDriverHelp)
+	fs.BoolVar(&bf.insecure, "insecure", false, insecureHelp)
 	fs.StringVar(&bf.bootURL, "boot-services", "", "URL of the boot services, asked for the BMC's current address (default http://MANAGEMENT-ADDRESS:8080)")
 	AddPlanFlags(fs, &bf.plan)
 }
@@ -81,7 +83,7 @@ type bmcTarget struct {
 }
 
 func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcTarget, error) {
-	opts := bmc.Options{Logger: env.Logger()}
+	opts := env.bmcOptionsFor(bmc.Options{Logger: env.Logger()}, bf.insecure)
 	if bf.url != "" {
 		creds, err := env.bmcCredentials()
 		if err != nil {
@@ -94,8 +96,9 @@ func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcT
 		}
 		return bmcTarget{url: bf.url, opts: opts, label: u.Redacted()}, nil
 	}
-	if bf.driver != "ipmi" && bf.driver != "libvirt" {
-		return bmcTarget{}, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", bf.driver)
+	reach, err := env.newBMCReach(bf.driver, opts)
+	if err != nil {
+		return bmcTarget{}, err
 	}
 	inv, p, err := env.MakePlan(&bf.plan, false)
 	if err != nil {
@@ -112,17 +115,19 @@ func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcT
 	if n.Hostname != "" {
 		label += " (" + n.Hostname + ")"
 	}
-	if bf.driver == "libvirt" {
-		return bmcTarget{url: "libvirt:///", opts: opts, label: label}, nil
+	reach.opts = opts
+	var addr netip.Addr
+	if proto := reach.protocol(n.Type); proto != "libvirt" && n.BMCIP.IsValid() {
+		boot := bootClient(bf.bootURL, p.Management.IP, bootsvc.DefaultHTTPPort)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		addr = bmcAddress(actx, env.Logger(), boot, n.PrimaryMAC, n.BMCIP)
+		cancel()
 	}
-	if !n.BMCIP.IsValid() {
-		return bmcTarget{}, fmt.Errorf("node %s: its BMC has no address on the internal network (the management node's BMC is on the public network); use --bmc ipmi://ADDRESS", n.PrimaryMAC)
+	u, err := reach.url(ctx, n.PrimaryMAC, n.PrimaryMAC, n.BMCMAC, n.Type, addr)
+	if err != nil {
+		return bmcTarget{}, err
 	}
-	boot := bootClient(bf.bootURL, p.Management.IP, bootsvc.DefaultHTTPPort)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	addr := bmcAddress(ctx, env.Logger(), boot, n.PrimaryMAC, n.BMCIP)
-	return bmcTarget{url: "ipmi://" + addr.String(), opts: opts, label: label}, nil
+	return bmcTarget{url: u, opts: opts, label: label}, nil
 }
 
 // bootClient is the client of the boot services at url, by default at the

@@ -19,7 +19,7 @@ var enumFlags = map[string][]string{
 	"provision":       {"flatcar", "lokomotive"},
 	"os":              {"flatcar", "testos"},
 	"flatcar-channel": {"stable", "beta", "alpha", "lts"},
-	"bmc-driver":      {"ipmi", "libvirt"},
+	"bmc-driver":      bmcDrivers,
 	"output":          outputFormats,
 }
 

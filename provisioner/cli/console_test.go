@@ -65,6 +65,15 @@ func (s *serialPort) print(t *testing.T, text string) {
 // returns its IPMI address, the port, and the vBMC's log.
 func startConsoleVBMC(t *testing.T, oem string) (addr string, port *serialPort, log *lockedBuffer) {
 	t.Helper()
+	addr, _, port, log = startConsoleVBMCWith(t, oem, nil)
+	return addr, port, log
+}
+
+// startConsoleVBMCWith is startConsoleVBMC with the vBMC's Config changed
+// by mod (its protocols, addresses, ports); it also returns the Redfish
+// address when the vBMC serves Redfish. addr is empty without IPMI.
+func startConsoleVBMCWith(t *testing.T, oem string, mod func(*vbmc.Config)) (addr, redfish string, port *serialPort, log *lockedBuffer) {
+	t.Helper()
 	read := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(oem, name))
 		if err != nil {
@@ -107,19 +116,34 @@ func startConsoleVBMC(t *testing.T, oem string) (addr string, port *serialPort, 
 	cfg := vbmc.Config{Name: "console-test", Machine: offMachine{}, ConsoleSocket: port.path,
 		Static: netip.MustParsePrefix("127.0.0.1/8"), Port: -1, User: read("ipmi_user"), Password: read("ipmi_password"),
 		Logger: slog.New(slog.NewTextHandler(log, nil)), OnListen: func(a netip.AddrPort) { listening <- a }}
+	rfListening := make(chan netip.AddrPort, 1)
+	cfg.OnRedfishListen = func(a netip.AddrPort) { rfListening <- a }
+	if mod != nil {
+		mod(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done, stopped := make(chan error, 1), make(chan struct{})
 	go func() { done <- vbmc.Run(ctx, cfg); close(stopped) }()
 	t.Cleanup(func() { cancel(); <-stopped })
-	select {
-	case a := <-listening:
-		return a.String(), port, log
-	case err := <-done:
-		t.Fatalf("the vBMC stopped: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("the vBMC never listened")
+	protocols := cfg.Protocols
+	if len(protocols) == 0 {
+		protocols = []vbmc.Protocol{vbmc.ProtocolIPMI}
 	}
-	return "", nil, nil
+	for _, p := range protocols {
+		at, to := listening, &addr
+		if p == vbmc.ProtocolRedfish {
+			at, to = rfListening, &redfish
+		}
+		select {
+		case a := <-at:
+			*to = a.String()
+		case err := <-done:
+			t.Fatalf("the vBMC stopped: %v", err)
+		case <-time.After(time.Minute):
+			t.Fatal("the vBMC never listened")
+		}
+	}
+	return addr, redfish, port, log
 }
 
 // staleSOL activates the SOL payload from a session that is then left

@@ -32,7 +32,7 @@ func addOutputFlag(cmd *cobra.Command, o *output) {
 // check refuses an unknown format before the command does any work.
 func (o *output) check() error {
 	if o.format == "text" {
-		o.format = "table" // racker ipmi diag's old name for it
+		o.format = "table" // racker bmc diag's old name for it
 	}
 	if !slices.Contains(outputFormats, o.format) {
 		return usageErrorf("-o %q: want %s", o.format, strings.Join(outputFormats, ", "))

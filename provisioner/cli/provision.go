@@ -29,6 +29,7 @@ type provisionFlags struct {
 	retries   int
 	uefiTypes []string
 	bmcDriver string
+	insecure  bool
 	bootURL   string
 	boot      bootFlags
 	timeouts  orchestrator.Timeouts
@@ -51,7 +52,8 @@ func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
 	fs.StringVar(&f.onFailure, "on-failure", "", "what a node's failure does: retry, exclude, ask or cancel (default: retry --retries times, then ask on a terminal, else exclude)")
 	fs.IntVar(&f.retries, "retries", 3, "retries of a failed node under --on-failure retry")
 	fs.StringSliceVar(&f.uefiTypes, "uefi-types", nil, "node types whose firmware boots UEFI (boot flags get the EFI bit)")
-	fs.StringVar(&f.bmcDriver, "bmc-driver", "ipmi", "how to reach the nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
+	fs.StringVar(&f.bmcDriver, "bmc-driver", "", bmcDriverHelp)
+	fs.BoolVar(&f.insecure, "insecure", false, insecureHelp)
 	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services (default: http://MANAGEMENT-ADDRESS:HTTP-PORT, started in-process when none answers)")
 	fs.BoolVar(&f.recordConsoles, "record-consoles", true, "record every node's serial console to STATE/console/HOSTNAME.log while the run lasts (racker describe shows the tail)")
 	addBootFlags(fs, &f.boot) // for the boot services, when they run in-process
@@ -148,7 +150,7 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
-	targets, err := bmcTargetsFor(env, inv, p, f.bmcDriver, svc.client)
+	targets, err := bmcTargetsFor(env, inv, p, f.bmcDriver, f.insecure, svc.client)
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
@@ -246,33 +248,31 @@ type bmcTargets struct {
 
 // bmcTargetsFor reaches a node's BMC at the address the boot services
 // report for it (its DHCP lease, asked again for every operation: the
-// lease may arrive mid-run), else at the planned address. The "fake"
-// driver (in-process fake:// BMCs named by primary MAC) is for tests.
-func bmcTargetsFor(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, boot *api.Client) (bmcTargets, error) {
+// lease may arrive mid-run), else at the planned address, over the
+// protocol of its type (bmcReach). The "fake" driver (in-process fake://
+// BMCs named by primary MAC) is for tests.
+func bmcTargetsFor(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, insecure bool, boot *api.Client) (bmcTargets, error) {
 	planned := map[string]netip.Addr{}
 	for _, n := range p.All() {
 		planned[n.PrimaryMAC] = n.BMCIP
 	}
-	var urlFor func(ctx context.Context, n orchestrator.NodeSpec) (string, error)
-	switch driver {
-	case "ipmi":
-		urlFor = func(ctx context.Context, n orchestrator.NodeSpec) (string, error) {
-			a := bmcAddress(ctx, env.Logger(), boot, n.PrimaryMAC, planned[n.PrimaryMAC])
-			if !a.IsValid() {
-				return "", fmt.Errorf("node %s: its BMC has no internal address", n.PrimaryMAC)
-			}
-			return "ipmi://" + a.String(), nil
-		}
-	case "libvirt":
-		urlFor = func(context.Context, orchestrator.NodeSpec) (string, error) { return "libvirt:///", nil }
-	case "fake":
-		urlFor = func(_ context.Context, n orchestrator.NodeSpec) (string, error) {
-			return "fake://" + fakeBMCName(n.PrimaryMAC), nil
-		}
-	default:
-		return bmcTargets{}, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", driver) // fake is for tests only
+	opts := env.bmcOptionsFor(bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}, insecure)
+	reach, err := env.newBMCReach(driver, opts)
+	if err != nil {
+		return bmcTargets{}, err
 	}
-	return bmcTargets{urlFor: urlFor, opts: bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}}, nil
+	urlFor := func(ctx context.Context, n orchestrator.NodeSpec) (string, error) {
+		var a netip.Addr
+		if proto := reach.protocol(n.Type); proto != "libvirt" && proto != "fake" {
+			a = bmcAddress(ctx, env.Logger(), boot, n.PrimaryMAC, planned[n.PrimaryMAC])
+		}
+		name := n.PrimaryMAC
+		if n.Hostname != "" {
+			name = n.Hostname + " (" + n.PrimaryMAC + ")"
+		}
+		return reach.url(ctx, name, n.PrimaryMAC, n.BMCMAC, n.Type, a)
+	}
+	return bmcTargets{urlFor: urlFor, opts: opts}, nil
 }
 
 // recordConsoles records the console of every node of the run that is not
@@ -296,7 +296,7 @@ func recordConsoles(ctx context.Context, env *Env, specs []orchestrator.NodeSpec
 			}
 			opts := t.opts
 			opts.Node, opts.PrimaryMAC = name+" ("+s.PrimaryMAC+")", s.PrimaryMAC
-			c, err := bmc.Open(ctx, u, opts)
+			c, err := openConsoleBMC(ctx, bmcTarget{url: u, opts: opts, label: opts.Node})
 			if err != nil {
 				return nil, err
 			}

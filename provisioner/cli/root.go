@@ -160,7 +160,7 @@ func NewRoot(env *Env) *cobra.Command {
 		// Why, after the fact: one node's story, the rack's timeline.
 		newDescribeCmd(env), newEventsCmd(env),
 		// One node, through its BMC.
-		newPowerCmd(env), newBootdevCmd(env), newConsoleCmd(env), newIPMICmd(env),
+		newPowerCmd(env), newBootdevCmd(env), newConsoleCmd(env), newBMCCmd(env),
 		// Racker itself: its releases and installs.
 		newVersionCmd(env), newInstallCmd(env), newGetCmd(env), newUpdateCmd(env), newUpgradeCmd(env), newRollbackCmd(env), newReleaseCmd(env),
 	)

@@ -50,6 +50,10 @@ type Config struct {
 	// Disks are --disks values (ParseDisks): the blank disks' sizes for
 	// every server or per node type; default DefaultDisks.
 	Disks []string
+	// BMCProtocols are --bmc-protocols values (ParseBMCProtocols): what
+	// the virtual BMCs serve, for every server or per node type; default
+	// DefaultBMCProtocols. Chosen when the rack is made.
+	BMCProtocols []string
 
 	// RackerImage is Racker's installer image (the OCI archive `make image`
 	// writes), run in the management node as `docker run` would run it.
@@ -110,7 +114,10 @@ type Machine struct {
 	BMCMAC       string `json:"bmc_mac"`
 	SecondaryMAC string `json:"secondary_mac"`
 	Firmware     string `json:"firmware,omitempty"` // servers: bios or uefi
-	Comments     string `json:"comments,omitempty"`
+	// BMCProtocols are what the server's virtual BMC serves (ipmi,
+	// redfish); none is IPMI only (VBMCProtocols).
+	BMCProtocols []string `json:"bmc_protocols,omitempty"`
+	Comments     string   `json:"comments,omitempty"`
 }
 
 // csvRow is a row of a user's nodes.csv.

@@ -109,6 +109,9 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 	if err := installRacker(ctx, s, c, changed, log); err != nil {
 		return s, err
 	}
+	if err := writeNodeTypes(s); err != nil {
+		return s, err
+	}
 	if err := waitServing(ctx, s, 60*time.Second); err != nil {
 		return s, err
 	}
@@ -120,6 +123,13 @@ func newState(c Config) (*State, error) {
 	ms, err := planMachines(c)
 	if err != nil {
 		return nil, err
+	}
+	protocols, err := ParseBMCProtocols(c.BMCProtocols, nodeTypes(ms))
+	if err != nil {
+		return nil, err
+	}
+	for i := range ms[1:] {
+		ms[i+1].BMCProtocols = protocols[ms[i+1].Type]
 	}
 	var routed []netip.Prefix
 	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)

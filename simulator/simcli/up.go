@@ -57,6 +57,7 @@ stopped.`,
 	f.StringSliceVar(&c.UEFITypes, "uefi-types", nil, "node types that boot with UEFI firmware (OVMF)")
 	f.StringVar(&c.NodesCSV, "nodes-csv", "", "take the machines' MACs and types from this nodes.csv (the row commented 'mgmt', else the first, is the management node)")
 	f.StringVar(&c.OS, "os", "testos", "OS racker serve installs: testos or flatcar")
+	f.StringArrayVar(&c.BMCProtocols, "bmc-protocols", nil, "what the virtual BMCs serve: ipmi, redfish or both (ipmi,redfish, the default) for all, TYPE=LIST for one node type (a Redfish-only type is written to Racker's node-types.json as bmc_protocol redfish); repeatable, chosen when the rack is made")
 	f.BoolVar(&c.NoBMC, "no-bmc", false, "no virtual BMCs (quick laptop mode: Racker drives the VMs through libvirt)")
 	f.IntVar(&c.MemoryMiB, "memory", 1024, "memory per VM in MiB")
 	f.StringArrayVar(&c.Disks, "disks", nil, "blank disks per server as sizes with a unit (K, M, G, T), in order vda,vdb,…: SIZES for all, TYPE=SIZES for one node type; repeatable (default 10G,10G; e.g. --disks uefi=4G,40G)")

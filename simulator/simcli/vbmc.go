@@ -33,22 +33,28 @@ func newVBMCCmd(env *Env) *cobra.Command {
 			}
 			addrFile := s.BMCAddrFile(m.Name)
 			_ = os.Remove(addrFile)
+			// status shows where the BMC answers; written atomically.
+			writeAddr := func(a netip.AddrPort) {
+				tmp := addrFile + ".tmp"
+				if err := os.WriteFile(tmp, []byte(a.Addr().String()+"\n"), 0o644); err == nil {
+					_ = os.Rename(tmp, addrFile)
+				}
+			}
+			cert, key := s.RedfishCert(m.Name)
 			cfg := vbmc.Config{
-				Name:          m.Name,
-				Domain:        s.Domain(m.Name),
-				PrimaryMAC:    m.PrimaryMAC,
-				Interface:     rack.BMCIface,
-				ConsoleSocket: s.ConsoleSocket(m.Name),
-				UserFile:      filepath.Join(s.OEMDir(), "ipmi_user"),
-				PasswordFile:  filepath.Join(s.OEMDir(), "ipmi_password"),
-				Logger:        env.Logger().With("bmc_mac", m.BMCMAC),
-				OnListen: func(a netip.AddrPort) {
-					// status shows where the BMC answers; written atomically.
-					tmp := addrFile + ".tmp"
-					if err := os.WriteFile(tmp, []byte(a.Addr().String()+"\n"), 0o644); err == nil {
-						_ = os.Rename(tmp, addrFile)
-					}
-				},
+				Protocols:       m.VBMCProtocols(),
+				TLSCertFile:     cert,
+				TLSKeyFile:      key,
+				Name:            m.Name,
+				Domain:          s.Domain(m.Name),
+				PrimaryMAC:      m.PrimaryMAC,
+				Interface:       rack.BMCIface,
+				ConsoleSocket:   s.ConsoleSocket(m.Name),
+				UserFile:        filepath.Join(s.OEMDir(), "ipmi_user"),
+				PasswordFile:    filepath.Join(s.OEMDir(), "ipmi_password"),
+				Logger:          env.Logger().With("bmc_mac", m.BMCMAC),
+				OnListen:        writeAddr,
+				OnRedfishListen: writeAddr, // the same address; a Redfish-only BMC has only this one
 			}
 			return vbmc.Run(cmd.Context(), cfg) // its errors name the node
 

@@ -16,17 +16,20 @@ import (
 // rather than hard-coded:
 //
 //	{"red": {"console": "ttyS1,57600n8", "install_disk": "/dev/disk/by-path/pci-0000:00:17.0-ata-1"},
-//	 "purple": {"install_disk": ">=400GB"}}
+//	 "purple": {"install_disk": ">=400GB"}, "blue": {"bmc_protocol": "redfish"}}
 //
 // install_disk is an ignition.DiskRule: a /dev path (by-path, by-id, with
 // a glob for by-id names), or ">=SIZE"; without one a node installs to
-// the smallest unused disk over 10 GB, Flatcar's own rule.
+// the smallest unused disk over 10 GB, Flatcar's own rule. bmc_protocol
+// (ipmi, redfish or auto) is how the CLI reaches the type's BMCs; the boot
+// services only check it, so a typo fails here too.
 // It is read when the server starts and Config.Types is nil.
 const TypesFile = "node-types.json"
 
 type typeSettingsJSON struct {
 	Console     string `json:"console"`
 	InstallDisk string `json:"install_disk"`
+	BMCProtocol string `json:"bmc_protocol"`
 }
 
 // ReadTypeSettings reads TypesFile from stateDir; a missing file is no
@@ -53,6 +56,11 @@ func ReadTypeSettings(stateDir string) (map[string]TypeSettings, error) {
 		}
 		if !validConsole(s.Console) {
 			return nil, fmt.Errorf("reading node type settings %s: type %s: console %q is not like ttyS0,115200n8", path, t, s.Console)
+		}
+		switch s.BMCProtocol {
+		case "", "ipmi", "redfish", "auto":
+		default:
+			return nil, fmt.Errorf("reading node type settings %s: type %s: bmc_protocol %q: want ipmi, redfish or auto", path, t, s.BMCProtocol)
 		}
 		out[t] = TypeSettings{Console: s.Console, InstallDisk: s.InstallDisk}
 	}

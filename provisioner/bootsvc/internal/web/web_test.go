@@ -393,7 +393,7 @@ func TestTypeSettingsFromStateDir(t *testing.T) {
 	if ts, err := ReadTypeSettings(dir); err != nil || ts != nil {
 		t.Fatalf("no file: %v %v", ts, err)
 	}
-	os.WriteFile(filepath.Join(dir, TypesFile), []byte(`{"red":{"console":"ttyS1,57600n8","install_disk":"/dev/sda"}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, TypesFile), []byte(`{"red":{"console":"ttyS1,57600n8","install_disk":"/dev/sda","bmc_protocol":"auto"}}`), 0o644)
 	ts, err := ReadTypeSettings(dir)
 	if err != nil || ts["red"] != (TypeSettings{Console: "ttyS1,57600n8", InstallDisk: "/dev/sda"}) {
 		t.Fatalf("settings %v %v", ts, err)
@@ -402,6 +402,7 @@ func TestTypeSettingsFromStateDir(t *testing.T) {
 		`{"red":{"console":"ttyS1 init=/bin/sh"}}`,
 		`{"red":{"install_disk":"sda"}}`,
 		`{"red":{"consol":"ttyS1"}}`,
+		`{"red":{"bmc_protocol":"redfsh"}}`,
 	} {
 		os.WriteFile(filepath.Join(dir, TypesFile), []byte(bad), 0o644)
 		if _, err := ReadTypeSettings(dir); err == nil {
