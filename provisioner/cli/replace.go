@@ -65,6 +65,16 @@ func runReplace(cmd *cobra.Command, env *Env, pf *PlanFlags, f *provisionFlags, 
 		return err
 	}
 	old, found := p.Find(args[0])
+	if found && old.PrimaryMAC == newPrimary {
+		// Run again after an interruption, OLD named by hostname: the
+		// plan gave the new MACs the old node's place already.
+		oldMACs := oldMACsOf(env, newPrimary)
+		if len(oldMACs) == 0 {
+			return fmt.Errorf("node %s already has the primary MAC %s", nodeLabel(old), newPrimary)
+		}
+		env.Logger().Info("nodes.csv has the new machine already: finishing the replacement", "node", nodeLabel(old))
+		return finishReplace(cmd, env, pf, f, oldMACs, old, noProvision)
+	}
 	if !found {
 		// Run again after an interruption: nodes.csv has the new row
 		// already, and the plan gave it the old node's place.
@@ -78,8 +88,6 @@ func runReplace(cmd *cobra.Command, env *Env, pf *PlanFlags, f *provisionFlags, 
 	switch {
 	case old.Role == plan.Management:
 		return fmt.Errorf("node %q is the management node, where Racker runs: it cannot be replaced from itself", args[0])
-	case old.PrimaryMAC == newPrimary:
-		return fmt.Errorf("node %s already has the primary MAC %s", nodeLabel(old), newPrimary)
 	}
 	for _, m := range macs {
 		if m == "" {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -72,10 +73,21 @@ func runRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, name
 		// it is enough to finish.
 		n, ok = leftRow(env, inv, name)
 		if !ok {
+			if r, ok := retiredAlready(env, name); ok {
+				fmt.Fprintf(env.Stdout, "retire: %s left the rack already (%s)\n", name, r)
+				return nil
+			}
 			return fmt.Errorf("node %q: not in the rack (give a hostname, primary MAC, BMC MAC or plan index; see racker plan)", name)
 		}
 		env.Logger().Info("the node's row is gone from nodes.csv already: finishing its retirement", "node", nodeLabel(n))
-		return finishRetire(cmd, env, pf, f, n, false)
+		// Powered off before its row went, most likely; again, to be
+		// sure (a BMC that does not answer now is no reason to stop).
+		poweredOff := true
+		if err := powerOffLeft(ctx, env, inv, p, n, f.driver, f.bootURL); err != nil {
+			env.Logger().Warn("could not power the node off", "node", nodeLabel(n), "err", err)
+			poweredOff = false
+		}
+		return finishRetire(cmd, env, pf, f, n, poweredOff)
 	}
 	switch n.Role {
 	case plan.Management:
@@ -157,4 +169,32 @@ func leftRow(env *Env, inv *inventory.Inventory, name string) (plan.Node, bool) 
 		return plan.Node{PrimaryMAC: r.PrimaryMAC, BMCMAC: r.BMCMAC, Hostname: r.Hostname, Role: plan.Role(r.Role)}, true
 	}
 	return plan.Node{}, false
+}
+
+// powerOffLeft powers off a node whose row left nodes.csv: its BMC is
+// reached at the address the boot services leased it (still there until
+// the retirement finishes), with the plan extended by the node.
+func powerOffLeft(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, n plan.Node, driver, bootURL string) error {
+	q := *p
+	q.Nodes = append(append([]plan.Node{}, p.Nodes...), n)
+	return powerOff(ctx, env, inv, &q, n, driver, bootURL)
+}
+
+// retiredAlready says whether name (a hostname or MAC) is recorded in
+// plan.json as having left the rack, and since when.
+func retiredAlready(env *Env, name string) (string, bool) {
+	st, err := plan.NewStore(env.StateDir).Load()
+	if err != nil {
+		return "", false
+	}
+	mac, _ := inventory.NormalizeMAC(name)
+	for m, r := range st.Retired {
+		if m == mac || (r.Hostname == name && r.ReplacedBy == "") {
+			if r.ReplacedBy != "" {
+				return "replaced by " + r.ReplacedBy + " on " + today(r.Since), true
+			}
+			return "retired on " + today(r.Since), true
+		}
+	}
+	return "", false
 }
