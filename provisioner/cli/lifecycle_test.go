@@ -227,7 +227,7 @@ func TestLifecycleAddReplaceRetire(t *testing.T) {
 		t.Errorf("retire of an unknown node: exit %d: %s", code, errs)
 	}
 	code, out, errs = r.racker("retire", newNode.Hostname, "--bmc-driver", "fake", "--boot-services", r.url)
-	if code != 0 || !strings.Contains(out, "powered off") {
+	if code != 0 || !strings.Contains(out, "out of the rack, powered off") {
 		t.Fatalf("retire: exit %d\n%s\n%s", code, out, errs)
 	}
 	if p := bmc.Fake(fakeBMCName(added)).Power(); p != bmc.PowerOff {
@@ -259,7 +259,7 @@ func TestLifecycleAddReplaceRetire(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs = r.racker("retire", old.Hostname, "--bmc-driver", "fake", "--boot-services", r.url)
-	if code != 0 || !strings.Contains(out, "is powered off and out of the rack") {
+	if code != 0 || !strings.Contains(out, "out of the rack, powered off") {
 		t.Fatalf("retire after a crash: exit %d\n%s\n%s", code, out, errs)
 	}
 	if p := bmc.Fake(fakeBMCName(newPrimary)).Power(); p != bmc.PowerOff {

@@ -131,9 +131,9 @@ func finishRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, n
 	}
 	off := "powered off"
 	if !poweredOff {
-		off = "not powered off"
+		off = "NOT powered off (its BMC did not answer)"
 	}
-	fmt.Fprintf(env.Stdout, "retire: %s is %s and out of the rack (its row in nodes.csv is a comment now); its addresses %s stay reserved until %s\n",
+	fmt.Fprintf(env.Stdout, "retire: %s is out of the rack, %s; its row in nodes.csv is a comment now; its addresses %s stay reserved until %s\n",
 		nodeLabel(n), off, addrs(n), now.Add(f.coolDown).UTC().Format(time.RFC3339))
 	return nil
 }
