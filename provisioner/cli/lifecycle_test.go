@@ -226,12 +226,21 @@ func TestLifecycleAddReplaceRetire(t *testing.T) {
 	if code, _, errs := r.racker("retire", "racker-worker-9", "--bmc-driver", "fake", "--boot-services", r.url); code == 0 || !strings.Contains(errs, "not in the rack") {
 		t.Errorf("retire of an unknown node: exit %d: %s", code, errs)
 	}
-	code, out, errs = r.racker("retire", newNode.Hostname, "--bmc-driver", "fake", "--boot-services", r.url)
+	if code, _, errs := r.racker("retire", newNode.Hostname, "--wipe", "--force"); code != 2 || !strings.Contains(errs, "not both") {
+		t.Errorf("retire --wipe --force: exit %d: %s", code, errs)
+	}
+	code, out, errs = r.racker(append([]string{"retire", newNode.Hostname, "--wipe"}, r.drive...)...)
 	if code != 0 || !strings.Contains(out, "out of the rack, powered off") {
-		t.Fatalf("retire: exit %d\n%s\n%s", code, out, errs)
+		t.Fatalf("retire --wipe: exit %d\n%s\n%s", code, out, errs)
 	}
 	if p := bmc.Fake(fakeBMCName(added)).Power(); p != bmc.PowerOff {
 		t.Errorf("the retired node is %s", p)
+	}
+	if g, ok := wipedInstalls.Load(added); !ok || g.(int) != 1 {
+		t.Errorf("retire --wipe did not reinstall the node with every disk wiped (generation %v)", g)
+	}
+	if acts := bmc.Fake(fakeBMCName(added)).Actions(); acts[len(acts)-1] != bmc.ActionOff {
+		t.Errorf("the last BMC action of retire --wipe: %v, want off after the wipe", acts)
 	}
 	retired := r.plan()
 	samePlaces(t, "a retirement", replaced, retired, added)

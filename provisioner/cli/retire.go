@@ -18,8 +18,8 @@ type retireFlags struct {
 	coolDown time.Duration
 	force    bool
 	yes      bool
-	driver   string
-	bootURL  string
+	wipe     bool
+	prov     provisionFlags // for --wipe's install; --bmc-driver and --boot-services always
 }
 
 func newRetireCmd(env *Env) *cobra.Command {
@@ -42,9 +42,14 @@ retires it without powering it off. Interrupted, it finishes when run again.
 Putting the row back in nodes.csv brings the server back as a new node.`,
 		Example: `  racker retire racker-worker-3
   racker retire 00:11:22:33:44:20 --cool-down 1h
-  racker retire racker-worker-5 --force   # its BMC is dead`,
+  racker retire racker-worker-5 --force   # its BMC is dead
+  racker retire racker-worker-4 --wipe    # its disks leave the building`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.prov.osGiven = cmd.Flags().Changed("os") || cmd.Flags().Changed("os-version")
+			if f.wipe && f.force {
+				return usageErrorf("--wipe needs the server's BMC, --force is for a dead one: not both")
+			}
 			return runRetire(cmd, env, &pf, &f, args[0])
 		},
 	}
@@ -52,8 +57,8 @@ Putting the row back in nodes.csv brings the server back as a new node.`,
 	cmd.Flags().DurationVar(&f.coolDown, "cool-down", plan.DefaultCoolDown, "how long the retired server's addresses stay reserved")
 	cmd.Flags().BoolVar(&f.force, "force", false, "retire it even when its BMC does not answer (it is not powered off)")
 	cmd.Flags().BoolVar(&f.yes, "yes", false, "do not ask before retiring a controller")
-	cmd.Flags().StringVar(&f.driver, "bmc-driver", "ipmi", "how to reach the node's BMC: ipmi, or libvirt (local VMs without BMCs)")
-	cmd.Flags().StringVar(&f.bootURL, "boot-services", "", "URL of the boot services (default http://MANAGEMENT-ADDRESS:8080)")
+	cmd.Flags().BoolVar(&f.wipe, "wipe", false, "wipe every disk of the server first (a reinstall over wiped disks, as racker reprovision), then power it off")
+	addProvisionFlags(cmd.Flags(), &f.prov)
 	return cmd
 }
 
@@ -83,7 +88,7 @@ func runRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, name
 		// Powered off before its row went, most likely; again, to be
 		// sure (a BMC that does not answer now is no reason to stop).
 		poweredOff := true
-		if err := powerOffLeft(ctx, env, inv, p, n, f.driver, f.bootURL); err != nil {
+		if err := powerOffLeft(ctx, env, inv, p, n, f.prov.bmcDriver, f.prov.bootURL); err != nil {
 			env.Logger().Warn("could not power the node off", "node", nodeLabel(n), "err", err)
 			poweredOff = false
 		}
@@ -103,8 +108,13 @@ func runRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, name
 			}
 		}
 	}
+	if f.wipe {
+		if err := wipe(ctx, env, inv, p, n, &f.prov); err != nil {
+			return fmt.Errorf("retiring %s: wiping its disks: %w (it is not retired; run again, or retire it without --wipe)", nodeLabel(n), err)
+		}
+	}
 	poweredOff := true
-	if err := powerOff(ctx, env, inv, p, n, f.driver, f.bootURL); err != nil {
+	if err := powerOff(ctx, env, inv, p, n, f.prov.bmcDriver, f.prov.bootURL); err != nil {
 		if !f.force {
 			return fmt.Errorf("retiring %s: powering it off: %w (a server whose BMC is dead is retired with --force)", nodeLabel(n), err)
 		}
@@ -126,7 +136,7 @@ func finishRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, n
 	if err := plan.Retire(plan.NewStore(env.StateDir), n, now, f.coolDown); err != nil {
 		return err
 	}
-	if _, _, err := env.afterLeaving(cmd.Context(), pf, f.bootURL, []string{n.PrimaryMAC}); err != nil {
+	if _, _, err := env.afterLeaving(cmd.Context(), pf, f.prov.bootURL, []string{n.PrimaryMAC}); err != nil {
 		return err
 	}
 	off := "powered off"
@@ -197,4 +207,14 @@ func retiredAlready(env *Env, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// wipe reinstalls node n with every disk wiped (wipe-all, as racker
+// reprovision does) and waits until it booted, so that none of its data
+// leaves the rack.
+func wipe(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, n plan.Node, f *provisionFlags) error {
+	macs := []string{n.PrimaryMAC}
+	pr := &provisioning{command: "retire", inv: inv, plan: p, only: map[string]bool{n.PrimaryMAC: true}, flags: f,
+		before: func() error { return orchestrator.MarkReprovision(env.StateDir, macs, time.Now()) }}
+	return pr.run(ctx, env)
 }
