@@ -85,7 +85,7 @@ demo: deps $(SIM_INPUTS)
 	./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
-# LABELS=factory|bootstrap|reprovision|faults|operator|update|redfish picks a subset.
+# LABELS=factory|bootstrap|reprovision|faults|operator|update|redfish|lifecycle picks a subset.
 LABELS ?=
 e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')

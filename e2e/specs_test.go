@@ -24,6 +24,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	installFaultSpecs()
 	operatorSpecs()
 	updateSpecs()
+	lifecycleSpecs()
 })
 
 func factorySpecs() {

@@ -59,6 +59,10 @@ type Config struct {
 	DynamicPool bool
 	Release     *images.Release // the OS to install; nil serves none
 	Logger      *slog.Logger
+	// Replan makes a new plan from the files (nodes.csv, plan.json) for
+	// POST /api/v1/plan/reload, which then Reloads it; nil: the services
+	// cannot re-plan themselves and answer 404.
+	Replan func() (*plan.Plan, error)
 
 	// Sockets to use instead of opening them (tests, socket activation).
 	// The services close them when they stop.
@@ -157,14 +161,24 @@ func (s *Services) build() error {
 			log.Error("closing the lease journal", "err", err)
 		}
 	})
+	var replan func() error
+	if cfg.Replan != nil {
+		replan = func() error {
+			p, err := cfg.Replan()
+			if err != nil {
+				return err
+			}
+			return s.Reload(p)
+		}
+	}
 	if s.web, err = web.New(web.Config{Plan: cfg.Plan, StateDir: cfg.StateDir, Port: cfg.HTTPPort, Release: cfg.Release,
-		IPXEDir: cfg.TFTPRoot, LeaseOf: store.Addr, Logger: log.With("part", "http")}); err != nil {
+		IPXEDir: cfg.TFTPRoot, LeaseOf: store.Addr, Replan: replan, Logger: log.With("part", "http")}); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, func() { s.web.Close() })
 	res := reservations(cfg.Plan)
 	if s.dhcp, err = dhcp.New(dhcp.Config{ServerIP: cfg.Plan.Management.IP, Subnet: cfg.Plan.Subnet, LeaseTime: cfg.LeaseTime,
-		HTTPPort: cfg.HTTPPort, Reservations: res, DynamicPool: cfg.DynamicPool, Leases: store,
+		HTTPPort: cfg.HTTPPort, Reservations: res, Refused: cfg.Plan.Retired, DynamicPool: cfg.DynamicPool, Leases: store,
 		Recorder: s.web.Recorder(), Metrics: s.web.Metrics(), Logger: log.With("part", "dhcp")}); err != nil {
 		return err
 	}
@@ -260,8 +274,10 @@ func (s *Services) Serve(ctx context.Context) error {
 }
 
 // Reload takes a new plan while serving (nodes.csv changed; racker serve
-// reloads on SIGHUP): DHCP reservations and the web server's nodes are
-// replaced; leases, events and targets are kept. The subnet and the
+// reloads on SIGHUP and on POST /api/v1/plan/reload): DHCP reservations
+// and the web server's nodes are replaced; leases, events and targets are
+// kept, except those of machines that left the rack (Plan.Retired), which
+// are dropped. The subnet and the
 // management address must stay the same (they are what the sockets and
 // the nodes' URLs are made of): changing them needs a restart.
 func (s *Services) Reload(p *plan.Plan) error {
@@ -270,7 +286,7 @@ func (s *Services) Reload(p *plan.Plan) error {
 			p.Subnet, p.Management.IP)
 	}
 	res := reservations(p)
-	if err := s.dhcp.SetReservations(res); err != nil {
+	if err := s.dhcp.SetReservations(res, p.Retired); err != nil {
 		return fmt.Errorf("plan not reloaded: %w", err)
 	}
 	s.planned.Store(plannedByIP(res))

@@ -143,6 +143,9 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 	cancel()
 	if err == nil {
 		log.Info("using the running boot services", "url", url)
+		// Rows added to nodes.csv since racker serve last read it: make
+		// it read them now, or the new nodes get no address.
+		env.reloadRunningServices(ctx, url, p.Management.IP)
 		return &bootServices{url: url, client: c, ctx: ctx, stop: func() {}}, nil
 	}
 	if f.bootURL != "" || mustBeRunning {

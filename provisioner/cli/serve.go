@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -35,8 +36,11 @@ address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
 for iPXE scripts, Ignition configs, OS images and the event API.
 
 The PXE interface is brought up and given the management node's planned
-address first. Stops gracefully on SIGTERM or SIGINT; SIGHUP re-reads
-nodes.csv (new nodes get their addresses without a restart).`,
+address first. Stops gracefully on SIGTERM or SIGINT; SIGHUP (systemctl
+reload racker-serve) re-reads nodes.csv and plan.json: new nodes get their
+addresses without a restart, and machines that left the rack (racker retire,
+racker replace) lose their leases and targets and get no answer. racker
+bootstrap, replace and retire ask a running serve to do the same over HTTP.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runServe(cmd.Context(), env, &pf, &sf)
@@ -59,11 +63,25 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	env.notifySystemd("STATUS=preparing the PXE interface and the OS release (a first Flatcar download takes minutes)")
-	svc, _, err := openBootServices(ctx, env, inv, p, &sf.boot, func(c *bootsvc.Config) { c.DynamicPool = sf.dynamicPool })
+	// Re-planning sets pf's flags from plan.json: one at a time, whether
+	// a SIGHUP or a POST /api/v1/plan/reload asks.
+	var replanning sync.Mutex
+	replan := func() (*plan.Plan, error) {
+		replanning.Lock()
+		defer replanning.Unlock()
+		_, p, err := env.MakePlan(pf, true)
+		return p, err
+	}
+	svc, _, err := openBootServices(ctx, env, inv, p, &sf.boot, func(c *bootsvc.Config) {
+		c.DynamicPool = sf.dynamicPool
+		// POST /api/v1/plan/reload: what SIGHUP does, for racker
+		// bootstrap, replace and retire run beside this serve.
+		c.Replan = replan
+	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	reloadOnHangup(ctx, env, pf, svc.Reload)
+	reloadOnHangup(ctx, env, replan, svc.Reload)
 	// The sockets are open: clients are queued from now on.
 	env.notifySystemd("READY=1\nSTATUS=serving DHCP, TFTP and HTTP on " + inv.PXEInterface)
 	err = svc.Serve(ctx)
@@ -100,7 +118,7 @@ func (e *Env) ipxeDir(flag string) (string, error) {
 // reload) until ctx ends, so nodes added to the rack get their addresses
 // without a restart. A plan that fails, or that reload refuses, is logged
 // and the old one kept.
-func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*plan.Plan) error) {
+func reloadOnHangup(ctx context.Context, env *Env, replan func() (*plan.Plan, error), reload func(*plan.Plan) error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -113,7 +131,7 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*p
 			}
 			env.Logger().Info("SIGHUP: re-reading nodes.csv")
 			env.notifySystemd(notifyReloading())
-			_, p, err := env.MakePlan(pf, true)
+			p, err := replan()
 			if err == nil {
 				err = reload(p)
 			}

@@ -297,6 +297,19 @@ func MarkReprovision(stateDir string, macs []string, now time.Time) error {
 	})
 }
 
+// Forget removes the records of machines that left the rack (racker
+// retire, the old machine of a racker replace), under the provisioning
+// lock: status no longer shows them, and a run never waits for them. A
+// MAC without a record is no error (forgetting twice is the same).
+func Forget(stateDir string, macs []string) error {
+	return Update(stateDir, func(st *State) error {
+		for _, mac := range macs {
+			delete(st.Nodes, mac)
+		}
+		return nil
+	})
+}
+
 // MarkReady records that the cluster profile finished with these nodes.
 func MarkReady(stateDir string, macs []string, now time.Time) error {
 	return mark(stateDir, now, func(m *machine, st *State) {

@@ -2,10 +2,12 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // State is what the plan remembers between runs: each MAC's address per
@@ -25,6 +27,13 @@ type State struct {
 	Addresses map[string]map[string]string `json:"addresses"`
 	// Hostnames maps a node's primary MAC → hostname.
 	Hostnames map[string]string `json:"hostnames"`
+	// Retired maps each MAC of a machine that left the rack (racker
+	// retire, or replaced) → when and until when its address is kept
+	// (lifecycle.go). Version 2 files without it have none.
+	Retired map[string]Retired `json:"retired,omitempty"`
+	// Replacements maps a new machine's primary MAC → the machine it
+	// replaces, until the plan sees the new row (lifecycle.go).
+	Replacements map[string]Replacement `json:"replacements,omitempty"`
 }
 
 // StateVersion is the plan.json format this release writes. Version 2
@@ -71,6 +80,12 @@ func (s State) clone() State {
 	for k, v := range s.Hostnames {
 		out.Hostnames[k] = v
 	}
+	if s.Retired != nil {
+		out.Retired = maps.Clone(s.Retired)
+	}
+	if s.Replacements != nil {
+		out.Replacements = maps.Clone(s.Replacements)
+	}
 	return out
 }
 
@@ -84,6 +99,15 @@ func allocate(p *Plan, c Choices, alloc Allocator) error {
 		if st.Hostnames == nil {
 			st.Hostnames = map[string]string{}
 		}
+		if st.Addresses[p.Subnet.String()] == nil {
+			st.Addresses[p.Subnet.String()] = map[string]string{}
+		}
+		now := c.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		applyLifecycle(p, st, now)
+		p.Retired = retiredMACs(st)
 		prefix := p.ClusterName + "-" + string(Controller) + "-"
 		wasController := func(n Node) bool { return strings.HasPrefix(st.Hostnames[n.PrimaryMAC], prefix) }
 		if err := assignRoles(p.Nodes, c, wasController); err != nil {

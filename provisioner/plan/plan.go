@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/racker/racker/provisioner/inventory"
 )
@@ -50,6 +51,10 @@ type Choices struct {
 	StorageNodes int
 	// Exclude lists MACs (any of a node's) of nodes left out of the cluster.
 	Exclude []string
+	// Now is when the plan is made (zero: the current time): it decides
+	// which retired machines' addresses have cooled down (lifecycle.go).
+	// Not a user choice; tests set it.
+	Now time.Time
 }
 
 // AllStorage as StorageNodes makes every worker of the storage type a storage node.
@@ -93,6 +98,9 @@ type Plan struct {
 	Management  Node         `json:"management"`
 	Nodes       []Node       `json:"nodes"`              // controllers and workers, in file order
 	Excluded    []Node       `json:"excluded,omitempty"` // nodes left out with --exclude
+	// Retired lists the MACs of machines that left the rack (racker
+	// retire, racker replace), sorted: the boot services refuse them.
+	Retired []string `json:"retired,omitempty"`
 }
 
 // Controllers returns the controller nodes in order.

@@ -27,6 +27,9 @@ type State struct {
 	// management node; up runs an image only once.
 	RackerImage string `json:"racker_image,omitempty"`
 	Built       bool   `json:"built"` // up finished once
+	// NextIndex is the next machine number for a server added or a
+	// replacement (lifecycle.go): MACs are made from it, never twice.
+	NextIndex int `json:"next_index,omitempty"`
 }
 
 // Process is a background process `up` started and `down` kills.

@@ -56,7 +56,7 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 		return nil, err
 	default:
 		if asked != 0 && c.NodesCSV == "" && asked != len(s.Machines)-1 {
-			return nil, fmt.Errorf("rack %s exists with %d servers, not %d: take it down first (racker-sim down)", s.Name, len(s.Machines)-1, asked)
+			return nil, fmt.Errorf("rack %s exists with %d servers, not %d: racker-sim add adds servers to it (or take it down first: racker-sim down)", s.Name, len(s.Machines)-1, asked)
 		}
 		log.Info("rack exists; completing it", "name", s.Name, "dir", s.Dir)
 	}
@@ -80,16 +80,8 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 			return s, fmt.Errorf("while building the rack networks: %w", err)
 		}
 	}
-	names := netenv.Names{Instance: s.Name}
 	for _, mc := range s.Machines[1:] {
-		spec := vm.Spec{
-			Name: s.Domain(mc.Name), Firmware: vm.Firmware(mc.Firmware), Disks: disks.For(mc.Type), MemoryMiB: c.MemoryMiB,
-			PrimaryMAC: mustMAC(mc.PrimaryMAC), SecondaryMAC: mustMAC(mc.SecondaryMAC),
-			InternalBridge: names.Bridge("int"), PublicBridge: names.Bridge("pub"),
-			PrimaryTap: names.Iface(mc.Name, "i"), SecondaryTap: names.Iface(mc.Name, "p"),
-			Dir: s.machineDir(mc.Name), NetworkFirst: true,
-		}
-		if _, err := m.Define(ctx, spec); err != nil {
+		if _, err := m.Define(ctx, s.vmSpec(mc, disks, c.MemoryMiB)); err != nil {
 			return s, err
 		}
 	}
@@ -160,13 +152,18 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 }
 
 // writeOEM fills the management node's OEM partition: nodes.csv with the
-// VMs' MACs and the BMC credentials (generated once, mode 0600).
+// VMs' MACs and the BMC credentials (generated once, mode 0600). An
+// existing nodes.csv is the operator's now (racker replace and retire
+// rewrite rows of it, racker-sim add appends): up keeps it.
 func writeOEM(s *State) error {
 	if err := os.MkdirAll(s.OEMDir(), 0o755); err != nil {
 		return fmt.Errorf("while creating the OEM folder: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(s.OEMDir(), "nodes.csv"), []byte(nodesCSV(s.Machines)), 0o644); err != nil {
-		return fmt.Errorf("while writing nodes.csv: %w", err)
+	csv := filepath.Join(s.OEMDir(), "nodes.csv")
+	if _, err := os.Stat(csv); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(csv, []byte(nodesCSV(s.Machines)), 0o644); err != nil {
+			return fmt.Errorf("while writing nodes.csv: %w", err)
+		}
 	}
 	creds := map[string]func() string{
 		"ipmi_user": func() string { return "racker" },

@@ -72,7 +72,7 @@ func NewRoot(env *Env) *cobra.Command {
 
 var commands []func(*Env) *cobra.Command
 
-func register(c func(*Env) *cobra.Command) { commands = append(commands, c) }
+func register(c ...func(*Env) *cobra.Command) { commands = append(commands, c...) }
 
 // Main runs racker-sim with args and returns the exit code; errors are
 // printed once, here.

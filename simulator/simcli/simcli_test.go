@@ -21,7 +21,7 @@ func TestHelpListsTheCommandsButNotTheHiddenVBMC(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, c := range []string{"up", "down", "status", "exec", "console", "fault"} {
+	for _, c := range []string{"up", "down", "status", "exec", "console", "fault", "add", "replace", "remove"} {
 		if !strings.Contains(out, "\n  "+c+" ") {
 			t.Errorf("help lacks %s:\n%s", c, out)
 		}
@@ -33,7 +33,7 @@ func TestHelpListsTheCommandsButNotTheHiddenVBMC(t *testing.T) {
 
 func TestCommandsWithoutARackSayHowToMakeOne(t *testing.T) {
 	dir := t.TempDir()
-	for _, args := range [][]string{{"status"}, {"fault", "n1", "bmc-down"}, {"console", "n1"}, {"exec", "--", "true"}} {
+	for _, args := range [][]string{{"status"}, {"fault", "n1", "bmc-down"}, {"console", "n1"}, {"exec", "--", "true"}, {"add"}, {"replace", "n1"}, {"remove", "n1"}} {
 		code, _, errs := run(t, append([]string{"--dir", dir}, args...)...)
 		if code != 1 || !strings.Contains(errs, "racker-sim up") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errs)

@@ -18,6 +18,7 @@
 //	GET  /api/v1/nodes                     NodesResponse
 //	GET  /api/v1/nodes/{mac}               Node (404 when not a planned node)
 //	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (management node only)
+//	POST /api/v1/plan/reload               → 204 (management node only): re-read nodes.csv and plan.json, as SIGHUP does
 //	GET  /metrics, /healthz
 //
 // The types are a stable interface between processes and between helpers,

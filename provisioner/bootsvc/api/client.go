@@ -65,6 +65,14 @@ func (c *Client) Reinstall(ctx context.Context, mac string, wipeAll bool) (Node,
 	return out, err
 }
 
+// ReloadPlan makes the boot services re-read nodes.csv and the plan's
+// state, as a SIGHUP does (racker bootstrap, replace and retire changed
+// them). Boot services that cannot re-plan themselves (tests, an older
+// racker serve) answer 404: then a restart or SIGHUP is the way.
+func (c *Client) ReloadPlan(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/plan/reload", nil, nil)
+}
+
 // PostEvent sends a node callback, as a node's OS does with curl. The
 // server only accepts it from the node's own address.
 func (c *Client) PostEvent(ctx context.Context, cb Callback) error {

@@ -21,6 +21,9 @@ const (
 	httpBootPath = "/assets/ipxe/ipxe.efi"
 )
 
+// dropRetired is the drop reason for a refused (retired) MAC.
+const dropRetired = "retired"
+
 // decision is what the server does with one request: the reply to send (nil:
 // stay silent), the lease to make durable before sending it, and what to
 // record. It is computed by answer without touching a socket or the disk.
@@ -43,6 +46,7 @@ type decision struct {
 type responder struct {
 	cfg    Config
 	byMAC  map[string]Reservation // key: the 6 raw bytes of the MAC
+	refuse map[string]bool        // retired MACs, by their 6 raw bytes
 	pool   *pool                  // nil: unknown MACs get nothing
 	router []net.IP
 	dns    []net.IP
@@ -72,6 +76,12 @@ func buildResponder(cfg Config, makePool func(reserved map[netip.Addr]bool) *poo
 		server: net.IP(cfg.ServerIP.AsSlice()),
 		mask:   net.CIDRMask(cfg.Subnet.Bits(), 32)}
 	reserved := map[netip.Addr]bool{cfg.ServerIP: true}
+	r.refuse = make(map[string]bool, len(cfg.Refused))
+	for _, m := range cfg.Refused {
+		if hw, err := net.ParseMAC(m); err == nil {
+			r.refuse[string(hw)] = true
+		}
+	}
 	for _, res := range cfg.Reservations {
 		hw, err := net.ParseMAC(res.MAC)
 		if err != nil || len(hw) != 6 {
@@ -99,6 +109,12 @@ func (r *responder) answer(req *dhcpv4.DHCPv4, now time.Time) decision {
 	}
 	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
 		return decision{drop: "not_ethernet"}
+	}
+	if r.refuse[string(req.ClientHWAddr)] {
+		// A machine that left the rack: silence, whatever it asks, so
+		// it neither takes an address nor netboots (not even from the
+		// pool), and a DHCPRELEASE of it changes nothing.
+		return decision{drop: dropRetired}
 	}
 	mac := req.ClientHWAddr.String()
 	res, known := r.byMAC[string(req.ClientHWAddr)]

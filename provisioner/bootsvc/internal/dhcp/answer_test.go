@@ -8,6 +8,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
 )
 
 var (
@@ -317,7 +319,7 @@ func TestSetReservationsWhileServing(t *testing.T) {
 		{MAC: "00:11:22:33:44:10", IP: netip.MustParseAddr("172.24.213.2"), Kind: KindNode},
 		{MAC: "00:11:22:33:44:20", IP: netip.MustParseAddr("172.24.213.4"), Kind: KindNode},
 		{MAC: "02:aa:bb:cc:dd:ee", IP: netip.MustParseAddr("172.24.213.5"), Kind: KindNode}, // the unknown one is now planned
-	}); err != nil {
+	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	r := s.r.Load()
@@ -330,10 +332,56 @@ func TestSetReservationsWhileServing(t *testing.T) {
 	if d := r.answer(discover(t, mustMAC("02:00:00:00:00:77")), now); d.reply == nil || !d.unknown {
 		t.Fatalf("the pool was lost: %+v", d)
 	}
-	if err := s.SetReservations([]Reservation{{MAC: "00:11:22:33:44:10", IP: netip.MustParseAddr("10.0.0.1")}}); err == nil {
+	if err := s.SetReservations([]Reservation{{MAC: "00:11:22:33:44:10", IP: netip.MustParseAddr("10.0.0.1")}}, nil); err == nil {
 		t.Fatal("a reservation outside the subnet was accepted")
 	}
 	if s.r.Load() != r {
 		t.Fatal("a refused reservation set replaced the served one")
+	}
+}
+
+// A retired machine (racker retire) that is powered on again, or the broken
+// one a racker replace swapped out and that is still cabled, gets no
+// answer to anything, even with the dynamic pool on; its lease is taken
+// back when the plan that retires it is set; and a MAC both planned and
+// refused is a caller's mistake.
+func TestRetiredMACGetsNothingEvenFromThePool(t *testing.T) {
+	store := openStore(t)
+	retired := mustMAC("00:11:22:33:44:20")
+	if err := store.Put(leases.Lease{MAC: retired.String(), IP: netip.MustParseAddr("172.24.213.4"), Expires: now.Add(time.Hour), Kind: KindNode}); err != nil {
+		t.Fatal(err)
+	}
+	node := Reservation{MAC: "00:11:22:33:44:10", IP: netip.MustParseAddr("172.24.213.2"), Kind: KindNode}
+	s, err := New(Config{ServerIP: server, Subnet: subnet, Leases: store, DynamicPool: true,
+		Reservations: []Reservation{node, {MAC: retired.String(), IP: netip.MustParseAddr("172.24.213.4"), Kind: KindNode}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetReservations([]Reservation{node}, []string{"00-11-22-33-44-20"}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.r.Load()
+	for _, req := range []*dhcpv4.DHCPv4{
+		discover(t, retired, pxe(iana.INTEL_X86PC, "PXEClient:Arch:00000")...),
+		discover(t, retired, dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("172.24.213.4")))),
+		discover(t, retired, dhcpv4.WithMessageType(dhcpv4.MessageTypeInform)),
+	} {
+		if d := r.answer(req, now); d.reply != nil || d.lease != nil || d.drop != dropRetired {
+			t.Errorf("retired MAC, %s: %+v", req.MessageType(), d)
+		}
+	}
+	if _, ok := store.Get(retired.String()); ok {
+		t.Error("the retired machine's lease was kept")
+	}
+	// Everyone else is served as before.
+	if d := r.answer(discover(t, mustMAC(node.MAC)), now); d.reply == nil || d.reply.YourIPAddr.String() != "172.24.213.2" {
+		t.Errorf("planned node after a retirement: %+v", d)
+	}
+	if d := r.answer(discover(t, strange), now); d.reply == nil || !d.unknown {
+		t.Errorf("the pool after a retirement: %+v", d)
+	}
+	if err := s.SetReservations([]Reservation{node}, []string{node.MAC}); err == nil {
+		t.Error("a MAC both planned and refused was accepted")
 	}
 }

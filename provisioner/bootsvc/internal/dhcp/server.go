@@ -60,6 +60,11 @@ type Config struct {
 	LeaseTime    time.Duration // default DefaultLeaseTime
 	HTTPPort     int           // default 8080
 	Reservations []Reservation
+	// Refused are the MACs of machines that left the rack (racker retire,
+	// racker replace): they get no answer at all, not even from the
+	// dynamic pool, so a retired server powered on again, or a broken one
+	// still cabled, never takes an address or a netboot.
+	Refused []string
 	// DynamicPool gives unknown MACs an address from the upper half of the
 	// subnet; off, they get nothing (and are recorded either way).
 	DynamicPool bool
@@ -116,27 +121,67 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Reservations, err = checkReservations(cfg.Reservations, cfg.Subnet); err != nil {
 		return nil, err
 	}
+	if cfg.Refused, err = checkRefused(cfg.Refused, cfg.Reservations); err != nil {
+		return nil, err
+	}
 	srv := &Server{cfg: cfg, log: cfg.Logger,
 		seen: newSeenFilter(5 * time.Minute), told: newSeenFilter(time.Hour), warn: &rateLimit{every: time.Second}}
 	srv.r.Store(newResponder(cfg, cfg.Leases.All()))
+	srv.releaseRefused(cfg.Refused)
 	return srv, nil
 }
 
-// SetReservations replaces the planned addresses while serving (nodes.csv
-// changed): requests from then on are answered from res; leases and the
-// pool are kept. A node whose planned address changed gets a NAK at its
-// next renewal and asks again.
-func (s *Server) SetReservations(res []Reservation) error {
+// SetReservations replaces the planned addresses and the refused MACs
+// while serving (nodes.csv changed): requests from then on are answered
+// from res; the pool is kept. A node whose planned address changed gets a
+// NAK at its next renewal and asks again. Leases of refused MACs are taken
+// back (released in the lease journal).
+func (s *Server) SetReservations(res []Reservation, refused []string) error {
 	res, err := checkReservations(res, s.cfg.Subnet)
 	if err != nil {
+		return err
+	}
+	if refused, err = checkRefused(refused, res); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cfg := s.cfg
-	cfg.Reservations = res
+	cfg.Reservations, cfg.Refused = res, refused
 	s.r.Store(s.r.Load().withReservations(cfg))
+	s.releaseRefused(refused)
 	return nil
+}
+
+// releaseRefused takes back the leases of refused MACs.
+func (s *Server) releaseRefused(refused []string) {
+	for _, mac := range refused {
+		if _, ok := s.cfg.Leases.Get(mac); ok {
+			s.cfg.Leases.Release(mac, nil)
+			s.log.Info("lease of a machine that left the rack taken back", "mac", mac)
+		}
+	}
+}
+
+// checkRefused normalises the refused MACs and refuses one that is also
+// planned (the plan never makes both; a caller that did is wrong).
+func checkRefused(in []string, res []Reservation) ([]string, error) {
+	planned := map[string]bool{}
+	for _, r := range res {
+		planned[r.MAC] = true
+	}
+	out := make([]string, 0, len(in))
+	for _, m := range in {
+		mac, err := inventory.NormalizeMAC(m)
+		if err != nil {
+			return nil, fmt.Errorf("dhcp: refused MAC %s: %w", m, err)
+		}
+		if planned[mac] {
+			return nil, fmt.Errorf("dhcp: %s is both planned and refused", mac)
+		}
+		out = append(out, mac)
+	}
+	return out, nil
 }
 
 // checkReservations normalises the MACs (into a copy: not the caller's
@@ -244,6 +289,9 @@ func (s *Server) handle(conn net.PacketConn, p packet) {
 			"user_class", strings.Join(req.UserClass(), ","), "pool", s.cfg.DynamicPool)
 		s.record(api.Event{Time: now, MAC: mac, Kind: api.KindMachineSeen, Source: p.peer.String(), Message: describe(req, netip.Addr{}),
 			ClientArch: clientArch(req)})
+	}
+	if d.drop == dropRetired && s.seen.first(mac, now) {
+		s.log.Warn("a machine that left the rack (retired or replaced) asks for DHCP: no answer", "mac", mac)
 	}
 	if d.release != "" {
 		s.cfg.Leases.Release(d.release, nil)

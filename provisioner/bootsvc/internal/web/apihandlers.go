@@ -124,6 +124,26 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n)
 }
 
+// postReload re-plans from the files (Config.Replan): how racker
+// bootstrap, replace and retire, run beside a racker serve, make it see
+// the rows they added or changed at once.
+func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
+	if !s.isAdmin(r) {
+		writeError(w, http.StatusForbidden, "plan reloads are only taken from the management node")
+		return
+	}
+	if s.cfg.Replan == nil {
+		writeError(w, http.StatusNotFound, "these boot services cannot re-read the plan (restart them)")
+		return
+	}
+	if err := s.cfg.Replan(); err != nil {
+		s.log.Error("plan not reloaded: keeping the current one", "err", err)
+		writeError(w, http.StatusConflict, "plan not reloaded: "+err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (s *Server) postReinstall(w http.ResponseWriter, r *http.Request) {
 	if !s.isAdmin(r) {
 		writeError(w, http.StatusForbidden, "reinstalls are only taken from the management node")

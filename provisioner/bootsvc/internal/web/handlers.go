@@ -32,6 +32,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET /api/v1/nodes", "nodes", s.getNodes)
 	handle("GET /api/v1/nodes/{mac}", "node", s.getNode)
 	handle("POST /api/v1/nodes/{mac}/reinstall", "reinstall", s.postReinstall)
+	handle("POST /api/v1/plan/reload", "plan_reload", s.postReload)
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
 	return mux

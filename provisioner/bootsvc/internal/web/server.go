@@ -60,6 +60,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxWait caps a long poll's wait; default 60 s.
 	MaxWait time.Duration
+	// Replan re-reads the plan from its files and sets it (the services'
+	// reload), for POST /api/v1/plan/reload; nil answers 404.
+	Replan func() error
 }
 
 // TypeSettings are the settings of one node type.

@@ -67,6 +67,7 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 	s := &store{dir: dir, log: log, metrics: m, leaseOf: leaseOf, nodes: map[string]*nodeView{}}
 	s.setPlan(p)
 	var onDisk targetsOnDisk
+	dirty0 := false // targets of retired machines left out
 	b, err := os.ReadFile(filepath.Join(dir, TargetsFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -78,11 +79,15 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 		}
 	}
 	for mac, t := range onDisk.Nodes {
+		if p.IsRetired(mac) {
+			dirty0 = true
+			continue
+		}
 		s.nodes[mac] = &nodeView{nodeTarget: t, phase: api.PhaseUnknown}
 	}
 	s.applied = onDisk.Seq
 	fileSeq := onDisk.Seq
-	dirty := false
+	dirty := dirty0
 	s.replaying = true
 	j, err := openJournal(filepath.Join(dir, EventsFile), log, func(ev api.Event) {
 		if s.apply(ev, ev.Seq > fileSeq) {
@@ -114,7 +119,27 @@ func (s *store) setPlan(p *plan.Plan) {
 	}
 	s.mu.Lock()
 	s.plan, s.byMAC = p, by
+	s.forgetRetiredLocked()
 	s.mu.Unlock()
+}
+
+// forgetRetiredLocked drops the targets of machines that left the rack
+// (racker retire, racker replace): a MAC that comes back later is a new
+// machine and installs.
+func (s *store) forgetRetiredLocked() {
+	dropped := false
+	for _, mac := range s.plan.Retired {
+		if _, ok := s.nodes[mac]; ok {
+			delete(s.nodes, mac)
+			dropped = true
+		}
+	}
+	if !dropped || s.j == nil {
+		return // at start, openStore saves once the targets are read
+	}
+	if err := s.saveLocked(); err != nil {
+		s.log.Error("could not drop the targets of retired machines (they are dropped again at the next start)", "err", err)
+	}
 }
 
 // nodeByNIC returns the planned member node with this primary or secondary
