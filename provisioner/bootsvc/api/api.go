@@ -19,6 +19,7 @@
 //	GET  /api/v1/nodes/{mac}               Node (404 when not a planned node)
 //	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (management node only)
 //	GET  /metrics, /healthz
+//	GET  /matchbox/…                       matchbox's HTTP endpoints (boot.ipxe, ipxe, ignition, …), per-MAC ones only to the node itself
 //
 // The types are a stable interface between processes and between helpers,
 // so fields are only ever added, never renamed.
@@ -134,6 +135,10 @@ const (
 	// ScriptUnknown installs nothing: the MAC is not a planned node (or the
 	// request named no valid MAC).
 	ScriptUnknown Script = "unknown"
+	// ScriptMatchbox chains to the embedded matchbox's boot.ipxe: the
+	// node's target is install and lokoctl registered a matchbox group
+	// for its MAC, so matchbox's profile installs it (MatchboxPath).
+	ScriptMatchbox Script = "matchbox"
 )
 
 // IgnitionPhase names an Ignition config (KindIgnition events; the phase
