@@ -3,12 +3,14 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/cluster"
 	"github.com/racker/racker/provisioner/orchestrator"
 )
@@ -90,6 +92,9 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		if _, _, err := cluster.LokomotiveTools(nil); err != nil {
 			return err
 		}
+		if f.prov.boot.matchboxPort == 0 {
+			return errors.New("--provision lokomotive needs the boot services' matchbox API, which --matchbox-port 0 turns off")
+		}
 	}
 	var publicIPs cluster.PublicIPs
 	if f.publicIPs != "" {
@@ -124,8 +129,13 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		return nil
 	}
 	pr := &provisioning{command: "bootstrap", inv: inv, plan: p, flags: &f.prov, after: func(bootURL string) error {
+		// lokoctl's Terraform reaches the boot services' embedded matchbox:
+		// its HTTP endpoints under /matchbox, its gRPC API with the client
+		// bundle in the state folder.
+		mb := cluster.DefaultMatchbox(env.StateDir, p)
+		mb.Endpoint = netip.AddrPortFrom(p.Management.IP, uint16(f.prov.boot.matchboxPort)).String()
 		err := cluster.Apply(ctx, profile, cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
-			PublicIPs: publicIPs, MatchboxURL: bootURL, Stdout: env.Stdout, Logger: log})
+			PublicIPs: publicIPs, MatchboxURL: bootURL + api.MatchboxPath, Matchbox: mb, Stdout: env.Stdout, Logger: log})
 		if err != nil {
 			// The profile asked for was not applied: never exit 0.
 			return &ExitError{Code: 1, Err: fmt.Errorf("bootstrap: every node is booted, but the %s profile was not applied: %w", profile, err)}

@@ -46,7 +46,11 @@ type Matchbox struct {
 	ClientKeyPath  string
 }
 
-// Matchbox defaults: upstream's port and certificate folder.
+// Matchbox defaults: upstream's port and certificate folder, where the
+// boot services' embedded matchbox listens and writes its client bundle
+// (bootsvc/api's MatchboxRPCPort and MatchboxClientDir; not imported here,
+// which would bring Prometheus into the conformance module, and checked
+// equal by the bootstrap tests).
 const (
 	MatchboxRPCPort   = 8081
 	MatchboxClientDir = "matchbox-client"
