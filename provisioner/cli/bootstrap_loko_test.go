@@ -54,10 +54,11 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 
 	lokoctl(1)
 	code, out, errs := run(t, "", append(append([]string{"bootstrap"}, drive...), flags...)...)
-	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") {
-		t.Fatalf("lokoctl failed, bootstrap exit %d; want non-zero saying the profile was not applied\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") || !strings.Contains(errs, `step "lokoctl cluster apply --confirm --verbose"`) {
+		t.Fatalf("lokoctl failed, bootstrap exit %d; want non-zero saying the profile was not applied and naming the step\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	if !strings.Contains(out, "lokoctl stand-in says hello") || !strings.Contains(out, "2 booted") {
+	if !strings.Contains(out, cluster.LokoctlPrefix+"lokoctl stand-in says hello") || !strings.Contains(out, "2 booted") ||
+		strings.Index(out, "2 booted") > strings.Index(out, cluster.LokoctlPrefix) {
 		t.Errorf("lokoctl's output is not shown, or the nodes did not boot first:\n%s", out)
 	}
 	ran, _ := os.ReadFile(record)
