@@ -311,30 +311,47 @@ func (w *wizard) askBackup() error {
 		if yes == "false" {
 			return w.fs.Set("backup-bucket", "")
 		}
-		id := w.secret("AWS access key ID (empty: back)")
-		if id == "" {
+		// Keys saved before (--replan) may be kept: Enter keeps them.
+		keep := ""
+		if f := w.f.comp.backupCredentials; f != "" {
+			if _, _, err := readAWSCredentials(f); err == nil {
+				keep = f
+			}
+		}
+		var id, secret string
+		if keep != "" {
+			id = w.secret("AWS access key ID (empty: keep the saved keys)")
+		} else if id = w.secret("AWS access key ID (empty: back)"); id == "" {
 			continue
 		}
-		secret := w.secret("AWS secret access key (empty: back)")
-		if secret == "" {
-			continue
+		if id != "" {
+			if secret = w.secret("AWS secret access key (empty: back)"); secret == "" {
+				continue
+			}
 		}
 		if err := w.ask("backup-name", "Backup name", nil); err != nil {
 			return err
 		}
-		bucket, _ := w.env.ask("S3 bucket name (empty: back): ")
-		if bucket == "" {
+		bucket := w.f.comp.backupBucket
+		if bucket != "" {
+			a, _ := w.env.ask(fmt.Sprintf("S3 bucket name [%s]: ", bucket))
+			if a != "" {
+				bucket = a
+			}
+		} else if bucket, _ = w.env.ask("S3 bucket name (empty: back): "); bucket == "" {
 			continue
 		}
 		if err := w.ask("backup-region", "S3 bucket region", nil); err != nil {
 			return err
 		}
-		path := filepath.Join(w.env.StateDir, wizardBackupKeys)
-		if err := writeAWSCredentials(path, id, secret); err != nil {
-			return fmt.Errorf("saving the backup's AWS keys: %w", err)
-		}
-		if err := w.fs.Set("backup-credentials", path); err != nil {
-			return err
+		if id != "" {
+			path := filepath.Join(w.env.StateDir, wizardBackupKeys)
+			if err := writeAWSCredentials(path, id, secret); err != nil {
+				return fmt.Errorf("saving the backup's AWS keys: %w", err)
+			}
+			if err := w.fs.Set("backup-credentials", path); err != nil {
+				return err
+			}
 		}
 		return w.fs.Set("backup-bucket", bucket)
 	}

@@ -216,4 +216,48 @@ fi
 	if s := term2.shown(); strings.Contains(s, "]: ") {
 		t.Errorf("the second bootstrap asked again:\n%s", s)
 	}
+
+	// With --replan it asks again, the saved answers as the defaults
+	// (Enter keeps each, and the saved AWS keys).
+	term3, tty3 := newTerminal(t)
+	env3 := &Env{Stdin: tty3, Stdout: tty3, Stderr: tty3}
+	go func() { code <- env3.Run(t.Context(), append(args, "--replan")) }()
+	for _, prompt := range []string{
+		"Provisioning: lokomotive (Kubernetes) or flatcar (plain Flatcar) [lokomotive]: ",
+		"Cluster name [rack1]: ",
+		"Control plane: 1 controller, or 3 for high availability [1]: ",
+		"Public IP assignment: dhcp, or manual (an editor opens with every node's section) [manual]: ",
+		"Kubernetes domain [prod.example.com]: ",
+		"Install the web UI (yes or no) [yes]: ",
+		"Storage provider (none, rook or openebs) [rook]: ",
+		"Storage node type (red, purple) [purple]: ",
+		"Number of storage nodes (a number, or all) [1]: ",
+		"Set up backup/restore with velero to S3 (yes or no) [yes]: ",
+		"AWS access key ID (empty: keep the saved keys): ",
+		"Backup name [lokomotive-backup]: ",
+		"S3 bucket name [racker-backups]: ",
+		"S3 bucket region [eu-central-1]: ",
+	} {
+		term3.answer(prompt, "")
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("bootstrap --replan: exit %d:\n%s", c, term3.shown())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("bootstrap --replan did not finish:\n%s", term3.shown())
+	}
+	st2, err := plan.NewStore(state).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range st.Choices {
+		if st2.Choices[k] != v {
+			t.Errorf("after --replan with every default, %s = %q, was %q", k, st2.Choices[k], v)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, cluster.BackupCredentialsFile)); !strings.Contains(string(b), "wJalr-s3cr3t") {
+		t.Errorf("the saved AWS keys were not kept")
+	}
 }
