@@ -150,6 +150,11 @@ const (
 	IgnitionInstall IgnitionPhase = "install"
 	// IgnitionBoot is the installed system's first-boot config.
 	IgnitionBoot IgnitionPhase = "boot"
+	// IgnitionMatchboxNode is the installed system's config from matchbox
+	// (/matchbox/ignition?…&os=installed: Lokomotive's node profile). It
+	// is not IgnitionBoot: Lokomotive's installer makes no callbacks, so
+	// the orchestrator does not read it as a boot from an earlier disk.
+	IgnitionMatchboxNode IgnitionPhase = "matchbox_node"
 )
 
 // Event is one entry of the event journal (GET /api/v1/events). Seq is

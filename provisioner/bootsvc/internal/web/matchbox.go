@@ -80,7 +80,7 @@ func (s *Server) serveMatchbox(w http.ResponseWriter, r *http.Request) {
 	case "ignition":
 		phase := api.IgnitionInstall
 		if r.URL.Query().Get("os") == "installed" { // Lokomotive's node group selects os=installed
-			phase = api.IgnitionBoot
+			phase = api.IgnitionMatchboxNode
 		}
 		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
 		w.Header().Set("Cache-Control", "no-store")

@@ -126,8 +126,8 @@ func TestMatchboxChain(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "cluster-secret") {
 		t.Errorf("node ignition = %d %q", code, body)
 	}
-	if ev, ok := r.lastEvent(macA, api.KindIgnition); !ok || ev.Ignition != api.IgnitionBoot {
-		t.Errorf("event = %+v, want the boot ignition", ev)
+	if ev, ok := r.lastEvent(macA, api.KindIgnition); !ok || ev.Ignition != api.IgnitionMatchboxNode {
+		t.Errorf("event = %+v, want matchbox's node ignition", ev)
 	}
 
 	// Installed: Racker's guard answers "boot from disk", also on
