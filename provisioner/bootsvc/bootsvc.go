@@ -1,13 +1,15 @@
 // Package bootsvc runs Racker's boot services on the rack's internal (PXE)
 // network: DHCP (fixed addresses for every planned node and BMC, iPXE boot
 // files), TFTP (the iPXE binaries) and HTTP (iPXE scripts, Ignition, OS
-// images, the event API), in one process, sharing one event journal, one
-// lease store and one set of metrics.
+// images, the event API), and with Config.Matchbox an embedded matchbox
+// (its gRPC API for lokoctl, its HTTP endpoints under /matchbox/), in one
+// process, sharing one event journal, one lease store and one set of
+// metrics.
 //
 // The door is Config and Serve (Open, then Services.Serve, for a caller
 // that reloads the plan while serving), plus Discover for listening
 // without answering. The servers live under internal/ (dhcp, tftp, web,
-// leases), each taking its socket from here, so tests run them on sockets
+// leases, matchbox), each taking its socket from here, so tests run them on sockets
 // of their own; other processes talk to them through the HTTP API, whose
 // types and client are the public package api.
 package bootsvc
@@ -24,8 +26,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/bootsvc/internal/dhcp"
 	"github.com/racker/racker/provisioner/bootsvc/internal/leases"
+	"github.com/racker/racker/provisioner/bootsvc/internal/matchbox"
 	"github.com/racker/racker/provisioner/bootsvc/internal/tftp"
 	"github.com/racker/racker/provisioner/bootsvc/internal/web"
 	"github.com/racker/racker/provisioner/images"
@@ -63,12 +67,20 @@ type Config struct {
 	// POST /api/v1/plan/reload, which then Reloads it; nil: the services
 	// cannot re-plan themselves and answer 404.
 	Replan func() (*plan.Plan, error)
+	// Matchbox embeds matchbox's API for lokoctl (internal/matchbox): its
+	// gRPC API with mutual TLS on MatchboxPort of the management node's
+	// address (certificates in STATE/matchbox, the client bundle in
+	// STATE/matchbox-client), its HTTP endpoints at api.MatchboxPath, and
+	// nodes it has a group for chained to it.
+	Matchbox     bool
+	MatchboxPort int // default api.MatchboxRPCPort
 
 	// Sockets to use instead of opening them (tests, socket activation).
 	// The services close them when they stop.
 	DHCPConn     net.PacketConn
 	TFTPConn     net.PacketConn
 	HTTPListener net.Listener
+	MatchboxConn net.Listener // matchbox's gRPC API (with Matchbox)
 	// Ports of the sockets Open opens itself (default 67, 69).
 	DHCPPort, TFTPPort int
 }
@@ -92,6 +104,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.TFTPPort == 0 {
 		cfg.TFTPPort = 69
 	}
+	if cfg.MatchboxPort == 0 {
+		cfg.MatchboxPort = api.MatchboxRPCPort
+	}
 	return cfg, nil
 }
 
@@ -106,6 +121,7 @@ type Services struct {
 	web     *web.Server
 	dhcp    *dhcp.Server
 	tftp    *tftp.Server
+	mb      *matchbox.Server                      // nil without Config.Matchbox
 	planned atomic.Pointer[map[netip.Addr]string] // reserved address → MAC, for TFTP's events
 
 	closers   []func() // in opening order; Close runs them backwards
@@ -171,8 +187,16 @@ func (s *Services) build() error {
 			return s.Reload(p)
 		}
 	}
-	if s.web, err = web.New(web.Config{Plan: cfg.Plan, StateDir: cfg.StateDir, Port: cfg.HTTPPort, Release: cfg.Release,
-		IPXEDir: cfg.TFTPRoot, LeaseOf: store.Addr, Replan: replan, Logger: log.With("part", "http")}); err != nil {
+	wcfg := web.Config{Plan: cfg.Plan, StateDir: cfg.StateDir, Port: cfg.HTTPPort, Release: cfg.Release,
+		IPXEDir: cfg.TFTPRoot, LeaseOf: store.Addr, Replan: replan, Logger: log.With("part", "http")}
+	if cfg.Matchbox {
+		if s.mb, err = matchbox.New(matchbox.Config{StateDir: cfg.StateDir, Hosts: []netip.Addr{cfg.Plan.Management.IP},
+			Logger: log.With("part", "matchbox")}); err != nil {
+			return err
+		}
+		wcfg.Matchbox = s.mb
+	}
+	if s.web, err = web.New(wcfg); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, func() { s.web.Close() })
@@ -231,6 +255,15 @@ func (s *Services) open(ctx context.Context) error {
 		}
 	}
 	s.closers = append(s.closers, func() { cfg.HTTPListener.Close() })
+	if s.mb != nil {
+		if cfg.MatchboxConn == nil {
+			addr := net.JoinHostPort(cfg.Plan.Management.IP.String(), strconv.Itoa(cfg.MatchboxPort))
+			if cfg.MatchboxConn, err = net.Listen("tcp4", addr); err != nil {
+				return fmt.Errorf("listening for matchbox's gRPC API on %s: %w", addr, err)
+			}
+		}
+		s.closers = append(s.closers, func() { cfg.MatchboxConn.Close() })
+	}
 	return nil
 }
 
@@ -256,6 +289,9 @@ func (s *Services) Serve(ctx context.Context) error {
 	run("DHCP", func() error { return s.dhcp.Serve(ctx, cfg.DHCPConn) })
 	run("TFTP", func() error { return s.tftp.Serve(cfg.TFTPConn) })
 	run("HTTP", func() error { return s.web.Serve(ctx, cfg.HTTPListener) })
+	if s.mb != nil {
+		run("matchbox gRPC", func() error { return s.mb.ServeRPC(ctx, cfg.MatchboxConn) })
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -263,7 +299,7 @@ func (s *Services) Serve(ctx context.Context) error {
 		s.tftp.Shutdown() // ends Serve; waits for transfers in flight
 	}()
 	log.Info("boot services running", "interface", cfg.Interface, "address", cfg.Plan.Management.IP, "http_port", cfg.HTTPPort,
-		"tftp_root", cfg.TFTPRoot, "reservations", len(*s.planned.Load()), "dynamic_pool", cfg.DynamicPool)
+		"tftp_root", cfg.TFTPRoot, "reservations", len(*s.planned.Load()), "dynamic_pool", cfg.DynamicPool, "matchbox", s.mb != nil)
 	<-ctx.Done()
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -315,6 +351,9 @@ func closeGiven(cfg Config) {
 	}
 	if cfg.HTTPListener != nil {
 		cfg.HTTPListener.Close()
+	}
+	if cfg.MatchboxConn != nil {
+		cfg.MatchboxConn.Close()
 	}
 }
 

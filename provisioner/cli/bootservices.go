@@ -41,6 +41,9 @@ type bootFlags struct {
 	testosDir string
 	mirror    string // Flatcar release server (a private mirror)
 	imageKey  string // the key the mirror signs its images with
+	// matchboxPort is the port of the embedded matchbox's gRPC API; 0
+	// runs no matchbox.
+	matchboxPort int
 }
 
 // addBootFlags declares the boot services' flags on serve, bootstrap and
@@ -56,6 +59,7 @@ func addBootFlags(fs *pflag.FlagSet, f *bootFlags) {
 	fs.StringVar(&f.testosDir, "testos-dir", "", "folder with the test OS's release folders (default: INSTALL-DIR/testos)")
 	fs.StringVar(&f.imageKey, "image-key", "", imageKeyUsage)
 	fs.StringVar(&f.mirror, "os-mirror", "", mirrorUsage)
+	fs.IntVar(&f.matchboxPort, "matchbox-port", api.MatchboxRPCPort, "port of the embedded matchbox's gRPC API for lokoctl (mutual TLS; client bundle in STATE/"+api.MatchboxClientDir+"); 0 runs no matchbox")
 }
 
 // openBootServices readies the PXE interface (up, with the management
@@ -83,7 +87,8 @@ func openBootServices(ctx context.Context, env *Env, inv *inventory.Inventory, p
 			"os", f.osName, "version", f.osVersion)
 	}
 	cfg := bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir, TFTPRoot: ipxe,
-		HTTPPort: f.httpPort, LeaseTime: f.leaseTime, Release: release, Logger: log}
+		HTTPPort: f.httpPort, LeaseTime: f.leaseTime, Release: release, Logger: log,
+		Matchbox: f.matchboxPort != 0, MatchboxPort: f.matchboxPort}
 	if tune != nil {
 		tune(&cfg)
 	}

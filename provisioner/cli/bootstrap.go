@@ -3,12 +3,14 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/cluster"
 	"github.com/racker/racker/provisioner/orchestrator"
 )
@@ -19,6 +21,7 @@ type bootstrapFlags struct {
 	profile   string
 	domain    string
 	publicIPs string
+	comp      componentFlags
 }
 
 func newBootstrapCmd(env *Env) *cobra.Command {
@@ -38,14 +41,20 @@ exit status is non-zero when a node failed.
 On a terminal it asks for the choices not given as flags (the wizard); the
 first bootstrap saves them with the plan, and later runs reuse them (see racker
 plan: --replan changes them).`,
-		Example: `  # On a terminal: the wizard asks for the profile, cluster name and subnet.
+		Example: `  # On a terminal: the wizard asks upstream Racker's questions (profile,
+  # cluster name, control plane, controller type, public IPs, domain, subnet,
+  # web UI, storage, backup) for whatever the flags do not say.
   racker bootstrap
 
   # Without questions, e.g. from a script:
   racker bootstrap --provision flatcar --cluster-name prod --on-failure exclude
 
   # Kubernetes with Lokomotive, static public addresses:
-  racker bootstrap --provision lokomotive --domain prod.example.com --public-ips /usr/share/oem/public-ips.ini`,
+  racker bootstrap --provision lokomotive --domain prod.example.com --public-ips /usr/share/oem/public-ips.ini
+
+  # Lokomotive with the web UI, rook on two storage nodes, and backups:
+  racker bootstrap --provision lokomotive --web-ui --storage rook --storage-type purple --storage-nodes 2 \
+    --backup-bucket racker-backups --backup-region eu-central-1 --backup-credentials /root/aws-credentials`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.prov.osGiven = cmd.Flags().Changed("os") || cmd.Flags().Changed("os-version")
@@ -59,6 +68,7 @@ plan: --replan changes them).`,
 	fs.StringVar(&f.profile, "provision", cluster.Flatcar, "cluster profile: flatcar (plain Flatcar) or lokomotive")
 	fs.StringVar(&f.domain, "domain", "", "the cluster's DNS domain (default "+cluster.DefaultDomain+")")
 	fs.StringVar(&f.publicIPs, "public-ips", "", "INI file of static public addresses per secondary MAC ([MAC] ip_addr= gateway= dns=, or DHCP)")
+	addComponentFlags(fs, &f.comp)
 	return cmd
 }
 
@@ -66,18 +76,10 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	ctx := cmd.Context()
 	log := env.Logger()
 	if env.Interactive() {
-		// The wizard: only what is neither on the command line nor saved
-		// by an earlier bootstrap or racker plan.
-		saved, _, err := env.recallChoices(cmd.Flags())
-		if err != nil {
+		// The wizard (wizard.go): only what is neither on the command
+		// line nor saved by an earlier bootstrap or racker plan.
+		if err := runWizard(env, cmd.Flags(), f); err != nil {
 			return err
-		}
-		askChoice(env, cmd, saved, "provision", "Cluster profile (flatcar or lokomotive)", &f.profile)
-		askChoice(env, cmd, saved, "cluster-name", "Cluster name", &f.plan.Choices.ClusterName)
-		askChoice(env, cmd, saved, "subnet", "Internal subnet", &f.plan.subnet)
-		if _, ok := saved["domain"]; f.profile == cluster.Lokomotive && !ok && f.domain == "" {
-			f.domain = cluster.DefaultDomain
-			askChoice(env, cmd, saved, "domain", "The cluster's DNS domain", &f.domain)
 		}
 	}
 	profile, err := cluster.ParseProfile(f.profile)
@@ -90,6 +92,13 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		if _, _, err := cluster.LokomotiveTools(nil); err != nil {
 			return err
 		}
+		if f.prov.boot.matchboxPort == 0 {
+			return errors.New("--provision lokomotive needs the boot services' matchbox API, which --matchbox-port 0 turns off")
+		}
+	}
+	components, err := f.comp.components()
+	if err != nil {
+		return err
 	}
 	var publicIPs cluster.PublicIPs
 	if f.publicIPs != "" {
@@ -124,8 +133,14 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		return nil
 	}
 	pr := &provisioning{command: "bootstrap", inv: inv, plan: p, flags: &f.prov, after: func(bootURL string) error {
+		// lokoctl's Terraform reaches the boot services' embedded matchbox:
+		// its HTTP endpoints under /matchbox, its gRPC API with the client
+		// bundle in the state folder.
+		mb := cluster.DefaultMatchbox(env.StateDir, p)
+		mb.Endpoint = netip.AddrPortFrom(p.Management.IP, uint16(f.prov.boot.matchboxPort)).String()
 		err := cluster.Apply(ctx, profile, cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
-			PublicIPs: publicIPs, MatchboxURL: bootURL, Stdout: env.Stdout, Logger: log})
+			PublicIPs: publicIPs, MatchboxURL: bootURL + api.MatchboxPath, Matchbox: mb, Components: components,
+			Stdout: env.Stdout, Logger: log})
 		if err != nil {
 			// The profile asked for was not applied: never exit 0.
 			return &ExitError{Code: 1, Err: fmt.Errorf("bootstrap: every node is booted, but the %s profile was not applied: %w", profile, err)}
@@ -143,17 +158,6 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		return nil
 	}}
 	return pr.run(ctx, env)
-}
-
-// askChoice asks for a flag the user did not give and the rack did not
-// save, on a terminal.
-func askChoice(env *Env, cmd *cobra.Command, saved map[string]string, flag, question string, v *string) {
-	if _, ok := saved[flag]; ok || cmd.Flags().Changed(flag) {
-		return
-	}
-	if a, _ := env.ask(fmt.Sprintf("%s [%s]: ", question, *v)); a != "" {
-		*v = a
-	}
 }
 
 func ensureSSHKey(env *Env) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/racker/racker/provisioner/bmc"
+	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/cluster"
 )
 
@@ -53,10 +54,11 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 
 	lokoctl(1)
 	code, out, errs := run(t, "", append(append([]string{"bootstrap"}, drive...), flags...)...)
-	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") {
-		t.Fatalf("lokoctl failed, bootstrap exit %d; want non-zero saying the profile was not applied\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") || !strings.Contains(errs, `step "lokoctl cluster apply --confirm --verbose"`) {
+		t.Fatalf("lokoctl failed, bootstrap exit %d; want non-zero saying the profile was not applied and naming the step\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	if !strings.Contains(out, "lokoctl stand-in says hello") || !strings.Contains(out, "2 booted") {
+	if !strings.Contains(out, cluster.LokoctlPrefix+"lokoctl stand-in says hello") || !strings.Contains(out, "2 booted") ||
+		strings.Index(out, "2 booted") > strings.Index(out, cluster.LokoctlPrefix) {
 		t.Errorf("lokoctl's output is not shown, or the nodes did not boot first:\n%s", out)
 	}
 	ran, _ := os.ReadFile(record)
@@ -66,6 +68,22 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, cluster.LokomotiveDir, cluster.LokocfgFile)); err != nil {
 		t.Errorf("no configuration for lokoctl: %v", err)
+	}
+	// lokoctl's Terraform is pointed at the boot services' matchbox: its
+	// HTTP endpoints under /matchbox, its gRPC API on the management
+	// address, and the client bundle the boot services make.
+	vars, _ := os.ReadFile(filepath.Join(state, cluster.LokomotiveDir, cluster.LokocfgVarFile))
+	bundle := filepath.Join(state, api.MatchboxClientDir)
+	for _, want := range []string{
+		`matchbox_http_endpoint = "` + url + `/matchbox"`,
+		`matchbox_endpoint = "127.0.0.1:8081"`,
+		`matchbox_ca_path = "` + filepath.Join(bundle, api.MatchboxCAFile) + `"`,
+		`matchbox_client_cert_path = "` + filepath.Join(bundle, api.MatchboxClientCertFile) + `"`,
+		`matchbox_client_key_path = "` + filepath.Join(bundle, api.MatchboxClientKeyFile) + `"`,
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(string(vars)), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("%s lacks %s:\n%s", cluster.LokocfgVarFile, want, vars)
+		}
 	}
 
 	lokoctl(0)

@@ -287,7 +287,9 @@ func TestBootstrapStatusReprovision(t *testing.T) {
 func TestBootstrapAsksOnATerminal(t *testing.T) {
 	flags, url := bootRig(t)
 	var out, errb bytes.Buffer
-	env := &Env{Stdin: strings.NewReader("\n\ne\n"), Stdout: &out, Stderr: &errb, IsTerminal: func() bool { return true }}
+	// The wizard: Enter for the profile, the cluster name, the control
+	// plane and the public addresses (the flags give the rest); then "e".
+	env := &Env{Stdin: strings.NewReader("\n\n\n\ne\n"), Stdout: &out, Stderr: &errb, IsTerminal: func() bool { return true }}
 	root := NewRoot(env)
 	root.SetArgs(append([]string{"bootstrap", "--boot-services", url, "--bmc-driver", "fake", "--os", "testos",
 		"--bmc-timeout", "1s", "--retries", "0"}, flags...))
@@ -297,7 +299,7 @@ func TestBootstrapAsksOnATerminal(t *testing.T) {
 		t.Fatalf("bootstrap: %v, want exit 1 for the excluded node\n%s\n%s", err, out.String(), errb.String())
 	}
 	o := out.String()
-	for _, want := range []string{"Cluster profile (flatcar or lokomotive) [flatcar]:", "failed: no progress in phase bmc_check", "[r]etry, [e]xclude", "\x1b[", "1 excluded"} {
+	for _, want := range []string{"Provisioning: lokomotive (Kubernetes) or flatcar (plain Flatcar) [flatcar]:", "Public IP assignment", "failed: no progress in phase bmc_check", "[r]etry, [e]xclude", "\x1b[", "1 excluded"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("terminal output lacks %q:\n%s", want, o)
 		}

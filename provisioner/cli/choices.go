@@ -31,7 +31,7 @@ type rememberedFlag struct {
 
 // remembered lists them: the plan's choices, then bootstrap's answers (the
 // cluster profile, its domain and public addresses, the nodes' firmware,
-// the OS to install). Per-run settings (parallelism, timeouts, the failure
+// the OS to install, the Lokomotive components). Per-run settings (parallelism, timeouts, the failure
 // policy) are not remembered.
 var remembered = []rememberedFlag{
 	{"subnet", "the internal subnet", canonSubnet},
@@ -48,6 +48,12 @@ var remembered = []rememberedFlag{
 	{"os", "the OS to install", nil},
 	{"os-version", "the OS version", nil},
 	{"flatcar-channel", "the Flatcar channel", nil},
+	{"web-ui", "the web UI choice", nil},
+	{"storage", "the storage provider", nil},
+	{"backup-bucket", "the backup bucket", nil},
+	{"backup-region", "the backup region", nil},
+	{"backup-name", "the backup name", nil},
+	{"backup-credentials", "the backup credentials file", canonPath},
 }
 
 // savesChoices says whether a command saves the choices it plans with:

@@ -46,7 +46,11 @@ type Matchbox struct {
 	ClientKeyPath  string
 }
 
-// Matchbox defaults: upstream's port and certificate folder.
+// Matchbox defaults: upstream's port and certificate folder, where the
+// boot services' embedded matchbox listens and writes its client bundle
+// (bootsvc/api's MatchboxRPCPort and MatchboxClientDir; not imported here,
+// which would bring Prometheus into the conformance module, and checked
+// equal by the bootstrap tests).
 const (
 	MatchboxRPCPort   = 8081
 	MatchboxClientDir = "matchbox-client"
@@ -146,14 +150,15 @@ func applyLokomotive(ctx context.Context, in Input) error {
 	run := in.Run
 	if run == nil {
 		run = func(ctx context.Context, dir, bin string, args ...string) error {
-			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Dir, cmd.Stdout, cmd.Stderr = dir, in.Stdout, in.Stdout
-			return cmd.Run()
+			return runLokoctl(ctx, in.Stdout, dir, bin, args...)
 		}
 	}
+	step := "lokoctl " + strings.Join(lokoctlArgs, " ")
 	in.Logger.Info("running lokoctl", "dir", dir, "args", strings.Join(lokoctlArgs, " "))
+	fmt.Fprintf(in.Stdout, "bootstrap: step %q in %s\n", step, dir)
 	if err := run(ctx, dir, bin, lokoctlArgs...); err != nil {
-		return fmt.Errorf("lokoctl %s in %s: %w", strings.Join(lokoctlArgs, " "), dir, err)
+		return fmt.Errorf("step %q in %s failed: %w", step, dir, err)
 	}
+	fmt.Fprintf(in.Stdout, "bootstrap: step %q done\n", step)
 	return nil
 }

@@ -234,7 +234,7 @@ func eventInput(ev api.Event) (input, bool) {
 		return inTFTP, true
 	case api.KindIPXE:
 		switch ev.Script {
-		case api.ScriptInstall:
+		case api.ScriptInstall, api.ScriptMatchbox: // matchbox's profile installs it
 			return inIPXEInstall, true
 		case api.ScriptDisk:
 			return inIPXEDisk, true

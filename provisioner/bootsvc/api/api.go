@@ -20,6 +20,7 @@
 //	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (management node only)
 //	POST /api/v1/plan/reload               → 204 (management node only): re-read nodes.csv and plan.json, as SIGHUP does
 //	GET  /metrics, /healthz
+//	GET  /matchbox/…                       matchbox's HTTP endpoints (boot.ipxe, ipxe, ignition, …), per-MAC ones only to the node itself
 //
 // The types are a stable interface between processes and between helpers,
 // so fields are only ever added, never renamed.
@@ -135,6 +136,10 @@ const (
 	// ScriptUnknown installs nothing: the MAC is not a planned node (or the
 	// request named no valid MAC).
 	ScriptUnknown Script = "unknown"
+	// ScriptMatchbox chains to the embedded matchbox's boot.ipxe: the
+	// node's target is install and lokoctl registered a matchbox group
+	// for its MAC, so matchbox's profile installs it (MatchboxPath).
+	ScriptMatchbox Script = "matchbox"
 )
 
 // IgnitionPhase names an Ignition config (KindIgnition events; the phase
@@ -146,6 +151,11 @@ const (
 	IgnitionInstall IgnitionPhase = "install"
 	// IgnitionBoot is the installed system's first-boot config.
 	IgnitionBoot IgnitionPhase = "boot"
+	// IgnitionMatchboxNode is the installed system's config from matchbox
+	// (/matchbox/ignition?…&os=installed: Lokomotive's node profile). It
+	// is not IgnitionBoot: Lokomotive's installer makes no callbacks, so
+	// the orchestrator does not read it as a boot from an earlier disk.
+	IgnitionMatchboxNode IgnitionPhase = "matchbox_node"
 )
 
 // Event is one entry of the event journal (GET /api/v1/events). Seq is

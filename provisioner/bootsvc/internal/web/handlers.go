@@ -33,6 +33,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET /api/v1/nodes/{mac}", "node", s.getNode)
 	handle("POST /api/v1/nodes/{mac}/reinstall", "reinstall", s.postReinstall)
 	handle("POST /api/v1/plan/reload", "plan_reload", s.postReload)
+	handle("GET "+api.MatchboxPath+"/", "matchbox", s.serveMatchbox)
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
 	return mux
@@ -125,6 +126,12 @@ func (s *Server) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	if s.store.target(mac).Target == api.TargetDisk {
 		s.served(r, mac, api.ScriptDisk)
 		writeText(w, diskScript(mac))
+		return
+	}
+	if s.cfg.Matchbox != nil && s.cfg.Matchbox.Selects(mac) {
+		// lokoctl registered this node: matchbox's profile installs it.
+		s.served(r, mac, api.ScriptMatchbox)
+		writeText(w, matchboxScript(s.base))
 		return
 	}
 	if s.cfg.Release == nil {

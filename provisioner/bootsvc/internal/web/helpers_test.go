@@ -56,6 +56,7 @@ type rig struct {
 	state   string
 	release string // release folder
 	ipxe    string
+	mb      Matchbox // set before start to mount one
 }
 
 func leases(mac string) (netip.Addr, bool) {
@@ -90,7 +91,7 @@ func (r *rig) start() {
 	s, err := New(Config{Plan: testPlan(), StateDir: r.state, BaseURL: "http://172.24.213.1:8080",
 		Release: &images.Release{OS: "testos", Version: "current", Dir: r.release, Files: []string{images.Kernel, images.Initrd, images.Image},
 			SigningKey: []byte("test key (carried, not parsed)\n")},
-		IPXEDir: r.ipxe, LeaseOf: leases,
+		IPXEDir: r.ipxe, LeaseOf: leases, Matchbox: r.mb,
 		Types: map[string]TypeSettings{"purple": {Console: "ttyS1,57600n8", InstallDisk: "/dev/vdb"}},
 	})
 	if err != nil {

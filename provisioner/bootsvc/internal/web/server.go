@@ -58,6 +58,9 @@ type Config struct {
 	// Metrics are shared with the DHCP and TFTP servers; nil makes new ones.
 	Metrics *api.Metrics
 	Logger  *slog.Logger
+	// Matchbox, when set, is mounted at api.MatchboxPath, and a node it
+	// has a group for is chained to it instead of Racker's own install.
+	Matchbox Matchbox
 	// MaxWait caps a long poll's wait; default 60 s.
 	MaxWait time.Duration
 	// Replan re-reads the plan from its files and sets it (the services'

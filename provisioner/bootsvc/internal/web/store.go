@@ -240,7 +240,7 @@ func phaseAfter(ev api.Event) (api.Phase, bool) {
 	case api.KindTFTP:
 		return api.PhaseNetbooting, true
 	case api.KindIPXE, api.KindIgnition:
-		if ev.Script == api.ScriptInstall || ev.Ignition == api.IgnitionInstall {
+		if ev.Script == api.ScriptInstall || ev.Script == api.ScriptMatchbox || ev.Ignition == api.IgnitionInstall {
 			return api.PhaseNetbooting, true
 		}
 		return "", true

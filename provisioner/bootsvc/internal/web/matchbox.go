@@ -1,0 +1,94 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/inventory"
+)
+
+// Matchbox is the embedded matchbox as the web server uses it: its HTTP
+// endpoints (rooted at "/") and whether lokoctl registered a group that
+// selects a MAC.
+type Matchbox interface {
+	Handler() http.Handler
+	Selects(mac string) bool
+}
+
+// matchboxScript chains a node to matchbox's boot.ipxe, which asks for
+// matchbox's per-MAC script (its profile for the node).
+func matchboxScript(base string) string {
+	return "#!ipxe\nchain " + base + api.MatchboxPath + "/boot.ipxe\n"
+}
+
+// serveMatchbox passes requests under api.MatchboxPath to matchbox, with
+// Racker's guard in front of every per-machine endpoint: matchbox itself
+// serves any MAC's profile and Ignition (Lokomotive's carry the cluster's
+// secrets) to whoever asks. Here the MAC must be a planned node, the
+// request must come from that node (its planned address or lease), and a
+// node whose target is disk never gets an install script, as with
+// Racker's own /ipxe. What matchbox serves is journaled like Racker's own
+// scripts and configs, so the orchestrator and status follow the node.
+func (s *Server) serveMatchbox(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Matchbox == nil {
+		http.Error(w, "no matchbox API on these boot services", http.StatusNotFound)
+		return
+	}
+	endpoint := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, api.MatchboxPath+"/"), ".sig")
+	inner := http.StripPrefix(api.MatchboxPath, s.cfg.Matchbox.Handler())
+	switch endpoint {
+	case "", "boot.ipxe", "boot.ipxe.0": // the same for every machine
+		inner.ServeHTTP(w, r)
+		return
+	case "ipxe", "ignition", "generic", "metadata", "cloud", "grub":
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	raw := r.URL.Query().Get("mac")
+	mac, err := inventory.NormalizeMAC(raw)
+	if err != nil {
+		http.Error(w, "matchbox "+endpoint+": the request names no valid MAC", http.StatusBadRequest)
+		return
+	}
+	n, ok := s.store.nodeByNIC(mac)
+	if !ok {
+		s.log.Info("matchbox request for a machine that is not a planned node", "mac", mac, "endpoint", endpoint, "from", r.RemoteAddr)
+		http.Error(w, mac+" is not a node of this rack's plan", http.StatusNotFound)
+		return
+	}
+	mac = n.PrimaryMAC
+	if !s.mayActFor(r, n) {
+		s.log.Warn("refused a node's matchbox "+endpoint+" to an address that is not the node's", "mac", mac, "from", r.RemoteAddr)
+		s.record(r, api.Event{MAC: mac, Kind: api.KindForbidden, Message: "matchbox " + endpoint + " requested by " + remoteAddr(r).String()})
+		http.Error(w, "this is only served to the node itself", http.StatusForbidden)
+		return
+	}
+	switch endpoint {
+	case "ipxe":
+		if s.store.target(mac).Target == api.TargetDisk {
+			s.served(r, mac, api.ScriptDisk)
+			writeText(w, diskScript(mac))
+			return
+		}
+		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
+		inner.ServeHTTP(cw, r)
+		if cw.code == http.StatusOK {
+			s.served(r, mac, api.ScriptMatchbox)
+		}
+	case "ignition":
+		phase := api.IgnitionInstall
+		if r.URL.Query().Get("os") == "installed" { // Lokomotive's node group selects os=installed
+			phase = api.IgnitionMatchboxNode
+		}
+		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
+		w.Header().Set("Cache-Control", "no-store")
+		inner.ServeHTTP(cw, r)
+		if cw.code == http.StatusOK {
+			s.record(r, api.Event{MAC: mac, Kind: api.KindIgnition, Ignition: phase, Message: "matchbox " + string(phase)})
+		}
+	default:
+		inner.ServeHTTP(w, r)
+	}
+}
