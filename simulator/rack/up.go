@@ -88,6 +88,8 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 			InternalBridge: names.Bridge("int"), PublicBridge: names.Bridge("pub"),
 			PrimaryTap: names.Iface(mc.Name, "i"), SecondaryTap: names.Iface(mc.Name, "p"),
 			Dir: s.machineDir(mc.Name), NetworkFirst: true,
+			// Laptop mode: no vBMC restarts a domain a guest reboot stopped.
+			RestartOnReboot: s.NoBMC,
 		}
 		if _, err := m.Define(ctx, spec); err != nil {
 			return s, err
