@@ -15,7 +15,7 @@ help:
 	@echo "make licenses        regenerate docs/licenses.md (every dependency's licence, checked)"
 	@echo "make lint   gofmt check, go vet, make licenses-check, generated files current (make generate), make docs-check"
 	@echo "make docs-check      the user manual's commands exist as shown; its 'sh run' blocks run against examples/rack"
-	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
+	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap (LAPTOP=1: laptop mode, no BMCs)"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run); make bench-readme: README table from bench/results"
 	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=lokoctl,terraform)"
@@ -81,11 +81,12 @@ check-generated:
 # management node only through it), the node's OS image and the test OS.
 SIM_INPUTS = build testos mgmtos image
 
+# make demo LAPTOP=1: laptop mode (2 VMs without BMCs, driven through libvirt).
 demo: deps $(SIM_INPUTS)
-	./scripts/demo.sh
+	LAPTOP=$(LAPTOP) ./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
-# LABELS=factory|bootstrap|reprovision|faults|operator|update|redfish|lifecycle picks a subset.
+# LABELS=factory|bootstrap|reprovision|faults|operator|update|redfish|lifecycle|laptop picks a subset.
 LABELS ?=
 e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')

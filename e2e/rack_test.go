@@ -34,6 +34,7 @@ type simNode struct {
 	BMCIP      string `json:"bmc_ip"`
 	Power      string `json:"power"`
 	Boot       string `json:"boot"`
+	BMC        string `json:"bmc"` // running, stopped, none (laptop mode)
 	Firmware   string `json:"firmware"`
 	ConsoleLog string `json:"console_log"`
 }

@@ -81,7 +81,7 @@ func (c *libvirtController) find(l *libvirt.Libvirt) (libvirt.Domain, error) {
 	if c.domain != "" {
 		d, err := l.DomainLookupByName(c.domain)
 		if err != nil {
-			return d, fmt.Errorf("finding domain %q: %w", c.domain, err)
+			return d, fmt.Errorf("finding domain %q (virsh list --all shows libvirtd's domains; the node's BMC URL names it): %w", c.domain, err)
 		}
 		return d, nil
 	}
@@ -89,7 +89,9 @@ func (c *libvirtController) find(l *libvirt.Libvirt) (libvirt.Domain, error) {
 	if err != nil {
 		return libvirt.Domain{}, fmt.Errorf("listing domains: %w", err)
 	}
+	var looked []string
 	for _, d := range doms {
+		looked = append(looked, d.Name)
 		x, err := l.DomainGetXMLDesc(d, libvirt.DomainXMLInactive)
 		if err != nil {
 			continue
@@ -104,7 +106,7 @@ func (c *libvirtController) find(l *libvirt.Libvirt) (libvirt.Domain, error) {
 			return d, nil
 		}
 	}
-	return libvirt.Domain{}, fmt.Errorf("no libvirt domain has a NIC with MAC %s", c.opts.PrimaryMAC)
+	return libvirt.Domain{}, fmt.Errorf("no libvirt domain has a NIC with MAC %s (looked at %s)", c.opts.PrimaryMAC, domainList(looked))
 }
 
 // primaryNIC returns the interface with mac, or the first one when mac is "".
@@ -318,4 +320,15 @@ func (c *libvirtController) Diag(ctx context.Context) (Diagnostics, error) {
 		return nil
 	})
 	return d, err
+}
+
+// domainList names the domains a search looked at, the first few of them.
+func domainList(names []string) string {
+	switch {
+	case len(names) == 0:
+		return "no domains: libvirtd has none defined"
+	case len(names) > 8:
+		return fmt.Sprintf("%d domains: %s, …", len(names), strings.Join(names[:8], ", "))
+	}
+	return fmt.Sprintf("%d domains: %s", len(names), strings.Join(names, ", "))
 }

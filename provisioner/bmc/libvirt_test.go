@@ -202,8 +202,47 @@ func TestLibvirtDriver(t *testing.T) {
 		t.Fatal(err)
 	}
 	ghost := openTest(t, "libvirt:///", Options{Node: "52:54:00:ff:ff:fe", PrimaryMAC: "52:54:00:ff:ff:fe", LibvirtSocket: libvirtSock})
-	if _, err := ghost.PowerState(ctx); err == nil || !strings.Contains(err.Error(), "no libvirt domain has a NIC with MAC 52:54:00:ff:ff:fe") {
-		t.Fatalf("unknown MAC: %v", err)
+	if _, err := ghost.PowerState(ctx); err == nil || !strings.Contains(err.Error(), "no libvirt domain has a NIC with MAC 52:54:00:ff:ff:fe") ||
+		!strings.Contains(err.Error(), "looked at") || !strings.Contains(err.Error(), name) {
+		t.Fatalf("unknown MAC: %v; want the MAC and the domains looked at, %s among them", err, name)
+	}
+
+	// A shut-off domain cannot be reset; a missing one is named with the node.
+	if err := c.Power(ctx, ActionReset); err == nil || !strings.Contains(err.Error(), "node is off") {
+		t.Fatalf("reset of a shut-off domain: %v", err)
+	}
+	missing := openTest(t, "libvirt:///"+name+"-gone", Options{Node: "n9 (52:54:00:ff:ff:fd)", LibvirtSocket: libvirtSock})
+	for what, err := range map[string]error{"power on": missing.Power(ctx, ActionOn), "status": func() error { _, err := missing.PowerState(ctx); return err }()} {
+		if err == nil || !strings.Contains(err.Error(), "n9 (52:54:00:ff:ff:fd)") || !strings.Contains(err.Error(), `finding domain "`+name+`-gone"`) {
+			t.Errorf("%s of a missing domain: %v; want the node and the domain tried", what, err)
+		}
+	}
+}
+
+// libvirtd not running (or its socket elsewhere): every operation fails
+// at once with the node, the operation and the socket tried.
+func TestLibvirtDriverWithoutLibvirtd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "libvirt-sock") // nothing listens there
+	c := openTest(t, "libvirt:///rsim-n1", Options{Node: "n1 (52:54:00:00:01:01)", LibvirtSocket: sock, TryTimeout: time.Second})
+	ctx := context.Background()
+	start := time.Now()
+	_, err := c.PowerState(ctx)
+	for what, err := range map[string]error{
+		"reading power state": err,
+		"power on":            c.Power(ctx, ActionOn),
+		"setting boot device": func() error { _, err := c.SetBoot(ctx, BootFlags{Device: DevicePXE}); return err }(),
+	} {
+		if err == nil {
+			t.Fatalf("%s without libvirtd succeeded", what)
+		}
+		for _, want := range []string{"n1 (52:54:00:00:01:01)", "libvirt:///rsim-n1", what, sock, "is libvirtd running?"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q lacks %q", what, err, want)
+			}
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("three failing operations took %s", d)
 	}
 }
 

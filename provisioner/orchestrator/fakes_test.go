@@ -66,6 +66,18 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.timers = kept
 }
 
+// hasTimerAt says whether a timer is due at exactly at (an operation waits).
+func (c *fakeClock) hasTimerAt(at time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.timers {
+		if t.at.Equal(at) {
+			return true
+		}
+	}
+	return false
+}
+
 type fakeBoot struct {
 	clock *fakeClock
 	mu    sync.Mutex

@@ -122,15 +122,19 @@ func (r *runner) schedule(ctx context.Context) (launch []func(ok bool)) {
 				}
 			})
 		}
-		if kind := phases[n.Phase].op; kind != "" && !r.inflight[mac] && !now.Before(n.RetryAt) {
-			r.inflight[mac] = true
+		kind := phases[n.Phase].op
+		if kind == "" && r.cfg.PowerCheck > 0 {
+			kind = phases[n.Phase].watch
+		}
+		if _, busy := r.inflight[mac]; kind != "" && !busy && !now.Before(n.RetryAt) {
+			r.inflight[mac] = kind
 			r.wg.Add(1)
 			spec := r.specs[mac]
 			spec.EFI = spec.EFI || n.UEFISeen
-			phase, wipe := n.Phase, n.WipeAll
+			phase, args := n.Phase, opArgs{wipeAll: n.WipeAll, powerOn: !n.PoweredOnWaiting}
 			launch = append(launch, func(ok bool) {
 				if ok {
-					go r.runOp(ctx, spec, kind, phase, wipe)
+					go r.runOp(ctx, spec, kind, phase, args)
 				} else {
 					r.wg.Done()
 				}
@@ -160,7 +164,7 @@ func (r *runner) onOp(res opResult) {
 	if res.err != nil {
 		n.LastError = res.err.Error()
 	}
-	if phases[n.Phase].op != res.kind {
+	if phases[n.Phase].op != res.kind && phases[n.Phase].watch != res.kind {
 		return
 	}
 	h := happening{op: res}
@@ -181,6 +185,12 @@ func (r *runner) onOp(res opResult) {
 		r.step(n, inPXESet, h)
 	case res.kind == opDiskBoot:
 		r.step(n, inDiskBootSet, h)
+	case res.kind == opPowerWatch && res.action == "on":
+		r.step(n, inPoweredOnOnce, h)
+	case res.kind == opPowerWatch && res.power == "off":
+		r.step(n, inStaysOff, h)
+	case res.kind == opPowerWatch:
+		r.step(n, inPowerOn, h)
 	}
 }
 

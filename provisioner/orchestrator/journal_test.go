@@ -222,7 +222,7 @@ func TestEveryChangeTouchesItsNode(t *testing.T) {
 	clock := newFakeClock()
 	cfg.Clock = clock
 	r := &runner{cfg: cfg, st: &State{Nodes: map[string]*Node{}}, specs: map[string]NodeSpec{}, byBMC: map[string]string{},
-		inflight: map[string]bool{}, asking: map[string]bool{}}
+		inflight: map[string]opKind{}, asking: map[string]bool{}}
 	r.machine = machine{cfg: &r.cfg, now: clock.Now, log: cfg.Logger}
 	for i, p := range phaseList {
 		m := mac(i)

@@ -154,8 +154,18 @@ var (
 			m.log.Warn("BMC cannot report boot flags back; PXE request not verified", "node", n.Hostname, "mac", n.PrimaryMAC)
 		}
 	}}
-	bootDisk = &effect{"records boot device disk", func(_ *machine, n *Node, _ string, _ happening) {
+	bootDisk = &effect{"records boot device disk; the power watch starts after --power-check", func(m *machine, n *Node, _ string, _ happening) {
 		n.BootDevice = string(BootDisk)
+		n.PoweredOnWaiting = false
+		n.RetryAt = m.now().Add(m.cfg.PowerCheck)
+	}}
+	watchAgain = &effect{"checks the power again after the power-check interval", func(m *machine, n *Node, _ string, _ happening) {
+		n.RetryAt = m.now().Add(m.cfg.PowerCheck)
+	}}
+	poweredOnOnce = &effect{"records that it powered the node on (once per phase); checks again after the power-check interval", func(m *machine, n *Node, cause string, _ happening) {
+		n.PoweredOnWaiting = true
+		n.RetryAt = m.now().Add(m.cfg.PowerCheck)
+		m.log.Warn("node "+cause, "node", n.Hostname, "mac", n.PrimaryMAC, "phase", string(n.Phase))
 	}}
 	restart = &effect{"orders a reinstall; failures count from 0", func(m *machine, n *Node, _ string, _ happening) {
 		n.ExcludedByUser, n.NeedReinstall = false, true

@@ -16,7 +16,7 @@ func newTestRunner(p Phase) (*runner, *Node) {
 	n := &Node{PrimaryMAC: s.PrimaryMAC, Hostname: "n1", Phase: p}
 	r := &runner{cfg: cfg, st: &State{Nodes: map[string]*Node{s.PrimaryMAC: n}},
 		specs: map[string]NodeSpec{s.PrimaryMAC: s}, order: []string{s.PrimaryMAC}, byBMC: map[string]string{s.BMCMAC: s.PrimaryMAC},
-		inflight: map[string]bool{}, asking: map[string]bool{}}
+		inflight: map[string]opKind{}, asking: map[string]bool{}}
 	r.machine = machine{cfg: &r.cfg, now: cfg.Clock.Now, log: cfg.Logger}
 	return r, n
 }

@@ -20,7 +20,16 @@ const (
 	opPXE       opKind = "pxe"       // boot device PXE next boot, power on or cycle
 	opDiskBoot  opKind = "disk-boot" // boot device disk, persistent
 	opPowerOff  opKind = "power-off" // excluded nodes stay off
+	// opPowerWatch reads the power of a node that should be booting and,
+	// found off (twice, offConfirm apart), powers it on if it may.
+	opPowerWatch opKind = "power-watch"
 )
+
+// offConfirm is how long a node found off is given before it counts as
+// off: a BMC that restarts a domain after the guest's reboot (the
+// simulator's vBMC) leaves it off for a moment, which is not "nobody will
+// power it on".
+const offConfirm = 3 * time.Second
 
 type opResult struct {
 	mac        string
@@ -53,21 +62,27 @@ func (r *runner) send(ctx context.Context, in report) {
 	}
 }
 
-func (r *runner) runOp(ctx context.Context, s NodeSpec, kind opKind, phase Phase, wipeAll bool) {
+func (r *runner) runOp(ctx context.Context, s NodeSpec, kind opKind, phase Phase, a opArgs) {
 	defer r.wg.Done()
 	res := opResult{mac: s.PrimaryMAC, kind: kind, phase: phase}
-	res.err = r.doOp(ctx, s, kind, wipeAll, &res)
+	res.err = r.doOp(ctx, s, kind, a, &res)
 	if res.err != nil {
 		res.err = fmt.Errorf("%s: %w", kind, res.err) // the BMC's errors name the node and address
 	}
 	r.send(ctx, report{op: &res})
 }
 
-func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, wipeAll bool, res *opResult) error {
+// opArgs is what an operation takes from the node's record when it starts.
+type opArgs struct {
+	wipeAll bool // opReinstall: wipe every disk
+	powerOn bool // opPowerWatch: the node may be powered on (not done yet in this phase)
+}
+
+func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, a opArgs, res *opResult) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.BMCOpTimeout)
 	defer cancel()
 	if kind == opReinstall {
-		rn, err := r.cfg.Boot.Reinstall(ctx, s.PrimaryMAC, wipeAll)
+		rn, err := r.cfg.Boot.Reinstall(ctx, s.PrimaryMAC, a.wipeAll)
 		if err != nil {
 			return fmt.Errorf("asking the boot services for a reinstall: %w", err)
 		}
@@ -122,8 +137,42 @@ func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, wipeAll bool
 		}
 		res.power = "off"
 		return nil
+	case opPowerWatch:
+		return r.powerWatch(ctx, b, a.powerOn, res)
 	}
 	return fmt.Errorf("unknown operation %q", kind)
+}
+
+// powerWatch reads the power of a node that should be booting. Off, and
+// still off offConfirm later, it is powered on when powerOn allows (a
+// domain whose guest reboot stopped it, with nothing to start it again),
+// else reported off (res.power) for the machine to fail it.
+func (r *runner) powerWatch(ctx context.Context, b BMC, powerOn bool, res *opResult) error {
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			select {
+			case <-r.cfg.Clock.After(offConfirm):
+			case <-ctx.Done():
+				return fmt.Errorf("waiting to read the power state again: %w", ctx.Err())
+			}
+		}
+		state, err := b.PowerState(ctx)
+		if err != nil {
+			return fmt.Errorf("reading power state: %w", err)
+		}
+		res.power = state
+		if state != "off" {
+			return nil
+		}
+	}
+	if !powerOn {
+		return nil
+	}
+	if err := b.Power(ctx, "on"); err != nil {
+		return fmt.Errorf("power on: %w", err)
+	}
+	res.action, res.power = "on", "on"
+	return nil
 }
 
 // powerOff turns the node off and waits until the BMC reports it off.

@@ -110,6 +110,12 @@ type Config struct {
 	PollWait time.Duration
 	// Tick is how often timeouts are checked (default 1 s).
 	Tick time.Duration
+	// PowerCheck is how often the power of a node waiting for its booted
+	// callback is read (default 30 s; negative: never). A node found off
+	// is powered on once: nothing else may start a domain whose guest
+	// reboot stopped it (laptop mode without BMCs), and waiting out the
+	// boot timeout in silence explains nothing.
+	PowerCheck time.Duration
 
 	Clock  Clock
 	Logger *slog.Logger
@@ -145,6 +151,9 @@ func (c *Config) defaults() {
 		c.BMCInterval = 0
 	} else if c.BMCInterval == 0 {
 		c.BMCInterval = DefaultBMCInterval
+	}
+	if c.PowerCheck == 0 {
+		c.PowerCheck = 30 * time.Second
 	}
 	if c.BMCOpTimeout <= 0 {
 		c.BMCOpTimeout = 2 * time.Minute
@@ -210,7 +219,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		specs:    map[string]NodeSpec{},
 		byBMC:    map[string]string{},
 		inputs:   make(chan report, 16),
-		inflight: map[string]bool{},
+		inflight: map[string]opKind{},
 		asking:   map[string]bool{},
 		lim:      newLimiter(cfg.Clock, cfg.BMCConcurrency, cfg.BMCInterval),
 	}
@@ -251,7 +260,7 @@ type runner struct {
 	byBMC  map[string]string // BMC MAC → primary MAC
 	inputs chan report
 
-	inflight map[string]bool // a BMC or boot-services operation runs for the node
+	inflight map[string]opKind // a BMC or boot-services operation runs for the node
 	asking   map[string]bool
 	lim      *limiter
 	wg       sync.WaitGroup
@@ -348,8 +357,13 @@ func (r *runner) loop(ctx context.Context) error {
 
 // finished: every node reached its goal and nothing is running.
 func (r *runner) finished() bool {
-	if len(r.inflight) > 0 || len(r.asking) > 0 {
+	if len(r.asking) > 0 {
 		return false
+	}
+	for _, kind := range r.inflight {
+		if kind != opPowerWatch { // a watch has nothing to finish: the run's end cancels it
+			return false
+		}
 	}
 	for _, mac := range r.order {
 		p := r.st.Nodes[mac].Phase

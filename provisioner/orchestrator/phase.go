@@ -64,6 +64,10 @@ type phaseInfo struct {
 	// op is the operation the phase calls for, started (and repeated
 	// after a crash or an error) while the node is in it.
 	op opKind
+	// watch is an operation repeated every Config.PowerCheck while the
+	// node is in the phase, waiting for the node itself: it does not move
+	// the node on by succeeding, it notices when nobody will.
+	watch opKind
 	// limit names the Timeouts field that bounds the phase (slot phases).
 	limit string
 	// terminal: nothing more for the node's provisioning in this run
@@ -83,12 +87,13 @@ var phases = map[Phase]phaseInfo{
 		doc: "checking that the BMC answers (it may still be waiting for its DHCP lease)"},
 	Reinstall: {rank: 2, slot: true, op: opReinstall, limit: "PXE",
 		doc: "asking the boot services for a new install generation (reprovision, retry); the node's own events do not count yet"},
-	BMCReachable:     {rank: 3, slot: true, op: opPXE, limit: "PXE", doc: "the BMC answered; setting boot device PXE and powering on"},
-	PXERequested:     {rank: 4, slot: true, limit: "Netboot", doc: "PXE set and powered on; waiting for the firmware's netboot"},
-	Netbooting:       {rank: 5, slot: true, limit: "Install", doc: "the node netboots (DHCP, TFTP, iPXE, Ignition)"},
-	Installing:       {rank: 6, slot: true, limit: "Installed", doc: "the live system is writing the OS to disk"},
-	Installed:        {rank: 7, slot: true, op: opDiskBoot, limit: "Boot", doc: "installed; setting boot device disk (persistent)"},
-	FirstBoot:        {rank: 8, slot: true, limit: "Boot", doc: "boot device disk set; waiting for the installed system's booted callback"},
+	BMCReachable: {rank: 3, slot: true, op: opPXE, limit: "PXE", doc: "the BMC answered; setting boot device PXE and powering on"},
+	PXERequested: {rank: 4, slot: true, limit: "Netboot", doc: "PXE set and powered on; waiting for the firmware's netboot"},
+	Netbooting:   {rank: 5, slot: true, limit: "Install", doc: "the node netboots (DHCP, TFTP, iPXE, Ignition)"},
+	Installing:   {rank: 6, slot: true, limit: "Installed", doc: "the live system is writing the OS to disk"},
+	Installed:    {rank: 7, slot: true, op: opDiskBoot, limit: "Boot", doc: "installed; setting boot device disk (persistent)"},
+	FirstBoot: {rank: 8, slot: true, watch: opPowerWatch, limit: "Boot",
+		doc: "boot device disk set; waiting for the installed system's booted callback (its power is checked meanwhile: found off, it is powered on once)"},
 	AwaitingDiskBoot: {rank: 8, slot: true, op: opDiskBoot, limit: "Boot", doc: "booted before boot device disk was set; setting it"},
 	Booted:           {rank: 9, terminal: true, doc: "installed and booting from disk"},
 	Ready:            {rank: 10, terminal: true, doc: "in the cluster (the cluster profile finished)"},

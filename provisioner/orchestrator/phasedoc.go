@@ -14,6 +14,8 @@ var opDocs = map[opKind]string{
 	opPXE:       "pxe (power off if on, boot device PXE next boot only, power on)",
 	opDiskBoot:  "disk-boot (boot device disk, persistent)",
 	opPowerOff:  "power-off",
+	// a watch, not a step: repeated while the node waits
+	opPowerWatch: "power-watch, every 30 s (read the power; off twice 3 s apart: power on, once per phase)",
 }
 
 // WritePhaseTable prints the machine as Markdown: the phases, then for
@@ -45,7 +47,11 @@ func WritePhaseTable(w io.Writer) error {
 			slot = "yes"
 			limit = fmt.Sprintf("%s (%s)", info.limit, DefaultTimeouts.limit(ph))
 		}
-		p("| `%s` | %s | %s | %s | %s |", ph, info.doc, slot, opDocs[info.op], limit)
+		op := opDocs[info.op]
+		if info.watch != "" {
+			op = opDocs[info.watch]
+		}
+		p("| `%s` | %s | %s | %s | %s |", ph, info.doc, slot, op, limit)
 	}
 	p("")
 	p("## What each input does, phase by phase")

@@ -58,7 +58,12 @@ type Node struct {
 	// as x86-64 UEFI (DHCP client architecture 7 or 9), so its boot flags
 	// carry the EFI bit even when its type was not declared UEFI.
 	UEFISeen bool `json:"uefi_seen,omitempty"`
-	// RetryAt delays the next operation after an error.
+	// PoweredOnWaiting: the power watch found the node off while it should
+	// be booting and powered it on; it does so once per phase, then fails
+	// the node if it is off again.
+	PoweredOnWaiting bool `json:"powered_on_waiting,omitempty"`
+	// RetryAt delays the next operation after an error (and the power
+	// watch's next check).
 	RetryAt   time.Time `json:"retry_at,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
 

@@ -14,34 +14,37 @@ package orchestrator
 type input string
 
 const (
-	inSlot         input = "slot free"
-	inDiagOK       input = "BMC answered"
-	inGeneration   input = "new install generation"
-	inPXESet       input = "PXE set, powered on"
-	inDiskBootSet  input = "boot device disk set"
-	inPoweredOff   input = "power off done"
-	inOpFailed     input = "operation failed"
-	inBMCLease     input = "BMC lease"
-	inDHCP         input = "dhcp"
-	inTFTP         input = "tftp"
-	inIPXEInstall  input = "ipxe install"
-	inIPXEDisk     input = "ipxe disk"
-	inIPXEOther    input = "ipxe waiting or unknown"
-	inIgnInstall   input = "ignition install"
-	inIgnBoot      input = "ignition boot"
-	inInstalling   input = "installing callback"
-	inInstalled    input = "installed callback"
-	inBooted       input = "booted callback"
-	inNodeFailed   input = "failed callback"
-	inTimeout      input = "timeout"
-	inRetry        input = "answer retry"
-	inExclude      input = "answer exclude"
-	inCancel       input = "answer cancel"
-	inAdopt        input = "booted already"
-	inUserExclude  input = "--exclude"
-	inNewRun       input = "new run"
-	inReprovision  input = "reprovision"
-	inClusterReady input = "cluster profile done"
+	inSlot          input = "slot free"
+	inDiagOK        input = "BMC answered"
+	inGeneration    input = "new install generation"
+	inPXESet        input = "PXE set, powered on"
+	inDiskBootSet   input = "boot device disk set"
+	inPoweredOff    input = "power off done"
+	inOpFailed      input = "operation failed"
+	inBMCLease      input = "BMC lease"
+	inDHCP          input = "dhcp"
+	inTFTP          input = "tftp"
+	inIPXEInstall   input = "ipxe install"
+	inIPXEDisk      input = "ipxe disk"
+	inIPXEOther     input = "ipxe waiting or unknown"
+	inIgnInstall    input = "ignition install"
+	inIgnBoot       input = "ignition boot"
+	inInstalling    input = "installing callback"
+	inInstalled     input = "installed callback"
+	inBooted        input = "booted callback"
+	inNodeFailed    input = "failed callback"
+	inTimeout       input = "timeout"
+	inRetry         input = "answer retry"
+	inExclude       input = "answer exclude"
+	inCancel        input = "answer cancel"
+	inAdopt         input = "booted already"
+	inUserExclude   input = "--exclude"
+	inNewRun        input = "new run"
+	inReprovision   input = "reprovision"
+	inClusterReady  input = "cluster profile done"
+	inPowerOn       input = "power on"
+	inPoweredOnOnce input = "found off, powered on"
+	inStaysOff      input = "found off again"
 )
 
 // inputs is every input, in the order the documentation lists them, with
@@ -78,6 +81,9 @@ var inputs = []struct {
 	{inNewRun, "a run starts (bootstrap, reprovision) with the node among its nodes"},
 	{inReprovision, "racker reprovision named the node (outside a run)"},
 	{inClusterReady, "the cluster profile finished with the node (outside a run)"},
+	{inPowerOn, "the power watch found the node on"},
+	{inPoweredOnOnce, "the power watch found the node off (twice, 3 s apart) and powered it on: the first time in the phase"},
+	{inStaysOff, "the power watch found the node off (twice, 3 s apart) after it had powered it on once in the phase"},
 }
 
 // Pseudo-phases of the table.
@@ -117,6 +123,7 @@ var (
 const (
 	whyFromDisk    = "the boot services answered the netboot with boot-from-disk, not the installer"
 	whyDiskOSBoots = "the node booted the OS on its disk instead of netbooting the installer (PXE boot flag not honoured?)"
+	whyStaysOff    = "the node is powered off while it should be booting from disk, and was off again after Racker powered it on once (does anything start it after a reboot?)"
 )
 
 // rules is the table. Phases not named for an input ignore it.
@@ -184,6 +191,12 @@ var rules = []rule{
 	{from: Installed, on: inNewRun, do: resume},
 
 	{from: FirstBoot, on: inBooted, to: Booted},
+	// Nobody may start a node whose reboot stopped it (a libvirt domain
+	// without a BMC): the power watch powers it on once, then gives up.
+	{from: FirstBoot, on: inPowerOn, do: watchAgain},
+	{from: FirstBoot, on: inPoweredOnOnce, do: poweredOnOnce, why: "found off while it should be booting from disk; powered on (once)"},
+	{from: FirstBoot, on: inStaysOff, to: byPolicy, why: whyStaysOff},
+	{from: FirstBoot, on: inOpFailed, do: retryLater},
 	{from: FirstBoot, on: inNodeFailed, to: byPolicy},
 	{from: FirstBoot, on: inTimeout, to: byPolicy},
 	{from: FirstBoot, on: inNewRun, do: resume},

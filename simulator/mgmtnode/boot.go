@@ -20,7 +20,7 @@ const BootCommand = "mgmt-boot"
 
 // Boot starts the node: a new mount, PID, UTS and IPC namespace inside
 // the network namespace at netnsPath, whose first process is
-// `simBinary mgmt-boot --node-dir DIR` (Stage1), which execs the node's
+// `simBinary mgmt-boot --node-dir DIR [--libvirt DIR]` (Stage1), which execs the node's
 // init. The console goes to l.Console(). It returns the node's PID 1 as
 // the host sees it; the process outlives the caller (its own session).
 func Boot(l Layout, netnsPath, simBinary string) (*os.Process, error) {
@@ -37,7 +37,11 @@ func Boot(l Layout, netnsPath, simBinary string) (*os.Process, error) {
 		return nil, err
 	}
 	defer devnull.Close()
-	cmd := exec.Command(simBinary, BootCommand, "--node-dir", l.Dir)
+	args := []string{BootCommand, "--node-dir", l.Dir}
+	if l.Libvirt != "" {
+		args = append(args, "--libvirt", l.Libvirt)
+	}
+	cmd := exec.Command(simBinary, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, console, console
 	// The stage runs racker-sim with its caller's environment; the node's
 	// init gets a clean one.
@@ -116,7 +120,17 @@ func Stage1(l Layout) error {
 		{"tmpfs", at("run"), "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755,size=64m"},
 		{"tmpfs", at("tmp"), "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777,size=512m"},
 	}
+	if l.Libvirt != "" {
+		// After the tmpfs on /run: the folder, not the socket, so that a
+		// libvirtd restarted on the host is seen again.
+		mounts = append(mounts, mnt{l.Libvirt, at("run/libvirt"), "", unix.MS_BIND, ""})
+	}
 	for _, m := range mounts {
+		if m.src == l.Libvirt {
+			if err := os.MkdirAll(m.dst, 0o755); err != nil {
+				return fmt.Errorf("while making %s in the management node: %w", m.dst, err)
+			}
+		}
 		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil {
 			return fmt.Errorf("while mounting %s on %s in the management node: %w", m.src, m.dst, err)
 		}

@@ -8,7 +8,8 @@
 // for /etc, /opt, /var, /home and /root, and the OEM partition on
 // /usr/share/oem. It runs in its own mount, PID, UTS and IPC namespaces,
 // inside the rack's management network namespace, with unitd as PID 1.
-// Nothing of the host's file system is visible inside.
+// Nothing of the host's file system is visible inside, except libvirtd's
+// socket folder in laptop mode (Layout.Libvirt).
 //
 // Racker reaches the node only as it reaches a real one: RunImage runs its
 // installer image the way `docker run --rm --privileged --pid host IMAGE`
@@ -27,6 +28,10 @@ import (
 // Layout is where the node's disks live on the host.
 type Layout struct {
 	Dir string // the node's folder in the rack (RACKDIR/mgmt)
+	// Libvirt, when set, is a host folder of libvirtd's sockets, bound on
+	// the node's /run/libvirt (laptop mode: the node plays the laptop that
+	// runs libvirtd). The only part of the host's file system the node sees.
+	Libvirt string
 }
 
 // Root is the node's root file system (Flatcar's ROOT partition):
@@ -52,7 +57,7 @@ func (l Layout) containers() string { return l.Path("/var/lib/containers/racker-
 func (l Layout) usrStamp() string { return filepath.Join(l.Dir, "usr.stamp") }
 
 // Flatcar's merged-/usr links at the root.
-var rootLinks = map[string]string{"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
+var rootLinks = map[string]string{"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64", "var/run": "../run"}
 
 // Prepare makes the node's disks: the root file system's skeleton (kept
 // across ups, like a disk), the OEM folder, and /usr from image (the
@@ -91,6 +96,9 @@ func Prepare(l Layout, image string) error {
 		p := filepath.Join(root, name)
 		if t, err := os.Readlink(p); err == nil && t == target {
 			continue
+		}
+		if st, err := os.Lstat(p); err == nil && st.IsDir() {
+			continue // a node made before the link was: keep its folder
 		}
 		_ = os.Remove(p)
 		if err := os.Symlink(target, p); err != nil {

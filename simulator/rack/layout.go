@@ -206,7 +206,12 @@ func planMachines(c Config) ([]Machine, error) {
 	out := []Machine{{Name: "mgmt", Type: c.Types[0], PrimaryMAC: mac(0, 1), BMCMAC: mac(0, 2), SecondaryMAC: mac(0, 3), Comments: "mgmt node"}}
 	for i := 1; i <= c.Nodes; i++ {
 		t := c.Types[(i-1)%len(c.Types)]
-		out = append(out, Machine{Name: fmt.Sprintf("n%d", i), Type: t, PrimaryMAC: mac(i, 1), BMCMAC: mac(i, 2), SecondaryMAC: mac(i, 3), Firmware: fw(t), Comments: fmt.Sprintf("simulated %s-n%d", c.Name, i)})
+		comment := fmt.Sprintf("simulated %s-n%d", c.Name, i)
+		if c.NoBMC {
+			// The format wants a BMC MAC; nothing answers at this one.
+			comment += "; no BMC (laptop mode: libvirt domain " + c.Name + fmt.Sprintf("-n%d)", i)
+		}
+		out = append(out, Machine{Name: fmt.Sprintf("n%d", i), Type: t, PrimaryMAC: mac(i, 1), BMCMAC: mac(i, 2), SecondaryMAC: mac(i, 3), Firmware: fw(t), Comments: comment})
 	}
 	return out, nil
 }

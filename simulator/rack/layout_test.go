@@ -136,3 +136,36 @@ func TestFirstBootDevice(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 }
+
+// A --no-bmc rack's nodes.csv says that no BMC answers at the BMC MACs
+// (the format requires the column) and names each node's domain, and
+// the management node sees libvirtd's sockets.
+func TestNoBMCRackSaysSoInNodesCSV(t *testing.T) {
+	c := Config{Name: "lap", Nodes: 2, NoBMC: true}
+	if err := c.complete(); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := planMachines(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := nodesCSV(ms)
+	for _, want := range []string{"no BMC (laptop mode: libvirt domain lap-n1)", "no BMC (laptop mode: libvirt domain lap-n2)"} {
+		if !strings.Contains(csv, want) {
+			t.Errorf("nodes.csv lacks %q:\n%s", want, csv)
+		}
+	}
+	s := &State{Name: "lap", Dir: "/x", NoBMC: true}
+	if s.Node().Libvirt == "" {
+		t.Error("laptop mode: the management node does not get libvirtd's sockets")
+	}
+	s.NoBMC = false
+	if s.Node().Libvirt != "" {
+		t.Error("a rack with BMCs shares libvirtd's sockets with the management node")
+	}
+	c.NoBMC = false
+	ms, _ = planMachines(c)
+	if strings.Contains(nodesCSV(ms), "no BMC") {
+		t.Error("a rack with BMCs says it has none")
+	}
+}

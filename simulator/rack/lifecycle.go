@@ -299,6 +299,8 @@ func (s *State) vmSpec(m Machine, disks DiskPlan, memMiB int) vm.Spec {
 		InternalBridge: names.Bridge("int"), PublicBridge: names.Bridge("pub"),
 		PrimaryTap: names.Iface(m.Name, "i"), SecondaryTap: names.Iface(m.Name, "p"),
 		Dir: s.machineDir(m.Name), NetworkFirst: true,
+		// Laptop mode: no vBMC restarts a domain a guest reboot stopped.
+		RestartOnReboot: s.NoBMC,
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/racker/racker/netenv"
 	"github.com/racker/racker/simulator/mgmtnode"
+	"github.com/racker/racker/simulator/vm"
 )
 
 // The management node is a process of the rack: its PID 1.
@@ -44,8 +45,17 @@ const simDropIn = "/etc/systemd/system/" + ServeUnit + ".d/10-racker-sim.conf"
 // folder "current".
 const TestOSMirror = "/opt/racker/testos/current"
 
-// Node is the management node's layout on the host.
-func (s *State) Node() mgmtnode.Layout { return mgmtnode.Layout{Dir: s.MgmtDir()} }
+// Node is the management node's layout on the host. In laptop mode
+// (--no-bmc) the node stands in for the laptop that runs libvirtd: it
+// gets the host's libvirt socket folder, so that racker --bmc-driver
+// libvirt reaches the domains there as it would on the laptop.
+func (s *State) Node() mgmtnode.Layout {
+	l := mgmtnode.Layout{Dir: s.MgmtDir()}
+	if s.NoBMC {
+		l.Libvirt = vm.SocketDir
+	}
+	return l
+}
 
 // mgmtPID is the management node's PID 1 as the host sees it, or an error
 // saying the node is not running.

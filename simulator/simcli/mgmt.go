@@ -15,17 +15,18 @@ func init() {
 // up starts in the node's new namespaces: it mounts the node's disks and
 // execs the node's own init.
 func newMgmtBootCmd(env *Env) *cobra.Command {
-	var dir string
+	var dir, libvirtDir string
 	cmd := &cobra.Command{
 		Use:    mgmtnode.BootCommand + " --node-dir DIR",
 		Short:  "Boot the management node (started by up as the node's PID 1)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return mgmtnode.Stage1(mgmtnode.Layout{Dir: dir}) // returns only on failure
+			return mgmtnode.Stage1(mgmtnode.Layout{Dir: dir, Libvirt: libvirtDir}) // returns only on failure
 		},
 	}
 	cmd.Flags().StringVar(&dir, "node-dir", "", "the node's folder in the rack")
+	cmd.Flags().StringVar(&libvirtDir, "libvirt", "", "the host's libvirt socket folder, bound on the node's /run/libvirt (laptop mode)")
 	cmd.MarkFlagRequired("node-dir")
 	return cmd
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/racker/racker/simulator/rack"
 )
 
 func run(t *testing.T, args ...string) (int, string, string) {
@@ -98,5 +100,17 @@ func TestConsoleEscapes(t *testing.T) {
 		if out.String() != c.want {
 			t.Errorf("%q → %q, want %q", c.in, out.String(), c.want)
 		}
+	}
+}
+
+// A --no-bmc rack's usage drives Racker over libvirt and offers no BMC
+// faults (the rack refuses them).
+func TestUsageOfALaptopRack(t *testing.T) {
+	u := usage(&rack.State{Name: "lap", NoBMC: true})
+	if !strings.Contains(u, "racker bootstrap --bmc-driver libvirt") || strings.Contains(u, "bmc-down") || !strings.Contains(u, "link-down") {
+		t.Errorf("usage of a laptop rack:\n%s", u)
+	}
+	if u := usage(&rack.State{Name: "full"}); !strings.Contains(u, "bmc-down") || strings.Contains(u, "--bmc-driver") {
+		t.Errorf("usage of a rack with BMCs:\n%s", u)
 	}
 }

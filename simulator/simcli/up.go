@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,7 +96,11 @@ func usage(s *rack.State) string {
 	fmt.Fprintf(&b, "  racker-sim%s exec -- racker factory gen-ssh-key\n", flag)
 	fmt.Fprintf(&b, "  racker-sim%s exec -- racker bootstrap%s\n", flag, driver)
 	fmt.Fprintf(&b, "Look at it:\n  racker-sim%s status\n  racker-sim%s console n1\n", flag, flag)
-	fmt.Fprintf(&b, "Break it:\n  racker-sim%s fault n1 %s\n", flag, strings.Join(rack.Faults, "|"))
+	faults := rack.Faults
+	if s.NoBMC { // no vBMC to take down
+		faults = slices.DeleteFunc(slices.Clone(faults), func(f string) bool { return strings.HasPrefix(f, "bmc-") })
+	}
+	fmt.Fprintf(&b, "Break it:\n  racker-sim%s fault n1 %s\n", flag, strings.Join(faults, "|"))
 	fmt.Fprintf(&b, "Remove it:\n  racker-sim%s down\n", flag)
 	return b.String()
 }

@@ -3,7 +3,9 @@
 // can drive them like firmware drives real hardware.
 //
 // The conventions (contract D): domain type qemu named <instance>-<node>;
-// on_reboot and on_poweroff destroy (the vBMC decides what a reboot means);
+// on_reboot and on_poweroff destroy (the vBMC decides what a reboot means;
+// in laptop mode, with no vBMC, a guest reboot restarts the domain as a
+// real machine's reset would);
 // no <os><boot dev>, only per-device <boot order> on the primary NIC and
 // every disk (in disk order, as a firmware's boot list names them); NIC 1 =
 // primary MAC on the internal bridge, NIC 2 = secondary MAC on the public
@@ -56,6 +58,12 @@ type Spec struct {
 	// NetworkFirst puts the primary NIC before the first disk in the boot
 	// order (a new server with nothing installed).
 	NetworkFirst bool
+	// RestartOnReboot makes a guest reboot restart the domain in the same
+	// QEMU process (<on_reboot>restart</on_reboot>) instead of stopping it:
+	// laptop mode (racker-sim up --no-bmc), where no vBMC is there to
+	// start it again. The reset keeps the boot order the domain started
+	// with, as a real machine's firmware keeps its boot list over a reset.
+	RestartOnReboot bool
 }
 
 // Files are where a VM's files live inside Spec.Dir.
@@ -149,13 +157,21 @@ func DomainXML(s Spec) (string, error) {
 		ConsoleLog     string
 		NetOrder       int
 		Code           string
+		OnReboot       string
 		Esc            func(string) string
-	}{s, disks, f.NVRAM, f.Console, f.ConsoleLog, netOrder, OVMFCode, esc}
+	}{s, disks, f.NVRAM, f.Console, f.ConsoleLog, netOrder, OVMFCode, onReboot(s), esc}
 	var b bytes.Buffer
 	if err := domainTmpl.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("while rendering the domain XML of %s: %w", s.Name, err)
 	}
 	return b.String(), nil
+}
+
+func onReboot(s Spec) string {
+	if s.RestartOnReboot {
+		return "restart"
+	}
+	return "destroy"
 }
 
 func esc(s string) string {
@@ -180,7 +196,7 @@ var domainTmpl = template.Must(template.New("domain").Parse(`<domain type='qemu'
   <features><acpi/><apic/></features>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
+  <on_reboot>{{.OnReboot}}</on_reboot>
   <on_crash>destroy</on_crash>
   <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
   <devices>

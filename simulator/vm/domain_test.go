@@ -139,3 +139,17 @@ func TestDomainSpecIsChecked(t *testing.T) {
 		}
 	}
 }
+
+// Laptop mode: with no vBMC to start a domain again, a guest reboot must
+// restart it; everything else stays as the vBMC's domains have it.
+func TestDomainRestartsOnRebootInLaptopMode(t *testing.T) {
+	s := testSpec(BIOS, 1, true)
+	s.RestartOnReboot = true
+	d := parse(t, s)
+	if d.OnReboot != "restart" || d.OnPower != "destroy" {
+		t.Fatalf("on_reboot/on_poweroff: %q %q, want restart destroy", d.OnReboot, d.OnPower)
+	}
+	if d.NICs[0].Boot == nil || d.NICs[0].Boot.Order != 1 || d.Disks[0].Boot == nil || d.Disks[0].Boot.Order != 2 {
+		t.Fatal("laptop mode changed the boot order")
+	}
+}

@@ -22,7 +22,10 @@ import (
 const QEMULogDir = "/var/log/libvirt/qemu"
 
 // Socket is libvirtd's API socket (qemu:///system).
-const Socket = "/var/run/libvirt/libvirt-sock"
+const Socket = SocketDir + "/libvirt-sock"
+
+// SocketDir is the folder of libvirtd's sockets.
+const SocketDir = "/var/run/libvirt"
 
 // Manager defines, starts, stops and removes the simulator's domains over one
 // libvirt connection.
