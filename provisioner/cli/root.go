@@ -132,7 +132,7 @@ func NewRoot(env *Env) *cobra.Command {
 
 	root.AddCommand(
 		// The rack: check it, plan it, serve it, provision it, watch it.
-		newFactoryCmd(env), newPlanCmd(env), newServeCmd(env), newBootstrapCmd(env), newReprovisionCmd(env), newStatusCmd(env),
+		newFactoryCmd(env), newPlanCmd(env), newServeCmd(env), newBootstrapCmd(env), newReprovisionCmd(env), newStatusCmd(env), newUICmd(env),
 		// One node, through its BMC.
 		newPowerCmd(env), newBootdevCmd(env), newConsoleCmd(env), newIPMICmd(env),
 		// Racker itself: its releases and installs.

@@ -16,6 +16,7 @@ import (
 type serveFlags struct {
 	boot        bootFlags
 	dynamicPool bool
+	ui          string // the rack view's address (ui.go)
 }
 
 func newServeCmd(env *Env) *cobra.Command {
@@ -39,6 +40,7 @@ nodes.csv (new nodes get their addresses without a restart).`,
 	AddPlanFlags(cmd.Flags(), &pf)
 	addBootFlags(cmd.Flags(), &sf.boot)
 	cmd.Flags().BoolVar(&sf.dynamicPool, "dynamic-pool", false, "give machines that are not in nodes.csv an address from the upper half of the subnet")
+	addUIFlag(cmd, &sf.ui)
 	return cmd
 }
 
@@ -52,11 +54,16 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	view, err := startRackView(ctx, env, inv, p, sf.boot.httpPort, sf.ui)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer view.stop()
 	svc, _, err := openBootServices(ctx, env, inv, p, &sf.boot, func(c *bootsvc.Config) { c.DynamicPool = sf.dynamicPool })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	reloadOnHangup(ctx, env, pf, svc.Reload)
+	reloadOnHangup(ctx, env, pf, view.withPlan(svc.Reload))
 	return svc.Serve(ctx)
 }
 
