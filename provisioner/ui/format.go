@@ -125,6 +125,8 @@ type unitView struct {
 	Gen, Row, Type, IP, LastEvent, Note, TableClass  string
 	BMCBad                                           bool
 	Blank                                            bool // an empty rack unit
+	// The plain table's cells: the bare values, as racker status prints them.
+	Cells []string
 }
 
 func viewUnit(u Unit, now time.Time) unitView {
@@ -135,12 +137,16 @@ func viewUnit(u Unit, now time.Time) unitView {
 		LastEvent: dash(u.LastEvent), Note: note(u), BMCBad: u.BMCReachable != nil && !*u.BMCReachable}
 	v.TableClass = "p-" + phaseClass(u)
 	v.Class = "unit " + v.TableClass
+	bmc := strings.TrimPrefix(v.BMC, "BMC ")
 	if u.Management {
+		// Its BMC is on the public network and Racker does not drive it.
 		v.Class += " mgmt"
+		v.BMC, v.Power, bmc = "IP "+dash(u.IP), "runs racker serve", "-"
 	}
 	if v.Note != "" {
 		v.Class += " warn"
 	}
+	v.Cells = []string{v.Row, v.MAC, dash(u.Role), v.Type, v.Phase, v.Age, bmc, dash(u.Power), dash(u.BootDevice), dash(u.OS), v.Gen, v.IP, v.LastEvent, dash(v.Note)}
 	return v
 }
 

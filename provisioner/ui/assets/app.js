@@ -55,8 +55,9 @@
     field(li, 'role', roleType(u));
     field(li, 'phase', phaseText(u));
     field(li, 'age', age(u.phase_since));
-    field(li, 'bmc', bmcText(u.bmc_reachable)).classList.toggle('bad', u.bmc_reachable === false);
-    field(li, 'power', 'power ' + dash(u.power));
+    const mgmt = u.management; // its BMC is on the public network; Racker runs there
+    field(li, 'bmc', mgmt ? 'IP ' + dash(u.ip) : bmcText(u.bmc_reachable)).classList.toggle('bad', u.bmc_reachable === false);
+    field(li, 'power', mgmt ? 'runs racker serve' : 'power ' + dash(u.power));
     field(li, 'boot', 'boot ' + dash(u.boot_device));
     field(li, 'os', osText(u.os));
     field(li, 'gen', 'gen ' + (u.install_generation || 0));
