@@ -39,6 +39,7 @@ Running it again completes the rack and restarts stopped daemons.`,
 			}
 			fmt.Fprintf(env.Stdout, "rack %s is up in %.1f s: management node + %d servers (%s)\n", s.Name, time.Since(start).Seconds(), len(s.Machines)-1, s.Dir)
 			fmt.Fprint(env.Stdout, usage(s))
+			fmt.Fprint(env.Stdout, uiHint(s))
 			return nil
 		},
 	}

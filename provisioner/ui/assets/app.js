@@ -212,7 +212,7 @@
     const pre = $('d-console'), evs = d.events || [];
     const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     if (d.console) {
-      $('d-cnote').textContent = `${d.console.file}, ${d.console.size} bytes, updated ${clock(d.console.updated)}`;
+      $('d-cnote').textContent = `${d.console.file.split('/').pop()}, ${d.console.size} bytes, updated ${clock(d.console.updated)}`;
       pre.textContent = d.console.tail;
     } else {
       $('d-cnote').textContent = 'No console recorded for this node; its boot-services events instead:';
