@@ -23,6 +23,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	reprovisionSpecs()
 	installFaultSpecs()
 	updateSpecs()
+	uiSpecs()
 })
 
 func factorySpecs() {

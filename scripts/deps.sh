@@ -17,6 +17,9 @@ packages=(
   curl
   # installer image: a real OCI client reads the archives `make image` writes
   skopeo
+  # the rack view's browser tests (chromedp drives Debian's Chromium) and
+  # its HTML check (HTML Tidy validates the page)
+  chromium tidy
   # test OS image building
   cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk bzip2
 )
