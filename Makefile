@@ -71,7 +71,7 @@ demo: deps build testos
 	./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
-# LABELS=factory|bootstrap|reprovision|faults|update picks a subset.
+# LABELS=factory|bootstrap|reprovision|faults|update|ui picks a subset.
 LABELS ?=
 e2e: deps build testos
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
