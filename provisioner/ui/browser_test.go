@@ -211,11 +211,16 @@ func TestBrowserLiveRackView(t *testing.T) {
 	}
 	screenshot(t, ctx, "failed-node")
 
-	// The event stream, filtered by node.
+	// The event stream, filtered by node: the node's events and its BMC's.
+	tr.journal.add(n1.BMCMAC, api.KindDHCP, "BMC lease 172.24.213.105")
+	waitFor(t, ctx, "the BMC's event", `document.querySelector('#events li[data-mac="`+n1.BMCMAC+`"]') !== null`)
+	if got := eval[string](t, ctx, `document.querySelector('#events li[data-mac="`+n1.BMCMAC+`"] .k').textContent`); got != n1.Hostname+" BMC dhcp" {
+		t.Errorf("the BMC's event is labelled %q", got)
+	}
 	eval[bool](t, ctx, `(() => { const s = document.querySelector('#filter'); s.value = "`+n1.PrimaryMAC+`"; s.dispatchEvent(new Event('change')); return true })()`)
 	shown := eval[[]string](t, ctx, `[...document.querySelectorAll('#events li')].filter(li => !li.hidden).map(li => li.dataset.mac)`)
-	if len(shown) != 1 || shown[0] != n1.PrimaryMAC {
-		t.Errorf("filtered stream shows %v, want only %s", shown, n1.PrimaryMAC)
+	if strings.Join(shown, " ") != n1.BMCMAC+" "+n1.PrimaryMAC {
+		t.Errorf("filtered stream shows %v, want %s's BMC and node events only", shown, n1.Hostname)
 	}
 	if !eval[bool](t, ctx, `window.notReloaded === true`) {
 		t.Fatal("the page reloaded")

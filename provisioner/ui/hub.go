@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -188,11 +189,20 @@ func (h *hub) addEvents(evs []api.Event) {
 	}
 }
 
-// nodeEvents returns a node's last events, oldest first.
-func (h *hub) nodeEvents(mac string) []api.Event {
+// nodeEvents returns the last events of a node and of its BMC, oldest
+// first.
+func (h *hub) nodeEvents(mac, bmcMAC string) []api.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]api.Event{}, h.byMAC[mac]...)
+	out := append([]api.Event{}, h.byMAC[mac]...)
+	if bmcMAC != "" && bmcMAC != mac {
+		out = append(out, h.byMAC[bmcMAC]...)
+		sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+		if len(out) > keepEventsPerNode {
+			out = out[len(out)-keepEventsPerNode:]
+		}
+	}
+	return out
 }
 
 // watch adds a page: it gets the current view and the last events, then

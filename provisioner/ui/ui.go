@@ -225,7 +225,7 @@ func (s *Server) detail(ctx context.Context, mac string) (*Detail, Rack, error) 
 	if !ok {
 		return nil, rack, fmt.Errorf("%w: %s is not in the rack", errNoNode, norm)
 	}
-	d := &Detail{Unit: u, Now: rack.Now, Transitions: []orchestrator.Transition{}, Events: s.hub.nodeEvents(norm)}
+	d := &Detail{Unit: u, Now: rack.Now, Transitions: []orchestrator.Transition{}, Events: s.hub.nodeEvents(norm, u.BMCMAC)}
 	ts, err := s.cfg.Source.Transitions(ctx)
 	if err != nil {
 		return nil, rack, fmt.Errorf("reading the transition log: %w", err)

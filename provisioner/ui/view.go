@@ -16,6 +16,9 @@ import (
 type Unit struct {
 	status.Node
 	Type string `json:"type"`
+	// BMCMAC names the node's BMC in the boot services' events (its DHCP
+	// leases), so the page shows them as the node's.
+	BMCMAC string `json:"bmc_mac,omitempty"`
 	// Management marks the management node: Racker runs there, so it has
 	// no provisioning phase of its own.
 	Management bool `json:"management,omitempty"`
@@ -95,7 +98,7 @@ func buildRack(p *plan.Plan, st status.Status, now time.Time) Rack {
 		all := p.All()
 		sort.SliceStable(all, func(i, j int) bool { return all[i].Index < all[j].Index })
 		for _, pn := range all {
-			u := Unit{Type: pn.Type, Row: pn.Index}
+			u := Unit{Type: pn.Type, Row: pn.Index, BMCMAC: pn.BMCMAC}
 			if sn, ok := byMAC[pn.PrimaryMAC]; ok {
 				u.Node = sn
 			} else {

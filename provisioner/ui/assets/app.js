@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const PER_CABINET = 42, MIN_UNITS = 12, MAX_EVENTS = 300;
   const TERMINAL = new Set(['booted', 'ready', 'failed', 'excluding', 'excluded']);
-  const st = { rack: null, skew: 0, sel: '', lastSeq: 0, hosts: {}, updates: 0, detailTimer: 0, loading: false, again: false };
+  const st = { rack: null, skew: 0, sel: '', lastSeq: 0, hosts: {}, owner: {}, updates: 0, detailTimer: 0, loading: false, again: false };
 
   const dash = (s) => (s === undefined || s === null || s === '' ? '-' : String(s));
   const unitID = (mac) => 'u-' + mac.replace(/:/g, '');
@@ -110,12 +110,21 @@
       for (const u of units) fillUnit($(unitID(u.primary_mac)), u);
     }
     const hosts = {};
-    for (const u of units) hosts[u.primary_mac] = u.hostname || u.primary_mac;
+    st.owner = {};
+    for (const u of units) {
+      hosts[u.primary_mac] = u.hostname || u.primary_mac;
+      st.owner[u.primary_mac] = u.primary_mac;
+      if (u.bmc_mac) {
+        hosts[u.bmc_mac] = hosts[u.primary_mac] + ' BMC';
+        st.owner[u.bmc_mac] = u.primary_mac;
+      }
+    }
     if (JSON.stringify(hosts) !== JSON.stringify(st.hosts)) {
       st.hosts = hosts;
       const sel = $('filter'), keep = sel.value;
       sel.length = 1;
       for (const u of units) sel.add(new Option(hosts[u.primary_mac], u.primary_mac));
+      filterEvents();
       sel.value = keep;
     }
     if (st.sel) loadDetail();
@@ -124,6 +133,7 @@
   function eventItem(e, withHost) {
     const li = el('li');
     li.dataset.mac = e.mac || '';
+    li.dataset.node = st.owner[e.mac] || e.mac || '';
     li.append(el('span', '', clock(e.time)));
     li.append(el('span', 'k k-' + e.kind, (withHost ? (st.hosts[e.mac] || e.mac || '?') + ' ' : '') + e.kind));
     li.append(el('span', 'm', e.message || ''));
@@ -136,16 +146,19 @@
       if (e.seq <= st.lastSeq) continue;
       st.lastSeq = e.seq;
       const li = eventItem(e, true);
-      li.hidden = f !== '' && e.mac !== f;
+      li.hidden = f !== '' && li.dataset.node !== f;
       list.prepend(li);
-      if (e.mac === st.sel) loadDetail();
+      if (st.sel && li.dataset.node === st.sel) loadDetail();
     }
     while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
   }
 
   function filterEvents() {
     const f = $('filter').value;
-    for (const li of $('events').children) li.hidden = f !== '' && li.dataset.mac !== f;
+    for (const li of $('events').children) {
+      li.dataset.node = st.owner[li.dataset.mac] || li.dataset.mac;
+      li.hidden = f !== '' && li.dataset.node !== f;
+    }
   }
 
   // The node's panel: what it is, why it failed, its transitions, its
