@@ -183,9 +183,10 @@ func TestBrowserLiveRackView(t *testing.T) {
 	if !strings.Contains(cons, "flatcar-install: writing /dev/vda") || strings.Contains(cons, "\x1b") {
 		t.Errorf("console tail: %q", cons)
 	}
-	// The console is live too.
-	tr.console(n0.Hostname, "flatcar-install: done\r\n")
+	// The console is live too, and shows its end.
+	tr.console(n0.Hostname, strings.Repeat("flatcar-install: writing\r\n", 200)+"flatcar-install: done\r\n")
 	waitFor(t, ctx, "the console's new line", `document.querySelector('#d-console').textContent.includes("flatcar-install: done")`)
+	waitFor(t, ctx, "the console's end in view", `(p => p.scrollTop > 0 && p.scrollTop + p.clientHeight >= p.scrollHeight - 4)(document.querySelector('#d-console'))`)
 	screenshot(t, ctx, "node-panel")
 
 	// A failed node: its reason, in the drawing and in its panel.

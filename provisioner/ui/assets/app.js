@@ -223,7 +223,9 @@
       tb.append(tr);
     }
     const pre = $('d-console'), evs = d.events || [];
-    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    // A tail reads from its end: keep it there unless the reader scrolled up.
+    const atEnd = st.shown !== u.primary_mac || pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    st.shown = u.primary_mac;
     if (d.console) {
       $('d-cnote').textContent = `${d.console.file.split('/').pop()}, ${d.console.size} bytes, updated ${clock(d.console.updated)}`;
       pre.textContent = d.console.tail;
