@@ -227,6 +227,17 @@ func TestBrowserLiveRackView(t *testing.T) {
 		t.Fatal("the page reloaded")
 	}
 
+	// The address names the open node: opened from it, the panel is there.
+	if got := eval[string](t, ctx, `location.hash`); got != "#node="+n1.PrimaryMAC {
+		t.Errorf("address %q after opening %s", got, n1.Hostname)
+	}
+	lctx, lcancel := chromedp.NewContext(ctx)
+	defer lcancel()
+	if err := chromedp.Do(lctx, chromedp.Navigate(url+"/#node="+n0.PrimaryMAC)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, lctx, "the panel of the node the address names", `document.querySelector('#detail').dataset.loaded === "`+n0.PrimaryMAC+`"`)
+
 	// Without JavaScript: the plain table, every machine, the reason.
 	nctx, cancel := chromedp.NewContext(ctx)
 	defer cancel()

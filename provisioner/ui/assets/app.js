@@ -166,6 +166,8 @@
   // while it is open.
   function select(mac) {
     st.sel = mac;
+    // The address names the open node (#node=MAC), so it can be shared.
+    history.replaceState(null, '', mac ? '#node=' + mac : location.pathname);
     for (const li of document.querySelectorAll('#rack .unit')) li.classList.toggle('sel', li.dataset.mac === mac);
     $('detail').hidden = !mac;
     clearInterval(st.detailTimer);
@@ -270,5 +272,7 @@
     $('filter').addEventListener('change', filterEvents);
     setInterval(tick, 1000);
     connect();
+    const m = /^#node=([0-9a-fA-F:]{17})$/.exec(location.hash);
+    if (m && $(unitID(m[1].toLowerCase()))) select(m[1].toLowerCase());
   });
 })();
