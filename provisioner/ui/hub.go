@@ -19,6 +19,10 @@ const (
 	keepEvents        = 500
 	keepEventsPerNode = 40
 	sendEventsOnJoin  = 200
+	// maxOtherMACs bounds the machines outside the rack whose events are
+	// kept per MAC: a rogue on the wire that makes up MACs must not grow
+	// the view's memory without end. The rack's own are always kept.
+	maxOtherMACs = 256
 	// maxWatchers bounds the pages that watch at once; each costs a
 	// goroutine and a buffered channel.
 	maxWatchers = 64
@@ -45,6 +49,7 @@ type hub struct {
 	events   []api.Event            // the last keepEvents, oldest first
 	byMAC    map[string][]api.Event // the last keepEventsPerNode per node
 	lastSeq  uint64
+	others   int           // MACs outside the rack in byMAC
 	wake     chan struct{} // a refresh is wanted now
 }
 
@@ -137,6 +142,11 @@ func (h *hub) current(ctx context.Context) (Rack, error) {
 // followEvents long-polls the boot services' journal: first its history
 // (pages come back at once), then new events as they happen.
 func (h *hub) followEvents(ctx context.Context) {
+	// Know the rack first, so its nodes' events are kept whatever else
+	// the history holds.
+	if _, err := h.refresh(ctx); err != nil && ctx.Err() == nil {
+		h.log.Debug("rack view: no status yet", "err", err)
+	}
 	backoff := time.Second
 	for ctx.Err() == nil {
 		h.mu.Lock()
@@ -167,12 +177,24 @@ func (h *hub) addEvents(evs []api.Event) {
 	if len(evs) == 0 {
 		return
 	}
+	known := map[string]bool{}
+	if h.rack != nil {
+		for _, u := range h.rack.Units {
+			known[u.PrimaryMAC], known[u.BMCMAC] = true, true
+		}
+	}
 	for _, e := range evs {
 		if e.Seq <= h.lastSeq {
 			continue
 		}
 		h.lastSeq = e.Seq
 		h.events = append(h.events, e)
+		if _, kept := h.byMAC[e.MAC]; !kept && !known[e.MAC] {
+			if h.others >= maxOtherMACs {
+				continue
+			}
+			h.others++
+		}
 		per := append(h.byMAC[e.MAC], e)
 		if len(per) > keepEventsPerNode {
 			per = append(per[:0:0], per[len(per)-keepEventsPerNode:]...)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -166,5 +168,31 @@ func TestConsoleTail(t *testing.T) {
 	}
 	if _, err := tr.src.Console("../../etc/passwd", 100); err == nil {
 		t.Error("a path as hostname was read")
+	}
+}
+
+// Events of MACs outside the rack (a rogue making MACs up) are kept per
+// MAC only up to a bound; the rack's own always are.
+func TestEventsOfStrangersAreBounded(t *testing.T) {
+	tr := newTestRack(t, 3)
+	h := newHub(tr.src, time.Second, slog.New(slog.DiscardHandler))
+	if _, err := h.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var evs []api.Event
+	for i := 0; i < 5000; i++ {
+		evs = append(evs, api.Event{Seq: uint64(i + 1), MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i/256, i%256), Kind: api.KindMachineSeen})
+	}
+	n := tr.server(1)
+	evs = append(evs, api.Event{Seq: 5001, MAC: n.BMCMAC, Kind: api.KindDHCP}, api.Event{Seq: 5002, MAC: n.PrimaryMAC, Kind: api.KindDHCP})
+	h.addEvents(evs)
+	if len(h.byMAC) != maxOtherMACs+2 {
+		t.Errorf("%d MACs kept, want %d strangers and the node's two", len(h.byMAC), maxOtherMACs)
+	}
+	if got := h.nodeEvents(n.PrimaryMAC, n.BMCMAC); len(got) != 2 || got[0].Seq != 5001 {
+		t.Errorf("the node's events: %+v", got)
+	}
+	if len(h.events) > 2*keepEvents {
+		t.Errorf("%d events kept in the stream", len(h.events))
 	}
 }
