@@ -105,6 +105,9 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 	if err := writeSynced(imagePath, image); err != nil {
 		return err
 	}
+	if err := signRelease(rel, imageName); err != nil {
+		return err
+	}
 
 	oem, state := filepath.Join(work, "oem"), filepath.Join(work, "state")
 	if _, err := rackFiles(oem, 3, n.srvMAC); err != nil {
@@ -131,7 +134,7 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 		return err
 	}
 	servers := [2]imageServer{
-		{"racker", base + "/assets/testos/current/" + imageName, rs.pid()},
+		{"racker", base + "/assets/testos/" + benchVersion + "/" + imageName, rs.pid()},
 		{"reference", refBase + "/" + imageName, ref.pid()},
 	}
 
@@ -188,15 +191,6 @@ func writeSynced(path string, b []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
 }
 
 // spread says how far the runs of racker and the reference were apart.

@@ -72,6 +72,10 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 							}
 						}
 					}
+					// What a console shows: recorded by bootstrap (consolelog).
+					if serial := b.Serial(); serial != nil {
+						go io.WriteString(serial, "testos: flatcar-install: writing the OS image to /dev/vda\r\n")
+					}
 					post("installing")
 					post("installed")
 					installed = true
@@ -138,7 +142,8 @@ func bootRig(t *testing.T) (flags []string, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
+		SigningKey: []byte("test key\n")}
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, served := serveOnLoopback(ctx, t, bootsvc.Config{Plan: p, StateDir: state, Release: release})
 	simsDone := make(chan struct{})

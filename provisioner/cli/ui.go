@@ -24,10 +24,17 @@ func newUICmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ui",
 		Short: "The rack view in the browser (racker serve --ui)",
+		Example: `  # On a laptop: tunnel to the management node's view, then open http://127.0.0.1:8088/
+  ssh -L 8088:127.0.0.1:8088 core@MANAGEMENT-NODE
+  # The token a view listening elsewhere (--ui ADDRESS:PORT) asks for:
+  racker ui token`,
 	}
 	var renew bool
 	token := &cobra.Command{
-		Use:   "token",
+		Use: "token",
+		Example: `  racker ui token
+  # Revoke it: pages opened with the old one must be opened again
+  racker ui token --new`,
 		Short: "Print the rack view's token (made on first use, kept in the state folder, mode 0600)",
 		Long: `racker serve's rack view listens on loopback by default (--ui ` + ui.DefaultAddr + `),
 reached through an SSH tunnel. Anywhere else (--ui ADDRESS:PORT) every request

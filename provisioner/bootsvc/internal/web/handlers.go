@@ -195,7 +195,7 @@ func (s *Server) installConfig(n plan.Node) ([]byte, error) {
 	t := s.store.target(n.PrimaryMAC)
 	return ignition.Install(ignition.InstallParams{
 		MAC: n.PrimaryMAC, BaseURL: s.base, OS: s.cfg.Release.OS, Version: s.cfg.Release.Version,
-		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll,
+		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll, SigningKey: s.cfg.Release.SigningKey,
 	})
 }
 

@@ -67,7 +67,8 @@ type TypeSettings struct {
 	// Console is the kernel console argument, e.g. "ttyS1,57600n8";
 	// "" uses DefaultConsole, "-" passes none.
 	Console string
-	// InstallDisk is the install disk (/dev/…); "" picks the smallest.
+	// InstallDisk is the install disk rule (ignition.ParseDiskRule: a /dev
+	// path or ">=SIZE"); "" is Flatcar's rule, the smallest unused disk over 10 GB.
 	InstallDisk string
 }
 

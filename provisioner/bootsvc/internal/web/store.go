@@ -56,6 +56,9 @@ type store struct {
 	byMAC   map[string]plan.Node // primary MAC → planned node (members only)
 	nodes   map[string]*nodeView // primary MAC → state; absent = install, unknown
 	applied uint64               // last journal seq reflected in nodes
+	// replaying: the journal is being read back at start (its installs
+	// were timed by the process that recorded them).
+	replaying bool
 
 	j *journal
 }
@@ -80,11 +83,13 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 	s.applied = onDisk.Seq
 	fileSeq := onDisk.Seq
 	dirty := false
+	s.replaying = true
 	j, err := openJournal(filepath.Join(dir, EventsFile), log, func(ev api.Event) {
 		if s.apply(ev, ev.Seq > fileSeq) {
 			dirty = true
 		}
 	})
+	s.replaying = false
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +195,7 @@ func (s *store) applyLocked(ev api.Event, targets bool) bool {
 	if phase != "" {
 		v.phase = phase
 	}
+	s.metrics.NodeEvent(ev.MAC, phase, ev.Kind, ev.Time, !s.replaying)
 	v.lastEvent, v.lastEventAt = ev.Kind, ev.Time
 	// No netboot loops: once a node has installed (or booted from disk),
 	// its next netboot boots from disk until someone asks for a reinstall.
