@@ -29,7 +29,9 @@ func newServeCmd(env *Env) *cobra.Command {
 		Example: `  # As the installed unit runs it (systemctl status racker-serve):
   racker serve --log-format json
   # By hand, serving the test OS:
-  racker serve --os testos`,
+  racker serve --os testos
+  # The rack view on the management network too (asks for racker ui token):
+  racker serve --ui 192.0.2.10:8088`,
 		Short: "Run the boot services (DHCP, TFTP, HTTP) on the PXE interface until stopped",
 		Long: `Run Racker's boot services on the rack's internal network: DHCP with a fixed
 address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
@@ -37,7 +39,11 @@ for iPXE scripts, Ignition configs, OS images and the event API.
 
 The PXE interface is brought up and given the management node's planned
 address first. Stops gracefully on SIGTERM or SIGINT; SIGHUP re-reads
-nodes.csv (new nodes get their addresses without a restart).`,
+nodes.csv (new nodes get their addresses without a restart).
+
+Beside them, on a listener of its own, the rack view in the browser (--ui,
+loopback by default: an SSH tunnel reaches it; any other address needs the
+token of racker ui token, and the PXE network is refused).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runServe(cmd.Context(), env, &pf, &sf)
