@@ -86,7 +86,7 @@ demo: deps $(SIM_INPUTS)
 	LAPTOP=$(LAPTOP) ./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
-# LABELS=factory|bootstrap|reprovision|faults|operator|update|redfish|lifecycle|laptop picks a subset.
+# LABELS=factory|bootstrap|reprovision|faults|operator|update|redfish|lifecycle|laptop|ui picks a subset.
 LABELS ?=
 e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')

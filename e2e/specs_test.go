@@ -25,6 +25,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	operatorSpecs()
 	updateSpecs()
 	lifecycleSpecs()
+	uiSpecs()
 })
 
 func factorySpecs() {

@@ -40,7 +40,9 @@ bin/racker-sim exec --name "$name" -- racker status
 set +x
 cat <<MSG
 
-The simulated rack "$name" is provisioned and stays up. Try:
+The simulated rack "$name" is provisioned and stays up.
+Rack view in a browser: http://127.0.0.1:8088/ (run: ${sim[*]} ui)
+Try:
   ${sim[*]} status                       # VMs, BMC addresses, power, console logs
   ${sim[*]} exec -- racker status        # Racker's view, from the management node
   ${sim[*]} exec -- racker reprovision NODE --yes

@@ -18,6 +18,9 @@ packages=(
   # installer image: a real OCI client reads the archives `make image` writes
   # (also racker-sim up, which runs the image in the management node)
   skopeo
+  # the rack view's browser tests (chromedp drives Debian's Chromium) and
+  # its HTML check (HTML Tidy validates the page)
+  chromium tidy
   # the simulated management node's userland (make mgmtos takes Flatcar's
   # kinds of tools from these packages; the rest are in every Debian)
   gawk jq wget less

@@ -156,7 +156,7 @@ func NewRoot(env *Env) *cobra.Command {
 
 	root.AddCommand(
 		// The rack: check it, plan it, serve it, provision it, watch it.
-		newFactoryCmd(env), newPlanCmd(env), newServeCmd(env), newBootstrapCmd(env), newReprovisionCmd(env), newReplaceCmd(env), newRetireCmd(env), newStatusCmd(env),
+		newFactoryCmd(env), newPlanCmd(env), newServeCmd(env), newBootstrapCmd(env), newReprovisionCmd(env), newReplaceCmd(env), newRetireCmd(env), newStatusCmd(env), newUICmd(env),
 		// Why, after the fact: one node's story, the rack's timeline.
 		newDescribeCmd(env), newEventsCmd(env),
 		// One node, through its BMC.

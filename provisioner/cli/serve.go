@@ -19,6 +19,7 @@ import (
 type serveFlags struct {
 	boot        bootFlags
 	dynamicPool bool
+	ui          string // the rack view's address (ui.go)
 }
 
 func newServeCmd(env *Env) *cobra.Command {
@@ -29,7 +30,9 @@ func newServeCmd(env *Env) *cobra.Command {
 		Example: `  # As the installed unit runs it (systemctl status racker-serve):
   racker serve --log-format json
   # By hand, serving the test OS:
-  racker serve --os testos`,
+  racker serve --os testos
+  # The rack view on the management network too (asks for racker ui token):
+  racker serve --ui 192.0.2.10:8088`,
 		Short: "Run the boot services (DHCP, TFTP, HTTP) on the PXE interface until stopped",
 		Long: `Run Racker's boot services on the rack's internal network: DHCP with a fixed
 address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
@@ -40,7 +43,11 @@ address first. Stops gracefully on SIGTERM or SIGINT; SIGHUP (systemctl
 reload racker-serve) re-reads nodes.csv and plan.json: new nodes get their
 addresses without a restart, and machines that left the rack (racker retire,
 racker replace) lose their leases and targets and get no answer. racker
-bootstrap, replace and retire ask a running serve to do the same over HTTP.`,
+bootstrap, replace and retire ask a running serve to do the same over HTTP.
+
+Beside them, on a listener of its own, the rack view in the browser (--ui,
+loopback by default: an SSH tunnel reaches it; any other address needs the
+token of racker ui token, and the PXE network is refused).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runServe(cmd.Context(), env, &pf, &sf)
@@ -49,6 +56,7 @@ bootstrap, replace and retire ask a running serve to do the same over HTTP.`,
 	AddPlanFlags(cmd.Flags(), &pf)
 	addBootFlags(cmd.Flags(), &sf.boot)
 	cmd.Flags().BoolVar(&sf.dynamicPool, "dynamic-pool", false, "give machines that are not in nodes.csv an address from the upper half of the subnet")
+	addUIFlag(cmd, &sf.ui)
 	return cmd
 }
 
@@ -63,14 +71,23 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	env.notifySystemd("STATUS=preparing the PXE interface and the OS release (a first Flatcar download takes minutes)")
+	view, err := startRackView(ctx, env, inv, p, sf.boot.httpPort, sf.ui)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer view.stop()
 	// Re-planning sets pf's flags from plan.json: one at a time, whether
-	// a SIGHUP or a POST /api/v1/plan/reload asks.
+	// a SIGHUP or a POST /api/v1/plan/reload asks. The rack view is given
+	// the new plan too.
 	var replanning sync.Mutex
 	replan := func() (*plan.Plan, error) {
 		replanning.Lock()
 		defer replanning.Unlock()
 		_, p, err := env.MakePlan(pf, true)
-		return p, err
+		if err != nil {
+			return nil, err
+		}
+		return p, view.withPlan(func(*plan.Plan) error { return nil })(p)
 	}
 	svc, _, err := openBootServices(ctx, env, inv, p, &sf.boot, func(c *bootsvc.Config) {
 		c.DynamicPool = sf.dynamicPool

@@ -49,6 +49,7 @@ stopped.`,
 			}
 			fmt.Fprintf(env.Stdout, "rack %s is up in %.1f s: management node + %d servers (%s)\n", s.Name, time.Since(start).Seconds(), len(s.Machines)-1, s.Dir)
 			fmt.Fprint(env.Stdout, usage(s))
+			fmt.Fprint(env.Stdout, uiHint(s))
 			return nil
 		},
 	}
