@@ -187,7 +187,7 @@ func (s *Services) macForIP(ip netip.Addr) string {
 		return mac
 	}
 	for _, l := range s.leases.All() { // pool clients only: rare, and few
-		if l.IP == ip {
+		if cur, ok := s.leases.Addr(l.MAC); ok && cur == ip { // a current lease only
 			return l.MAC
 		}
 	}
