@@ -32,7 +32,7 @@ type bmcFlags struct {
 func addBMCFlags(fs *pflag.FlagSet, bf *bmcFlags) {
 	fs.StringVar(&bf.url, "bmc", "", "address a BMC directly (ipmi://HOST[:PORT], libvirt:///DOMAIN) instead of a NODE")
 	fs.StringVar(&bf.driver, "bmc-driver", "ipmi", "how to reach nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
-	fs.StringVar(&bf.bootURL, "boot-services", "", "URL of the boot services, asked for the BMC's current address (default http://MANAGEMENT-ADDRESS:8080)")
+	fs.StringVar(&bf.bootURL, "boot-services", "", "URL of the boot services, asked for the BMC's current address (default http://127.0.0.1:8080)")
 	AddPlanFlags(fs, &bf.plan)
 }
 
@@ -125,11 +125,11 @@ func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcT
 	return bmcTarget{url: "ipmi://" + addr.String(), opts: opts, label: label}, nil
 }
 
-// bootClient is the client of the boot services at url, by default at the
-// management node's address and port.
+// bootClient is the client of the boot services at url, by default their
+// management views on loopback.
 func bootClient(url string, mgmt netip.Addr, port int) *api.Client {
 	if url == "" {
-		url = "http://" + netip.AddrPortFrom(mgmt, uint16(port)).String()
+		url = managementURL(port)
 	}
 	return api.NewClient(url)
 }

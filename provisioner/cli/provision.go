@@ -39,7 +39,7 @@ func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
 	fs.IntVar(&f.retries, "retries", 3, "retries of a failed node under --on-failure retry")
 	fs.StringSliceVar(&f.uefiTypes, "uefi-types", nil, "node types whose firmware boots UEFI (boot flags get the EFI bit)")
 	fs.StringVar(&f.bmcDriver, "bmc-driver", "ipmi", "how to reach the nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
-	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services (default: http://MANAGEMENT-ADDRESS:HTTP-PORT, started in-process when none answers)")
+	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services' management views (default: http://127.0.0.1:HTTP-PORT, started in-process when none answers)")
 	addBootFlags(fs, &f.boot) // for the boot services, when they run in-process
 	t := orchestrator.DefaultTimeouts
 	fs.DurationVar(&f.timeouts.BMC, "bmc-timeout", t.BMC, "how long a node's BMC may not answer")
@@ -120,7 +120,7 @@ func (pr *provisioning) run(ctx context.Context, env *Env) error {
 		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d node(s) failed: %s", pr.command, len(failed), names(failed))}
 	}
 	if pr.after != nil {
-		return pr.after(svc.url)
+		return pr.after(svc.nodeURL)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -73,7 +72,7 @@ The phases are in docs/phases.md.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh until interrupted")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "refresh interval of --watch")
-	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services (default http://MANAGEMENT-ADDRESS:HTTP-PORT)")
+	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services' management views (default http://127.0.0.1:HTTP-PORT)")
 	cmd.Flags().IntVar(&httpPort, "http-port", 8080, "HTTP port of the boot services")
 	return cmd
 }
@@ -86,7 +85,7 @@ func collectStatus(ctx context.Context, env *Env, pf *PlanFlags, bootURL string,
 	if _, p, err := env.MakePlan(pf, false); err == nil {
 		src.Plan = p
 		if bootURL == "" {
-			bootURL = "http://" + netip.AddrPortFrom(p.Management.IP, uint16(httpPort)).String()
+			bootURL = managementURL(httpPort)
 		}
 		src.Boot = api.NewClient(bootURL)
 	} else {

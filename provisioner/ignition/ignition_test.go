@@ -14,8 +14,9 @@ import (
 )
 
 const (
-	testMAC  = "00:11:22:33:44:10"
-	testBase = "http://172.24.213.1:8080"
+	testMAC   = "00:11:22:33:44:10"
+	testBase  = "http://172.24.213.1:8080"
+	testToken = "0123456789abcdef0123456789abcdef"
 )
 
 func parse(t *testing.T, raw []byte) types.Config {
@@ -65,7 +66,7 @@ func unitText(t *testing.T, cfg types.Config, name string) string {
 }
 
 func TestInstallConfigLayout(t *testing.T) {
-	raw, err := Install(InstallParams{MAC: "00-11-22-33-44-10", BaseURL: testBase + "/", OS: "testos", Version: "current"})
+	raw, err := Install(InstallParams{MAC: "00-11-22-33-44-10", BaseURL: testBase + "/", OS: "testos", Version: "current", Token: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,8 @@ func TestInstallConfigLayout(t *testing.T) {
 		t.Errorf("install.sh mode %o", mode)
 	}
 	for _, want := range []string{"#!/bin/sh", "MAC='" + testMAC + "'", "EVENTS='" + testBase + "/api/v1/events'",
-		"BASE='" + testBase + "/assets/testos'", "VERSION='current'", "flatcar-install -s -i /opt/racker/boot.ign", "WIPE_ALL='no'", "systemctl reboot"} {
+		"BASE='" + testBase + "/assets/testos'", "VERSION='current'", "flatcar-install -s -i /opt/racker/boot.ign", "WIPE_ALL='no'", "systemctl reboot",
+		"TOKEN='" + testToken + "'", `-H "Authorization: Bearer $TOKEN"`} {
 		if !strings.Contains(script, want) {
 			t.Errorf("install.sh lacks %q", want)
 		}
@@ -85,6 +87,9 @@ func TestInstallConfigLayout(t *testing.T) {
 	if got := *stubCfg.Ignition.Config.Replace.Source; got != testBase+"/ignition?mac="+testMAC+"&phase=boot" {
 		t.Errorf("boot stub replace source %q", got)
 	}
+	if h := stubCfg.Ignition.Config.Replace.HTTPHeaders; len(h) != 1 || h[0].Name != "Authorization" || h[0].Value == nil || *h[0].Value != "Bearer "+testToken {
+		t.Errorf("boot stub presents no token: %+v", h)
+	}
 	u := unitText(t, cfg, "racker-install.service")
 	if !strings.Contains(u, "Type=oneshot") || !strings.Contains(u, "ExecStart=/opt/racker/install.sh\n") {
 		t.Errorf("install unit:\n%s", u)
@@ -93,10 +98,12 @@ func TestInstallConfigLayout(t *testing.T) {
 
 func TestInstallRejectsUnsafeValues(t *testing.T) {
 	bad := []InstallParams{
-		{MAC: "zz", BaseURL: testBase, OS: "testos", Version: "current"},
-		{MAC: testMAC, BaseURL: "http://x/'; rm -rf /", OS: "testos", Version: "current"},
-		{MAC: testMAC, BaseURL: testBase, OS: "test os", Version: "current"},
-		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/sda; reboot"},
+		{MAC: "zz", BaseURL: testBase, OS: "testos", Version: "current", Token: testToken},
+		{MAC: testMAC, BaseURL: "http://x/'; rm -rf /", OS: "testos", Version: "current", Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "test os", Version: "current", Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/sda; reboot", Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current"},
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Token: "abc'; reboot; echo 0123456789"},
 	}
 	for _, p := range bad {
 		if _, err := Install(p); err == nil {
@@ -111,6 +118,7 @@ func bootParams() BootParams {
 		Address: netip.MustParsePrefix("172.24.213.10/24"),
 		SSHKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl racker\n"},
 		Labels:  map[string]string{"role": "controller", "node_type": "red", "storage": "false"},
+		Token:   testToken,
 	}
 }
 
@@ -135,7 +143,7 @@ func TestBootConfigLayout(t *testing.T) {
 		t.Errorf("users %+v", cfg.Passwd.Users)
 	}
 	u := unitText(t, cfg, "racker-booted.service")
-	want := `ExecStart=/usr/bin/curl -fsS -X POST -H "Content-Type: application/json" --data-binary '{"mac":"` + testMAC + `","event":"booted"}' ` + testBase + "/api/v1/events\n"
+	want := `ExecStart=/usr/bin/curl -fsS -X POST -H "Content-Type: application/json" -H "Authorization: Bearer ` + testToken + `" --data-binary '{"mac":"` + testMAC + `","event":"booted"}' ` + testBase + "/api/v1/events\n"
 	if !strings.Contains(u, want) {
 		t.Errorf("booted unit lacks\n%s\ngot\n%s", want, u)
 	}
@@ -191,7 +199,7 @@ func TestInstallScriptRuns(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := tc.p
-			p.MAC, p.BaseURL, p.OS, p.Version = testMAC, testBase, "testos", "current"
+			p.MAC, p.BaseURL, p.OS, p.Version, p.Token = testMAC, testBase, "testos", "current", testToken
 			p, err := p.check()
 			if err != nil {
 				t.Fatal(err)
@@ -252,7 +260,7 @@ func TestInstallScriptRuns(t *testing.T) {
 }
 
 func TestInstallScriptReportsFailure(t *testing.T) {
-	p, _ := InstallParams{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/vda"}.check()
+	p, _ := InstallParams{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/vda", Token: testToken}.check()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
 	os.WriteFile(filepath.Join(dir, "flatcar-install"), []byte("#!/bin/sh\nexit 3\n"), 0o755)
@@ -265,7 +273,8 @@ func TestInstallScriptReportsFailure(t *testing.T) {
 		t.Fatal("install.sh succeeded although flatcar-install failed")
 	}
 	b, _ := os.ReadFile(log)
-	if !strings.Contains(string(b), `"event":"failed","message":"flatcar-install -d /dev/vda failed"`) || strings.Contains(string(b), "systemctl") {
+	if !strings.Contains(string(b), `"event":"failed","message":"flatcar-install -d /dev/vda failed"`) || strings.Contains(string(b), "systemctl") ||
+		!strings.Contains(string(b), "Authorization: Bearer "+testToken) {
 		t.Errorf("calls:\n%s", b)
 	}
 }

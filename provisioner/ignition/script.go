@@ -20,6 +20,7 @@ func installScript(p InstallParams) string {
 		"@VERSION@", p.Version,
 		"@DISK@", p.Disk,
 		"@WIPE_ALL@", wipe,
+		"@TOKEN@", p.Token,
 	)
 	return r.Replace(installTemplate)
 }
@@ -33,13 +34,15 @@ BASE='@BASE@'
 VERSION='@VERSION@'
 DISK='@DISK@'
 WIPE_ALL='@WIPE_ALL@'
+# This node's token for this install generation: every callback presents it.
+TOKEN='@TOKEN@'
 
 # report EVENT MESSAGE: tell Racker, retrying a few times (the message is
 # fixed text without quotes or backslashes).
 report() {
 	n=0
 	while [ "$n" -lt 5 ]; do
-		curl -fsS -X POST -H "Content-Type: application/json" --data-binary "{\"mac\":\"$MAC\",\"event\":\"$1\",\"message\":\"$2\"}" "$EVENTS" && return 0
+		curl -fsS -X POST -H "Content-Type: application/json" -H "Authorization: Bearer $TOKEN" --data-binary "{\"mac\":\"$MAC\",\"event\":\"$1\",\"message\":\"$2\"}" "$EVENTS" && return 0
 		n=$((n + 1))
 		sleep 2
 	done

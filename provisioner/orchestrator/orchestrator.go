@@ -274,7 +274,7 @@ func (r *runner) loop(ctx context.Context) error {
 		r.wg.Wait()
 	}()
 	r.wg.Add(1)
-	go r.poll(workCtx, r.st.LastEventSeq)
+	go r.poll(workCtx, r.st.EventEpoch, r.st.LastEventSeq)
 	for {
 		// Persist before acting on the state, and again after scheduling
 		// (slots taken): an operation never starts from a state that a

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/images"
@@ -20,7 +21,7 @@ import (
 func BenchmarkRecordParallel(b *testing.B) {
 	for _, writers := range []int{1, 4, 32} {
 		b.Run(fmt.Sprintf("parallelism%d", writers), func(b *testing.B) {
-			st, err := openStore(b.TempDir(), testPlan(), nil, nil, discard())
+			st, err := openStore(b.TempDir(), testPlan(), nil, nil, discard(), time.Now, DefaultWindow)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
 )
@@ -15,7 +16,7 @@ import (
 // The child half of TestJournalSurvivesKill: record events from several
 // goroutines forever, printing each one once Record has returned.
 func journalChild(dir string) {
-	st, err := openStore(dir, testPlan(), nil, nil, discard())
+	st, err := openStore(dir, testPlan(), nil, nil, discard(), time.Now, DefaultWindow)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -68,7 +69,7 @@ func TestJournalSurvivesKill(t *testing.T) {
 		t.Fatalf("child stopped after %d acks", len(acked))
 	}
 
-	st, err := openStore(dir, testPlan(), nil, nil, discard())
+	st, err := openStore(dir, testPlan(), nil, nil, discard(), time.Now, DefaultWindow)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxWait caps a long poll's wait; default 60 s.
 	MaxWait time.Duration
+	// Window is how long a node's boot window stays open (default
+	// DefaultWindow); Now is the clock (default time.Now; tests).
+	Window time.Duration
+	Now    func() time.Time
 }
 
 // TypeSettings are the settings of one node type.
@@ -73,12 +77,14 @@ type TypeSettings struct {
 
 // Server is the HTTP boot services.
 type Server struct {
-	cfg     Config
-	base    string
-	log     *slog.Logger
-	metrics *api.Metrics
-	store   *store
-	handler http.Handler
+	cfg      Config
+	base     string
+	log      *slog.Logger
+	metrics  *api.Metrics
+	store    *store
+	handler  http.Handler
+	refusals *limiter // forbidden events, per source
+	observed *limiter // iPXE events of unknown MACs and of nodes outside their window, per MAC
 }
 
 // New checks cfg, opens the store in the state folder (replaying the event
@@ -101,6 +107,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Port == 0 {
 		cfg.Port = DefaultPort
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	if base == "" {
@@ -125,11 +137,12 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("starting the HTTP boot services: node type %s: console %q / install disk %q not valid", t, ts.Console, ts.InstallDisk)
 		}
 	}
-	st, err := openStore(cfg.StateDir, cfg.Plan, cfg.LeaseOf, cfg.Metrics, cfg.Logger)
+	st, err := openStore(cfg.StateDir, cfg.Plan, cfg.LeaseOf, cfg.Metrics, cfg.Logger, cfg.Now, cfg.Window)
 	if err != nil {
 		return nil, fmt.Errorf("starting the HTTP boot services: %w", err)
 	}
-	s := &Server{cfg: cfg, base: base, log: cfg.Logger, metrics: cfg.Metrics, store: st}
+	s := &Server{cfg: cfg, base: base, log: cfg.Logger, metrics: cfg.Metrics, store: st,
+		refusals: newLimiter(refusalEvery, globalRefusals), observed: newLimiter(time.Minute, 50)}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -151,12 +164,30 @@ func (s *Server) BaseURL() string { return s.base }
 // the journal are kept.
 func (s *Server) SetPlan(p *plan.Plan) { s.store.setPlan(p) }
 
+// Connection timeouts: a request's header and body must arrive within
+// these, an idle keep-alive connection is closed after idleTimeout, and
+// each answer must be written within writeTimeout (longer for an asset,
+// by its size, and for a long poll, by its wait: see deadlineFor).
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+	writeTimeout      = 30 * time.Second
+	// minAssetRate is the slowest download an asset's write deadline
+	// allows for: a node that reads slower is cut off.
+	minAssetRate = 1 << 20 // bytes per second
+)
+
 // Serve answers HTTP on ln until ctx ends, then stops gracefully (waiting
-// up to 5 s for requests in flight; long polls end at once).
+// up to 5 s for requests in flight; long polls end at once). It may run on
+// several listeners at once (the nodes' and the management node's).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
