@@ -85,13 +85,13 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		evs, notify, err := s.store.j.since(after, maxEventsPerAnswer)
+		evs, notify, err := s.store.j.since(q.Get("epoch"), after, maxEventsPerAnswer)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
 		if len(evs) > 0 || wait == 0 {
-			writeJSON(w, http.StatusOK, api.EventsResponse{Events: nonNil(evs)})
+			writeJSON(w, http.StatusOK, api.EventsResponse{Epoch: s.store.j.epoch, Events: nonNil(evs)})
 			return
 		}
 		select {

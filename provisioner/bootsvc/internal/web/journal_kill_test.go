@@ -77,7 +77,7 @@ func TestJournalSurvivesKill(t *testing.T) {
 	var last uint64
 	seen := map[string]bool{}
 	for {
-		evs, _, err := st.j.since(last, 10000)
+		evs, _, err := st.j.since("", last, 10000)
 		if err != nil {
 			t.Fatal(err)
 		}

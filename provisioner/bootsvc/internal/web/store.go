@@ -63,6 +63,7 @@ type store struct {
 	mu      sync.Mutex
 	plan    *plan.Plan
 	byMAC   map[string]plan.Node // primary MAC → planned node (members only)
+	planned map[string]bool      // every planned machine's MAC: nodes and BMCs (the journal keeps their history longest)
 	nodes   map[string]*nodeView // primary MAC → state; absent = install, unknown
 	applied uint64               // last journal seq reflected in nodes
 
@@ -90,7 +91,7 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 	s.applied = onDisk.Seq
 	fileSeq := onDisk.Seq
 	dirty := false
-	j, err := openJournal(filepath.Join(dir, EventsFile), log, func(ev api.Event) {
+	j, err := openJournal(filepath.Join(dir, EventsFile), log, defaultKeep(s.isPlanned, now), func(ev api.Event) {
 		if s.apply(ev, ev.Seq > fileSeq) {
 			dirty = true
 		}
@@ -114,12 +115,26 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 
 func (s *store) setPlan(p *plan.Plan) {
 	by := map[string]plan.Node{}
+	planned := map[string]bool{}
 	for _, n := range p.Nodes {
 		by[n.PrimaryMAC] = n
 	}
+	for _, n := range p.Servers() {
+		planned[n.PrimaryMAC] = true
+		if n.BMCMAC != "" {
+			planned[n.BMCMAC] = true
+		}
+	}
 	s.mu.Lock()
-	s.plan, s.byMAC = p, by
+	s.plan, s.byMAC, s.planned = p, by, planned
 	s.mu.Unlock()
+}
+
+// isPlanned says whether mac is a planned node's or BMC's.
+func (s *store) isPlanned(mac string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.planned[mac]
 }
 
 // nodeByNIC returns the planned member node with this primary or secondary
