@@ -24,6 +24,7 @@ import (
 // of its BMC), or directly with --bmc.
 type bmcFlags struct {
 	url     string
+	ipmiV15 bool
 	driver  string
 	bootURL string
 	plan    PlanFlags
@@ -31,6 +32,7 @@ type bmcFlags struct {
 
 func addBMCFlags(fs *pflag.FlagSet, bf *bmcFlags) {
 	fs.StringVar(&bf.url, "bmc", "", "address a BMC directly (ipmi://HOST[:PORT], libvirt:///DOMAIN) instead of a NODE")
+	fs.BoolVar(&bf.ipmiV15, "ipmi-allow-v15", false, ipmiV15Help)
 	fs.StringVar(&bf.driver, "bmc-driver", "ipmi", "how to reach nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
 	fs.StringVar(&bf.bootURL, "boot-services", "", "URL of the boot services, asked for the BMC's current address (default http://127.0.0.1:8080)")
 	AddPlanFlags(fs, &bf.plan)
@@ -81,7 +83,7 @@ type bmcTarget struct {
 }
 
 func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcTarget, error) {
-	opts := bmc.Options{Logger: env.Logger()}
+	opts := env.bmcOptions(bmc.Options{Logger: env.Logger()}, bf.ipmiV15)
 	if bf.url != "" {
 		creds, err := env.bmcCredentials()
 		if err != nil {

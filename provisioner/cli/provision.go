@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type provisionFlags struct {
 	retries   int
 	uefiTypes []string
 	bmcDriver string
+	ipmiV15   bool
 	bootURL   string
 	boot      bootFlags
 	timeouts  orchestrator.Timeouts
@@ -39,6 +41,7 @@ func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
 	fs.IntVar(&f.retries, "retries", 3, "retries of a failed node under --on-failure retry")
 	fs.StringSliceVar(&f.uefiTypes, "uefi-types", nil, "node types whose firmware boots UEFI (boot flags get the EFI bit)")
 	fs.StringVar(&f.bmcDriver, "bmc-driver", "ipmi", "how to reach the nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
+	fs.BoolVar(&f.ipmiV15, "ipmi-allow-v15", false, ipmiV15Help)
 	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services' management views (default: http://127.0.0.1:HTTP-PORT, started in-process when none answers)")
 	addBootFlags(fs, &f.boot) // for the boot services, when they run in-process
 	t := orchestrator.DefaultTimeouts
@@ -134,7 +137,7 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
-	opener, err := bmcOpener(env, inv, p, f.bmcDriver, svc.client)
+	opener, err := bmcOpener(env, inv, p, f.bmcDriver, f.ipmiV15, svc.client)
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
@@ -197,7 +200,7 @@ func policyFrom(env *Env, f *provisionFlags) (orchestrator.Policy, error) {
 // for it (its DHCP lease, asked again for every operation: the lease may
 // arrive mid-run), else at the planned address. The "fake" driver
 // (in-process fake:// BMCs named by primary MAC) is for tests.
-func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, boot *api.Client) (orchestrator.BMCOpener, error) {
+func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, ipmiV15 bool, boot *api.Client) (orchestrator.BMCOpener, error) {
 	planned := map[string]netip.Addr{}
 	for _, n := range p.All() {
 		planned[n.PrimaryMAC] = n.BMCIP
@@ -221,7 +224,18 @@ func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, 
 	default:
 		return nil, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", driver) // fake is for tests only
 	}
-	return orchestrator.ControllerOpener(urlFor, bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}), nil
+	return orchestrator.ControllerOpener(urlFor, env.bmcOptions(bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}, ipmiV15)), nil
+}
+
+const ipmiV15Help = "allow IPMI 1.5 (MD5, never straight password) for BMCs that have never answered IPMI 2.0; off, Racker speaks IPMI 2.0 only"
+
+// bmcOptions adds what keeps BMC sessions from being downgraded: the
+// protocol each BMC answered, remembered in the state folder (a BMC that
+// spoke IPMI 2.0 is never spoken to otherwise), and the IPMI 1.5 opt-in.
+func (env *Env) bmcOptions(o bmc.Options, ipmiV15 bool) bmc.Options {
+	o.Protocols = &bmc.FileProtocols{Path: filepath.Join(env.StateDir, bmc.ProtocolsFile)}
+	o.AllowIPMI15 = ipmiV15
+	return o
 }
 
 // minLevel drops records below a level.
