@@ -22,6 +22,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	bootstrapSpecs()
 	reprovisionSpecs()
 	installFaultSpecs()
+	rogueSpecs()
 	updateSpecs()
 })
 
