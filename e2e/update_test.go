@@ -79,9 +79,13 @@ func updateSpecs() {
 			// carry one written here instead of the repository's.
 			changes := GinkgoT().TempDir() + "/CHANGELOG.md"
 			Expect(os.WriteFile(changes, []byte(e2eChangelog), 0o644)).To(Succeed())
+			// Releases are signed; the test releases with a key of their own.
+			key := GinkgoT().TempDir() + "/release-signing.pem"
+			res := rack.inMgmt(time.Minute, rack.bin("racker"), "release", "keygen", "--out", key)
+			Expect(res.code).To(Equal(0), res.String())
 			for _, v := range []string{"1.0.0", "1.0.1", "1.1.0", "2.0.0"} {
 				res := rack.inMgmt(10*time.Minute, rack.bin("racker"), "release", "image", "--manifest", rack.repo+"/release/conf.yaml",
-					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--out", GinkgoT().TempDir()+"/racker.oci.tar")
+					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--sign-key", key, "--out", GinkgoT().TempDir()+"/racker.oci.tar")
 				Expect(res.code).To(Equal(0), res.String())
 			}
 			step := func(want string, args ...string) string {
@@ -100,7 +104,7 @@ func updateSpecs() {
 			step("1.0.1", "rollback")
 
 			By("checking the rack is still served and provisioned")
-			res := rack.inMgmt(time.Minute, "curl", "-fsS", rack.mgmtURL()+"/healthz")
+			res = rack.inMgmt(time.Minute, "curl", "-fsS", rack.mgmtURL()+"/healthz")
 			Expect(res.code).To(Equal(0), res.String())
 			st := rack.status()
 			for _, n := range rack.nodes {

@@ -77,10 +77,10 @@ type Config struct {
 
 // Server answers DHCP on one socket.
 type Server struct {
-	cfg  Config
-	r    atomic.Pointer[responder] // swapped whole by SetReservations
-	mu   sync.Mutex                // serialises SetReservations
-	log  *slog.Logger
+	cfg     Config
+	r       atomic.Pointer[responder] // swapped whole by SetReservations
+	mu      sync.Mutex                // serialises SetReservations
+	log     *slog.Logger
 	seen    *seenFilter // unknown MACs reported recently
 	told    *seenFilter // MACs whose lease was logged at info recently
 	warn    *rateLimit
