@@ -40,6 +40,7 @@ test-lokomotive:
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
+	$(GO) test -run='^$$' -fuzz=FuzzCallbackAPI -fuzztime=$(FUZZTIME) ./provisioner/bootsvc/internal/web
 
 lint: licenses-check check-generated
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -51,7 +51,7 @@ func testPlan() *plan.Plan {
 }
 
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *Server
 	http    *httptest.Server
 	state   string
@@ -69,7 +69,7 @@ func leases(mac string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &rig{t: t, state: filepath.Join(dir, "state"), release: filepath.Join(dir, "testos", "current"), ipxe: filepath.Join(dir, "ipxe")}
@@ -109,7 +109,7 @@ func (r *rig) stop() {
 	}
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+func randomBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
@@ -230,7 +230,7 @@ func (r *rig) installToken(mac, src string) string {
 }
 
 // tokenOf reads the token out of an install config (install.sh's TOKEN=).
-func tokenOf(t *testing.T, cfgJSON []byte) string {
+func tokenOf(t testing.TB, cfgJSON []byte) string {
 	t.Helper()
 	cfg, _, err := v3_4.Parse(cfgJSON)
 	if err != nil {
