@@ -53,14 +53,29 @@ func Attach(r Rack, log *slog.Logger) error {
 	if r.Attached() {
 		return nil
 	}
-	names := netenv.Names{Instance: r.Name}
+	// The bridge is the rack's, not the rogue's: netenv makes (and later
+	// removes) the namespace and the veth, and the veth's host end is
+	// plugged into the bridge here.
+	host := netenv.Names{Instance: r.Name}.Iface("rogue", "i")
 	top := netenv.Topology{
 		Namespaces: []string{r.Namespace()},
-		Veths: []netenv.Veth{{Host: names.Iface("rogue", "i"), Bridge: r.Bridge, Peer: Iface,
-			Namespace: r.Namespace(), MAC: OwnMAC}},
+		Veths:      []netenv.Veth{{Host: host, Peer: Iface, Namespace: r.Namespace(), MAC: OwnMAC}},
 	}
 	if _, err := netenv.Create(top, r.record(), log); err != nil {
 		return fmt.Errorf("while attaching the rogue host to %s: %w", r.Bridge, err)
+	}
+	br, err := netlink.LinkByName(r.Bridge)
+	if err == nil {
+		var l netlink.Link
+		if l, err = netlink.LinkByName(host); err == nil {
+			if err = netlink.LinkSetMaster(l, br); err == nil {
+				err = netlink.LinkSetUp(l)
+			}
+		}
+	}
+	if err != nil {
+		Detach(r, log)
+		return fmt.Errorf("while plugging the rogue host into %s: %w", r.Bridge, err)
 	}
 	return nil
 }
