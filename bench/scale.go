@@ -205,8 +205,11 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 		return out, err
 	}
 
-	boot := api.NewClient(base)
-	boot.HTTP = clientIn(n.cliNS)
+	// The orchestrator is the management node: it reads the management
+	// views on the server namespace's loopback (they are refused to the
+	// nodes' network).
+	boot := api.NewClient("http://127.0.0.1:8080")
+	boot.HTTP = clientIn(n.srvNS)
 	resetPeakRSS()
 	if path := os.Getenv("BENCH_SCALE_CPUPROFILE"); path != "" {
 		stop, err := cpuProfile(fmt.Sprintf("%s.%d", path, nodes))
