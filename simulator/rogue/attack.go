@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -95,12 +96,32 @@ func (r *Report) inspect(code int, body []byte) {
 		Ignition struct {
 			Version string `json:"version"`
 		} `json:"ignition"`
+		Storage struct {
+			Files []struct {
+				Contents struct {
+					Source string `json:"source"`
+				} `json:"contents"`
+			} `json:"files"`
+		} `json:"storage"`
 	}
 	if json.Unmarshal(body, &cfg) == nil && strings.HasPrefix(cfg.Ignition.Version, "3.") {
 		r.Ignition++
 	}
-	if bytes.Contains(body, []byte("Bearer ")) || bytes.Contains(body, []byte("TOKEN=")) || bytes.Contains(body, []byte("VE9LRU4")) {
-		r.Tokens++ // VE9LRU4 is "TOKEN" in base64 (install.sh as a data URL)
+	// The token travels in install.sh (TOKEN=…, a base64 data URL inside
+	// the config), in the boot stub's httpHeaders and in the booted unit.
+	texts := [][]byte{body}
+	for _, f := range cfg.Storage.Files {
+		if b64, ok := strings.CutPrefix(f.Contents.Source, "data:;base64,"); ok {
+			if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
+				texts = append(texts, b)
+			}
+		}
+	}
+	for _, t := range texts {
+		if bytes.Contains(t, []byte("Bearer ")) || bytes.Contains(t, []byte("TOKEN=")) {
+			r.Tokens++
+			return
+		}
 	}
 }
 
