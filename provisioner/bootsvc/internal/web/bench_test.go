@@ -30,7 +30,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					st.Record(api.Event{MAC: macA, Kind: api.KindDHCP, Message: "ip=172.24.213.10 arch=0 class=PXEClient"})
+					st.Record(api.Event{MAC: bmcA, Kind: api.KindDHCP, Message: "ip=172.24.213.10 arch=0 class=PXEClient"})
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")

@@ -23,6 +23,7 @@ func TestJournalStaysBoundedUnderAFlood(t *testing.T) {
 	r.srv.store.now = clock
 	r.srv.store.j.keep.now = clock
 	r.srv.store.j.keep.every = 3000
+	r.srv.store.strangers = newLimiter(0, 1<<30) // what the limits let through over hours, at once
 	rec := r.srv.Recorder()
 	rec.Record(api.Event{Time: now, MAC: macA, Kind: api.KindDHCP, Message: "the planned node, long ago"})
 	old := now
@@ -66,7 +67,7 @@ func TestJournalStaysBoundedUnderAFlood(t *testing.T) {
 func TestDeletedJournalStartsANewEpoch(t *testing.T) {
 	r := newRig(t)
 	for i := 0; i < 50; i++ {
-		r.srv.Recorder().Record(api.Event{MAC: macA, Kind: api.KindTFTP})
+		r.srv.Recorder().Record(api.Event{MAC: bmcA, Kind: api.KindTFTP})
 	}
 	evs := r.events(0)
 	old := evs[len(evs)-1]
@@ -96,5 +97,25 @@ func (r *rig) allEvents() []api.Event {
 		}
 		all = append(all, page...)
 		after = page[len(page)-1].Seq
+	}
+}
+
+// TestStrangersAreRecordedBounded: TFTP transfers and iPXE requests of
+// machines outside the plan, and of nodes outside their window, are
+// recorded once per kind and MAC per 10 s; a planned BMC's are not limited.
+func TestStrangersAreRecordedBounded(t *testing.T) {
+	r := newRig(t)
+	rec := r.srv.Recorder()
+	for i := 0; i < 100; i++ {
+		rec.Record(api.Event{MAC: macA, Kind: api.KindTFTP})                // a node outside its window
+		rec.Record(api.Event{MAC: "02:99:00:00:00:01", Kind: api.KindTFTP}) // a stranger
+		rec.Record(api.Event{MAC: bmcA, Kind: api.KindDHCP})                // a planned BMC
+	}
+	got := map[string]int{}
+	for _, e := range r.allEvents() {
+		got[e.MAC]++
+	}
+	if got[macA] != 1 || got["02:99:00:00:00:01"] != 1 || got[bmcA] != 100 {
+		t.Errorf("recorded per MAC: %v, want 1, 1 and 100", got)
 	}
 }

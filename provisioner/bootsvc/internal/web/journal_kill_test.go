@@ -26,7 +26,7 @@ func journalChild(dir string) {
 		go func() {
 			for i := 0; ; i++ {
 				id := fmt.Sprintf("g%d-%d", g, i)
-				st.Record(api.Event{MAC: macA, Kind: api.KindTFTP, Message: id})
+				st.Record(api.Event{MAC: bmcA, Kind: api.KindTFTP, Message: id})
 				mu.Lock()
 				fmt.Println("ack", id)
 				mu.Unlock()

@@ -59,6 +59,10 @@ type store struct {
 	leaseOf func(mac string) (netip.Addr, bool)
 	now     func() time.Time
 	window  time.Duration
+	// strangers bounds what machines outside the plan, and nodes outside
+	// their window, get recorded (TFTP transfers, iPXE, machine_seen):
+	// one event per kind and MAC per 10 s, 100 a second overall.
+	strangers *limiter
 
 	mu      sync.Mutex
 	plan    *plan.Plan
@@ -72,7 +76,8 @@ type store struct {
 
 func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool), m *api.Metrics, log *slog.Logger,
 	now func() time.Time, window time.Duration) (*store, error) {
-	s := &store{dir: dir, log: log, metrics: m, leaseOf: leaseOf, nodes: map[string]*nodeView{}, now: now, window: window}
+	s := &store{dir: dir, log: log, metrics: m, leaseOf: leaseOf, nodes: map[string]*nodeView{}, now: now, window: window,
+		strangers: newLimiter(10*time.Second, 100)}
 	s.setPlan(p)
 	var onDisk targetsOnDisk
 	b, err := os.ReadFile(filepath.Join(dir, TargetsFile))
@@ -169,7 +174,14 @@ func (s *store) node(mac string) (plan.Node, bool) {
 func (s *store) Record(ev api.Event) {
 	s.mu.Lock()
 	ev.Unsolicited = s.unsolicitedLocked(ev)
+	stranger := ev.Unsolicited || !s.planned[ev.MAC]
 	s.mu.Unlock()
+	if stranger && ev.Kind != api.KindForbidden { // refusals have a limiter of their own
+		if ok, _ := s.strangers.allow(string(ev.Kind)+" "+ev.MAC, s.now()); !ok {
+			s.metrics.Dropped("event_rate_limited")
+			return
+		}
+	}
 	ev.Message = capString(ev.Message, maxObservedMessage)
 	ev.Source = capString(ev.Source, maxSource)
 	ev.MAC = capString(ev.MAC, maxSource)

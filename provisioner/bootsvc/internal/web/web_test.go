@@ -415,7 +415,7 @@ func TestGroupCommitUnderConcurrency(t *testing.T) {
 	done := make(chan struct{})
 	for i := 0; i < n; i++ {
 		go func() {
-			r.srv.Recorder().Record(api.Event{MAC: macA, Kind: api.KindTFTP, Message: fmt.Sprint(i)})
+			r.srv.Recorder().Record(api.Event{MAC: bmcA, Kind: api.KindTFTP, Message: fmt.Sprint(i)})
 			done <- struct{}{}
 		}()
 	}
