@@ -10,12 +10,14 @@ FUZZTIME ?= 10s
 help:
 	@echo "make deps   install the Debian packages Racker needs (root, idempotent)"
 	@echo "make build  build bin/racker and bin/racker-sim"
+	@echo "make mgmtos the simulated management node's OS image, bin/mgmtos"
 	@echo "make test   unit + integration tests (integration needs root), short fuzz run"
 	@echo "make licenses        regenerate docs/licenses.md (every dependency's licence, checked)"
-	@echo "make lint   gofmt check, go vet, make licenses-check, generated files current (make generate)"
+	@echo "make lint   gofmt check, go vet, make licenses-check, generated files current (make generate), make docs-check"
+	@echo "make docs-check      the user manual's commands exist as shown; its 'sh run' blocks run against examples/rack"
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
-	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run)"
+	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run); make bench-readme: README table from bench/results"
 	@echo "make image  installer image bin/racker-VERSION.oci.tar, signed with SIGN_KEY (REGISTRY=host/repo, WITH=lokoctl,terraform)"
 	@echo "make image-push REGISTRY=HOST[:PORT]/REPO  build and push the installer image"
 
@@ -26,7 +28,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker ./cmd/racker
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/racker-sim ./cmd/racker-sim
 
-test: build testos
+test: build testos mgmtos image
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) test-lokomotive
 	$(MAKE) fuzz
@@ -42,10 +44,18 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
 	$(GO) test -run='^$$' -fuzz=FuzzCallbackAPI -fuzztime=$(FUZZTIME) ./provisioner/bootsvc/internal/web
 
-lint: licenses-check check-generated
+lint: licenses-check check-generated docs-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd provisioner/cluster/lokomotive/conformance && $(GO) vet ./...
+
+# make docs-check: every racker command in docs/manual exists with the flags
+# it shows, and the blocks fenced "sh run" run against examples/rack (no
+# root, no VMs); every command users see is shown somewhere. Part of make
+# lint, so CI keeps the manual from rotting.
+.PHONY: docs-check
+docs-check:
+	$(GO) test -count=1 -run '^TestManualCommands$$' ./provisioner/cli
 
 # docs/licenses.md lists the licence of every module the binaries, tests and
 # tools are built from, and of the image's third-party files
@@ -68,19 +78,35 @@ generate:
 check-generated:
 	cd provisioner/orchestrator && $(GO) run gen_phases.go -check -o ../../docs/phases.md
 
-demo: deps build testos
+# The simulator needs the installer image (make image: Racker reaches the
+# management node only through it), the node's OS image and the test OS.
+SIM_INPUTS = build testos mgmtos image
+
+demo: deps $(SIM_INPUTS)
 	./scripts/demo.sh
 
 # make e2e: the Ginkgo suite on a simulated rack (root, libvirtd, QEMU);
-# LABELS=factory|bootstrap|reprovision|faults|update picks a subset.
+# LABELS=factory|bootstrap|reprovision|faults|operator|update picks a subset.
 LABELS ?=
-e2e: deps build testos
+e2e: deps $(SIM_INPUTS)
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e -ginkgo.v -ginkgo.no-color $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
-# make bench: the full run; make bench BENCH=short: the CI smoke run (< 2 min).
+# make bench: the full run (about 15 minutes), results in bench/results/full.json,
+# which README.md's table and docs/benchmarks.md are made from (make
+# bench-readme); make bench BENCH=short: the CI smoke run (about 2 minutes).
+# The servers' state folders go under BENCH_WORK, on a disk filesystem as
+# /opt/racker-state is (tmpfs is refused); BENCH_PROFILE=DIR keeps perf
+# profiles of the servers; BENCH_NOTE says what a reader should know of the run.
 BENCH ?= full
-bench: build
-	$(GO) run ./bench $(if $(filter short,$(BENCH)),-short) -json bench-results.json
+BENCH_OUT ?= $(if $(filter short,$(BENCH)),bench-results.json,bench/results/full.json)
+BENCH_WORK ?= /var/tmp
+bench: build testos
+	$(GO) run ./bench $(if $(filter short,$(BENCH)),-short) -out $(BENCH_OUT) -work $(BENCH_WORK) \
+		$(if $(BENCH_PROFILE),-profile $(BENCH_PROFILE)) $(if $(BENCH_NOTE),-note "$(BENCH_NOTE)") $(BENCH_FLAGS)
+
+.PHONY: bench-readme
+bench-readme:
+	$(GO) run ./bench -readme bench/results/full.json
 
 # The installer image (provisioner/release, payload in release/conf.yaml): no
 # Docker engine; VERSION from git describe (made semver) or VERSION=.
@@ -118,12 +144,19 @@ test-orch:
 # make test-sim: netenv, the VMs and racker-sim (root, libvirtd, QEMU; the
 # hand-driven provisioning test also needs make testos).
 .PHONY: test-sim
-test-sim: build
-	$(GO) test -count=1 ./netenv ./simulator/vm ./simulator/rack ./simulator/simcli
+test-sim: $(SIM_INPUTS)
+	$(GO) test -count=1 ./netenv ./simulator/vm ./simulator/unitd ./simulator/mgmtnode ./simulator/rack ./simulator/simcli
 
 # make testos: the test OS as a release folder, bin/testos/current (Debian's
 # cloud kernel + the Go init; quick when nothing changed). make test-testos:
 # its tests, with the QEMU netboot-install-then-disk-boot test (~1 min, TCG).
+# make mgmtos: the simulated management node's OS image, bin/mgmtos (a
+# Flatcar-shaped /usr from Debian's programs + the unitd service manager;
+# quick when nothing changed).
+.PHONY: mgmtos
+mgmtos:
+	GO=$(GO) ./scripts/build-mgmtos.sh bin/mgmtos
+
 .PHONY: testos test-testos
 testos:
 	GO=$(GO) ./scripts/build-testos.sh bin/testos

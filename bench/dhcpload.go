@@ -24,13 +24,26 @@ type dhcpLoad struct {
 	closed  atomic.Bool
 }
 
+// PXE ROMs wait 4 s before they send their DHCPDISCOVER again (the PXE
+// specification's first timeout; iPXE starts lower and backs off). The
+// load generator's client waits dhcpTry for each answer and resends the
+// same message (same transaction) when it times out, as firmware does, up
+// to dhcpBudget: an exchange not done by then is lost, one that needed
+// resends is only late. Both are counted apart.
+const (
+	dhcpTry    = time.Second
+	dhcpBudget = 4 * time.Second
+)
+
 // loadResult is one run at one concurrency.
 type loadResult struct {
 	Concurrency int
-	Exchanges   int
-	Drops       int
-	Elapsed     time.Duration
-	P50, P99    time.Duration
+	Exchanges   int           // completed within dhcpBudget
+	Lost        int           // not completed within dhcpBudget
+	Timeouts    int           // dhcpTry waits that ended in a resend
+	Elapsed     time.Duration // of the run
+	P50, P99    time.Duration // of completed exchanges, resends included
+	Cost        perfCost      // the server's, when counted
 }
 
 func (r loadResult) Rate() float64 { return float64(r.Exchanges) / r.Elapsed.Seconds() }
@@ -138,27 +151,39 @@ func ipChecksum(h []byte) uint16 {
 	return ^uint16(sum)
 }
 
-// exchange runs one DORA for mac; false when a reply did not come in time.
-func (l *dhcpLoad) exchange(mac net.HardwareAddr, timeout time.Duration) bool {
+// exchange runs one DORA for mac, each message resent after each try's
+// wait until budget is spent; ok is false when no ACK came within it.
+func (l *dhcpLoad) exchange(mac net.HardwareAddr, try, budget time.Duration) (ok bool, timeouts int) {
 	disc, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithBroadcast(true))
 	if err != nil {
-		return false
+		return false, 0
 	}
 	ch := make(chan *dhcpv4.DHCPv4, 4)
 	l.pending.Store(disc.TransactionID, ch)
 	defer l.pending.Delete(disc.TransactionID)
-	if l.send(disc) != nil {
-		return false
+	deadline := time.Now().Add(budget)
+	// ask sends m until an answer of type want comes or the budget ends.
+	ask := func(m *dhcpv4.DHCPv4, want dhcpv4.MessageType) *dhcpv4.DHCPv4 {
+		for {
+			left := time.Until(deadline)
+			if left <= 0 || l.send(m) != nil {
+				return nil
+			}
+			if got := await(ch, want, min(try, left)); got != nil {
+				return got
+			}
+			timeouts++
+		}
 	}
-	offer := await(ch, dhcpv4.MessageTypeOffer, timeout)
+	offer := ask(disc, dhcpv4.MessageTypeOffer)
 	if offer == nil {
-		return false
+		return false, timeouts
 	}
 	req, err := dhcpv4.NewRequestFromOffer(offer, dhcpv4.WithBroadcast(true))
-	if err != nil || l.send(req) != nil {
-		return false
+	if err != nil {
+		return false, timeouts
 	}
-	return await(ch, dhcpv4.MessageTypeAck, timeout) != nil
+	return ask(req, dhcpv4.MessageTypeAck) != nil, timeouts
 }
 
 func await(ch chan *dhcpv4.DHCPv4, want dhcpv4.MessageType, timeout time.Duration) *dhcpv4.DHCPv4 {
@@ -177,11 +202,11 @@ func await(ch chan *dhcpv4.DHCPv4, want dhcpv4.MessageType, timeout time.Duratio
 }
 
 // run keeps concurrency exchanges in flight for d, cycling through macs.
-func (l *dhcpLoad) run(macs []net.HardwareAddr, concurrency int, d, timeout time.Duration) loadResult {
+func (l *dhcpLoad) run(macs []net.HardwareAddr, concurrency int, d time.Duration) loadResult {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
-	drops := 0
+	lost, timeouts := 0, 0
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -190,24 +215,27 @@ func (l *dhcpLoad) run(macs []net.HardwareAddr, concurrency int, d, timeout time
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
-			dropped := 0
+			myLost, myTimeouts := 0, 0
 			for time.Now().Before(deadline) {
 				mac := macs[int(next.Add(1)-1)%len(macs)]
 				t0 := time.Now()
-				if l.exchange(mac, timeout) {
+				ok, to := l.exchange(mac, dhcpTry, dhcpBudget)
+				myTimeouts += to
+				if ok {
 					mine = append(mine, time.Since(t0))
 				} else {
-					dropped++
+					myLost++
 				}
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
-			drops += dropped
+			lost += myLost
+			timeouts += myTimeouts
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	r := loadResult{Concurrency: concurrency, Exchanges: len(lat), Drops: drops, Elapsed: time.Since(start)}
+	r := loadResult{Concurrency: concurrency, Exchanges: len(lat), Lost: lost, Timeouts: timeouts, Elapsed: time.Since(start)}
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		r.P50 = lat[len(lat)/2]

@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/racker/racker/netenv"
@@ -24,75 +20,43 @@ const imageName = "flatcar_production_image.bin.bz2"
 
 // clientIn returns an HTTP client whose connections are made inside ns.
 func clientIn(ns string) *http.Client {
-	dial := func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	return &http.Client{Transport: &http.Transport{DialContext: dialIn(ns), MaxIdleConnsPerHost: 64, DisableCompression: true}}
+}
+
+// dialIn dials from inside ns.
+func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 		err = netenv.Do(ns, func() error {
 			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 			return err
 		})
 		return c, err
 	}
-	return &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 64, DisableCompression: true}}
 }
 
-// httpRate runs clients concurrent download loops for d; with rangeSize > 0
-// each request asks for a random range of that size and checks its bytes.
-func httpRate(c *http.Client, url string, want []byte, clients, rangeSize int, d time.Duration) (float64, error) {
-	var total atomic.Int64
-	var firstErr error
-	var once sync.Once
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Since(start) < d {
-				n, err := fetch(c, url, want, rangeSize)
-				if err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				total.Add(n)
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
-	}
-	return float64(total.Load()) / (1 << 20) / time.Since(start).Seconds(), nil
+// httpCase is one load on the image server: clients downloading at once,
+// whole images or random ranges of rangeSize bytes.
+type httpCase struct {
+	name             string
+	clients, rangeSz int
 }
 
-func fetch(c *http.Client, url string, want []byte, rangeSize int) (int64, error) {
-	req, _ := http.NewRequest("GET", url, nil)
-	off := 0
-	if rangeSize > 0 {
-		r, _ := rand.Int(rand.Reader, big.NewInt(int64(len(want)-rangeSize)))
-		off = int(r.Int64())
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+rangeSize-1))
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if rangeSize > 0 {
-		if resp.StatusCode != http.StatusPartialContent {
-			return 0, fmt.Errorf("range request: %s", resp.Status)
-		}
-		got, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return 0, err
-		}
-		if !bytes.Equal(got, want[off:off+rangeSize]) {
-			return 0, fmt.Errorf("range %d+%d: wrong bytes", off, rangeSize)
-		}
-		return int64(len(got)), nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET: %s", resp.Status)
-	}
-	return io.Copy(io.Discard, resp.Body)
+// httpCases: one node installing; nodes resuming or fetching in parts; a
+// small rack; a big rack all installing at once (issue 20).
+var httpCases = []httpCase{
+	{"1 client, whole image", 1, 0},
+	{"20 clients, 8 MiB Range requests", 20, 8 << 20},
+	{"20 clients, whole image", 20, 0},
+	{"100 clients, whole image at once", 100, 0},
+}
+
+// httpRuns timed runs per server and case; the rows show their medians.
+const httpRuns = 3
+
+// imageServer is one of the two servers compared.
+type imageServer struct {
+	name, url string
+	pid       int
 }
 
 // peakRSS reads a process's peak resident memory in MiB (VmHWM).
@@ -111,11 +75,14 @@ func peakRSS(pid int) float64 {
 }
 
 // benchHTTP measures OS image downloads from Racker's boot services against
-// the veth's own limit: a minimal Go server answering from memory.
+// the veth's own limit: a minimal Go server answering from memory, in its
+// own process on the same veth. For each case both servers get an untimed
+// warm-up, then httpRuns timed runs each, alternating which goes first, so
+// that neither pays alone for a cold start or for the machine getting busier.
 func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
-	size, d := 500<<20, 5*time.Second
+	size, d := 500<<20, 4*time.Second
 	if short {
-		size, d = 100<<20, 2*time.Second
+		size, d = 100<<20, time.Second
 	}
 	// A release folder like the test OS's, with an image of the size users serve.
 	rel := filepath.Join(work, "testos", "current")
@@ -133,7 +100,12 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 	}
 	image := make([]byte, size)
 	rand.Read(image)
-	if err := os.WriteFile(filepath.Join(rel, imageName), image, 0o644); err != nil {
+	imagePath := filepath.Join(rel, imageName)
+	// Synced, so that no writeback of it runs during the timed runs.
+	if err := writeSynced(imagePath, image); err != nil {
+		return err
+	}
+	if err := signRelease(rel, imageName); err != nil {
 		return err
 	}
 
@@ -152,42 +124,79 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 	if err := waitHTTP(c, base+"/healthz", rs); err != nil {
 		return err
 	}
-	rackerURL := base + "/assets/testos/current/" + imageName
-
-	// The reference: the same bytes from memory, in the same namespace.
-	var ln net.Listener
-	if err := netenv.Do(n.srvNS, func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(n.srvAddr.Addr().String(), "8081"))
-		return err
-	}); err != nil {
+	ref, err := startRefServer(n.srvNS, net.JoinHostPort(n.srvAddr.Addr().String(), "8081"), imagePath, filepath.Join(work, "ref.log"))
+	if err != nil {
 		return err
 	}
-	ref := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		http.ServeContent(w, req, imageName, time.Time{}, bytes.NewReader(image))
-	})}
-	go ref.Serve(ln)
-	defer ref.Close()
-	refURL := fmt.Sprintf("http://%s:8081/%s", n.srvAddr.Addr(), imageName)
+	defer ref.stop()
+	refBase := fmt.Sprintf("http://%s:8081", n.srvAddr.Addr())
+	if err := waitHTTP(c, refBase+"/healthz", ref); err != nil {
+		return err
+	}
+	servers := [2]imageServer{
+		{"racker", base + "/assets/testos/" + benchVersion + "/" + imageName, rs.pid()},
+		{"reference", refBase + "/" + imageName, ref.pid()},
+	}
 
+	maxClients, maxRange := 0, 0
+	for _, cs := range httpCases {
+		maxClients, maxRange = max(maxClients, cs.clients), max(maxRange, cs.rangeSz)
+	}
+	load := newHTTPLoad(n.cliNS, image, maxClients, maxRange)
 	sec := fmt.Sprintf("HTTP image, %d MB", size>>20)
-	cases := []struct {
-		name             string
-		clients, rangeSz int
-	}{{"1 client", 1, 0}, {"20 clients", 20, 0}, {"20 clients, 8 MiB Range requests", 20, 8 << 20}}
-	for _, cs := range cases {
-		a, err := httpRate(c, rackerURL, image, cs.clients, cs.rangeSz, d)
-		if err != nil {
-			return fmt.Errorf("racker: %s: %w", cs.name, err)
+	for _, cs := range httpCases {
+		var rate, cpu [2][]float64
+		for i, s := range servers {
+			if _, _, err := load.run(s.url, cs.clients, cs.rangeSz, d/4); err != nil {
+				return fmt.Errorf("%s: %s (warm-up): %w", s.name, cs.name, err)
+			}
+			load.close()
+			resetPeakRSSOf(servers[i].pid)
 		}
-		b, err := httpRate(c, refURL, image, cs.clients, cs.rangeSz, d)
-		if err != nil {
-			return fmt.Errorf("reference: %s: %w", cs.name, err)
+		for run := range httpRuns {
+			for k := range servers {
+				i := (k + run) % len(servers)
+				cpu0 := cpuSeconds(servers[i].pid)
+				bytes, elapsed, err := load.run(servers[i].url, cs.clients, cs.rangeSz, d)
+				load.close()
+				if err != nil {
+					return fmt.Errorf("%s: %s: %w", servers[i].name, cs.name, err)
+				}
+				gib := float64(bytes) / (1 << 30)
+				rate[i] = append(rate[i], gib*1024/elapsed.Seconds())
+				cpu[i] = append(cpu[i], (cpuSeconds(servers[i].pid)-cpu0)*1000/gib)
+			}
 		}
-		r.add(row{Section: sec, Figure: cs.name, Unit: "MiB/s", Racker: a, Peer: b, PeerIs: "Go server from memory", HigherIsBetter: true})
+		r.add(row{Section: sec, Figure: cs.name, Unit: "MiB/s", Racker: median(rate[0]), Peer: median(rate[1]),
+			PeerIs: "Go server from memory", HigherIsBetter: true, Note: spread(rate)})
+		r.add(row{Section: sec, Figure: cs.name + ": server CPU per GiB", Unit: "ms", Racker: median(cpu[0]), Peer: median(cpu[1]),
+			PeerIs: "Go server from memory", Note: spread(cpu)})
+		r.add(row{Section: sec, Figure: cs.name + ": server peak RSS", Unit: "MiB", Racker: peakRSS(servers[0].pid), Peer: peakRSS(servers[1].pid),
+			PeerIs: "Go server from memory", Note: "racker goal < 64 MiB"})
 	}
-	r.add(row{Section: sec, Figure: "peak memory of racker serve", Unit: "MiB", Racker: peakRSS(rs.pid()), Peer: float64(size >> 20), PeerIs: "image size",
-		Note: "the reference holds the image in memory"})
 	return nil
+}
+
+func writeSynced(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// spread says how far the runs of racker and the reference were apart.
+func spread(v [2][]float64) string {
+	return fmt.Sprintf("%d runs each: racker %.0f–%.0f, reference %.0f–%.0f", len(v[0]),
+		slices.Min(v[0]), slices.Max(v[0]), slices.Min(v[1]), slices.Max(v[1]))
 }
 
 func waitHTTP(c *http.Client, url string, s *server) error {

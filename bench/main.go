@@ -1,10 +1,13 @@
 // Command bench measures Racker against the peers users would run instead
-// (dnsmasq, ipmitool, sushy, a bare Go server), side by side in one run, inside
-// network namespaces it makes and removes. It prints one table (figure,
-// Racker, peer, ratio) and writes bench-results.json. Root only.
+// (dnsmasq, ipmitool, OpenIPMI, sushy, a bare Go server), side by side in
+// one run, inside network namespaces it makes and removes. It prints one
+// table (figure, Racker, peer or limit, ratio) and writes it as JSON with
+// the machine it ran on, so README.md's figures are generated from a
+// committed results file (make bench-readme), never typed. Root only.
 //
-//	go run ./bench            # full run
-//	go run ./bench -short     # smoke run for CI, under 2 minutes
+//	go run ./bench -out bench/results/full.json   # full run (make bench)
+//	go run ./bench -short                          # smoke run for CI, about 2 minutes
+//	go run ./bench -readme bench/results/full.json # README.md and docs/benchmarks.md from a results file
 package main
 
 import (
@@ -15,27 +18,53 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 var logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+// benchNote is -note: what the tables should say about this run.
+var benchNote string
+
+// benchRuns overrides how often the median rows are measured (0: the default).
+var benchRuns int
 
 // testosDir holds the test OS release folders racker serve offers.
 var testosDir string
 
 func main() {
+	if spec := os.Getenv(refServerEnv); spec != "" {
+		err := refServerMain(spec)
+		fmt.Fprintln(os.Stderr, "bench reference server:", err)
+		os.Exit(1)
+	}
 	short := flag.Bool("short", false, "smoke mode: fewer levels, shorter runs")
-	out := flag.String("json", "bench-results.json", "where to write the results as JSON")
+	out := flag.String("out", "bench-results.json", "where to write the results as JSON")
+	flag.StringVar(out, "json", "bench-results.json", "same as -out")
 	racker := flag.String("racker", "bin/racker", "the racker binary under test")
 	only := flag.String("only", "", "run only this section (dhcp, tftp, http, ipmi, redfish, scale)")
+	work := flag.String("work", "/var/tmp", "folder for the servers' state folders (on a disk filesystem, as /opt/racker-state is)")
+	allowTmpfs := flag.Bool("allow-tmpfs", false, "accept a -work folder on tmpfs (figures for durable state are then too kind)")
+	readme := flag.String("readme", "", "write README.md's measured table and docs/benchmarks.md from this results file, then exit")
+	flag.StringVar(&benchNote, "note", "", "a note kept with the results and shown with the tables (e.g. that the machine was shared)")
+	flag.IntVar(&benchRuns, "runs", 0, "runs per server for the median rows (default 3, 1 with -short)")
+	flag.StringVar(&profileDir, "profile", "", "keep perf call-graph profiles of the servers under test in this folder")
 	flag.StringVar(&testosDir, "testos", "bin/testos", "test OS release folders (make testos)")
+	flag.Var(&scaleFlags, "scale", "rack-scale bootstrap settings, KEY=VALUE,… (bench/scale_config.go: nodes, ratio, image-mb, post, live, install, boot, best-parallel, best-interval, best-concurrency, bmc, runs)")
 	flag.Parse()
-	if err := run(*short, *out, *racker, *only); err != nil {
+	var err error
+	if *readme != "" {
+		err = writeReadme(*readme, "README.md", "docs/benchmarks.md")
+	} else {
+		err = run(*short, *out, *racker, *only, *work, *allowTmpfs)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(short bool, out, racker, only string) error {
+func run(short bool, out, racker, only, workParent string, allowTmpfs bool) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: it builds network namespaces")
 	}
@@ -52,7 +81,12 @@ func run(short bool, out, racker, only string) error {
 	if _, err := os.Stat(filepath.Join(testosDir, "current")); err != nil {
 		return fmt.Errorf("%s: %w (make testos makes it)", testosDir, err)
 	}
-	work, err := os.MkdirTemp("", "racker-bench-")
+	if profileDir != "" {
+		if profileDir, err = filepath.Abs(profileDir); err != nil {
+			return err
+		}
+	}
+	work, err := makeWorkDir(workParent, allowTmpfs)
 	if err != nil {
 		return err
 	}
@@ -76,7 +110,10 @@ func run(short bool, out, racker, only string) error {
 	if short {
 		mode = "short"
 	}
-	r := &results{Mode: mode}
+	began := time.Now()
+	r := &results{Mode: mode, Machine: describeMachine(work)}
+	r.Machine.Note = benchNote
+	logger.Info("bench", "machine", r.Machine.summary(), "work", work, "perf", perfAvailable)
 	sections := []struct {
 		name string
 		fn   func() error
@@ -99,6 +136,7 @@ func run(short bool, out, racker, only string) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
+	r.Machine.Duration = time.Since(began).Round(time.Second).String()
 	r.print(os.Stdout)
 	return r.writeJSON(out)
 }

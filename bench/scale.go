@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,9 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -29,73 +29,81 @@ import (
 	"github.com/racker/racker/simulator/vbmc"
 )
 
-// Orchestrator scale: a whole bootstrap of a big rack against the real
-// `racker serve`, with simulated nodes (scale_node.go) that take no time of
-// their own, so the wall time is Racker's: the orchestrator's state
-// machine and persistence, the BMC driver, the boot services' DHCP, HTTP
-// and event journal, plus the bench's clients.
-
-// scaleParallel is --parallel for the scale runs: a big rack is bootstrapped
-// with many nodes in flight, and the default (20) would mostly measure
-// how long a node waits for a slot.
-const scaleParallel = 100
-
-// scaleBMCInterval replaces the orchestrator's default spacing of BMC
-// operations (50 ms, so a switch full of BMCs is not hit at once), which
-// would otherwise be most of the figure.
-const scaleBMCInterval = time.Millisecond
-
-// scaleTimeouts bound each phase: the simulated nodes take no time of
-// their own (a node's whole bootstrap takes about a second at 1,000 nodes).
-var scaleTimeouts = orchestrator.Timeouts{BMC: 30 * time.Second, PXE: 30 * time.Second, Netboot: 30 * time.Second,
-	Install: 30 * time.Second, Installed: 30 * time.Second, Boot: 30 * time.Second}
+// A rack-scale bootstrap: `racker bootstrap`'s orchestrator against the real
+// `racker serve`, a real virtual BMC per node (IPMI over UDP loopback) and
+// simulated nodes (scale_node.go) that take a server's time, scaled, and
+// download the whole OS image, scaled the same way (scale_config.go). It
+// runs twice: at the shipped defaults, and at the best settings the bench
+// can justify; scale_report.go turns each run into where the wall time
+// went, the image-serving rate and the orchestrator's own share.
 
 // scaleOutcome is one bootstrap's figures.
 type scaleOutcome struct {
+	name     string // "shipped defaults", "best settings"
 	nodes    int
+	parallel int
+	interval time.Duration
+	conc     int
 	wall     time.Duration
-	p50, p99 time.Duration // per node: BMC answered → booted
-	serveRSS float64       // MiB, racker serve's VmHWM
-	benchRSS float64       // MiB, this process's VmHWM during the run
-	dhcp     int64         // DHCP exchanges attempted by nodes
-	requests int64         // HTTP requests made by nodes
-	saves    int           // orchestrator state saves
+	stats    orchestrator.Stats
+	phases   phaseTimes
+	dl       dlSummary
+	serveRSS float64 // MiB, racker serve's VmHWM
+	benchRSS float64 // MiB, this process's VmHWM during the run
+	dhcp     int64   // DHCP exchanges attempted by nodes
+	dhcpLate int64   // 1 s timeouts among them
+	requests int64   // HTTP requests made by nodes
+	bmcOps   int     // BMC operations through the limiter
 }
 
 func benchScale(r *results, n *benchNet, work, racker string, short bool) error {
-	fakeNodes, ipmiNodes := 1000, 100
-	if short {
-		fakeNodes, ipmiNodes = 100, 20
-	}
-	fk, err := scaleRun(n, filepath.Join(work, "fake"), racker, fakeNodes, false)
+	set, err := scaleFlags.settings(short)
 	if err != nil {
-		return fmt.Errorf("%d nodes with fake:// BMCs: %w", fakeNodes, err)
+		return err
 	}
-	ip, err := scaleRun(n, filepath.Join(work, "ipmi"), racker, ipmiNodes, true)
+	rel, tail, err := scaleRelease(filepath.Join(work, "release"), set)
 	if err != nil {
-		return fmt.Errorf("%d nodes with IPMI BMCs: %w", ipmiNodes, err)
+		return err
 	}
-	for _, o := range []struct {
-		what string
-		s    scaleOutcome
-	}{{"fake:// BMCs", fk}, {"real IPMI BMCs (vbmc, UDP loopback)", ip}} {
-		s := o.s
-		sec := fmt.Sprintf("Orchestrator bootstrap, %d simulated nodes, %s", s.nodes, o.what)
-		note := fmt.Sprintf("--parallel %d, BMC op spacing %s instead of 50 ms", scaleParallel, scaleBMCInterval)
-		r.add(row{Section: sec, Figure: "wall time, all nodes booted", Unit: "s", Racker: s.wall.Seconds(),
-			Note: fmt.Sprintf("%s; %d state saves", note, s.saves)})
-		// The simulated nodes take no time of their own, so the time a node
-		// holds one of the parallel slots is what Racker (and the bench's
-		// clients) spend on it.
-		inFlight := min(scaleParallel, s.nodes)
-		r.add(row{Section: sec, Figure: "per-node overhead", Unit: "ms", Racker: ms(s.wall) * float64(inFlight) / float64(s.nodes),
-			Note: fmt.Sprintf("wall × %d in flight / nodes; nodes made %d DHCP exchanges, %d HTTP requests", inFlight, s.dhcp, s.requests)})
-		r.add(row{Section: sec, Figure: "per-node p50 BMC answered → booted", Unit: "ms", Racker: ms(s.p50), Note: fmt.Sprintf("p99 %.0f ms, from provision-log.jsonl", ms(s.p99))})
-		r.add(row{Section: sec, Figure: "peak RSS of racker serve", Unit: "MiB", Racker: s.serveRSS})
-		r.add(row{Section: sec, Figure: "peak RSS of the bench process", Unit: "MiB", Racker: s.benchRSS,
-			Note: "orchestrator + BMCs + every simulated node's clients"})
+	var outs []scaleOutcome
+	for _, run := range set.Runs {
+		o := scaleOutcome{name: "shipped defaults", nodes: set.Nodes, parallel: orchestrator.DefaultParallel,
+			interval: orchestrator.DefaultBMCInterval, conc: orchestrator.DefaultBMCConcurrency}
+		if run == "best" {
+			o.name, o.parallel, o.interval, o.conc = "best settings", set.BestParallel, set.BestBMCInterval, set.BestBMCConcurrency
+		}
+		if err := scaleRun(n, filepath.Join(work, run), racker, rel, tail, set, &o); err != nil {
+			return fmt.Errorf("%d nodes at the %s: %w", set.Nodes, o.name, err)
+		}
+		outs = append(outs, o)
 	}
+	reportScale(r, set, outs)
 	return nil
+}
+
+// scaleRelease writes a release folder like the test OS's, whose image is
+// the scaled size (random bytes: nothing compresses them on the way), and
+// returns it with the image's last bytes.
+func scaleRelease(dir string, set scaleSettings) (string, []byte, error) {
+	cur := filepath.Join(dir, "current")
+	if err := os.MkdirAll(cur, 0o755); err != nil {
+		return "", nil, err
+	}
+	for _, f := range []string{"flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz"} {
+		b, err := os.ReadFile(filepath.Join(testosDir, "current", f))
+		if err != nil {
+			return "", nil, err
+		}
+		if err := os.WriteFile(filepath.Join(cur, f), b, 0o644); err != nil {
+			return "", nil, err
+		}
+	}
+	image := make([]byte, set.imageBytes())
+	rand.Read(image)
+	if err := os.WriteFile(filepath.Join(cur, imageName), image, 0o644); err != nil {
+		return "", nil, err
+	}
+	return dir, image[len(image)-min(len(image), 64):], nil
 }
 
 // planNode is what the bench needs of Racker's plan for a node.
@@ -123,25 +131,25 @@ func readPlan(racker, oem, state string, subnet netip.Prefix) ([]planNode, error
 	return p.Nodes, nil
 }
 
-// scaleRun bootstraps a rack of nodes nodes from nothing to "booted" and
-// checks that every node got there through the boot services.
-func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scaleOutcome, error) {
-	out := scaleOutcome{nodes: nodes}
+// scaleRun bootstraps a rack of set.Nodes nodes from nothing to "booted"
+// at o's pace, and checks that every node got there through the boot
+// services.
+func scaleRun(n *benchNet, work, racker, release string, tail []byte, set scaleSettings, o *scaleOutcome) error {
 	oem, state, orchState := filepath.Join(work, "oem"), filepath.Join(work, "state"), filepath.Join(work, "orchestrator")
-	if _, err := rackFiles(oem, nodes, n.srvMAC); err != nil {
-		return out, err
+	if _, err := rackFiles(oem, o.nodes, n.srvMAC); err != nil {
+		return err
 	}
 	plan, err := readPlan(racker, oem, state, n.subnet)
 	if err != nil {
-		return out, err
+		return err
 	}
-	if len(plan) != nodes {
-		return out, fmt.Errorf("the plan has %d nodes, want %d", len(plan), nodes)
+	if len(plan) != o.nodes {
+		return fmt.Errorf("the plan has %d nodes, want %d", len(plan), o.nodes)
 	}
 	// The boot-phase Ignition carries the cluster's SSH key.
 	if b, err := exec.Command(racker, "factory", "gen-ssh-key", "--oem-dir", oem, "--state-dir", state,
 		"--mgmt-mac", "02:bb:00:00:00:01").CombinedOutput(); err != nil {
-		return out, fmt.Errorf("while making the cluster's SSH key: %w: %s", err, b)
+		return fmt.Errorf("while making the cluster's SSH key: %w: %s", err, b)
 	}
 	// Each node's HTTP requests come from its planned address.
 	var addrs []netip.Addr
@@ -150,40 +158,42 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 	}
 	removeAddrs, err := addClientAddrs(n, addrs)
 	if err != nil {
-		return out, err
+		return err
 	}
 	defer removeAddrs()
 
-	rs, err := startServer("racker", n.srvNS, filepath.Join(work, "racker-serve.log"), rackerServeArgs(racker, oem, state, testosDir, n)...)
+	rs, err := startServer("racker", n.srvNS, filepath.Join(work, "racker-serve.log"), rackerServeArgs(racker, oem, state, release, n)...)
 	if err != nil {
-		return out, err
+		return err
 	}
 	defer rs.stop()
 	base := fmt.Sprintf("http://%s:8080", n.srvAddr.Addr())
 	if err := waitHTTP(clientIn(n.cliNS), base+"/healthz", rs); err != nil {
-		return out, err
+		return err
 	}
 	var load *dhcpLoad
 	if err := netenv.Do(n.cliNS, func() (err error) { load, err = newDHCPLoad(n.cliIf); return err }); err != nil {
-		return out, err
+		return err
 	}
 	defer load.Close()
 	// DHCP is up once node 0's BMC gets its lease (the orchestrator skips
 	// the journal's history on its first run, so this event is harmless).
 	bmcMAC0, _ := net.ParseMAC(plan[0].BMCMAC)
 	if err := waitDHCP(load, bmcMAC0, rs); err != nil {
-		return out, err
+		return err
 	}
 
-	// The virtual BMCs and simulated nodes stop when ctx ends; the run
-	// returns once they have.
+	// The whole run is bounded: a stall is a bug, and it fails the bench
+	// instead of waiting for the shipped phase timeouts (minutes).
+	budget := 10*scaleBound(set, *o) + 2*time.Minute
 	var bg sync.WaitGroup
 	defer bg.Wait()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	// A failing simulated node ends the run at once (cancel), rather than
 	// after the orchestrator's phase timeouts.
-	sim := &scaleSim{ctx: ctx, cancel: cancel, base: base, ns: n.cliNS, dhcp: load}
+	sim := &scaleSim{ctx: ctx, cancel: cancel, base: base, ns: n.cliNS, dhcp: load, set: set,
+		image: "/assets/testos/current/" + imageName, tail: tail}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	simNodes := map[string]*simNode{}
 	var specs []orchestrator.NodeSpec
@@ -194,7 +204,7 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 	}
 	creds := inventory.Credentials{User: "bench", Password: "bench-password"}
 	var open orchestrator.BMCOpener
-	if realBMCs {
+	if set.BMC == "ipmi" {
 		open, err = startVBMCs(ctx, &bg, plan, simNodes, creds, quiet)
 	} else {
 		var forget func()
@@ -202,7 +212,12 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 		defer forget()
 	}
 	if err != nil {
-		return out, err
+		return err
+	}
+	var ops atomic.Int64
+	counted := func(ctx context.Context, s orchestrator.NodeSpec) (orchestrator.BMC, error) {
+		ops.Add(1)
+		return open(ctx, s)
 	}
 
 	// The orchestrator is the management node: it reads the management
@@ -212,41 +227,47 @@ func scaleRun(n *benchNet, work, racker string, nodes int, realBMCs bool) (scale
 	boot.HTTP = clientIn(n.srvNS)
 	resetPeakRSS()
 	if path := os.Getenv("BENCH_SCALE_CPUPROFILE"); path != "" {
-		stop, err := cpuProfile(fmt.Sprintf("%s.%d", path, nodes))
+		stop, err := cpuProfile(fmt.Sprintf("%s.%s", path, strings.ReplaceAll(o.name, " ", "-")))
 		if err != nil {
-			return out, err
+			return err
 		}
 		defer stop()
 	}
+	interval := o.interval
+	if interval == 0 {
+		interval = -1 // none
+	}
+	logger.Info("scale: bootstrap starts", "run", o.name, "nodes", o.nodes, "parallel", o.parallel, "bmc_interval", o.interval,
+		"bmc_concurrency", o.conc, "bmcs", set.BMC, "scale", set.describe(), "budget", budget)
 	start := time.Now()
-	// OnChange runs after each save of the orchestrator's state (an
-	// fsync'd atomic replace), on the loop goroutine that Run runs on.
-	saves := 0
 	res, err := orchestrator.Run(ctx, orchestrator.Config{StateDir: orchState, Nodes: specs, Boot: boot,
-		OpenBMC: open, Parallel: scaleParallel, BMCInterval: scaleBMCInterval, OS: "testos current", Logger: quiet,
-		// A node that stalls ends the bench with an error: no retries that
-		// would hide a fault in the figures, no waiting for real servers' POST.
-		Policy: orchestrator.Policy{OnFailure: orchestrator.Cancel}, Timeouts: scaleTimeouts,
-		OnChange: func([]orchestrator.Node) { saves++ }})
-	out.wall = time.Since(start)
-	out.benchRSS = peakRSS(os.Getpid())
-	out.serveRSS = peakRSS(rs.pid())
-	out.dhcp, out.requests, out.saves = sim.dhcpTries.Load(), sim.requests.Load(), saves
+		OpenBMC: counted, Parallel: o.parallel, BMCInterval: interval, BMCConcurrency: o.conc, OS: "testos current", Logger: quiet,
+		// A node that stalls or fails ends the bench with an error: no
+		// retries that would hide a fault in the figures.
+		Policy: orchestrator.Policy{OnFailure: orchestrator.Cancel}})
+	o.wall = time.Since(start)
+	bmc.CloseIdleSessions() // while the virtual BMCs still answer
+	o.stats = res.Stats
+	o.benchRSS = peakRSS(os.Getpid())
+	o.serveRSS = peakRSS(rs.pid())
+	o.dhcp, o.dhcpLate, o.requests, o.bmcOps = sim.dhcpTries.Load(), sim.dhcpTimeouts.Load(), sim.requests.Load(), int(ops.Load())
+	o.dl = sim.dl.summary()
 	if errs := sim.firstErrors(); len(errs) > 0 {
-		return out, fmt.Errorf("simulated nodes failed: %w", errors.Join(errs...))
+		return fmt.Errorf("simulated nodes failed: %w", errors.Join(errs...))
 	}
 	if err != nil {
-		return out, fmt.Errorf("the orchestrator: %w", err)
+		return fmt.Errorf("the orchestrator: %w", err)
 	}
 	if err := checkScale(ctx, boot, res, simNodes); err != nil {
-		return out, err
+		return err
 	}
-	if out.p50, out.p99, err = nodeLatency(orchState, nodes); err != nil {
-		return out, err
+	if o.phases, err = readPhaseTimes(orchState, o.nodes); err != nil {
+		return err
 	}
-	logger.Info("scale", "nodes", nodes, "real_bmcs", realBMCs, "wall", out.wall, "state_saves", saves, "p50", out.p50, "p99", out.p99,
-		"serve_rss_mib", out.serveRSS, "bench_rss_mib", out.benchRSS)
-	return out, nil
+	logger.Info("scale: bootstrap done", "run", o.name, "wall", o.wall.Round(time.Millisecond), "loop_busy", o.stats.Busy.Round(time.Millisecond),
+		"commits", o.stats.Commits, "syncs", o.stats.Syncs, "commit_time", o.stats.CommitTime.Round(time.Millisecond), "image_GB", float64(o.dl.bytes)/1e9,
+		"bmc_ops", o.bmcOps, "serve_rss_mib", o.serveRSS, "bench_rss_mib", o.benchRSS)
+	return nil
 }
 
 // checkScale: every node booted, each netbooted first (the PXE flag went
@@ -284,39 +305,6 @@ func checkScale(ctx context.Context, boot *api.Client, res orchestrator.Result, 
 		return fmt.Errorf("the boot services know %d of the %d nodes", seen, len(nodes))
 	}
 	return nil
-}
-
-// nodeLatency reads the orchestrator's transition log: per node, the time
-// from "BMC answered" to "booted".
-func nodeLatency(orchState string, nodes int) (p50, p99 time.Duration, err error) {
-	f, err := os.Open(filepath.Join(orchState, orchestrator.LogFile))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	reachable := map[string]time.Time{}
-	var lat []time.Duration
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var t orchestrator.Transition
-		if err := json.Unmarshal(sc.Bytes(), &t); err != nil {
-			return 0, 0, fmt.Errorf("while reading %s: %w", orchestrator.LogFile, err)
-		}
-		switch t.To {
-		case orchestrator.BMCReachable:
-			reachable[t.MAC] = t.Time
-		case orchestrator.Booted:
-			lat = append(lat, t.Time.Sub(reachable[t.MAC]))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, 0, err
-	}
-	if len(lat) != nodes {
-		return 0, 0, fmt.Errorf("%s has %d booted transitions, want %d", orchestrator.LogFile, len(lat), nodes)
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], nil
 }
 
 // fakeOpener opens each node's BMC through provisioner/bmc's fake://
@@ -425,7 +413,7 @@ func addClientAddrs(n *benchNet, addrs []netip.Addr) (func(), error) {
 // waitDHCP waits until the server under test answers a DHCP exchange.
 func waitDHCP(load *dhcpLoad, mac net.HardwareAddr, s *server) error {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		if load.exchange(mac, 500*time.Millisecond) {
+		if ok, _ := load.exchange(mac, 500*time.Millisecond, 500*time.Millisecond); ok {
 			return nil
 		}
 	}

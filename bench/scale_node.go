@@ -16,17 +16,16 @@ import (
 	"time"
 
 	"github.com/racker/racker/netenv"
-	"github.com/racker/racker/provisioner/bmc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
-	"github.com/racker/racker/provisioner/orchestrator"
-	"github.com/racker/racker/simulator/vbmc"
 )
 
-// The scale bench's simulated nodes. The hardware is simulated (a node does
-// its work in no time of its own), the protocols are not: each node speaks
-// real DHCP (raw socket in the client namespace) and real HTTP from its
-// planned address to the real `racker serve`, so what is measured is Racker
-// (orchestrator, BMC driver, boot services) plus the bench's own clients.
+// The scale bench's simulated nodes. The hardware is simulated (firmware,
+// boots and the disk write are sleeps of the scaled real times,
+// scale_config.go), the protocols are not: each node speaks real DHCP (raw
+// socket in the client namespace) and real HTTP from its planned address
+// to the real `racker serve`, and downloads the whole (scaled) OS image,
+// so what is measured is Racker (orchestrator, BMC driver, boot services)
+// plus the bench's own clients.
 
 // bootDevice is what the simulated firmware boots: "pxe", "disk" or
 // "default" (the machine's own order: disk first, then network, as the
@@ -47,9 +46,15 @@ type scaleSim struct {
 	base   string             // http://MGMT:8080
 	ns     string             // the client namespace
 	dhcp   *dhcpLoad
+	set    scaleSettings
+	image  string // the image's URL path
+	tail   []byte // the image's last bytes, checked after each download
 
-	dhcpTries atomic.Int64 // DHCP exchanges attempted (a lost one is retried)
-	requests  atomic.Int64 // HTTP requests made by nodes
+	dhcpTries    atomic.Int64 // DHCP exchanges attempted (a lost one is retried)
+	dhcpTimeouts atomic.Int64
+	requests     atomic.Int64 // HTTP requests made by nodes
+
+	dl downloads
 
 	errMu sync.Mutex
 	errs  []error
@@ -112,7 +117,8 @@ type simNode struct {
 }
 
 // start powers the node on (or resets it) with dev first: the boot runs in
-// the background, as a machine runs after the BMC's command returns.
+// the background, as a machine runs after the BMC's command returns, and
+// begins with the firmware's POST.
 func (n *simNode) start(dev bootDevice) {
 	n.mu.Lock()
 	n.gen++
@@ -122,10 +128,26 @@ func (n *simNode) start(dev bootDevice) {
 	}
 	n.mu.Unlock()
 	go func() {
+		if !n.sleep(g, n.sim.set.POST) {
+			return
+		}
 		if err := n.boot(g, dev, installed); err != nil && n.sim.ctx.Err() == nil {
 			n.sim.fail(fmt.Errorf("node %s (%s): %w", n.host, n.mac, err))
 		}
 	}()
+}
+
+// sleep spends a real time, scaled, as boot generation g; false when the
+// node was powered off or reset meanwhile (or the run ended).
+func (n *simNode) sleep(g int, real time.Duration) bool {
+	t := time.NewTimer(n.sim.set.scaled(real))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-n.sim.ctx.Done():
+		return false
+	}
+	return n.current(g)
 }
 
 // halt cuts the power: a boot in progress goes no further.
@@ -152,9 +174,10 @@ func (n *simNode) boot(g int, dev bootDevice, installed bool) error {
 
 // netboot is firmware PXE (a full DHCP exchange), iPXE (/boot.ipxe, then
 // the node's script) and, when Racker says install, the live system: its
-// Ignition, the installing and installed callbacks, and a reboot. The
-// kernel and initrd downloads are left out (the HTTP section measures
-// image transfers).
+// boot, its Ignition, the installing callback, the image download and the
+// write, the installed callback, and a reboot. The live system's kernel
+// and initrd downloads are left out: the image is the big file, and what
+// Racker serves it at is the figure.
 func (n *simNode) netboot(g int) error {
 	if err := n.dhcpExchange(); err != nil {
 		return err
@@ -180,19 +203,23 @@ func (n *simNode) netboot(g int) error {
 		}
 		return fmt.Errorf("unexpected iPXE script: %q", script)
 	}
-	if !n.current(g) {
+	if !n.sleep(g, n.sim.set.Live) {
 		return nil
 	}
 	if err := n.ignition(c, "install"); err != nil {
 		return err
 	}
-	for _, ev := range []api.EventKind{api.KindInstalling, api.KindInstalled} {
-		if !n.current(g) {
-			return nil
-		}
-		if err := n.post(c, ev); err != nil {
-			return err
-		}
+	if err := n.post(c, api.KindInstalling); err != nil {
+		return err
+	}
+	if err := n.download(c); err != nil {
+		return err
+	}
+	if !n.sleep(g, n.sim.set.Install) {
+		return nil
+	}
+	if err := n.post(c, api.KindInstalled); err != nil {
+		return err
 	}
 	n.mu.Lock()
 	n.installed = true
@@ -207,6 +234,9 @@ func (n *simNode) netboot(g int) error {
 // diskBoot is the installed OS's first boot: its Ignition (phase boot),
 // then the booted callback.
 func (n *simNode) diskBoot(g int) error {
+	if !n.sleep(g, n.sim.set.Boot) {
+		return nil
+	}
 	c := n.sim.clientFrom(n.ip)
 	defer c.CloseIdleConnections()
 	if err := n.ignition(c, "boot"); err != nil {
@@ -228,16 +258,15 @@ func (n *simNode) diskBoot(g int) error {
 // answer is lost.
 func (n *simNode) dhcpExchange() error {
 	mac, _ := net.ParseMAC(n.mac)
-	for try := 0; try < 5; try++ {
+	for try := 0; try < 3; try++ {
 		n.sim.dhcpTries.Add(1)
-		if n.sim.dhcp.exchange(mac, 2*time.Second) {
-			return nil
-		}
-		if n.sim.ctx.Err() != nil {
+		ok, timeouts := n.sim.dhcp.exchange(mac, dhcpTry, dhcpBudget)
+		n.sim.dhcpTimeouts.Add(int64(timeouts))
+		if ok || n.sim.ctx.Err() != nil {
 			return nil
 		}
 	}
-	return fmt.Errorf("no DHCP answer for %s after 5 tries", n.mac)
+	return fmt.Errorf("no DHCP answer for %s in 3 tries of %s", n.mac, dhcpBudget)
 }
 
 func (n *simNode) get(c *http.Client, path string) (string, error) {
@@ -347,137 +376,4 @@ func (n *simNode) counts() (installs, booted int, first bootDevice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.installs, n.booted, n.firstDev
-}
-
-// --- fake:// BMCs (a fake, for the scale test only) ---
-
-// fakeHooked is a node's BMC through provisioner/bmc's real fake:// driver
-// (opened by orchestrator.ControllerOpener like any other driver), with the
-// machine behind it: a power on, cycle or reset starts the simulated node
-// with the device the firmware picks from the fake BMC's flags.
-type fakeHooked struct {
-	orchestrator.BMC
-	fake *bmc.FakeBMC
-	node *simNode
-}
-
-func (h fakeHooked) Power(ctx context.Context, action string) error {
-	wasOn := h.fake.Power() == bmc.PowerOn
-	if err := h.BMC.Power(ctx, action); err != nil {
-		return err
-	}
-	switch bmc.PowerAction(action) {
-	case bmc.ActionOn:
-		if !wasOn {
-			h.node.start(firmwareDevice(h.fake))
-		}
-	case bmc.ActionCycle, bmc.ActionReset:
-		h.node.start(firmwareDevice(h.fake))
-	case bmc.ActionOff:
-		h.node.halt()
-	}
-	return nil
-}
-
-// firmwareDevice is what the firmware boots given the fake BMC's flags;
-// like a real BMC it uses next-boot-only flags up.
-func firmwareDevice(f *bmc.FakeBMC) bootDevice {
-	fl := f.Flags()
-	if !fl.Valid {
-		return devDefault
-	}
-	if !fl.Persistent {
-		used := fl
-		used.Valid = false
-		f.SetFlags(used)
-	}
-	switch fl.Device {
-	case bmc.DevicePXE:
-		return devPXE
-	case bmc.DeviceDisk:
-		return devDisk
-	}
-	return devDefault
-}
-
-// --- in-memory machines behind real IPMI servers (vbmc) ---
-
-// simMachine is the machine behind a real virtual BMC (simulator/vbmc over
-// UDP on loopback): the BMC's chassis logic (boot flags, next-boot-only
-// flags used up, restart after a guest reboot) is the real one; the
-// machine is the simulated node.
-type simMachine struct {
-	node   *simNode
-	mu     sync.Mutex
-	on     bool
-	events chan vbmc.GuestEvent
-}
-
-func newSimMachine(n *simNode) *simMachine {
-	m := &simMachine{node: n, events: make(chan vbmc.GuestEvent, 4)}
-	n.reboot = m.guestReboot
-	return m
-}
-
-func (m *simMachine) PoweredOn(context.Context) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.on, nil
-}
-
-func (m *simMachine) Start(_ context.Context, first vbmc.BootDevice) error {
-	m.mu.Lock()
-	m.on = true
-	m.mu.Unlock()
-	dev := devDefault
-	switch first {
-	case vbmc.BootPXE:
-		dev = devPXE
-	case vbmc.BootDisk:
-		dev = devDisk
-	}
-	m.node.start(dev)
-	return nil
-}
-
-func (m *simMachine) Stop(context.Context) error {
-	m.mu.Lock()
-	m.on = false
-	m.mu.Unlock()
-	m.node.halt()
-	return nil
-}
-
-func (m *simMachine) Shutdown(ctx context.Context) error { return m.Stop(ctx) }
-
-func (m *simMachine) GuestEvents(ctx context.Context) (<-chan vbmc.GuestEvent, error) {
-	out := make(chan vbmc.GuestEvent)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case ev := <-m.events:
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, nil
-}
-
-// guestReboot is the OS rebooting itself: the machine goes off and tells
-// the BMC, which starts it again with its current flags.
-func (m *simMachine) guestReboot() {
-	m.mu.Lock()
-	m.on = false
-	m.mu.Unlock()
-	select {
-	case m.events <- vbmc.GuestReset:
-	case <-m.node.sim.ctx.Done():
-	}
 }

@@ -5,5 +5,5 @@ package main
 func rackerServeArgs(racker, oem, state, testosDir string, n *benchNet) []string {
 	return []string{racker, "serve", "--oem-dir", oem, "--state-dir", state,
 		"--mgmt-mac", "02:bb:00:00:00:01", "--subnet", n.subnet.String(),
-		"--os", "testos", "--testos-dir", testosDir}
+		"--os", "testos", "--testos-dir", testosDir, "--tftp-root", bootFiles}
 }

@@ -22,15 +22,39 @@ func listenUDPIn(ns string) (conn *net.UDPConn, err error) {
 	return conn, err
 }
 
+// tftpTimeout is how long the bench's client waits for a packet before it
+// re-acknowledges (a timeout, counted); tftpTries bounds the timeouts in a
+// row before the transfer is lost. 1 s and 4 tries stay inside the 4 s a
+// PXE ROM gives a server before it retransmits its own request.
+const (
+	tftpTimeout = time.Second
+	tftpTries   = 4
+)
+
+// tftpStats is what one transfer cost the client besides its bytes.
+type tftpStats struct {
+	bytes    int
+	blocks   int // DATA packets accepted
+	timeouts int // waits of tftpTimeout that ended with a re-ACK
+}
+
 // tftpGet fetches file from server with the given block size and, when
 // window > 1, RFC 7440 windowsize; a server that does not acknowledge an
 // option falls back to its default, as a real client would. It returns the
 // bytes received. The bench uses its own client so both servers are measured
 // by the same code.
 func tftpGet(ns string, server *net.UDPAddr, file string, blksize, window int) (int, error) {
+	st, err := tftpFetch(ns, server, file, blksize, window, nil)
+	return st.bytes, err
+}
+
+// tftpFetch is tftpGet with the transfer's counts; the data goes to sink
+// when it is not nil.
+func tftpFetch(ns string, server *net.UDPAddr, file string, blksize, window int, sink *bytes.Buffer) (tftpStats, error) {
+	var st tftpStats
 	conn, err := listenUDPIn(ns)
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	defer conn.Close()
 	var rrq bytes.Buffer
@@ -43,7 +67,7 @@ func tftpGet(ns string, server *net.UDPAddr, file string, blksize, window int) (
 		rrq.WriteString("windowsize\x00" + strconv.Itoa(window) + "\x00")
 	}
 	if _, err := conn.WriteToUDP(rrq.Bytes(), server); err != nil {
-		return 0, err
+		return st, err
 	}
 	size, win := 512, 1
 	var peer *net.UDPAddr
@@ -55,16 +79,22 @@ func tftpGet(ns string, server *net.UDPAddr, file string, blksize, window int) (
 		return err
 	}
 	for {
-		conn.SetReadDeadline(time.Now().Add(time.Second))
+		conn.SetReadDeadline(time.Now().Add(tftpTimeout))
 		n, from, err := conn.ReadFromUDP(buf)
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && peer != nil && retries < 5 {
+			if errors.As(err, &ne) && ne.Timeout() && retries < tftpTries {
 				retries++
-				ack(expected - 1)
+				st.timeouts++
+				if peer == nil { // the request itself was lost
+					conn.WriteToUDP(rrq.Bytes(), server)
+				} else {
+					ack(expected - 1)
+				}
 				continue
 			}
-			return total, fmt.Errorf("tftp %s: %w", file, err)
+			st.bytes = total
+			return st, fmt.Errorf("tftp %s: %w", file, err)
 		}
 		if peer == nil {
 			peer = from
@@ -85,7 +115,8 @@ func tftpGet(ns string, server *net.UDPAddr, file string, blksize, window int) (
 				}
 			}
 			if err := ack(0); err != nil {
-				return total, err
+				st.bytes = total
+				return st, err
 			}
 		case 3: // DATA
 			block := binary.BigEndian.Uint16(buf[2:])
@@ -96,6 +127,10 @@ func tftpGet(ns string, server *net.UDPAddr, file string, blksize, window int) (
 				continue
 			}
 			retries = 0
+			st.blocks++
+			if sink != nil {
+				sink.Write(buf[4:n])
+			}
 			data := n - 4
 			total += data
 			expected++
@@ -104,14 +139,17 @@ func tftpGet(ns string, server *net.UDPAddr, file string, blksize, window int) (
 			if last || inWindow >= win {
 				inWindow = 0
 				if err := ack(block); err != nil {
-					return total, err
+					st.bytes = total
+					return st, err
 				}
 			}
 			if last {
-				return total, nil
+				st.bytes = total
+				return st, nil
 			}
 		case 5: // ERROR
-			return total, fmt.Errorf("tftp %s: server error %q", file, bytes.TrimRight(buf[4:n], "\x00"))
+			st.bytes = total
+			return st, fmt.Errorf("tftp %s: server error %q", file, bytes.TrimRight(buf[4:n], "\x00"))
 		}
 	}
 }

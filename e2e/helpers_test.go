@@ -126,12 +126,14 @@ func (r *simRack) waitPhase(mac string, timeout time.Duration, phases ...string)
 		Should(BeElementOf(phases), "node %s never reached %v", mac, phases)
 }
 
-// bootFlags reads a node's boot flags over IPMI with ipmitool from the
-// management node, as an operator would check them: (valid, persistent,
-// device byte).
+// bootFlags reads a node's boot flags over IPMI with ipmitool on the
+// management network, as an operator would check them: (valid,
+// persistent, device byte). Flatcar has no ipmitool: it runs from this
+// host in the management node's network namespace.
 func (r *simRack) bootFlags(n simNode) (valid, persistent bool, device byte) {
 	GinkgoHelper()
 	user := strings.TrimSpace(r.inMgmt(time.Minute, "cat", "/usr/share/oem/ipmi_user").stdout)
+	password := strings.TrimSpace(r.inMgmt(time.Minute, "cat", "/usr/share/oem/ipmi_password").stdout)
 	ip := ""
 	for _, s := range r.simStatus() {
 		if s.Name == n.Name {
@@ -139,7 +141,7 @@ func (r *simRack) bootFlags(n simNode) (valid, persistent bool, device byte) {
 		}
 	}
 	Expect(ip).NotTo(BeEmpty(), "BMC of %s has no address", n.Name)
-	res := r.inMgmt(time.Minute, "ipmitool", "-I", "lanplus", "-H", ip, "-U", user, "-f", "/usr/share/oem/ipmi_password",
+	res := r.onMgmtNet(time.Minute, []string{"IPMI_PASSWORD=" + password}, "ipmitool", "-I", "lanplus", "-H", ip, "-U", user, "-E",
 		"chassis", "bootparam", "get", "5")
 	Expect(res.code).To(Equal(0), res.String())
 	m := regexp.MustCompile(`Boot parameter data: ([0-9a-fA-F]{10})`).FindStringSubmatch(res.stdout)
@@ -187,7 +189,8 @@ func (r *simRack) ensureProvisioned() {
 // boots counts how often a node's OS started, from its serial console.
 func (r *simRack) boots(n simNode) int { return strings.Count(r.console(n), "testos: starting") }
 
-// installs counts the installs a node's console shows.
+// installs counts the installs a node's console shows (flatcar-install's
+// last line, Flatcar's own or the test OS's stand-in).
 func (r *simRack) installs(n simNode) int {
-	return strings.Count(r.console(n), "testos: flatcar-install: stored /opt/racker/boot.ign")
+	return strings.Count(r.console(n), "Success! Flatcar Container Linux")
 }

@@ -82,7 +82,7 @@ func bootstrapSpecs() {
 				Expect(device).To(Equal(byte(0x08)), "boot device of %s is the disk", n.Name)
 				// The installed OS's own console: it booted from its disk and took its hostname.
 				console := rack.console(n)
-				Expect(console).To(ContainSubstring("testos: Ignition config from the disk"))
+				Expect(console).To(ContainSubstring("testos: first boot: Ignition config from the OEM partition"))
 				Expect(console).To(ContainSubstring("hostname=" + st[n.PrimaryMAC].Hostname))
 				// The boot services agree.
 				Expect(api[n.PrimaryMAC].Target).To(Equal("disk"))

@@ -67,9 +67,16 @@ func (r result) String() string {
 // command runs a command with a deadline and returns what it printed. Its
 // output also goes to the Ginkgo log, so a failure shows what happened.
 func command(timeout time.Duration, name string, args ...string) result {
+	return commandIn(timeout, "", nil, name, args...)
+}
+
+// commandIn is command with stdin and extra environment variables.
+func commandIn(timeout time.Duration, stdin string, env []string, name string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &errb
@@ -111,9 +118,40 @@ func (r *simRack) racker(timeout time.Duration, args ...string) result {
 	return r.inMgmt(timeout, append([]string{"racker"}, args...)...)
 }
 
-// inMgmt runs any command inside the management node.
+// inMgmt runs any command inside the management node (its own programs:
+// a Flatcar-shaped machine, with Racker from its installer image).
 func (r *simRack) inMgmt(timeout time.Duration, args ...string) result {
 	return r.trySim(timeout, append([]string{"exec", "--"}, args...)...)
+}
+
+// inMgmtInput is inMgmt with stdin.
+func (r *simRack) inMgmtInput(timeout time.Duration, stdin string, args ...string) result {
+	full := append([]string{"exec", "--name", r.name, "--"}, args...)
+	return commandIn(timeout, stdin, nil, r.bin("racker-sim"), full...)
+}
+
+// onMgmtNet runs a program of this host inside the management node's
+// network namespace only: a tool on a laptop plugged into the rack's
+// management network, not something the node itself has (ipmitool, Go).
+func (r *simRack) onMgmtNet(timeout time.Duration, env []string, args ...string) result {
+	return commandIn(timeout, "", env, "ip", append([]string{"netns", "exec", r.name + "-mgmt"}, args...)...)
+}
+
+// serving describes the process that answers racker serve's HTTP port in
+// the management node: the executable it runs and what it says its
+// version is. That process must be racker-serve's main process.
+func (r *simRack) serving() (exe, version string) {
+	GinkgoHelper()
+	script := `pid=$(ss -Hltnp 'sport = :8080' | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)
+test -n "$pid" || { echo "nothing listens on :8080" >&2; exit 1; }
+test "$pid" = "$(systemctl show -p MainPID --value racker-serve.service)" || { echo "the listener $pid is not racker-serve's main process" >&2; exit 1; }
+readlink /proc/$pid/exe; /proc/$pid/exe version`
+	var res result
+	Eventually(func() int { res = r.inMgmt(time.Minute, "sh", "-c", script); return res.code }).
+		WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal(0), "racker serve does not answer on :8080")
+	lines := strings.SplitN(strings.TrimSpace(res.stdout), "\n", 2)
+	Expect(lines).To(HaveLen(2), res.String())
+	return lines[0], lines[1]
 }
 
 // load reads the rack's nodes from racker-sim status.

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,14 +19,31 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	factorySpecs()
 	faultAtStartSpecs()
 	bootstrapSpecs()
+	strictSpecs()
 	reprovisionSpecs()
 	installFaultSpecs()
 	rogueSpecs()
+	operatorSpecs()
 	updateSpecs()
 })
 
 func factorySpecs() {
 	Context("factory", Label("factory"), func() {
+		It("runs Racker on a Flatcar-shaped management node, installed only from its installer image", func() {
+			// The node has no iPXE, QEMU, dnsmasq or Go of the host's, and a read-only /usr.
+			res := rack.inMgmt(time.Minute, "sh", "-c", `for p in /usr/lib/ipxe /usr/bin/qemu-system-x86_64 /usr/sbin/dnsmasq /usr/bin/go /usr/bin/ipmitool; do
+  test -e $p && echo "unexpected: $p"; done; touch /usr/racker-sim-probe 2>/dev/null && echo "unexpected: /usr is writable"; echo checked`)
+			Expect(res.code).To(Equal(0), res.String())
+			Expect(res.stdout).To(Equal("checked\n"), "the management node has things a Flatcar host has not")
+			// racker serve runs from the installed unit, out of /opt/racker/versions.
+			exe, version := rack.serving()
+			Expect(exe).To(MatchRegexp(`^/opt/racker/versions/[^/]+/bin/racker$`))
+			Expect(version).To(ContainSubstring(filepath.Base(filepath.Dir(filepath.Dir(exe)))))
+			res = rack.inMgmt(time.Minute, "systemctl", "is-enabled", "racker-serve.service")
+			Expect(res.code).To(Equal(0), res.String())
+			Expect(rack.inMgmt(time.Minute, "readlink", "/opt/bin/racker").stdout).To(Equal("../racker/current/bin/racker\n"))
+		})
+
 		It("passes racker factory check", func() {
 			res := rack.racker(time.Minute, "factory", "check")
 			Expect(res.code).To(Equal(0), res.String())
@@ -37,44 +53,54 @@ func factorySpecs() {
 
 		It("rejects a broken nodes.csv, naming its line", func() {
 			oem := copyOEM()
-			csv := readFile(filepath.Join(oem, "nodes.csv"))
+			csv := rack.inMgmt(time.Minute, "cat", oem+"/nodes.csv").stdout
 			lines := strings.Split(csv, "\n")
 			// Break the BMC MAC of the second data row, wherever the header is.
 			row := dataRows(lines)[1]
 			fields := strings.Split(lines[row], ",")
 			fields[1] = " 00:11:22:33:44:zz"
 			lines[row] = strings.Join(fields, ",")
-			Expect(os.WriteFile(filepath.Join(oem, "nodes.csv"), []byte(strings.Join(lines, "\n")), 0o600)).To(Succeed())
+			res := rack.inMgmtInput(time.Minute, strings.Join(lines, "\n"), "sh", "-c", "cat > "+oem+"/nodes.csv")
+			Expect(res.code).To(Equal(0), res.String())
 
-			res := rack.racker(time.Minute, "factory", "check", "--oem-dir", oem)
+			res = rack.racker(time.Minute, "factory", "check", "--oem-dir", oem)
 			Expect(res.code).To(Equal(1), res.String())
 			Expect(res.stderr).To(ContainSubstring("nodes.csv:%d: BMC MAC: invalid MAC", row+1))
 		})
 
 		It("clears state with factory reset", func() {
-			state := GinkgoT().TempDir()
+			state := mgmtTempDir()
+			exists := func(p string) bool { return rack.inMgmt(time.Minute, "test", "-e", p).code == 0 }
 			Expect(rack.racker(time.Minute, "plan", "--state-dir", state).code).To(Equal(0))
-			Expect(filepath.Join(state, "plan.json")).To(BeAnExistingFile())
+			Expect(exists(state + "/plan.json")).To(BeTrue())
 			res := rack.racker(time.Minute, "factory", "reset", "--state-dir", state)
 			Expect(res.code).NotTo(Equal(0), "reset without a terminal must ask for --yes")
-			Expect(filepath.Join(state, "plan.json")).To(BeAnExistingFile())
+			Expect(exists(state + "/plan.json")).To(BeTrue())
 			res = rack.racker(time.Minute, "factory", "reset", "--yes", "--state-dir", state)
 			Expect(res.code).To(Equal(0), res.String())
-			Expect(os.ReadDir(state)).To(BeEmpty())
+			Expect(rack.inMgmt(time.Minute, "ls", "-A", state).stdout).To(BeEmpty())
 		})
 	})
 }
 
-// copyOEM copies the management node's OEM folder to a temporary folder the
-// management node can read too.
+// copyOEM copies the management node's OEM folder to a temporary folder in
+// the management node, and returns its path there.
 func copyOEM() string {
 	GinkgoHelper()
-	dir := GinkgoT().TempDir()
-	for _, f := range []string{"nodes.csv", "ipmi_user", "ipmi_password"} {
-		res := rack.inMgmt(time.Minute, "cat", "/usr/share/oem/"+f)
-		Expect(res.code).To(Equal(0), res.String())
-		Expect(os.WriteFile(filepath.Join(dir, f), []byte(res.stdout), 0o600)).To(Succeed())
-	}
+	dir := mgmtTempDir()
+	res := rack.inMgmt(time.Minute, "sh", "-c", "cp -p /usr/share/oem/nodes.csv /usr/share/oem/ipmi_user /usr/share/oem/ipmi_password "+dir)
+	Expect(res.code).To(Equal(0), res.String())
+	return dir
+}
+
+// mgmtTempDir makes a temporary folder in the management node (on its
+// /tmp), removed when the spec ends.
+func mgmtTempDir() string {
+	GinkgoHelper()
+	res := rack.inMgmt(time.Minute, "mktemp", "-d")
+	Expect(res.code).To(Equal(0), res.String())
+	dir := strings.TrimSpace(res.stdout)
+	DeferCleanup(func() { rack.inMgmt(time.Minute, "rm", "-rf", dir) })
 	return dir
 }
 
@@ -89,13 +115,6 @@ func dataRows(lines []string) []int {
 		out = append(out, i)
 	}
 	return out
-}
-
-func readFile(path string) string {
-	GinkgoHelper()
-	b, err := os.ReadFile(path)
-	Expect(err).NotTo(HaveOccurred())
-	return string(b)
 }
 
 // mustJSON decodes a command's JSON output.

@@ -69,22 +69,38 @@ const e2eChangelog = `# Changelog
 - The first release.
 `
 
+// hostUnit is where the host's systemd would keep a racker-serve unit: an
+// install inside the management node must never write it.
+const hostUnit = "/etc/systemd/system/racker-serve.service"
+
+// fileStamp says whether a host file exists and when it last changed.
+func fileStamp(p string) string {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "absent"
+	}
+	return st.ModTime().String()
+}
+
 func updateSpecs() {
 	Context("update", Label("update"), func() {
-		It("moves the management node between releases from a local registry, and the rack stays served", func() {
+		It("moves the management node between releases from a local registry, the new version serving each time", func() {
 			rack.ensureProvisioned()
 			rack.startRegistry()
-			By("publishing releases 1.0.0, 1.0.1, 1.1.0 and 2.0.0, built as make image builds them")
+			hostUnitBefore := fileStamp(hostUnit)
 			// A release needs its changelog section; these test releases
 			// carry one written here instead of the repository's.
 			changes := GinkgoT().TempDir() + "/CHANGELOG.md"
 			Expect(os.WriteFile(changes, []byte(e2eChangelog), 0o644)).To(Succeed())
-			// Releases are signed; the test releases with a key of their own.
-			key := GinkgoT().TempDir() + "/release-signing.pem"
-			res := rack.inMgmt(time.Minute, rack.bin("racker"), "release", "keygen", "--out", key)
-			Expect(res.code).To(Equal(0), res.String())
+			// Releases are signed. The installed release (from the installer
+			// image, make image) pins the key it was signed with, so these
+			// releases are signed with that same key (SIGN_KEY's default),
+			// as a vendor signs every release with one key.
+			key := rack.repo + "/bin/release-signing.pem"
+			Expect(key).To(BeAnExistingFile(), "make image writes the signing key the installer image is signed with")
+			By("publishing releases 1.0.0, 1.0.1, 1.1.0 and 2.0.0, built on this host as make image builds them and pushed over the management network")
 			for _, v := range []string{"1.0.0", "1.0.1", "1.1.0", "2.0.0"} {
-				res := rack.inMgmt(10*time.Minute, rack.bin("racker"), "release", "image", "--manifest", rack.repo+"/release/conf.yaml",
+				res := rack.onMgmtNet(10*time.Minute, nil, rack.bin("racker"), "release", "image", "--manifest", rack.repo+"/release/conf.yaml",
 					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--sign-key", key, "--out", GinkgoT().TempDir()+"/racker.oci.tar")
 				Expect(res.code).To(Equal(0), res.String())
 			}
@@ -93,6 +109,11 @@ func updateSpecs() {
 				res := rack.racker(10*time.Minute, args...)
 				Expect(res.code).To(Equal(0), res.String())
 				Expect(rack.installedVersion()).To(ContainSubstring(want), "after racker %s", strings.Join(args, " "))
+				// Not the process from before: the one answering on racker
+				// serve's port runs the new version, from its version folder.
+				exe, version := rack.serving()
+				Expect(exe).To(Equal("/opt/racker/versions/"+want+"/bin/racker"), "after racker %s", strings.Join(args, " "))
+				Expect(version).To(ContainSubstring(want), "after racker %s", strings.Join(args, " "))
 				return res.stdout
 			}
 			step("1.0.0", "get", "1.0.0", "--registry", releaseRegistry)
@@ -104,7 +125,7 @@ func updateSpecs() {
 			step("1.0.1", "rollback")
 
 			By("checking the rack is still served and provisioned")
-			res = rack.inMgmt(time.Minute, "curl", "-fsS", rack.mgmtURL()+"/healthz")
+			res := rack.inMgmt(time.Minute, "curl", "-fsS", rack.mgmtURL()+"/healthz")
 			Expect(res.code).To(Equal(0), res.String())
 			st := rack.status()
 			for _, n := range rack.nodes {
@@ -114,6 +135,7 @@ func updateSpecs() {
 			Expect(check.code).To(Equal(0), check.String())
 			Expect(check.stdout).To(ContainSubstring("2.0.0"), "version --check names the newer release:\n%s", check)
 			fmt.Fprintln(GinkgoWriter, check.stdout)
+			Expect(fileStamp(hostUnit)).To(Equal(hostUnitBefore), "the install in the management node touched the host's %s", hostUnit)
 		})
 	})
 }

@@ -20,6 +20,7 @@ The simulated rack "$name" is provisioned and stays up. Try:
   ${sim[*]} status                       # VMs, BMC addresses, power, console logs
   ${sim[*]} exec -- racker status        # Racker's view, from the management node
   ${sim[*]} exec -- racker reprovision NODE --yes
+  ${sim[*]} exec -- journalctl -u racker-serve   # racker serve's log, from its unit
   ${sim[*]} console n1                   # serial console (Ctrl-] leaves)
 Remove it with:
   ${sim[*]} down

@@ -16,9 +16,17 @@ packages=(
   # the node-side client of the boot contract (racker-booted.service runs curl)
   curl
   # installer image: a real OCI client reads the archives `make image` writes
+  # (also racker-sim up, which runs the image in the management node)
   skopeo
-  # test OS image building
-  cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk bzip2
+  # the simulated management node's userland (make mgmtos takes Flatcar's
+  # kinds of tools from these packages; the rest are in every Debian)
+  gawk jq wget less
+  # test OS image building (a GPT disk laid out like Flatcar's)
+  cpio syslinux syslinux-common syslinux-efi mtools dosfstools fdisk bzip2 e2fsprogs
+  # what Flatcar's flatcar-install needs, copied into the test OS with
+  # their libraries (udevadm is unpacked from the udev package instead, so
+  # no udev daemon starts here)
+  bash gawk gpg gpg-agent dirmngr wget util-linux mount coreutils sed grep btrfs-progs
 )
 
 if [ "$(id -u)" != 0 ]; then

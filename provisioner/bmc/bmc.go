@@ -158,6 +158,12 @@ type Options struct {
 	// MaxSessions bounds concurrent sessions per BMC address in this process
 	// (default 2: BMCs have few session slots and refuse more).
 	MaxSessions int
+	// SessionIdle is how long an IPMI session is kept after an operation
+	// for the next one (default 20 s, and never past 25 s from its login;
+	// negative: a session per operation), and SessionKeepAlive how often
+	// a kept session is kept alive (default 10 s). See ipmi_session.go.
+	SessionIdle      time.Duration
+	SessionKeepAlive time.Duration
 	// LibvirtSocket is libvirtd's API socket (default /var/run/libvirt/libvirt-sock).
 	LibvirtSocket string
 	// Pins keeps the TLS key of each Redfish BMC pinned on first use; the
@@ -204,6 +210,12 @@ func (o Options) withDefaults() Options {
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 2
 	}
+	if o.SessionIdle == 0 {
+		o.SessionIdle = 20 * time.Second
+	}
+	if o.SessionKeepAlive <= 0 {
+		o.SessionKeepAlive = 10 * time.Second
+	}
 	if o.LibvirtSocket == "" {
 		o.LibvirtSocket = "/var/run/libvirt/libvirt-sock"
 	}
@@ -249,4 +261,15 @@ func nodePrefix(node string) string {
 		return ""
 	}
 	return "node " + node + ": "
+}
+
+// Breaker is a console that can send a serial BREAK (the IPMI driver's).
+type Breaker interface {
+	SendBreak(ctx context.Context) error
+}
+
+// ConsoleDeactivator is a controller that can end a console another
+// client left open (the IPMI driver's: Deactivate Payload).
+type ConsoleDeactivator interface {
+	DeactivateConsole(ctx context.Context) error
 }

@@ -22,11 +22,11 @@ import (
 // lanplus, and never with straight-password authentication
 // (ipmi_downgrade.go).
 //
-// Each operation opens a session, runs its commands and closes it: BMCs
-// expire idle sessions after about a minute and have only a few slots, so a
-// session held by an orchestrator waiting for a node to install would both
-// break and starve other tools. A process-wide semaphore per BMC address
-// bounds concurrent sessions (Options.MaxSessions).
+// An operation runs its commands in the BMC's kept session or a new one;
+// a session that worked is kept for the next operation for a short idle
+// time, kept alive meanwhile, and never held while a node installs
+// (ipmi_session.go). A process-wide semaphore per BMC address bounds
+// concurrent sessions, kept ones included (Options.MaxSessions).
 
 // cipherSuites are offered in this order.
 var cipherSuites = []types.CipherSuiteID{types.CipherSuiteID17, types.CipherSuiteID3}
@@ -184,6 +184,7 @@ func (c *ipmiController) connectWith(ctx context.Context, intf client.Interface)
 		_ = cl.Close(dead)
 		return nil, err
 	}
+	sessionsOpened.Add(1)
 	return cl, nil
 }
 
@@ -195,29 +196,44 @@ func closeQuietly(cl *client.Client) error {
 	return cl.Close(ctx)
 }
 
-// do runs fn in a fresh session, retrying with backoff when the BMC does not
-// answer. Authentication failures and IPMI completion codes (the BMC
-// answered "no") end at once.
+// do runs fn in a session — the BMC's kept one (ipmi_session.go) or a new
+// one — retrying with backoff when the BMC does not answer. Authentication
+// failures and IPMI completion codes (the BMC answered "no") end at once.
+// A kept session that fails is closed and fn runs again at once in a new
+// one (the BMC may have dropped it), without counting a try.
 func (c *ipmiController) do(ctx context.Context, what string, fn func(ctx context.Context, cl *client.Client) error, opts ...doOption) error {
 	keep := len(opts) > 0 && opts[0] == keepSession
-	select {
-	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return c.fail(what, fmt.Errorf("waiting for a free session slot: %w", ctx.Err()))
+	// An operation takes the BMC's kept session with the slot it holds.
+	// One that keeps its own (the console) ends the kept one first: BMCs
+	// limit the sessions of one user, some to one.
+	kept := c.takeSession()
+	if keep && kept.cl != nil {
+		_ = closeQuietly(kept.cl)
+		kept = session{}
+		<-c.sem
+	}
+	if kept.cl == nil {
+		select {
+		case c.sem <- struct{}{}:
+		case <-ctx.Done():
+			return c.fail(what, fmt.Errorf("waiting for a free session slot: %w", ctx.Err()))
+		}
 	}
 	start := time.Now()
 	backoff := c.opts.Backoff
 	var lastErr error
-	ok := false
+	slotHeld := true
 	defer func() {
-		if !ok || !keep {
+		if slotHeld {
 			<-c.sem
 		}
 	}()
 	for try := 1; try <= c.opts.Tries; try++ {
-		err := c.try(ctx, fn, keep)
+		reused := kept.cl != nil
+		handedOff, err := c.try(ctx, kept, fn, keep)
+		kept = session{}
 		if err == nil {
-			ok = true
+			slotHeld = !handedOff
 			return nil
 		}
 		lastErr = err
@@ -226,11 +242,17 @@ func (c *ipmiController) do(ctx context.Context, what string, fn func(ctx contex
 			return c.fail(what, ErrAuth)
 		}
 		var perm permanentError
-		if cc, answered := completionCode(err); (answered && !transientCode(cc)) || errors.As(err, &perm) {
+		cc, answered := completionCode(err)
+		if (answered && !transientCode(cc)) || errors.As(err, &perm) {
 			return c.fail(what, err)
 		}
 		if ctx.Err() != nil {
 			return c.fail(what, fmt.Errorf("%w after %d tries in %s", ctx.Err(), try, roundDur(time.Since(start))))
+		}
+		if reused && !answered {
+			c.opts.Logger.Debug("kept BMC session failed; logging in again", "node", c.opts.Node, "bmc", c.addr, "op", what, "err", err)
+			try--
+			continue
 		}
 		c.opts.Logger.Debug("BMC try failed", "node", c.opts.Node, "bmc", c.addr, "op", what, "try", try, "err", err)
 		if try < c.opts.Tries {
@@ -254,18 +276,27 @@ type doOption int
 // the caller (the console) owns both and releases them itself.
 const keepSession doOption = 1
 
-func (c *ipmiController) try(ctx context.Context, fn func(ctx context.Context, cl *client.Client) error, keep bool) error {
-	cl, err := c.connect(ctx)
-	if err != nil {
-		return err
+// try runs fn in s (zero: a new session). On success the session goes to
+// the caller (keep, the console) or to the pool of kept sessions, which
+// then holds its slot (handedOff); on failure it is closed.
+func (c *ipmiController) try(ctx context.Context, s session, fn func(ctx context.Context, cl *client.Client) error, keep bool) (handedOff bool, err error) {
+	if s.cl == nil {
+		if s.cl, err = c.connect(ctx); err != nil {
+			return false, err
+		}
+		s.born = time.Now()
 	}
 	tctx, cancel := context.WithTimeout(ctx, c.opts.TryTimeout)
 	defer cancel()
-	err = fn(tctx, cl)
-	if err != nil || !keep {
-		_ = closeQuietly(cl)
+	if err = fn(tctx, s.cl); err != nil {
+		_ = closeQuietly(s.cl)
+		return false, err
 	}
-	return err
+	if keep || c.keepSession(s) {
+		return true, nil
+	}
+	_ = closeQuietly(s.cl)
+	return false, nil
 }
 
 func roundDur(d time.Duration) time.Duration {

@@ -40,6 +40,7 @@ func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error
 	}
 
 	var cl *client.Client
+	var inbound uint16
 	err := c.do(ctx, "opening the serial console", func(tctx context.Context, fresh *client.Client) error {
 		c.mu.Lock()
 		proto := c.proto
@@ -47,7 +48,7 @@ func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error
 		if proto == protoLan {
 			return permanentError{errors.New("serial over LAN needs IPMI 2.0 (lanplus); this BMC speaks only IPMI 1.5")}
 		}
-		_, err := fresh.ActivatePayload(tctx, &transport.ActivatePayloadRequest{
+		res, err := fresh.ActivatePayload(tctx, &transport.ActivatePayloadRequest{
 			PayloadType: types.PayloadTypeSOL, PayloadInstance: 1,
 		})
 		if cc, ok := completionCode(err); ok && cc == types.CodeActivatePayloadAlreadyActive {
@@ -56,7 +57,7 @@ func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error
 		if err != nil {
 			return fmt.Errorf("activate SOL payload: %w", err)
 		}
-		cl = fresh
+		cl, inbound = fresh, res.InboundPayloadSize
 		return nil
 	}, keepSession)
 	if err != nil {
@@ -67,7 +68,26 @@ func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	sctx, cancel := context.WithCancel(context.Background())
-	con := &ipmiConsole{in: inW, out: outR, cancel: cancel, done: make(chan struct{})}
+	con := &ipmiConsole{in: inW, out: outR, cancel: cancel, done: make(chan struct{}), brk: make(chan solBreakReq)}
+	keys := make(chan []byte)
+	go func() {
+		// Keystrokes as they come, a read at a time, into the stream's loop.
+		defer close(keys)
+		for {
+			buf := make([]byte, 256)
+			n, err := inR.Read(buf)
+			if n > 0 {
+				select {
+				case keys <- buf[:n]:
+				case <-sctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	con.stop = func() {
 		cancel()
 		inR.Close()
@@ -86,7 +106,7 @@ func (c *ipmiController) Console(ctx context.Context) (io.ReadWriteCloser, error
 	}
 	go func() {
 		defer close(con.done)
-		err := cl.SOLStream(sctx, inR, outW, &client.SOLStreamOptions{PollInterval: 50 * time.Millisecond})
+		err := newSOLStream(cl, outW, inbound).run(sctx, keys, con.brk)
 		if err == nil || sctx.Err() != nil {
 			err = io.EOF
 		} else {
@@ -106,12 +126,52 @@ type ipmiConsole struct {
 	out    *io.PipeReader
 	cancel context.CancelFunc
 	done   chan struct{}
+	brk    chan solBreakReq
 	once   sync.Once
 	stop   func()
 }
 
 func (s *ipmiConsole) Read(p []byte) (int, error)  { return s.out.Read(p) }
 func (s *ipmiConsole) Write(p []byte) (int, error) { return s.in.Write(p) }
+
+// SendBreak sends a serial BREAK to the node (Linux reads it as the magic
+// SysRq key when the next key follows within 5 s).
+func (s *ipmiConsole) SendBreak(ctx context.Context) error {
+	req := solBreakReq{done: make(chan error, 1)}
+	select {
+	case s.brk <- req:
+	case <-s.done:
+		return errors.New("sending a BREAK: the console is closed")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// DeactivateConsole ends the SOL payload whoever holds it, as ipmitool's
+// sol deactivate does: a console left active by a client that died keeps
+// the node's console busy until the BMC's session timeout otherwise. A
+// payload that is not active is no error.
+func (c *ipmiController) DeactivateConsole(ctx context.Context) error {
+	return c.do(ctx, "deactivating the serial console", func(tctx context.Context, cl *client.Client) error {
+		_, err := cl.DeactivatePayload(tctx, &transport.DeactivatePayloadRequest{PayloadType: types.PayloadTypeSOL, PayloadInstance: 1})
+		if cc, ok := completionCode(err); ok && cc == types.CodeDeactivatePayloadAlreadyDeactivated {
+			return nil
+		}
+		if cc, ok := completionCode(err); ok && cc == types.CodeInsufficientPrivilege {
+			return permanentError{fmt.Errorf("the BMC refused: the console belongs to another user and ipmi_user may not end it: %w", err)}
+		}
+		if err != nil {
+			return fmt.Errorf("deactivate SOL payload: %w", err)
+		}
+		return nil
+	})
+}
 
 // Close deactivates the payload and ends the session, so the node's console
 // is free for the next user at once rather than after the BMC's timeout.

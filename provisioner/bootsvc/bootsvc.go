@@ -34,8 +34,6 @@ import (
 
 // Defaults of Config, for the flags of the commands that run the services.
 const (
-	// DefaultTFTPRoot is where Debian's ipxe package puts undionly.kpxe and ipxe.efi.
-	DefaultTFTPRoot = tftp.DefaultRoot
 	// DefaultHTTPPort is Racker's HTTP port.
 	DefaultHTTPPort = web.DefaultPort
 	// DefaultLeaseTime is short, so a machine whose plan changed picks up
@@ -54,8 +52,9 @@ type Config struct {
 	// (racker serve makes sure of it).
 	Interface string
 	StateDir  string // leases, events, node targets; required
-	// TFTPRoot holds undionly.kpxe and ipxe.efi (default DefaultTFTPRoot),
-	// served over TFTP and at /assets/ipxe/.
+	// TFTPRoot holds undionly.kpxe and ipxe.efi, served over TFTP and at
+	// /assets/ipxe/; required (racker serve takes its own payload's
+	// share/ipxe: the host's packages are not assumed).
 	TFTPRoot    string
 	HTTPPort    int           // default DefaultHTTPPort
 	LeaseTime   time.Duration // default DefaultLeaseTime
@@ -80,17 +79,14 @@ type Config struct {
 }
 
 func (cfg Config) withDefaults() (Config, error) {
-	if cfg.Plan == nil || cfg.StateDir == "" {
-		return cfg, errors.New("starting the boot services: a plan and a state folder are required")
+	if cfg.Plan == nil || cfg.StateDir == "" || cfg.TFTPRoot == "" {
+		return cfg, errors.New("starting the boot services: a plan, a state folder and a folder of iPXE binaries (TFTPRoot) are required")
 	}
 	if !cfg.Plan.Management.IP.IsValid() {
 		return cfg, errors.New("starting the boot services: the plan has no management node address")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.TFTPRoot == "" {
-		cfg.TFTPRoot = DefaultTFTPRoot
 	}
 	if cfg.HTTPPort == 0 {
 		cfg.HTTPPort = DefaultHTTPPort
@@ -142,6 +138,7 @@ func Serve(ctx context.Context, cfg Config) error {
 func Open(ctx context.Context, cfg Config) (*Services, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
+		closeGiven(cfg) // Open owns the sockets passed in, whatever happens
 		return nil, err
 	}
 	s := &Services{cfg: cfg, log: cfg.Logger}

@@ -154,7 +154,7 @@ func TestOpenFailsEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &plan.Plan{Subnet: netip.MustParsePrefix("172.24.213.0/24"), Management: plan.Node{IP: netip.MustParseAddr("172.24.213.1")}}
-	if _, err := bootsvc.Open(context.Background(), bootsvc.Config{Plan: p, StateDir: state, HTTPListener: ln}); err == nil {
+	if _, err := bootsvc.Open(context.Background(), bootsvc.Config{Plan: p, StateDir: state, TFTPRoot: t.TempDir(), HTTPListener: ln}); err == nil {
 		t.Fatal("Open over a state folder that is a file: no error")
 	}
 	if _, err := ln.Accept(); err == nil {

@@ -237,7 +237,7 @@ func serve(t *testing.T, n *testNet, r *rack, extra ...string) *server {
 		t.Fatal(err)
 	}
 	args := append([]string{"serve", "--oem-dir", r.oem, "--state-dir", r.state,
-		"--mgmt-mac", "02:bb:00:00:00:01", "--install-dir", filepath.Dir(r.state)}, extra...)
+		"--mgmt-mac", "02:bb:00:00:00:01", "--install-dir", filepath.Dir(r.state), "--tftp-root", "/usr/lib/ipxe"}, extra...)
 	cmd := netenv.Command(context.Background(), n.srvNS, self, args...)
 	cmd.Env = append(os.Environ(), asRacker+"=1")
 	logPath := filepath.Join(t.TempDir(), "serve.log")

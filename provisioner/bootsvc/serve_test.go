@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+
 	"github.com/racker/racker/internal/testenv"
 	"github.com/racker/racker/netenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
@@ -213,13 +216,8 @@ func TestIgnitionOnlyToItsNode(t *testing.T) {
 	node2 := rackNode{primary: "02:bb:00:00:20:01", bmc: "02:bb:00:00:20:02", secondary: "02:bb:00:00:20:03", typ: "worker"}
 	n := newTestNet(t)
 	r := newRack(t, n, node1, node2)
-	// An install config names an OS release; a stand-in folder will do.
-	rel := t.TempDir()
-	os.Mkdir(filepath.Join(rel, "current"), 0o755)
-	for _, f := range []string{"flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz", "flatcar_production_image.bin.bz2"} {
-		os.WriteFile(filepath.Join(rel, "current", f), []byte("stand-in"), 0o644)
-	}
-	serve(t, n, r, "--os", "testos", "--testos-dir", rel)
+	// An install config names an OS release; a signed stand-in folder will do.
+	serve(t, n, r, "--os", "testos", "--testos-dir", signedRelease(t))
 	// Racker opens both nodes' boot windows (as bootstrap does before it
 	// powers them on), on the management node's loopback.
 	for _, mac := range []string{node1.primary, node2.primary} {
@@ -250,6 +248,38 @@ func TestIgnitionOnlyToItsNode(t *testing.T) {
 	if !hasEvent(events(t, r.state), node2.primary, api.KindForbidden, v["ip"]) {
 		t.Errorf("no forbidden event naming the requester: %s", summarize(events(t, r.state)))
 	}
+}
+
+// signedRelease makes a test OS release folder racker serve accepts (files
+// with placeholder contents, signed like scripts/build-testos.sh signs them,
+// with a throwaway key) and returns the folder holding current/.
+func signedRelease(t *testing.T) string {
+	t.Helper()
+	rel := t.TempDir()
+	cur := filepath.Join(rel, "current")
+	os.Mkdir(cur, 0o755)
+	for _, f := range []string{"flatcar_production_pxe.vmlinuz", "flatcar_production_pxe_image.cpio.gz", "flatcar_production_image.bin.bz2"} {
+		os.WriteFile(filepath.Join(cur, f), []byte("stand-in"), 0o644)
+	}
+	os.WriteFile(filepath.Join(cur, "version.txt"), []byte("FLATCAR_VERSION=testos-1\n"), 0o644)
+	e, err := openpgp.NewEntity("test release", "", "t@example.invalid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	w, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	e.Serialize(w)
+	w.Close()
+	os.WriteFile(filepath.Join(cur, "image-signing-key.asc"), pub.Bytes(), 0o644)
+	for _, f := range []string{"flatcar_production_image.bin.bz2", "version.txt"} {
+		b, _ := os.ReadFile(filepath.Join(cur, f))
+		var sig bytes.Buffer
+		if err := openpgp.DetachSign(&sig, e, bytes.NewReader(b), nil); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(cur, f+".sig"), sig.Bytes(), 0o644)
+	}
+	return rel
 }
 
 // TestSIGHUPReloadsNodes: a node added to nodes.csv gets its address after

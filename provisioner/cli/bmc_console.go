@@ -1,27 +1,64 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/racker/racker/provisioner/bmc"
 )
+
+// consoleHelp is what ~? prints, as ipmitool's does.
+const consoleHelp = "\r\n[racker console escapes, at the start of a line:\r\n" +
+	"  ~.  leave the console\r\n" +
+	"  ~B  send a serial BREAK to the node (then a key within 5 s: Linux's magic SysRq)\r\n" +
+	"  ~?  this help\r\n" +
+	"  ~~  send one ~]\r\n"
 
 func newConsoleCmd(env *Env) *cobra.Command {
 	var bf bmcFlags
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "console NODE|--bmc URL",
-		Short: "Interactive serial-over-LAN console of a node; type ~. at the start of a line to leave",
+		Short: "Interactive serial-over-LAN console of a node; type ~. at the start of a line to leave, ~? for help",
+		Long: `Attach to a node's serial console over IPMI serial-over-LAN. Escapes, at the
+start of a line, as with ssh and ipmitool: ~. leaves, ~B sends a serial BREAK,
+~? lists them, ~~ sends one ~.
+
+A BMC allows one console at a time. racker bootstrap and reprovision record
+every node's console to STATE/console/HOSTNAME.log while they run (racker
+describe shows its tail), and a client that died can leave the console active
+until the BMC's session timeout: --force ends whichever console is active
+first, as ipmitool's sol deactivate does.`,
+		Example: `  racker console racker-worker-0
+  racker console 00:11:22:33:44:20 --force
+  racker console --bmc ipmi://172.24.213.3`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, label, err := env.openTarget(cmd.Context(), &bf, args)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			if force {
+				d, ok := c.(bmc.ConsoleDeactivator)
+				if !ok {
+					return fmt.Errorf("console --force: this BMC driver cannot end another console")
+				}
+				if err := d.DeactivateConsole(cmd.Context()); err != nil {
+					return fmt.Errorf("console --force: %w", err)
+				}
+				fmt.Fprintf(env.Stderr, "[ended the console that was active on %s]\r\n", label)
+			}
 			con, err := c.Console(cmd.Context())
+			if errors.Is(err, bmc.ErrConsoleBusy) {
+				return fmt.Errorf("%w\n(a running racker bootstrap or reprovision records it; --force takes it over, e.g. from a client that died)", err)
+			}
 			if err != nil {
 				return err
 			}
@@ -36,18 +73,39 @@ func newConsoleCmd(env *Env) *cobra.Command {
 				}
 				defer term.Restore(int(f.Fd()), old)
 			}
-			fmt.Fprintf(env.Stderr, "[connected to the serial console of %s; type ~. at the start of a line to leave]\r\n", label)
-			err = relayConsole(con, env.Stdin, env.Stdout)
+			fmt.Fprintf(env.Stderr, "[connected to the serial console of %s; type ~. at the start of a line to leave, ~? for help]\r\n", label)
+			commands := map[byte]func(){
+				'?': func() { io.WriteString(env.Stderr, consoleHelp) },
+				'B': func() { sendBreak(cmd.Context(), env, con) },
+			}
+			err = relayConsole(con, &escapeReader{r: env.Stdin, atLineStart: true, commands: commands}, env.Stdout)
 			fmt.Fprintf(env.Stderr, "\r\n[console of %s closed]\r\n", label)
 			return err
 		},
 	}
 	addBMCFlags(cmd.Flags(), &bf)
+	cmd.Flags().BoolVar(&force, "force", false, "end the console that is active on the node (a stale session) before attaching")
 	return cmd
 }
 
-// relayConsole copies the console to out and in to the console until the
-// user types ~. at the start of a line, in ends, or the console ends.
+// sendBreak sends a serial BREAK through a console that can.
+func sendBreak(ctx context.Context, env *Env, con io.ReadWriteCloser) {
+	b, ok := con.(bmc.Breaker)
+	if !ok {
+		io.WriteString(env.Stderr, "\r\n[this console cannot send a BREAK]\r\n")
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := b.SendBreak(ctx); err != nil {
+		fmt.Fprintf(env.Stderr, "\r\n[BREAK not sent: %v]\r\n", err)
+		return
+	}
+	io.WriteString(env.Stderr, "\r\n[BREAK sent]\r\n")
+}
+
+// relayConsole copies the console to out and in (already escape-filtered)
+// to the console until the user leaves, in ends, or the console ends.
 func relayConsole(con io.ReadWriter, in io.Reader, out io.Writer) error {
 	fromNode := make(chan error, 1)
 	go func() {
@@ -56,7 +114,7 @@ func relayConsole(con io.ReadWriter, in io.Reader, out io.Writer) error {
 	}()
 	toNode := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(con, &escapeReader{r: in, atLineStart: true})
+		_, err := io.Copy(con, in)
 		toNode <- err
 	}()
 	select {
@@ -77,11 +135,13 @@ func relayConsole(con io.ReadWriter, in io.Reader, out io.Writer) error {
 var errEscape = errors.New("escape")
 
 // escapeReader passes input through except the escape sequences at the
-// start of a line: "~." ends the session, "~~" sends one "~"; a "~"
-// followed by anything else is sent as typed.
+// start of a line: "~." ends the session, "~~" sends one "~", "~X" runs
+// commands[X] (help, BREAK) and sends nothing; a "~" followed by anything
+// else is sent as typed.
 type escapeReader struct {
 	r           io.Reader
 	atLineStart bool
+	commands    map[byte]func()
 	tilde       bool // a line-start "~" is held back
 	pending     []byte
 	err         error // returned once pending is drained
@@ -103,6 +163,11 @@ func (e *escapeReader) Read(p []byte) (int, error) {
 			switch {
 			case e.tilde:
 				e.tilde = false
+				if cmd, ok := e.commands[b]; ok {
+					cmd()
+					e.atLineStart = true // ssh: another escape may follow
+					continue
+				}
 				switch b {
 				case '.':
 					return e.flush(p, errEscape)

@@ -1,25 +1,34 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 )
 
 func newIPMICmd(env *Env) *cobra.Command {
-	cmd := &cobra.Command{Use: "ipmi", Short: "BMC diagnostics"}
+	cmd := &cobra.Command{Use: "ipmi", Short: "BMC diagnostics",
+		Example: `  racker ipmi diag racker-worker-0`}
 	cmd.AddCommand(newIPMIDiagCmd(env))
 	return cmd
 }
 
 func newIPMIDiagCmd(env *Env) *cobra.Command {
 	var bf bmcFlags
-	var output string
+	var out output
 	cmd := &cobra.Command{
 		Use:   "diag NODE|--bmc URL",
 		Short: "Show a BMC's device id, firmware, power, boot flags, address, MAC and SOL support",
+		Long: `Show what a node's BMC reports: its address and protocol, device and firmware,
+power, boot flags and whether it offers a serial console. -o table is what
+older releases called -o text (still accepted).`,
+		Example: `  racker ipmi diag racker-worker-0
+  racker ipmi diag --bmc ipmi://172.24.213.3 -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			c, label, err := env.openTarget(cmd.Context(), &bf, args)
 			if err != nil {
 				return err
@@ -29,37 +38,40 @@ func newIPMIDiagCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				e := json.NewEncoder(env.Stdout)
-				e.SetIndent("", "  ")
-				return e.Encode(d)
-			}
-			w := env.Stdout
-			fmt.Fprintf(w, "node:        %s\n", label)
-			fmt.Fprintf(w, "driver:      %s\n", d.Driver)
-			fmt.Fprintf(w, "BMC address: %s\n", d.Address)
-			if d.MAC != "" {
-				fmt.Fprintf(w, "BMC MAC:     %s\n", d.MAC)
-			}
-			if d.Protocol != "" {
-				fmt.Fprintf(w, "protocol:    %s\n", d.Protocol)
-			}
-			if d.Firmware != "" {
-				fmt.Fprintf(w, "device:      id %d rev %d, firmware %s, IPMI %s, manufacturer %d, product %#04x\n",
-					d.DeviceID, d.DeviceRevision, d.Firmware, d.IPMIVersion, d.ManufacturerID, d.ProductID)
-			}
-			fmt.Fprintf(w, "power:       %s\n", d.Power)
-			if d.BootKnown {
-				fmt.Fprintf(w, "boot flags:  %s\n", d.Boot)
-			}
-			fmt.Fprintf(w, "SOL:         %v\n", d.SOLAvailable)
-			for _, p := range d.Problems {
-				fmt.Fprintf(w, "problem:     %s\n", p)
-			}
-			return nil
+			return out.print(env.Stdout, view{value: d, names: func() []string { return []string{label} },
+				table: func(w io.Writer, wide bool) error {
+					fmt.Fprintf(w, "node:        %s\n", label)
+					fmt.Fprintf(w, "driver:      %s\n", d.Driver)
+					fmt.Fprintf(w, "BMC address: %s\n", d.Address)
+					if d.MAC != "" {
+						fmt.Fprintf(w, "BMC MAC:     %s\n", d.MAC)
+					}
+					if d.Protocol != "" {
+						fmt.Fprintf(w, "protocol:    %s\n", d.Protocol)
+					}
+					if d.Firmware != "" {
+						fmt.Fprintf(w, "device:      id %d rev %d, firmware %s, IPMI %s, manufacturer %d, product %#04x\n",
+							d.DeviceID, d.DeviceRevision, d.Firmware, d.IPMIVersion, d.ManufacturerID, d.ProductID)
+					}
+					for _, kv := range [][2]string{{"manufacturer", d.Manufacturer}, {"model", d.Model}, {"serial", d.SerialNumber},
+						{"BIOS", d.BIOSVersion}, {"boot mode", d.BootMode}, {"health", d.Health}, {"TLS", d.TLS}, {"console", d.Console}} {
+						if kv[1] != "" && (wide || kv[0] == "manufacturer" || kv[0] == "model") {
+							fmt.Fprintf(w, "%-12s %s\n", kv[0]+":", kv[1])
+						}
+					}
+					fmt.Fprintf(w, "power:       %s\n", d.Power)
+					if d.BootKnown {
+						fmt.Fprintf(w, "boot flags:  %s\n", d.Boot)
+					}
+					fmt.Fprintf(w, "SOL:         %v\n", d.SOLAvailable)
+					for _, p := range d.Problems {
+						fmt.Fprintf(w, "problem:     %s\n", p)
+					}
+					return nil
+				}})
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	addOutputFlag(cmd, &out)
 	addBMCFlags(cmd.Flags(), &bf)
 	return cmd
 }

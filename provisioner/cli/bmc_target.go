@@ -44,7 +44,7 @@ func (bf *bmcFlags) nodeArgs(args []string) (node string, rest []string, err err
 		return "", args, nil
 	}
 	if len(args) == 0 {
-		return "", nil, fmt.Errorf("name a NODE (primary MAC, BMC MAC, hostname or plan index) or give --bmc URL")
+		return "", nil, usageErrorf("name a NODE (primary MAC, BMC MAC, hostname or plan index) or give --bmc URL")
 	}
 	return args[0], args[1:], nil
 }
@@ -56,7 +56,7 @@ func (env *Env) openTarget(ctx context.Context, bf *bmcFlags, args []string) (bm
 		return nil, "", err
 	}
 	if len(rest) != 0 {
-		return nil, "", fmt.Errorf("unexpected arguments %q", rest)
+		return nil, "", usageErrorf("unexpected arguments %q", rest)
 	}
 	return env.openBMC(ctx, bf, node)
 }

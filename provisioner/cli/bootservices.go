@@ -24,6 +24,12 @@ import (
 // and reprovision, which use a running racker serve or run them
 // in-process. Both take the same flags, declared here once.
 
+// imageKeyUsage and mirrorUsage are are the help texts of the mirror flags.
+const (
+	imageKeyUsage = "OpenPGP public key the OS mirror's images are signed with; Racker verifies its downloads with it and nodes' flatcar-install gets it as -k (default: Flatcar's image signing key for --os flatcar, the release folder's image-signing-key.asc for --os testos)"
+	mirrorUsage   = "Flatcar release server or private mirror, e.g. https://mirror.example/flatcar/amd64-usr (default: https://CHANNEL.release.flatcar-linux.net/amd64-usr)"
+)
+
 // bootFlags configure the boot services.
 type bootFlags struct {
 	httpPort  int
@@ -33,6 +39,8 @@ type bootFlags struct {
 	osVersion string
 	channel   string
 	testosDir string
+	mirror    string // Flatcar release server (a private mirror)
+	imageKey  string // the key the mirror signs its images with
 }
 
 // addBootFlags declares the boot services' flags on serve, bootstrap and
@@ -40,12 +48,14 @@ type bootFlags struct {
 // serveRelease.
 func addBootFlags(fs *pflag.FlagSet, f *bootFlags) {
 	fs.IntVar(&f.httpPort, "http-port", bootsvc.DefaultHTTPPort, "HTTP port of the boot services")
-	fs.StringVar(&f.tftpRoot, "tftp-root", bootsvc.DefaultTFTPRoot, "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP")
+	fs.StringVar(&f.tftpRoot, "tftp-root", "", "folder with the iPXE binaries (undionly.kpxe, ipxe.efi) served over TFTP (default: share/ipxe of Racker's own payload, INSTALL-DIR/current/share/ipxe)")
 	fs.DurationVar(&f.leaseTime, "lease-time", bootsvc.DefaultLeaseTime, "DHCP lease time")
 	fs.StringVar(&f.osName, "os", "flatcar", "OS to install: flatcar or testos")
 	fs.StringVar(&f.osVersion, "os-version", "current", "OS version: for flatcar current (the channel's newest) or a version, for testos a release folder")
 	fs.StringVar(&f.channel, "flatcar-channel", "stable", "Flatcar channel: stable, beta, alpha or lts")
 	fs.StringVar(&f.testosDir, "testos-dir", "", "folder with the test OS's release folders (default: INSTALL-DIR/testos)")
+	fs.StringVar(&f.imageKey, "image-key", "", imageKeyUsage)
+	fs.StringVar(&f.mirror, "os-mirror", "", mirrorUsage)
 }
 
 // openBootServices readies the PXE interface (up, with the management
@@ -55,6 +65,10 @@ func addBootFlags(fs *pflag.FlagSet, f *bootFlags) {
 func openBootServices(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, f *bootFlags,
 	tune func(*bootsvc.Config)) (*bootsvc.Services, *images.Release, error) {
 	log := env.Logger()
+	ipxe, err := env.ipxeDir(f.tftpRoot)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the boot services: %w", err)
+	}
 	prefix := netip.PrefixFrom(p.Management.IP, p.Subnet.Bits())
 	if err := ensureAddress(inv.PXEInterface, prefix); err != nil {
 		return nil, nil, fmt.Errorf("starting the boot services: %w", err)
@@ -68,7 +82,7 @@ func openBootServices(ctx context.Context, env *Env, inv *inventory.Inventory, p
 		log.Warn("no OS release to serve: nodes get iPXE scripts, but installs will fail until one is available",
 			"os", f.osName, "version", f.osVersion)
 	}
-	cfg := bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir, TFTPRoot: f.tftpRoot,
+	cfg := bootsvc.Config{Plan: p, Interface: inv.PXEInterface, StateDir: env.StateDir, TFTPRoot: ipxe,
 		HTTPPort: f.httpPort, LeaseTime: f.leaseTime, Release: release, Logger: log}
 	if tune != nil {
 		tune(&cfg)
@@ -87,8 +101,16 @@ func serveRelease(ctx context.Context, env *Env, f *bootFlags) (*images.Release,
 		testosDir = filepath.Join(env.InstallDir, "testos")
 	}
 	spec := images.Spec{OS: f.osName, Version: f.osVersion, Channel: f.channel, Dir: testosDir,
+		BaseURL: f.mirror, KeyFile: f.imageKey,
 		CacheDir: filepath.Join(env.StateDir, "images"), Logger: env.Logger()}
-	env.Logger().Info("preparing the OS release", "os", f.osName, "version", f.osVersion)
+	if f.imageKey != "" {
+		// A key that cannot be read is the operator's mistake, not a
+		// release that is unavailable for now.
+		if _, err := images.ReadKeyringFile(f.imageKey); err != nil {
+			return nil, fmt.Errorf("--image-key: %w", err)
+		}
+	}
+	env.Logger().Info("preparing the OS release", "os", f.osName, "version", f.osVersion, "image_key", f.imageKey, "mirror", f.mirror)
 	rel, err := images.Prepare(ctx, spec)
 	if err != nil && f.osName == "flatcar" {
 		env.Logger().Warn("Flatcar release not available", "err", err)

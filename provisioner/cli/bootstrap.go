@@ -33,7 +33,19 @@ at a time, and run the cluster profile.
 
 Killed at any moment, it resumes when run again: booted nodes are never
 reinstalled. Progress is a live table on a terminal, log lines otherwise; the
-exit status is non-zero when a node failed.`,
+exit status is non-zero when a node failed.
+
+On a terminal it asks for the choices not given as flags (the wizard); the
+first bootstrap saves them with the plan, and later runs reuse them (see racker
+plan: --replan changes them).`,
+		Example: `  # On a terminal: the wizard asks for the profile, cluster name and subnet.
+  racker bootstrap
+
+  # Without questions, e.g. from a script:
+  racker bootstrap --provision flatcar --cluster-name prod --on-failure exclude
+
+  # Kubernetes with Lokomotive, static public addresses:
+  racker bootstrap --provision lokomotive --domain prod.example.com --public-ips /usr/share/oem/public-ips.ini`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.prov.osGiven = cmd.Flags().Changed("os") || cmd.Flags().Changed("os-version")
@@ -42,6 +54,7 @@ exit status is non-zero when a node failed.`,
 	}
 	fs := cmd.Flags()
 	AddPlanFlags(fs, &f.plan)
+	addReplanFlags(fs, &f.plan)
 	addProvisionFlags(fs, &f.prov)
 	fs.StringVar(&f.profile, "provision", cluster.Flatcar, "cluster profile: flatcar (plain Flatcar) or lokomotive")
 	fs.StringVar(&f.domain, "domain", "", "the cluster's DNS domain (default "+cluster.DefaultDomain+")")
@@ -53,8 +66,19 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	ctx := cmd.Context()
 	log := env.Logger()
 	if env.Interactive() {
-		askChoice(env, cmd, "provision", "Cluster profile (flatcar or lokomotive)", &f.profile)
-		askChoice(env, cmd, "cluster-name", "Cluster name", &f.plan.Choices.ClusterName)
+		// The wizard: only what is neither on the command line nor saved
+		// by an earlier bootstrap or racker plan.
+		saved, _, err := env.recallChoices(cmd.Flags())
+		if err != nil {
+			return err
+		}
+		askChoice(env, cmd, saved, "provision", "Cluster profile (flatcar or lokomotive)", &f.profile)
+		askChoice(env, cmd, saved, "cluster-name", "Cluster name", &f.plan.Choices.ClusterName)
+		askChoice(env, cmd, saved, "subnet", "Internal subnet", &f.plan.subnet)
+		if _, ok := saved["domain"]; f.profile == cluster.Lokomotive && !ok && f.domain == "" {
+			f.domain = cluster.DefaultDomain
+			askChoice(env, cmd, saved, "domain", "The cluster's DNS domain", &f.domain)
+		}
 	}
 	profile, err := cluster.ParseProfile(f.profile)
 	if err != nil {
@@ -121,9 +145,10 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 	return pr.run(ctx, env)
 }
 
-// askChoice asks for a flag the user did not give, on a terminal.
-func askChoice(env *Env, cmd *cobra.Command, flag, question string, v *string) {
-	if cmd.Flags().Changed(flag) {
+// askChoice asks for a flag the user did not give and the rack did not
+// save, on a terminal.
+func askChoice(env *Env, cmd *cobra.Command, saved map[string]string, flag, question string, v *string) {
+	if _, ok := saved[flag]; ok || cmd.Flags().Changed(flag) {
 		return
 	}
 	if a, _ := env.ask(fmt.Sprintf("%s [%s]: ", question, *v)); a != "" {

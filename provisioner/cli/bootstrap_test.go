@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,15 +36,21 @@ import (
 // with wipe-all.
 var wipedInstalls sync.Map
 
+// nodeCallbacks maps a simulated node's primary MAC to its callback poster
+// (from the node's address, with its current token), so a test can make a
+// node report again after bootstrap.
+var nodeCallbacks sync.Map
+
 func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 	b := bmc.Fake(fakeBMCName(n.PrimaryMAC))
 	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: n.IP.AsSlice()}}).DialContext}}
-	token := ""
+	var token atomic.Value // string; set by this goroutine, read by nodeCallbacks' callers
+	token.Store("")
 	post := func(event string) {
 		body, _ := json.Marshal(api.Callback{MAC: n.PrimaryMAC, Event: api.EventKind(event)})
 		req, _ := http.NewRequest("POST", base+"/api/v1/events", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(api.TokenHeader, api.TokenScheme+token)
+		req.Header.Set(api.TokenHeader, api.TokenScheme+token.Load().(string))
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Errorf("%s: posting %s: %v", n.Hostname, event, err)
@@ -54,6 +61,7 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 			t.Errorf("%s: posting %s: %s", n.Hostname, event, resp.Status)
 		}
 	}
+	nodeCallbacks.Store(n.PrimaryMAC, post)
 	seen, installed := len(b.Actions()), false
 	for ctx.Err() == nil {
 		time.Sleep(2 * time.Millisecond)
@@ -77,6 +85,10 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 							}
 						}
 					}
+					// What a console shows: recorded by bootstrap (consolelog).
+					if serial := b.Serial(); serial != nil {
+						go io.WriteString(serial, "testos: flatcar-install: writing the OS image to /dev/vda\r\n")
+					}
 					// The live system's Ignition: the install config carries the token.
 					resp, err := client.Get(base + "/ignition?mac=" + n.PrimaryMAC + "&phase=install")
 					if err != nil {
@@ -89,7 +101,7 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 						t.Errorf("%s: install config: %s %s", n.Hostname, resp.Status, cfg)
 						continue
 					}
-					token = installToken(t, cfg)
+					token.Store(installToken(t, cfg))
 					post("installing")
 					post("installed")
 					installed = true
@@ -156,7 +168,8 @@ func bootRig(t *testing.T) (flags []string, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
+		SigningKey: []byte("test key\n")}
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, served := serveOnLoopback(ctx, t, bootsvc.Config{Plan: p, StateDir: state, Release: release})
 	simsDone := make(chan struct{})

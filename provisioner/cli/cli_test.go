@@ -210,8 +210,8 @@ func TestCommandTree(t *testing.T) {
 		}
 	}
 	walk("", NewRoot(&Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}))
-	want := []string{"bootdev", "bootstrap", "console", "factory", "factory check", "factory discover", "factory gen-ssh-key",
-		"factory reset", "get", "install", "ipmi", "ipmi diag", "plan", "power", "release", "release image", "release keygen", "release push",
+	want := []string{"bootdev", "bootstrap", "console", "describe", "events", "factory", "factory check", "factory discover", "factory gen-ssh-key",
+		"factory reset", "get", "install", "ipmi", "ipmi diag", "plan", "power", "release", "release docs", "release image", "release keygen", "release push",
 		"reprovision", "rollback", "serve", "status", "update", "upgrade", "version"}
 	if !slices.Equal(got, want) {
 		t.Errorf("commands:\n%q\nwant\n%q", got, want)

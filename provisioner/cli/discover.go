@@ -20,7 +20,9 @@ func newDiscoverCmd(env *Env) *cobra.Command {
 	var duration time.Duration
 	var port int
 	cmd := &cobra.Command{
-		Use:   "discover",
+		Use: "discover",
+		Example: `  # Power the rack on, then listen for two minutes:
+  racker factory discover --pxe-interface eth1 --duration 2m > nodes.csv.draft`,
 		Short: "List the MACs asking for DHCP on the PXE interface, as a draft nodes.csv",
 		Long: `Listen on the PXE interface without answering and print every MAC that asks
 for DHCP, as a draft nodes.csv to edit: netboot firmware (vendor class PXEClient

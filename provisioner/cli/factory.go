@@ -17,7 +17,10 @@ import (
 
 func newFactoryCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "factory",
+		Use: "factory",
+		Example: `  racker factory check
+  racker factory gen-ssh-key
+  racker factory reset --yes`,
 		Short: "Check the rack's OEM files, reset the rack, make the cluster's SSH key",
 	}
 	cmd.AddCommand(newFactoryCheckCmd(env), newFactoryResetCmd(env), newGenSSHKeyCmd(env), newDiscoverCmd(env))
@@ -27,7 +30,9 @@ func newFactoryCmd(env *Env) *cobra.Command {
 func newFactoryCheckCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	cmd := &cobra.Command{
-		Use:   "check",
+		Use: "check",
+		Example: `  racker factory check
+  racker factory check --oem-dir ./my-rack`,
 		Short: "Validate nodes.csv and the IPMI credentials; print a summary of the rack",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -97,7 +102,11 @@ func printRackSummary(env *Env, inv *inventory.Inventory, p *plan.Plan) {
 func newFactoryResetCmd(env *Env) *cobra.Command {
 	var nodes, yes bool
 	cmd := &cobra.Command{
-		Use:   "reset",
+		Use: "reset",
+		Example: `  # Forget the plan, leases and provisioning state (asks first):
+  racker factory reset
+  # And the rack's rows too, without asking:
+  racker factory reset --nodes --yes`,
 		Short: "Forget the rack's state (and with --nodes, its nodes)",
 		Long: `Clear Racker's state folder: plans, leases, provisioning state, keys.
 With --nodes, nodes.csv is left with only its header. Asks first on a terminal;

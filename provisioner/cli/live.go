@@ -12,10 +12,13 @@ import (
 
 // liveView redraws the progress table in place on a terminal: on every
 // change (Update, wired to the orchestrator's Config.OnChange) and every
-// second, so the time in phase keeps counting. A question to the user
-// pauses it.
+// second, so the time in phase keeps counting. Each frame fits the
+// terminal (fit.go): lines are clipped to its width and rows to its
+// height, so moving the cursor up by the lines drawn always lands on the
+// frame's first row. A question to the user pauses it.
 type liveView struct {
 	w      io.Writer
+	size   func() (width, height int)
 	mu     sync.Mutex
 	nodes  []orchestrator.Node
 	lines  int // lines drawn last time, to move the cursor back over
@@ -24,9 +27,10 @@ type liveView struct {
 	once   sync.Once
 }
 
-// newLiveView starts a view writing to w (a terminal); Close stops it.
-func newLiveView(w io.Writer) *liveView {
-	v := &liveView{w: w, done: make(chan struct{})}
+// newLiveView starts a view writing to w (a terminal of the given size);
+// Close stops it.
+func newLiveView(w io.Writer, size func() (width, height int)) *liveView {
+	v := &liveView{w: w, size: size, done: make(chan struct{})}
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -56,13 +60,29 @@ func (v *liveView) draw() {
 	if v.paused || v.nodes == nil {
 		return
 	}
-	var b strings.Builder
-	writeProgress(&b, v.nodes, time.Now())
+	frame := progressFrame(v.nodes, time.Now(), v.size)
 	if v.lines > 0 {
-		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.lines)
+		// Up to the frame's first row, then clear to the end of the screen.
+		fmt.Fprintf(v.w, "\r\x1b[%dA\x1b[J", v.lines)
 	}
-	io.WriteString(v.w, b.String())
-	v.lines = strings.Count(b.String(), "\n")
+	io.WriteString(v.w, frame)
+	v.lines = strings.Count(frame, "\n")
+}
+
+// progressFrame is the progress table fitted to a terminal of size (the
+// header, the summary and a spare row stay; the rest are node rows).
+func progressFrame(nodes []orchestrator.Node, now time.Time, size func() (int, int)) string {
+	width, height := 0, 0
+	if size != nil {
+		width, height = size()
+	}
+	rows := 0
+	if height > 0 {
+		rows = max(height-4, 1)
+	}
+	var b strings.Builder
+	writeProgress(&b, nodes, now, rows)
+	return fitWidth(b.String(), width)
 }
 
 // Pause stops redrawing (while the user answers a question); the next

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/racker/racker/provisioner/bmc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/consolelog"
 	"github.com/racker/racker/provisioner/inventory"
 	"github.com/racker/racker/provisioner/orchestrator"
 	"github.com/racker/racker/provisioner/plan"
@@ -33,16 +35,28 @@ type provisionFlags struct {
 	boot      bootFlags
 	timeouts  orchestrator.Timeouts
 	osGiven   bool // --os or --os-version on the command line
+	// recordConsoles: record every node's console to STATE/console while
+	// the run lasts.
+	recordConsoles bool
+
+	// bmcInterval spaces the starts of BMC operations rack-wide (0: not
+	// at all); bmcConcurrency bounds them.
+	bmcInterval    time.Duration
+	bmcConcurrency int
 }
 
 func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
-	fs.IntVar(&f.parallel, "parallel", 20, "nodes in flight at once")
+	fs.IntVar(&f.parallel, "parallel", orchestrator.DefaultParallel, "nodes in flight at once")
+	fs.DurationVar(&f.bmcInterval, "bmc-interval", orchestrator.DefaultBMCInterval,
+		"time between the starts of two BMC operations, rack-wide (0: no spacing); each node takes three")
+	fs.IntVar(&f.bmcConcurrency, "bmc-concurrency", orchestrator.DefaultBMCConcurrency, "BMC operations at once, rack-wide")
 	fs.StringVar(&f.onFailure, "on-failure", "", "what a node's failure does: retry, exclude, ask or cancel (default: retry --retries times, then ask on a terminal, else exclude)")
 	fs.IntVar(&f.retries, "retries", 3, "retries of a failed node under --on-failure retry")
 	fs.StringSliceVar(&f.uefiTypes, "uefi-types", nil, "node types whose firmware boots UEFI (boot flags get the EFI bit)")
 	fs.StringVar(&f.bmcDriver, "bmc-driver", "ipmi", "how to reach the nodes' BMCs: ipmi, or libvirt (local VMs without BMCs)")
 	fs.BoolVar(&f.ipmiV15, "ipmi-allow-v15", false, ipmiV15Help)
 	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services' management views (default: http://127.0.0.1:HTTP-PORT, started in-process when none answers)")
+	fs.BoolVar(&f.recordConsoles, "record-consoles", true, "record every node's serial console to STATE/console/HOSTNAME.log while the run lasts (racker describe shows the tail)")
 	addBootFlags(fs, &f.boot) // for the boot services, when they run in-process
 	t := orchestrator.DefaultTimeouts
 	fs.DurationVar(&f.timeouts.BMC, "bmc-timeout", t.BMC, "how long a node's BMC may not answer")
@@ -137,16 +151,22 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
-	opener, err := bmcOpener(env, inv, p, f.bmcDriver, f.ipmiV15, svc.client)
+	targets, err := bmcTargetsFor(env, inv, p, f.bmcDriver, f.ipmiV15, svc.client)
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
+	opener := orchestrator.ControllerOpener(targets.urlFor, targets.opts)
+	stopRecording := func() {}
+	if f.recordConsoles {
+		stopRecording = recordConsoles(ctx, env, specs, targets)
+	}
+	defer stopRecording()
 	// On a terminal the live table is the progress; info lines would
 	// scroll it away. Elsewhere the log lines are the progress.
 	var view *liveView
 	var onChange func([]orchestrator.Node)
 	if env.Interactive() {
-		view = newLiveView(env.Stdout)
+		view = newLiveView(env.Stdout, env.termSize)
 		defer view.Close()
 		onChange = view.Update
 		if !env.Verbose {
@@ -161,18 +181,42 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 		osLabel = f.boot.osName + " " + f.boot.osVersion
 	}
 	cfg := orchestrator.Config{StateDir: env.StateDir, Nodes: specs, Boot: svc.client, OpenBMC: opener,
-		Parallel: f.parallel, Policy: policy, Timeouts: f.timeouts, OS: osLabel,
-		StopAt: stopAt, Logger: log, OnChange: onChange}
+		Policy: policy, Timeouts: f.timeouts, OS: osLabel, StopAt: stopAt, Logger: log, OnChange: onChange}
+	if err := f.pace(&cfg); err != nil {
+		return orchestrator.Result{}, err
+	}
 	if policy.OnFailure == orchestrator.Ask || policy.AfterRetries == orchestrator.Ask {
 		cfg.Ask = askFailure(env, view)
 	}
 	res, err := orchestrator.Run(ctx, cfg)
+	stopRecording()
 	if view != nil {
 		view.Close()
 	}
 	fmt.Fprintln(env.Stdout)
-	writeProgress(env.Stdout, res.Nodes, time.Now())
+	var b strings.Builder
+	writeProgress(&b, res.Nodes, time.Now(), 0)
+	width, _ := env.termSize()
+	io.WriteString(env.Stdout, fitWidth(b.String(), width))
 	return res, err
+}
+
+// pace puts --parallel, --bmc-concurrency and --bmc-interval into cfg,
+// checked.
+func (f *provisionFlags) pace(cfg *orchestrator.Config) error {
+	switch {
+	case f.parallel < 1:
+		return fmt.Errorf("--parallel %d: want 1 or more", f.parallel)
+	case f.bmcConcurrency < 1:
+		return fmt.Errorf("--bmc-concurrency %d: want 1 or more", f.bmcConcurrency)
+	case f.bmcInterval < 0:
+		return fmt.Errorf("--bmc-interval %s: want 0 (no spacing) or more", f.bmcInterval)
+	}
+	cfg.Parallel, cfg.BMCConcurrency, cfg.BMCInterval = f.parallel, f.bmcConcurrency, f.bmcInterval
+	if f.bmcInterval == 0 {
+		cfg.BMCInterval = -1 // none, where the orchestrator's zero means its default
+	}
+	return nil
 }
 
 func policyFrom(env *Env, f *provisionFlags) (orchestrator.Policy, error) {
@@ -196,11 +240,18 @@ func policyFrom(env *Env, f *provisionFlags) (orchestrator.Policy, error) {
 	return orchestrator.Policy{OnFailure: m, Retries: f.retries, AfterRetries: then}, nil
 }
 
-// bmcOpener reaches a node's BMC at the address the boot services report
-// for it (its DHCP lease, asked again for every operation: the lease may
-// arrive mid-run), else at the planned address. The "fake" driver
-// (in-process fake:// BMCs named by primary MAC) is for tests.
-func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, ipmiV15 bool, boot *api.Client) (orchestrator.BMCOpener, error) {
+// bmcTargets say where each node's BMC is: its URL (asked for every
+// operation) and the options every controller opens with.
+type bmcTargets struct {
+	urlFor func(ctx context.Context, n orchestrator.NodeSpec) (string, error)
+	opts   bmc.Options
+}
+
+// bmcTargetsFor reaches a node's BMC at the address the boot services
+// report for it (its DHCP lease, asked again for every operation: the
+// lease may arrive mid-run), else at the planned address. The "fake"
+// driver (in-process fake:// BMCs named by primary MAC) is for tests.
+func bmcTargetsFor(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, ipmiV15 bool, boot *api.Client) (bmcTargets, error) {
 	planned := map[string]netip.Addr{}
 	for _, n := range p.All() {
 		planned[n.PrimaryMAC] = n.BMCIP
@@ -222,9 +273,9 @@ func bmcOpener(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, 
 			return "fake://" + fakeBMCName(n.PrimaryMAC), nil
 		}
 	default:
-		return nil, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", driver) // fake is for tests only
+		return bmcTargets{}, fmt.Errorf("--bmc-driver %q: want ipmi or libvirt", driver) // fake is for tests only
 	}
-	return orchestrator.ControllerOpener(urlFor, env.bmcOptions(bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}, ipmiV15)), nil
+	return bmcTargets{urlFor: urlFor, opts: env.bmcOptions(bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}, ipmiV15)}, nil
 }
 
 const ipmiV15Help = "allow IPMI 1.5 (MD5, never straight password) for BMCs that have never answered IPMI 2.0; off, Racker speaks IPMI 2.0 only"
@@ -236,6 +287,55 @@ func (env *Env) bmcOptions(o bmc.Options, ipmiV15 bool) bmc.Options {
 	o.Protocols = &bmc.FileProtocols{Path: filepath.Join(env.StateDir, bmc.ProtocolsFile)}
 	o.AllowIPMI15 = ipmiV15
 	return o
+}
+
+// recordConsoles records the console of every node of the run that is not
+// left out, until the returned stop is called (it waits for the logs to be
+// closed).
+func recordConsoles(ctx context.Context, env *Env, specs []orchestrator.NodeSpec, t bmcTargets) (stop func()) {
+	rec := &consolelog.Recorder{StateDir: env.StateDir, Logger: env.Logger().With("part", "console")}
+	rctx, cancel := context.WithCancel(ctx)
+	for _, s := range specs {
+		if s.Exclude {
+			continue
+		}
+		name := s.Hostname
+		if name == "" {
+			name = s.PrimaryMAC
+		}
+		rec.Record(rctx, name, func(ctx context.Context) (io.ReadCloser, error) {
+			u, err := t.urlFor(ctx, s)
+			if err != nil {
+				return nil, err
+			}
+			opts := t.opts
+			opts.Node, opts.PrimaryMAC = name+" ("+s.PrimaryMAC+")", s.PrimaryMAC
+			c, err := bmc.Open(ctx, u, opts)
+			if err != nil {
+				return nil, err
+			}
+			con, err := c.Console(ctx)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			return closeBoth{con, c}, nil
+		})
+	}
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); rec.Wait() }) }
+}
+
+// closeBoth is a console whose Close also closes its controller.
+type closeBoth struct {
+	io.ReadWriteCloser
+	c bmc.Controller
+}
+
+func (b closeBoth) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.c.Close()
+	return err
 }
 
 // minLevel drops records below a level.

@@ -16,11 +16,13 @@ import (
 // image-push`); hidden, since users install releases, not build them.
 func newReleaseCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:    "release",
+		Use: "release",
+		Example: `  make image            # racker release image --manifest release/conf.yaml …
+  make image-push REGISTRY=registry.example.com/racker`,
 		Short:  "Build and push Racker's installer image",
 		Hidden: true,
 	}
-	cmd.AddCommand(newReleaseImageCmd(env), newReleasePushCmd(env), newReleaseKeygenCmd(env))
+	cmd.AddCommand(newReleaseImageCmd(env), newReleasePushCmd(env), newReleaseKeygenCmd(env), newReleaseDocsCmd(env))
 	return cmd
 }
 
@@ -29,7 +31,9 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 	var with []string
 	var push bool
 	cmd := &cobra.Command{
-		Use:   "image",
+		Use: "image",
+		Example: `  racker release image --manifest release/conf.yaml --version 1.2.0
+  racker release image --manifest release/conf.yaml --version 1.2.0 --registry registry.example.com/racker --push`,
 		Short: "Build the installer image from the payload manifest into an OCI archive",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -117,7 +121,9 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 func newReleaseKeygenCmd(env *Env) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
-		Use:   "keygen",
+		Use: "keygen",
+		Example: `  racker release keygen --out bin/release-signing.pem   # make image does this on first use
+  racker release image --manifest release/conf.yaml --version 1.2.0 --sign-key bin/release-signing.pem`,
 		Short: "Make a release signing key pair (ECDSA P-256: FILE and FILE's name with .pub)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -146,9 +152,10 @@ func registryNote(repo string) string {
 func newReleasePushCmd(env *Env) *cobra.Command {
 	var registry string
 	cmd := &cobra.Command{
-		Use:   "push FILE.oci.tar",
-		Short: "Push an installer image archive to a registry, tagged with its version",
-		Args:  cobra.ExactArgs(1),
+		Use:     "push FILE.oci.tar",
+		Example: `  racker release push bin/racker-1.2.0.oci.tar --registry registry.example.com/racker`,
+		Short:   "Push an installer image archive to a registry, tagged with its version",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if registry == "" {
 				return errors.New("push: --registry HOST[:PORT]/REPO is required")

@@ -97,19 +97,24 @@ func TestInstallFromContainer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the host's systemctl never ran: %v", err)
 	}
-	for _, want := range []string{"daemon-reload", "is-active --quiet racker-serve.service", "restart racker-serve.service"} {
+	// A first install enables and starts racker serve.
+	for _, want := range []string{"daemon-reload", "enable racker-serve.service", "start racker-serve.service"} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("host systemctl calls:\n%s\nwant %q", log, want)
 		}
 	}
-	if !strings.Contains(out, "restarted racker-serve.service") {
-		t.Errorf("install output does not report the restart")
+	if !strings.Contains(out, "enabled and started racker-serve.service") {
+		t.Errorf("install output does not report the start:\n%s", out)
 	}
 
 	out = inContainer(payload2)
 	v, _ = os.ReadFile(filepath.Join(host, "opt/racker/current/VERSION"))
 	if strings.TrimSpace(string(v)) != "2.0.0" || !strings.Contains(out, "was 1.4.2") {
 		t.Fatalf("after installing 2.0.0 from the container: current %q", v)
+	}
+	// An upgrade restarts the running unit, so the new version serves.
+	if log, _ := os.ReadFile(filepath.Join(host, "systemctl.log")); !strings.Contains(string(log), "restart racker-serve.service") || !strings.Contains(out, "restarted racker-serve.service") {
+		t.Errorf("the upgrade did not restart racker-serve:\n%s\n%s", log, out)
 	}
 	state := filepath.Join(host, "opt/racker-state")
 	if _, err := os.Stat(filepath.Join(state, "migrated-on-host")); err != nil {

@@ -109,6 +109,9 @@ func printResult(w io.Writer, res *release.Result, digest string) {
 		fmt.Fprintf(w, " from %s", digest)
 	}
 	fmt.Fprintln(w)
+	for _, u := range res.Started {
+		fmt.Fprintf(w, "enabled and started %s\n", u)
+	}
 	for _, u := range res.Restarted {
 		fmt.Fprintf(w, "restarted %s\n", u)
 	}
@@ -121,12 +124,16 @@ func newInstallCmd(env *Env) *cobra.Command {
 	var rf releaseFlags
 	var from, image string
 	cmd := &cobra.Command{
-		Use:   "install",
+		Use: "install",
+		Example: `  # On the management node, from the installer image:
+  docker run --rm --privileged --pid host registry.example.com/racker:1.2.0
+  # From an archive or an unpacked payload:
+  racker install --image bin/racker-1.2.0.oci.tar`,
 		Short: "Install this Racker release onto the host (the installer image's default command)",
 		Long: `Install a Racker release: unpack it into <install-dir>/versions/VERSION, switch
 <install-dir>/current to it atomically, link /opt/bin/racker, and install the
-systemd units (restarting those that run). The previous version is kept for
-'racker rollback'.
+systemd units: a first install enables and starts racker-serve, a later one
+restarts it. The previous version is kept for 'racker rollback'.
 
 In the installer image (docker run --rm --privileged --pid host IMAGE) it
 installs its own payload onto the host through /proc/1/root and runs the
@@ -193,9 +200,10 @@ OCI archive (bin/racker-VERSION.oci.tar), --from an unpacked payload folder.`,
 func newGetCmd(env *Env) *cobra.Command {
 	var rf releaseFlags
 	cmd := &cobra.Command{
-		Use:   "get VERSION",
-		Short: "Install a given Racker release from the registry",
-		Args:  cobra.ExactArgs(1),
+		Use:     "get VERSION",
+		Example: `  racker get 1.2.0`,
+		Short:   "Install a given Racker release from the registry",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := release.ParseVersion(args[0]); err != nil {
 				return err
@@ -231,7 +239,9 @@ to the installed version is refused), it lists the breaking changes and the
 migrations and asks on a terminal; without one it refuses unless --yes.`
 	}
 	cmd := &cobra.Command{
-		Use:   use,
+		Use: use,
+		Example: `  racker ` + use + `
+  racker ` + use + ` --registry registry.example.com/racker`,
 		Short: short,
 		Long:  long,
 		Args:  cobra.NoArgs,
@@ -294,9 +304,10 @@ func newUpgradeCmd(env *Env) *cobra.Command {
 func newRollbackCmd(env *Env) *cobra.Command {
 	var rf releaseFlags
 	cmd := &cobra.Command{
-		Use:   "rollback",
-		Short: "Return to the previously installed Racker version",
-		Args:  cobra.NoArgs,
+		Use:     "rollback",
+		Example: `  racker rollback`,
+		Short:   "Return to the previously installed Racker version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := env.installer(rf.root).Rollback(cmd.Context())
 			if err != nil {

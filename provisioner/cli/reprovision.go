@@ -17,7 +17,10 @@ func newReprovisionCmd(env *Env) *cobra.Command {
 	var f provisionFlags
 	var all, yes, noWait bool
 	cmd := &cobra.Command{
-		Use:   "reprovision NODE...|--all",
+		Use: "reprovision NODE...|--all",
+		Example: `  racker reprovision racker-worker-0
+  racker reprovision racker-controller-0 --yes
+  racker reprovision --all --yes --no-wait`,
 		Short: "Wipe every disk of the chosen nodes and install them again; other nodes are untouched",
 		Long: `Reinstall nodes through the same state machine as bootstrap: a new install
 generation at the boot services (with wipe-all: every disk of the node is wiped,

@@ -15,7 +15,10 @@ import (
 	"sync"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/racker/racker/provisioner/bmc"
 )
 
 // Env is what every command shares: the global flags and the process's
@@ -35,6 +38,12 @@ type Env struct {
 	// IsTerminal says whether stdin and stdout are a terminal (questions,
 	// live views); tests set it.
 	IsTerminal func() bool
+	// TermSize is the terminal's size in columns and rows (nil: asked of
+	// Stdout's terminal; 0, 0 off a terminal); tests set it.
+	TermSize func() (width, height int)
+	// Getenv reads the RACKER_* variables of the global flags (nil: the
+	// process environment); tests set it.
+	Getenv func(string) string
 
 	log *slog.Logger
 	// askMu makes one question at a time (failures are asked about from
@@ -111,11 +120,25 @@ func NewRoot(env *Env) *cobra.Command {
 		Short:         "Provision a whole server rack with Flatcar Container Linux over PXE and IPMI",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Example: `  # Check the OEM folder, look at the plan, provision the rack:
+  racker factory check
+  racker plan
+  racker bootstrap
+
+  # What happened to one node, and its console:
+  racker status -o wide
+  racker describe racker-worker-0
+  racker console racker-worker-0`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if env.LogFormat != "text" && env.LogFormat != "json" {
-				return fmt.Errorf("--log-format %q: want text or json", env.LogFormat)
+			if err := env.fromEnvironment(cmd.Root().PersistentFlags()); err != nil {
+				return err
 			}
-			return nil
+			if env.LogFormat != "text" && env.LogFormat != "json" {
+				return usageErrorf("--log-format %q: want text or json", env.LogFormat)
+			}
+			// The rack's saved choices, before any command reads its flags.
+			_, _, err := env.recallChoices(rememberedFlags(cmd))
+			return err
 		},
 	}
 	root.SetIn(env.Stdin)
@@ -129,15 +152,20 @@ func NewRoot(env *Env) *cobra.Command {
 	pf.BoolVarP(&env.Verbose, "verbose", "v", false, "debug logging")
 	pf.StringVar(&env.MgmtMAC, "mgmt-mac", "", "MAC of the management node's row (default: the row with a MAC of this machine)")
 	pf.StringVar(&env.PXEInterface, "pxe-interface", "", "internal (PXE) interface (default: the one with the management node's secondary MAC)")
+	pf.VisitAll(func(f *pflag.Flag) { f.Usage += " [$" + envName(f.Name) + "]" })
 
 	root.AddCommand(
 		// The rack: check it, plan it, serve it, provision it, watch it.
 		newFactoryCmd(env), newPlanCmd(env), newServeCmd(env), newBootstrapCmd(env), newReprovisionCmd(env), newStatusCmd(env),
+		// Why, after the fact: one node's story, the rack's timeline.
+		newDescribeCmd(env), newEventsCmd(env),
 		// One node, through its BMC.
 		newPowerCmd(env), newBootdevCmd(env), newConsoleCmd(env), newIPMICmd(env),
 		// Racker itself: its releases and installs.
 		newVersionCmd(env), newInstallCmd(env), newGetCmd(env), newUpdateCmd(env), newUpgradeCmd(env), newRollbackCmd(env), newReleaseCmd(env),
 	)
+	setUsageHints(root)
+	registerCompletions(env, root)
 	return root
 }
 
@@ -145,19 +173,76 @@ func NewRoot(env *Env) *cobra.Command {
 // printed once, here.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	env := &Env{Stdin: stdin, Stdout: stdout, Stderr: stderr}
-	root := NewRoot(env)
+	return env.Run(ctx, args)
+}
+
+// Run runs racker with args on env's streams and returns the exit code;
+// the error, if any, is printed once, with a pointer to --help after a
+// usage error.
+func (e *Env) Run(ctx context.Context, args []string) int {
+	root := NewRoot(e)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	// BMC sessions kept for a next operation end with the command, not
+	// with the BMC's inactivity timeout.
+	bmc.CloseIdleSessions()
 	if err == nil {
 		return 0
 	}
+	code := 1
 	var ee *ExitError
 	if errors.As(err, &ee) {
-		if ee.Err != nil {
-			fmt.Fprintln(stderr, "racker:", ee.Err)
-		}
-		return ee.Code
+		code = ee.Code
+		err = ee.Err
 	}
-	fmt.Fprintln(stderr, "racker:", err)
-	return 1
+	if err != nil {
+		fmt.Fprintln(e.Stderr, "racker:", err)
+	}
+	var ue *usageError
+	if errors.As(err, &ue) || isCobraUsageError(err) {
+		fmt.Fprintf(e.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		if code == 1 {
+			code = 2
+		}
+	}
+	return code
+}
+
+// envName is the variable of a global flag: RACKER_STATE_DIR for --state-dir.
+func envName(flag string) string {
+	return "RACKER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// fromEnvironment sets the global flags not given on the command line from
+// their RACKER_* variables (racker serve's unit reads them from
+// /etc/racker/racker.env): the command line wins, then the environment,
+// then the default.
+func (e *Env) fromEnvironment(fs *pflag.FlagSet) error {
+	getenv := e.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = usageErrorf("%s=%q: %v", envName(f.Name), v, serr)
+			}
+		}
+	})
+	return err
+}
+
+// rememberedFlags is the flag set whose remembered choices a command has,
+// or nil when it has none.
+func rememberedFlags(cmd *cobra.Command) *pflag.FlagSet {
+	for _, r := range remembered {
+		if cmd.Flags().Lookup(r.name) != nil {
+			return cmd.Flags()
+		}
+	}
+	return nil
 }

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/racker/racker/provisioner/bootsvc"
 	"github.com/racker/racker/provisioner/plan"
+	"github.com/racker/racker/provisioner/release"
 )
 
 type serveFlags struct {
@@ -22,7 +24,11 @@ func newServeCmd(env *Env) *cobra.Command {
 	var pf PlanFlags
 	var sf serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve",
+		Use: "serve",
+		Example: `  # As the installed unit runs it (systemctl status racker-serve):
+  racker serve --log-format json
+  # By hand, serving the test OS:
+  racker serve --os testos`,
 		Short: "Run the boot services (DHCP, TFTP, HTTP) on the PXE interface until stopped",
 		Long: `Run Racker's boot services on the rack's internal network: DHCP with a fixed
 address for every node and BMC of the plan, TFTP for the iPXE binaries, and HTTP
@@ -52,12 +58,42 @@ func runServe(ctx context.Context, env *Env, pf *PlanFlags, sf *serveFlags) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	env.notifySystemd("STATUS=preparing the PXE interface and the OS release (a first Flatcar download takes minutes)")
 	svc, _, err := openBootServices(ctx, env, inv, p, &sf.boot, func(c *bootsvc.Config) { c.DynamicPool = sf.dynamicPool })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	reloadOnHangup(ctx, env, pf, svc.Reload)
-	return svc.Serve(ctx)
+	// The sockets are open: clients are queued from now on.
+	env.notifySystemd("READY=1\nSTATUS=serving DHCP, TFTP and HTTP on " + inv.PXEInterface)
+	err = svc.Serve(ctx)
+	env.notifySystemd("STOPPING=1")
+	return err
+}
+
+// ipxeDir is the folder of iPXE binaries the boot services serve over TFTP
+// and HTTP: --tftp-root when given, else share/ipxe of Racker's own
+// payload, the one the running racker belongs to (release.PayloadDir) or
+// else the installed current version. Racker never assumes the host has
+// iPXE (Debian's /usr/lib/ipxe): a Flatcar management node has none.
+func (e *Env) ipxeDir(flag string) (string, error) {
+	dir, from := flag, "--tftp-root"
+	if dir == "" {
+		if p, ok := release.PayloadDir(); ok {
+			dir, from = filepath.Join(p, "share", "ipxe"), "the running racker's payload"
+		} else {
+			dir, from = filepath.Join(e.InstallDir, "current", "share", "ipxe"), "the installed release"
+		}
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("no iPXE binaries: %s (from %s) is not a folder; install Racker with its installer image (its payload carries share/ipxe), or name a folder holding undionly.kpxe and ipxe.efi with --tftp-root", dir, from)
+	}
+	for _, f := range []string{"undionly.kpxe", "ipxe.efi"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			e.Logger().Warn("an iPXE binary is missing: firmware that asks for it cannot netboot", "file", filepath.Join(dir, f))
+		}
+	}
+	return dir, nil
 }
 
 // reloadOnHangup re-reads nodes.csv and re-plans on each SIGHUP (systemctl
@@ -76,6 +112,7 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*p
 			case <-hup:
 			}
 			env.Logger().Info("SIGHUP: re-reading nodes.csv")
+			env.notifySystemd(notifyReloading())
 			_, p, err := env.MakePlan(pf, true)
 			if err == nil {
 				err = reload(p)
@@ -83,6 +120,7 @@ func reloadOnHangup(ctx context.Context, env *Env, pf *PlanFlags, reload func(*p
 			if err != nil {
 				env.Logger().Error("plan not reloaded: keeping the current one", "err", err)
 			}
+			env.notifySystemd("READY=1")
 		}
 	}()
 }

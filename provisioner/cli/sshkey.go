@@ -19,7 +19,9 @@ const SSHKeyPath = "ssh/id_ed25519"
 func newGenSSHKeyCmd(env *Env) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "gen-ssh-key",
+		Use: "gen-ssh-key",
+		Example: `  racker factory gen-ssh-key
+  racker factory gen-ssh-key --force`,
 		Short: "Make the ed25519 SSH key pair that the cluster's nodes trust; print the public key",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -11,6 +11,7 @@
 package ignition
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -32,12 +33,15 @@ const Version = "3.4.0"
 const (
 	InstallScriptPath = "/opt/racker/install.sh"
 	BootStubPath      = "/opt/racker/boot.ign"
-	InstallUnit       = "racker-install.service"
-	BootedUnit        = "racker-booted.service"
-	NetworkFilePath   = "/etc/systemd/network/00-internal.network"
-	LabelsPath        = "/etc/racker/labels"
-	HostnamePath      = "/etc/hostname"
-	CoreUser          = "core"
+	// SigningKeyPath holds the OpenPGP public key the release's images are
+	// signed with; install.sh passes it to flatcar-install -k.
+	SigningKeyPath  = "/opt/racker/image-signing-key.asc"
+	InstallUnit     = "racker-install.service"
+	BootedUnit      = "racker-booted.service"
+	NetworkFilePath = "/etc/systemd/network/00-internal.network"
+	LabelsPath      = "/etc/racker/labels"
+	HostnamePath    = "/etc/hostname"
+	CoreUser        = "core"
 )
 
 // InstallParams say how one node installs its OS.
@@ -48,7 +52,9 @@ type InstallParams struct {
 	// OS and Version name the release folder served at
 	// BaseURL/assets/OS/VERSION/ (e.g. "flatcar", "3975.2.0").
 	OS, Version string
-	// Disk is the install disk (/dev/…); empty picks the smallest disk.
+	// Disk is the node type's install disk rule (ParseDiskRule: a /dev
+	// path, or ">=SIZE"); empty is Flatcar's rule, the smallest unused disk
+	// over 10 GB.
 	Disk string
 	// WipeAll wipes every other disk first, so an old OS on another disk
 	// cannot win the next boot (reprovision).
@@ -57,6 +63,10 @@ type InstallParams struct {
 	// presents it with its callbacks, and the boot stub with its fetch of
 	// the boot config (docs/security.md).
 	Token string
+	// SigningKey is the armored OpenPGP public key the release's images are
+	// signed with (images.Release.SigningKey): flatcar-install checks the
+	// image against it, as a private mirror re-signs Flatcar's images.
+	SigningKey []byte
 }
 
 // BootParams describe the installed system of one node.
@@ -87,7 +97,6 @@ type Snippet struct {
 
 var (
 	safeName  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	safeDisk  = regexp.MustCompile(`^/dev/[A-Za-z0-9/_.-]+$`)
 	safeURL   = regexp.MustCompile(`^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._/-]*)?$`)
 	safeToken = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
 	safeHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
@@ -108,10 +117,13 @@ func (p InstallParams) check() (InstallParams, error) {
 		return p, fmt.Errorf("install config for %s: base URL %q is not a plain http(s) URL", mac, p.BaseURL)
 	case !safeName.MatchString(p.OS) || !safeName.MatchString(p.Version):
 		return p, fmt.Errorf("install config for %s: OS %q / version %q must be plain names", mac, p.OS, p.Version)
-	case p.Disk != "" && !safeDisk.MatchString(p.Disk):
-		return p, fmt.Errorf("install config for %s: install disk %q is not a /dev path", mac, p.Disk)
 	case !safeToken.MatchString(p.Token):
 		return p, fmt.Errorf("install config for %s: no token, or one that is not 16-128 letters, digits, - or _", mac)
+	case len(bytes.TrimSpace(p.SigningKey)) == 0:
+		return p, fmt.Errorf("install config for %s: no image signing key for %s %s", mac, p.OS, p.Version)
+	}
+	if _, err := ParseDiskRule(p.Disk); err != nil {
+		return p, fmt.Errorf("install config for %s: %w", mac, err)
 	}
 	return p, nil
 }
@@ -130,6 +142,7 @@ func Install(p InstallParams) ([]byte, error) {
 	cfg.Storage.Files = []types.File{
 		file(InstallScriptPath, 0o755, []byte(installScript(p))),
 		file(BootStubPath, 0o600, stub),
+		file(SigningKeyPath, 0o644, p.SigningKey),
 	}
 	cfg.Systemd.Units = []types.Unit{unit(InstallUnit, installUnit)}
 	return marshalValid(cfg, "install config for "+p.MAC)

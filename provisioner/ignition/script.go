@@ -1,28 +1,55 @@
 package ignition
 
 import (
+	"strconv"
 	"strings"
 )
 
 // installScript is /opt/racker/install.sh (contract §3). It may use only
 // what both Flatcar's live system and the test OS provide: sh builtins,
-// flatcar-install, wipefs, curl, systemctl, cat, ls, sleep. Every value is
-// checked by InstallParams.check to need no quoting beyond '…'.
+// flatcar-install, wipefs, curl, systemctl, cat, ls, readlink, sleep.
+// Every value is checked by InstallParams.check to need no quoting beyond
+// '…'.
+//
+// The script picks the install disk once, by one rule, before it touches
+// any disk: Flatcar's own (the smallest unused disk over 10 GB, the disk
+// flatcar-install -s would take) unless the node type names one. It then
+// wipes every other disk (wipe-all) and installs with -d, so the first
+// install and a reprovision put the OS on the same disk, and a node with a
+// 4 GB boot module and a 500 GB disk gets it on the 500 GB one both times.
 func installScript(p InstallParams) string {
 	wipe := "no"
 	if p.WipeAll {
 		wipe = "yes"
+	}
+	rule, _ := ParseDiskRule(p.Disk) // checked by InstallParams.check
+	min := int64(FlatcarMinDiskBytes + 1)
+	if rule.MinBytes > 0 {
+		min = rule.MinBytes
 	}
 	r := strings.NewReplacer(
 		"@MAC@", p.MAC,
 		"@EVENTS@", p.BaseURL+"/api/v1/events",
 		"@BASE@", p.BaseURL+"/assets/"+p.OS,
 		"@VERSION@", p.Version,
-		"@DISK@", p.Disk,
+		"@DISK_PATH@", rule.Path,
+		"@MIN_BYTES@", strconv.FormatInt(min, 10),
+		"@RULE@", describeRule(rule),
 		"@WIPE_ALL@", wipe,
 		"@TOKEN@", p.Token,
+		"@KEY@", SigningKeyPath,
 	)
 	return r.Replace(installTemplate)
+}
+
+func describeRule(r DiskRule) string {
+	switch {
+	case r.Path != "":
+		return "the install disk of the node type, " + r.Path
+	case r.MinBytes > 0:
+		return "the smallest unused disk of at least " + strconv.FormatInt(r.MinBytes, 10) + " bytes (node type setting)"
+	}
+	return "the smallest unused disk over 10000000000 bytes (the Flatcar rule)"
 }
 
 const installTemplate = `#!/bin/sh
@@ -32,10 +59,19 @@ MAC='@MAC@'
 EVENTS='@EVENTS@'
 BASE='@BASE@'
 VERSION='@VERSION@'
-DISK='@DISK@'
+KEY='@KEY@'
 WIPE_ALL='@WIPE_ALL@'
 # This node's token for this install generation: every callback presents it.
 TOKEN='@TOKEN@'
+# The install disk: a device path (a glob for by-id names), or else the
+# smallest unused disk of at least MIN_BYTES.
+DISK_PATH='@DISK_PATH@'
+MIN_BYTES='@MIN_BYTES@'
+RULE='@RULE@'
+# The kernel's views (tests point these at fake trees).
+SYS=/sys
+DEV=/dev
+PROC=/proc
 
 # report EVENT MESSAGE: tell Racker, retrying a few times (the message is
 # fixed text without quotes or backslashes).
@@ -57,55 +93,112 @@ fail() {
 	exit 1
 }
 
-# disks: every fixed disk under /sys/block (sd*, vd*, nvme*n*).
+# disks: every fixed disk (sd*, vd*, xvd*, nvme*n*) in name order, not
+# removable, not read-only, not empty.
 disks() {
-	for dev in /sys/block/sd* /sys/block/vd* /sys/block/nvme*n*; do
+	for dev in "$SYS"/block/*; do
+		name=${dev##*/}
+		case $name in
+		sd* | vd* | xvd* | nvme*n*) ;;
+		*) continue ;;
+		esac
+		case $name in nvme*c*) continue ;; esac
 		[ -e "$dev/size" ] || continue
+		[ "$(cat "$dev/size")" -gt 0 ] || continue
 		if [ -e "$dev/removable" ] && [ "$(cat "$dev/removable")" = 1 ]; then
 			continue
 		fi
-		echo "${dev##*/}"
+		if [ -e "$dev/ro" ] && [ "$(cat "$dev/ro")" = 1 ]; then
+			continue
+		fi
+		echo "$name"
 	done
 }
 
-# smallest: the smallest non-empty disk, as flatcar-install -s picks it.
-smallest() {
+# size NAME: the disk's size in bytes.
+size() {
+	echo $(($(cat "$SYS/block/$1/size") * 512))
+}
+
+# in_use NAME: why the disk cannot be installed to (a mounted partition, a
+# device-mapper or RAID holder, as flatcar-install -s checks), or nothing.
+in_use() {
+	for dev in "$SYS/block/$1" "$SYS/block/$1/$1"*; do
+		[ -e "$dev" ] || continue
+		part=${dev##*/}
+		holders=$(ls "$dev/holders" 2>/dev/null)
+		if [ -n "$holders" ]; then
+			echo "$part is held by" $holders
+			return
+		fi
+		while read -r src rest; do
+			if [ "$src" = "/dev/$part" ]; then
+				echo "$part is mounted"
+				return
+			fi
+		done <"$PROC/mounts"
+	done
+}
+
+# pick: print the install disk's name by the rule, or fail saying why no
+# disk fits (each disk with its size or why it is in use).
+pick() {
+	if [ -n "$DISK_PATH" ]; then
+		set -- $DEV${DISK_PATH#/dev}
+		[ -e "$1" ] || fail "install disk $DISK_PATH: no such device"
+		[ "$#" -eq 1 ] || fail "install disk $DISK_PATH matches $# devices: $*"
+		target=$(readlink -f "$1") || fail "install disk $DISK_PATH: cannot resolve it"
+		name=${target##*/}
+		for d in $(disks); do
+			if [ "$d" = "$name" ]; then
+				why=$(in_use "$name")
+				[ -z "$why" ] || fail "install disk $DISK_PATH is /dev/$name, which is in use: $why"
+				echo "$name"
+				return
+			fi
+		done
+		fail "install disk $DISK_PATH is /dev/$name, which is not a whole fixed disk"
+	fi
 	best=
 	bestsize=
+	seen=
 	for name in $(disks); do
-		size=$(cat "/sys/block/$name/size") || continue
-		[ "$size" -gt 0 ] || continue
-		if [ -z "$best" ] || [ "$size" -lt "$bestsize" ]; then
+		s=$(size "$name")
+		why=$(in_use "$name")
+		seen="$seen $name=$s${why:+ ($why)}"
+		[ "$s" -ge "$MIN_BYTES" ] || continue
+		[ -z "$why" ] || continue
+		if [ -z "$best" ] || [ "$s" -lt "$bestsize" ]; then
 			best=$name
-			bestsize=$size
+			bestsize=$s
 		fi
 	done
-	[ -n "$best" ] && echo "/dev/$best"
+	[ -n "$best" ] || fail "no install disk: none is $RULE; disks (bytes):${seen:- none}"
+	echo "$best"
 }
 
 report installing "" || true
 
+[ -s "$KEY" ] || fail "no image signing key at $KEY"
+# pick fails (exits) inside $(…), so check it printed a disk.
+NAME=$(pick) || exit 1
+[ -n "$NAME" ] || exit 1
+DISK=/dev/$NAME
+echo "racker-install: installing to $DISK ($(size "$NAME") bytes): $RULE"
+
 if [ "$WIPE_ALL" = yes ]; then
-	# Wiping needs to know the install disk: with no disk chosen it is the
-	# smallest, named explicitly below so both steps agree.
-	if [ -z "$DISK" ]; then
-		DISK=$(smallest) || fail "no disk found under /sys/block"
-	fi
+	# Every other disk, so no older OS on another disk can win the next boot.
 	for name in $(disks); do
-		[ "/dev/$name" = "$DISK" ] && continue
-		for part in "/sys/block/$name/$name"*; do
+		[ "$name" = "$NAME" ] && continue
+		for part in "$SYS/block/$name/$name"*; do
 			[ -e "$part" ] || continue
-			wipefs -a "/dev/${part##*/}" || fail "wipefs -a /dev/${part##*/} failed"
+			wipefs -a "$DEV/${part##*/}" || fail "wipefs -a /dev/${part##*/} failed"
 		done
-		wipefs -a "/dev/$name" || fail "wipefs -a /dev/$name failed"
+		wipefs -a "$DEV/$name" || fail "wipefs -a /dev/$name failed"
 	done
 fi
 
-if [ -n "$DISK" ]; then
-	flatcar-install -d "$DISK" -i /opt/racker/boot.ign -b "$BASE" -V "$VERSION" || fail "flatcar-install -d $DISK failed"
-else
-	flatcar-install -s -i /opt/racker/boot.ign -b "$BASE" -V "$VERSION" || fail "flatcar-install -s failed"
-fi
+flatcar-install -d "$DEV/$NAME" -i /opt/racker/boot.ign -b "$BASE" -V "$VERSION" -k "$KEY" || fail "flatcar-install -d $DISK failed"
 
 report installed "" || true
 systemctl reboot

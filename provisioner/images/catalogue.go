@@ -24,10 +24,12 @@ type Spec struct {
 	Channel string // stable (default), beta, alpha, lts
 	Board   string // amd64-usr (default)
 	// BaseURL overrides the release server
-	// (https://CHANNEL.release.flatcar-linux.net/BOARD).
+	// (https://CHANNEL.release.flatcar-linux.net/BOARD), e.g. a private mirror.
 	BaseURL string
-	// KeyFile is the OpenPGP public key release files must be signed by;
-	// default: the Flatcar image signing key shipped with Racker.
+	// KeyFile is the OpenPGP public key the mirror's release files are
+	// signed with (a private mirror re-signs Flatcar's images with its own
+	// key); default: for flatcar the Flatcar image signing key shipped with
+	// Racker, for testos the release folder's image-signing-key.asc.
 	KeyFile string
 	// CacheDir keeps verified downloads (STATE/images); required.
 	CacheDir string
@@ -63,15 +65,22 @@ func Prepare(ctx context.Context, s Spec) (*Release, error) {
 	return nil, fmt.Errorf("OS %q: choose flatcar or testos", s.OS)
 }
 
-// prepareTestOS serves the simulator's test OS from a local build
-// (make testos). It is built on this machine, so there is no signature to
-// check; only its presence is.
+// TestOSKeyFile is the public key a test OS release folder ships, as
+// Flatcar publishes its image signing key (scripts/build-testos.sh).
+const TestOSKeyFile = "image-signing-key.asc"
+
+// prepareTestOS serves the simulator's test OS from a local build (make
+// testos): a release folder laid out and signed like a Flatcar mirror's.
+// Its version is the one its version.txt names, as a Flatcar release's, and
+// its image and version.txt must verify with the folder's key (or
+// Spec.KeyFile), so what the nodes' flatcar-install will check is checked
+// here first.
 func prepareTestOS(s Spec) (*Release, error) {
 	if s.Dir == "" {
 		return nil, errors.New("testos: no release folder (--testos-dir, e.g. bin/testos after make testos)")
 	}
 	dir := filepath.Join(s.Dir, s.Version)
-	files := []string{Kernel, Initrd, Image}
+	files := []string{Kernel, Initrd, Image, Image + ".sig", versionFile, versionFile + ".sig"}
 	for _, f := range files {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
@@ -81,5 +90,30 @@ func prepareTestOS(s Spec) (*Release, error) {
 			return nil, fmt.Errorf("testos release %s: %s is not a regular file", dir, f)
 		}
 	}
-	return &Release{OS: "testos", Version: s.Version, Dir: dir, Files: files}, nil
+	keyFile := s.KeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, TestOSKeyFile)
+		files = append(files, TestOSKeyFile)
+	}
+	keys, err := ReadKeyringFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("testos release %s: %w (run make testos)", dir, err)
+	}
+	for _, f := range []string{versionFile, Image} {
+		if err := keys.VerifyFile(filepath.Join(dir, f), filepath.Join(dir, f+".sig")); err != nil {
+			return nil, fmt.Errorf("testos release %s: %w", dir, err)
+		}
+	}
+	version, err := readFlatcarVersion(filepath.Join(dir, versionFile))
+	if err != nil {
+		return nil, fmt.Errorf("testos release %s: %w", dir, err)
+	}
+	if !plainName.MatchString(version) {
+		return nil, fmt.Errorf("testos release %s: version %q is not a plain version name", dir, version)
+	}
+	armored, err := keys.Armored()
+	if err != nil {
+		return nil, fmt.Errorf("testos release %s: %w", dir, err)
+	}
+	return &Release{OS: "testos", Version: version, Dir: dir, Files: files, SigningKey: armored}, nil
 }

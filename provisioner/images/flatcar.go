@@ -80,9 +80,14 @@ func prepareFlatcar(ctx context.Context, s Spec) (*Release, error) {
 			return nil, err
 		}
 	}
-	// flatcar-install checks the image's signature itself, so it is served too.
+	armored, err := keys.Armored()
+	if err != nil {
+		return nil, fmt.Errorf("flatcar %s: %w", version, err)
+	}
+	// flatcar-install checks the image's signature itself, so it is served
+	// too, and the key it checks it with goes to the nodes.
 	return &Release{OS: "flatcar", Version: version, Dir: dir,
-		Files: append(files, Kernel+".sig", Initrd+".sig", Image+".sig")}, nil
+		Files: append(files, Kernel+".sig", Initrd+".sig", Image+".sig"), SigningKey: armored}, nil
 }
 
 // isConcreteVersion tells "4152.2.3" from aliases such as "current" or

@@ -3,6 +3,7 @@ package images
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -125,6 +126,10 @@ func TestFlatcarDownloadVerifyAndCache(t *testing.T) {
 	if _, err := rel.Open(Image + ".sig"); err != nil {
 		t.Errorf("the image signature must be served for flatcar-install: %v", err)
 	}
+	// The nodes get the key the release was verified with (flatcar-install -k).
+	if k, err := ReadKeyring(bytes.NewReader(rel.SigningKey), "served"); err != nil || k.Fingerprints()[0] != fmt.Sprintf("%X", signer.PrimaryKey.Fingerprint) {
+		t.Errorf("served signing key: %v", err)
+	}
 	if _, err := rel.Open("../../etc/passwd"); err == nil {
 		t.Error("Open served a name outside the release")
 	}
@@ -243,20 +248,61 @@ func TestArmoredSignature(t *testing.T) {
 	}
 }
 
+// A test OS release folder is served like a Flatcar mirror's: its
+// version.txt names the version, and the image and version.txt must verify
+// with the folder's key (or the one given).
 func TestTestOSRelease(t *testing.T) {
+	signer, keyFile := newKey(t, nil)
+	other, otherKey := newKey(t, nil)
 	dir := t.TempDir()
 	cur := filepath.Join(dir, "current")
 	os.MkdirAll(cur, 0o755)
+	write := func(name string, data []byte) { os.WriteFile(filepath.Join(cur, name), data, 0o644) }
 	for _, f := range []string{Kernel, Initrd} {
-		os.WriteFile(filepath.Join(cur, f), []byte("x"), 0o644)
+		write(f, []byte("x"))
 	}
+	key, _ := os.ReadFile(keyFile)
+	write(TestOSKeyFile, key)
+	version := []byte("FLATCAR_BUILD=0\nFLATCAR_VERSION=testos-abc123\n")
+	write(versionFile, version)
+	write(versionFile+".sig", sign(t, signer, version, nil))
 	if _, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir}); err == nil || !strings.Contains(err.Error(), Image) {
 		t.Errorf("missing image: %v", err)
 	}
-	os.WriteFile(filepath.Join(cur, Image), []byte("x"), 0o644)
+	image := []byte("the disk image")
+	write(Image, image)
+	if _, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir}); err == nil || !strings.Contains(err.Error(), Image+".sig") {
+		t.Errorf("an unsigned image: %v", err)
+	}
+	write(Image+".sig", sign(t, other, image, nil))
+	if _, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir}); err == nil || !strings.Contains(err.Error(), "bad signature") {
+		t.Errorf("an image signed by another key: %v", err)
+	}
+	write(Image+".sig", sign(t, signer, image, nil))
 	rel, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir})
-	if err != nil || rel.Version != "current" || rel.Dir != cur || len(rel.Files) != 3 {
-		t.Errorf("testos: %+v %v", rel, err)
+	if err != nil || rel.Version != "testos-abc123" || rel.Dir != cur || len(rel.Files) != 7 {
+		t.Fatalf("testos: %+v %v", rel, err)
+	}
+	for _, f := range []string{Image + ".sig", versionFile, TestOSKeyFile} {
+		if fh, err := rel.Open(f); err != nil {
+			t.Errorf("%s is not served: %v", f, err)
+		} else {
+			fh.Close()
+		}
+	}
+	// The key nodes get is the folder's, and it verifies the image.
+	k, err := ReadKeyring(bytes.NewReader(rel.SigningKey), "served key")
+	if err != nil || k.VerifyFile(filepath.Join(cur, Image), filepath.Join(cur, Image+".sig")) != nil {
+		t.Errorf("the served key does not verify the image: %v", err)
+	}
+	// --image-key names another key: the release must be signed by it.
+	if _, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir, KeyFile: otherKey}); err == nil {
+		t.Error("a release not signed by --image-key was accepted")
+	}
+	write(versionFile, []byte("FLATCAR_VERSION=../x\n"))
+	write(versionFile+".sig", sign(t, signer, []byte("FLATCAR_VERSION=../x\n"), nil))
+	if _, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir}); err == nil {
+		t.Error("a version with a path in it was accepted")
 	}
 	if _, err := Prepare(context.Background(), Spec{OS: "windows"}); err == nil {
 		t.Error("unknown OS accepted")

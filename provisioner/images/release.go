@@ -27,6 +27,9 @@ type Release struct {
 	// Files are the names that may be served from Dir; anything else in
 	// the folder is not.
 	Files []string
+	// SigningKey is the armored OpenPGP public key (or keys) the release's
+	// files were verified with; nodes get it for flatcar-install -k.
+	SigningKey []byte
 }
 
 // Open opens one of the release's files for serving.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
@@ -48,6 +49,25 @@ func ReadKeyringFile(path string) (*Keyring, error) {
 	}
 	defer f.Close()
 	return ReadKeyring(f, path)
+}
+
+// Armored returns the public keys, ASCII-armored: what a node's
+// flatcar-install -k imports to check the image it downloads.
+func (k *Keyring) Armored() ([]byte, error) {
+	var b bytes.Buffer
+	w, err := armor.Encode(&b, openpgp.PublicKeyType, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range k.entities {
+		if err := e.Serialize(w); err != nil {
+			return nil, fmt.Errorf("writing the signing key %s: %w", k.source, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // Fingerprints lists the primary keys' fingerprints in upper-case hex.

@@ -153,7 +153,8 @@ func newCrashRig(t *testing.T) *crashRig {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
+		SigningKey: []byte("a stand-in key: these simulated nodes install nothing\n")}
 	udp := func() net.PacketConn {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -333,9 +334,14 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestKill9AtAnyMoment(t *testing.T) {
 	rig := newCrashRig(t)
 	kills := 0
-	stateFile := filepath.Join(rig.dir, StateFile)
+	// The state is the snapshot and its journal: progress is a change in either.
+	state := func() []byte {
+		a, _ := os.ReadFile(filepath.Join(rig.dir, StateFile))
+		b, _ := os.ReadFile(filepath.Join(rig.dir, JournalFile))
+		return append(a, b...)
+	}
 	for {
-		before, _ := os.ReadFile(stateFile)
+		before := state()
 		rig.startChild()
 		// Kill right after the child made progress (its state changed), at
 		// a varying delay: mid-operation, mid-write, mid-event batch.
@@ -348,7 +354,7 @@ func TestKill9AtAnyMoment(t *testing.T) {
 				continue
 			case <-time.After(time.Millisecond):
 			}
-			if now, _ := os.ReadFile(stateFile); !bytes.Equal(now, before) {
+			if now := state(); !bytes.Equal(now, before) {
 				time.Sleep(time.Duration(kills%4) * time.Millisecond)
 				break
 			}

@@ -24,9 +24,12 @@ func (r *runner) prepare() {
 		if n == nil {
 			n = &Node{PrimaryMAC: mac, Phase: Pending, PhaseSince: r.now()}
 			r.st.Nodes[mac] = n
-			r.dirty = true
+			r.touch(n)
 		}
-		n.BMCMAC, n.Hostname, n.Role, n.Type = s.BMCMAC, s.Hostname, s.Role, s.Type
+		if n.BMCMAC != s.BMCMAC || n.Hostname != s.Hostname || n.Role != s.Role || n.Type != s.Type {
+			n.BMCMAC, n.Hostname, n.Role, n.Type = s.BMCMAC, s.Hostname, s.Role, s.Type
+			r.touch(n)
+		}
 		if s.Exclude {
 			reason := s.ExcludeReason
 			if reason == "" {
@@ -55,7 +58,7 @@ func (r *runner) sync(ctx context.Context) error {
 		}
 		if n.InstallGeneration != rn.InstallGeneration {
 			n.InstallGeneration = rn.InstallGeneration
-			r.dirty = true
+			r.touch(n)
 		}
 		if rn.Phase == api.PhaseBooted && rn.Target == api.TargetDisk {
 			r.step(n, inAdopt, happening{})
@@ -95,11 +98,13 @@ func (r *runner) inFlight() int {
 	return c
 }
 
-// schedule gives free slots to pending nodes, and launches the operations
-// and questions the nodes' phases call for.
-func (r *runner) schedule(ctx context.Context) {
+// schedule gives free slots to pending nodes, and returns the operations
+// and questions the nodes' phases call for, to be started once the state
+// that calls for them is durable (ok), or dropped when it cannot be made so
+// (the run then ends).
+func (r *runner) schedule(ctx context.Context) (launch []func(ok bool)) {
 	if r.cancelled != nil {
-		return
+		return nil
 	}
 	free := r.cfg.Parallel - r.inFlight()
 	now := r.now()
@@ -110,16 +115,30 @@ func (r *runner) schedule(ctx context.Context) {
 		}
 		if n.Phase == Failed && !r.asking[mac] {
 			r.asking[mac] = true
-			go r.ask(ctx, *n) // not waited for: a question on a terminal cannot be interrupted
+			node := *n
+			// not waited for: a question on a terminal cannot be interrupted
+			launch = append(launch, func(ok bool) {
+				if ok {
+					go r.ask(ctx, node)
+				}
+			})
 		}
 		if kind := phases[n.Phase].op; kind != "" && !r.inflight[mac] && !now.Before(n.RetryAt) {
 			r.inflight[mac] = true
 			r.wg.Add(1)
 			spec := r.specs[mac]
 			spec.EFI = spec.EFI || n.UEFISeen
-			go r.runOp(ctx, spec, kind, n.Phase, n.WipeAll)
+			phase, wipe := n.Phase, n.WipeAll
+			launch = append(launch, func(ok bool) {
+				if ok {
+					go r.runOp(ctx, spec, kind, phase, wipe)
+				} else {
+					r.wg.Done()
+				}
+			})
 		}
 	}
+	return launch
 }
 
 // onOp applies an operation's outcome. What the BMC said is always
@@ -130,7 +149,7 @@ func (r *runner) onOp(res opResult) {
 	if n == nil {
 		return
 	}
-	r.dirty = true
+	r.touch(n)
 	if res.power != "" {
 		n.Power = res.power
 	}
@@ -209,7 +228,7 @@ func (r *runner) onEvent(ev api.Event) {
 	}
 	n.LastEvent = strings.TrimSpace(string(ev.Kind) + " " + ev.Message) // for people
 	n.LastEventAt = ev.Time
-	r.dirty = true
+	r.touch(n)
 	if _, ours := r.specs[mac]; !ours || !phases[n.Phase].slot {
 		return
 	}

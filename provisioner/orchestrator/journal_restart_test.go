@@ -38,7 +38,8 @@ func TestResumeAfterTheJournalWasDeleted(t *testing.T) {
 	}
 	node := p.Nodes[0]
 	state := t.TempDir()
-	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
+		SigningKey: []byte("a stand-in key: these simulated nodes install nothing\n")}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

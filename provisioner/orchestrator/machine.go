@@ -20,7 +20,17 @@ type machine struct {
 
 	logged    []Transition // not yet appended to LogFile
 	dirty     bool
-	cancelled error // set when a failure or an answer ends the run
+	touched   map[string]bool // nodes changed since the last commit, by primary MAC
+	cancelled error           // set when a failure or an answer ends the run
+}
+
+// touch marks n changed: the next commit writes its record.
+func (m *machine) touch(n *Node) {
+	m.dirty = true
+	if m.touched == nil {
+		m.touched = map[string]bool{}
+	}
+	m.touched[n.PrimaryMAC] = true
 }
 
 // happening is what came with an input: the words for the log, the
@@ -44,7 +54,7 @@ func (m *machine) step(n *Node, in input, h happening) bool {
 		if cause == "" {
 			cause = string(in)
 		}
-		m.dirty = true
+		m.touch(n)
 		if r.do != nil {
 			r.do.fn(m, n, cause, h)
 		}
@@ -65,7 +75,7 @@ func (m *machine) transition(n *Node, to Phase, cause string) {
 	from := n.Phase
 	n.Phase = to
 	n.PhaseSince = m.now()
-	m.dirty = true
+	m.touch(n)
 	m.logged = append(m.logged, Transition{Time: n.PhaseSince, MAC: n.PrimaryMAC, Hostname: n.Hostname, From: from, To: to, Cause: cause})
 	lvl := m.log.Info
 	if to == Failed || to == Excluding {

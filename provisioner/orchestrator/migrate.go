@@ -40,7 +40,7 @@ func migrateV1(b []byte, st *State) error {
 		}
 		n.Phase = p
 	}
-	st.Version = stateVersion
+	st.Version = stateVersionComplete
 	return nil
 }
 

@@ -43,7 +43,7 @@ func TestLoadMigratesThePreviousFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Version != stateVersion || st.LastEventSeq != 4211 || !st.EventsSynced || len(st.Nodes) != len(migrated) {
+	if st.Version != stateVersionComplete || st.LastEventSeq != 4211 || !st.EventsSynced || len(st.Nodes) != len(migrated) {
 		t.Fatalf("state: version %d, seq %d, synced %v, %d nodes", st.Version, st.LastEventSeq, st.EventsSynced, len(st.Nodes))
 	}
 	for i, want := range migrated {
@@ -68,7 +68,7 @@ func TestLoadMigratesThePreviousFormat(t *testing.T) {
 	}
 
 	// Saved again, it is the new format, without the booleans.
-	if err := save(dir, st); err != nil {
+	if err := finishState(dir, st); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, StateFile))
@@ -88,7 +88,7 @@ func TestLoadMigratesThePreviousFormat(t *testing.T) {
 
 func TestLoadRefusesAFormatFromTheFuture(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, StateFile), []byte(`{"version": 3, "nodes": {}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, StateFile), []byte(`{"version": 4, "nodes": {}}`), 0o644)
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "newer Racker") {
 		t.Fatalf("Load = %v, want a refusal naming a newer Racker", err)
 	}

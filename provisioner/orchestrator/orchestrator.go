@@ -6,8 +6,10 @@
 // or Ignition fetch, an install callback). Each phase has a timeout, and a
 // failure policy (retry, exclude, ask, cancel) decides what a failure does.
 // The state — every node's record and the last boot-services event consumed
-// — is persisted after each change, so a run killed at any moment resumes
-// where it stopped, never loses an event and never reinstalls a booted node.
+// — is persisted after each batch of changes, before anything is done
+// about them (a journal line, journal.go), so a run killed at any moment
+// resumes where it stopped, never loses an event and never reinstalls a
+// booted node.
 //
 // Where a node stands is one phase, and what can happen to it in each
 // phase is one table (table.go, printed as docs/phases.md by go
@@ -92,8 +94,11 @@ type Config struct {
 	StopAt Phase
 
 	// BMCConcurrency bounds concurrent BMC operations (default 10) and
-	// BMCInterval spaces their starts (default 50 ms): a rack of BMCs on
-	// one switch should not be hit all at once.
+	// BMCInterval spaces their starts, rack-wide (default 50 ms; negative:
+	// none): a rack of BMCs on one switch should not be hit all at once,
+	// nor a rack's power supplies see every server power on in the same
+	// instant. Three operations per node (check, PXE, disk) make this a
+	// floor of 3 × nodes × BMCInterval on a bootstrap's wall time.
 	BMCConcurrency int
 	BMCInterval    time.Duration
 	// BMCOpTimeout bounds one BMC operation (default 2 min).
@@ -113,9 +118,17 @@ type Config struct {
 	OnChange func([]Node)
 }
 
+// The shipped defaults of the run's pace (racker bootstrap's --parallel,
+// --bmc-concurrency and --bmc-interval): what a bootstrap does unless told.
+const (
+	DefaultParallel       = 20
+	DefaultBMCConcurrency = 10
+	DefaultBMCInterval    = 50 * time.Millisecond
+)
+
 func (c *Config) defaults() {
 	if c.Parallel <= 0 {
-		c.Parallel = 20
+		c.Parallel = DefaultParallel
 	}
 	if c.Policy.OnFailure == "" {
 		c.Policy.OnFailure = Retry
@@ -126,12 +139,12 @@ func (c *Config) defaults() {
 	}
 	c.Timeouts = c.Timeouts.withDefaults()
 	if c.BMCConcurrency <= 0 {
-		c.BMCConcurrency = 10
+		c.BMCConcurrency = DefaultBMCConcurrency
 	}
 	if c.BMCInterval < 0 {
 		c.BMCInterval = 0
 	} else if c.BMCInterval == 0 {
-		c.BMCInterval = 50 * time.Millisecond
+		c.BMCInterval = DefaultBMCInterval
 	}
 	if c.BMCOpTimeout <= 0 {
 		c.BMCOpTimeout = 2 * time.Minute
@@ -153,9 +166,10 @@ func (c *Config) defaults() {
 	}
 }
 
-// Result is how a run ended, node by node.
+// Result is how a run ended, node by node, and what the run itself cost.
 type Result struct {
 	Nodes []Node
+	Stats Stats
 }
 
 // Failed returns the nodes that did not make it: failed, or excluded after
@@ -208,14 +222,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			r.byBMC[s.BMCMAC] = s.PrimaryMAC
 		}
 	}
+	began := time.Now()
 	r.prepare()
 	if err := r.sync(ctx); err != nil {
 		return r.result(), err
 	}
-	if err := r.persist(); err != nil {
-		return r.result(), err
-	}
+	r.journal = openJournal(cfg.StateDir, r.st, &r.stats)
+	r.stats.Busy += time.Since(began)
 	err = r.loop(ctx)
+	began = time.Now()
+	if perr := r.persist(); err == nil { // close syncs
+		err = perr
+	}
+	if cerr := r.journal.close(r.st); err == nil {
+		err = cerr
+	}
+	r.stats.Busy += time.Since(began)
 	return r.result(), err
 }
 
@@ -233,10 +255,13 @@ type runner struct {
 	asking   map[string]bool
 	lim      *limiter
 	wg       sync.WaitGroup
+
+	journal *journal
+	stats   Stats
 }
 
 func (r *runner) result() Result {
-	var out Result
+	out := Result{Stats: r.stats}
 	for _, mac := range r.order {
 		if n := r.st.Nodes[mac]; n != nil {
 			out.Nodes = append(out.Nodes, *n)
@@ -247,19 +272,19 @@ func (r *runner) result() Result {
 
 func (r *runner) snapshot() []Node { return r.result().Nodes }
 
-// persist writes the transitions, then the state; a crash in between
-// repeats a log line at worst, never loses a state change.
+// persist writes the transitions, then the changes of state (one journal
+// line, made durable by the syncer before any operation they call for
+// starts); a crash in between repeats a log line at worst, never loses a
+// state change.
 func (r *runner) persist() error {
 	if !r.dirty {
 		return nil
 	}
-	if err := appendLog(r.cfg.StateDir, r.logged); err != nil {
+	if err := r.journal.commit(r.st, r.logged, r.touched, false); err != nil {
 		return err
 	}
 	r.logged = nil
-	if err := save(r.cfg.StateDir, r.st); err != nil {
-		return err
-	}
+	clear(r.touched)
 	r.dirty = false
 	if r.cfg.OnChange != nil {
 		r.cfg.OnChange(r.snapshot())
@@ -275,25 +300,32 @@ func (r *runner) loop(ctx context.Context) error {
 	}()
 	r.wg.Add(1)
 	go r.poll(workCtx, r.st.EventEpoch, r.st.LastEventSeq)
+	busySince := time.Now()
+	defer func() { r.stats.Busy += time.Since(busySince) }()
 	for {
-		// Persist before acting on the state, and again after scheduling
-		// (slots taken): an operation never starts from a state that a
-		// crash could take back, except the slot it is started in.
+		// Decide what to start (slots, operations, questions), write the
+		// state that calls for it, and start it once that is durable (the
+		// syncer, journal_sync.go, does both while the loop goes on): an
+		// operation never starts from a state a crash could take back. A
+		// batch that starts nothing is written (readers and a kill -9 see
+		// it) and synced with the next one that does, or when the run
+		// ends; what a power cut takes from it, the boot services' event
+		// journal gives again, from the position the state keeps in it.
+		launch := r.schedule(workCtx)
 		if err := r.persist(); err != nil {
 			return err
 		}
-		r.schedule(workCtx)
-		if err := r.persist(); err != nil {
-			return err
-		}
+		r.journal.after(launch)
 		if r.cancelled != nil {
 			return r.cancelled
 		}
 		if r.finished() {
 			return nil
 		}
+		r.stats.Busy += time.Since(busySince)
 		select {
 		case in := <-r.inputs:
+			busySince = time.Now()
 			r.apply(in)
 		drain:
 			for {
@@ -305,7 +337,9 @@ func (r *runner) loop(ctx context.Context) error {
 				}
 			}
 		case <-r.cfg.Clock.After(r.cfg.Tick):
+			busySince = time.Now()
 		case <-ctx.Done():
+			busySince = time.Now()
 			return fmt.Errorf("provisioning interrupted (state saved; run again to resume): %w", ctx.Err())
 		}
 		r.checkTimeouts()

@@ -28,7 +28,7 @@ func WritePhaseTable(w io.Writer) error {
 	p("<!-- Generated from provisioner/orchestrator/table.go by `go generate ./provisioner/orchestrator`; do not edit. -->")
 	p("")
 	p("Every node of a `racker bootstrap` or `racker reprovision` run is in exactly one phase,")
-	p("persisted in `provision.json` and shown by `racker status`. The orchestrator moves it")
+	p("persisted in `provision.json` and its journal and shown by `racker status`. The orchestrator moves it")
 	p("by one table, printed here: an input a phase does not list changes nothing (the event")
 	p("is still recorded as the node's last). Each phase that holds a `--parallel` slot has")
 	p("a timeout, counted from entering it; a phase's operation is started (and, after an")

@@ -11,18 +11,19 @@ import (
 	"sort"
 	"syscall"
 	"time"
-
-	"github.com/racker/racker/provisioner/internal/atomicfile"
 )
 
 // Files inside the state folder.
 const (
 	// StateFile holds every node's record and the last boot-services event
-	// consumed, replaced atomically after each batch of changes, so a
-	// kill -9 at any moment leaves the previous or the next state, and
-	// readers (racker status) never block the writer.
+	// consumed: a snapshot, replaced atomically, that JournalFile
+	// continues while a run is under way (journal.go). A kill -9 at any
+	// moment leaves every batch of changes the loop acted on, and readers
+	// (racker status) never block the writer.
 	StateFile = "provision.json"
-	// LogFile gets one JSON line per phase transition, appended and synced.
+	// LogFile gets one JSON line per phase transition: the history, for
+	// people and benchmarks. A run appends to it before each journal
+	// record and syncs it when it ends.
 	LogFile  = "provision-log.jsonl"
 	lockFile = "provision.lock"
 )
@@ -72,11 +73,13 @@ type Node struct {
 	LastEventAt       time.Time `json:"last_event_at,omitzero"`
 }
 
-// stateVersion is the format of StateFile this release writes. Version 2:
-// the sub-states that were booleans (started, disk_boot_set, booted_seen,
-// power_off_done; need_reinstall at bmc_reachable) are phases. Files
-// without a version are the previous release's; Load migrates them.
-const stateVersion = 2
+// Versions of StateFile. Version 2: the sub-states that were booleans
+// (started, disk_boot_set, booted_seen, power_off_done; need_reinstall at
+// bmc_reachable) are phases; files without a version are the release
+// before that, which Load migrates. Version 3 is a version-2 snapshot that
+// JournalFile continues (journal.go); this release writes 3 during a run
+// and 2 otherwise.
+const stateVersion = stateVersionJournal
 
 // State is everything the orchestrator persists.
 type State struct {
@@ -93,6 +96,8 @@ type State struct {
 	// (events of earlier installs must not move today's nodes).
 	EventsSynced bool             `json:"events_synced"`
 	Nodes        map[string]*Node `json:"nodes"`
+	// JournalSeq is the last journal record whose changes are in Nodes.
+	JournalSeq uint64 `json:"journal_seq,omitempty"`
 }
 
 // Sorted returns the nodes ordered by hostname, then MAC.
@@ -120,19 +125,58 @@ type Transition struct {
 	Cause    string    `json:"cause"`
 }
 
-// Load reads the persisted state of stateDir without taking any lock, so
-// it can run while a bootstrap writes (the file is replaced atomically).
-// A missing file is an empty state.
+// Load reads the persisted state of stateDir (the snapshot, then the
+// journal records after it) without taking any lock, so it can run while
+// a bootstrap writes. A missing file is an empty state.
 func Load(stateDir string) (*State, error) {
+	// A compaction between reading the snapshot and the journal shows as
+	// a journal newer than the snapshot: read both again.
+	for try := 0; try < 20; try++ {
+		st, err := loadSnapshot(stateDir)
+		if err != nil {
+			return nil, err
+		}
+		base, recs, ok, err := readJournal(stateDir)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			// A journal snapshot without its journal: the run is just
+			// ending (look again for the complete snapshot) or was killed
+			// before its journal began (the snapshot is the state).
+			if st.Version == stateVersionJournal && try < 2 {
+				continue
+			}
+			return st, nil
+		}
+		if base > st.JournalSeq {
+			continue
+		}
+		for _, r := range recs {
+			if r.Seq <= st.JournalSeq {
+				continue
+			}
+			for _, n := range r.Nodes {
+				st.Nodes[n.PrimaryMAC] = n
+			}
+			st.LastEventSeq, st.EventsSynced, st.JournalSeq = r.LastEventSeq, r.EventsSynced, r.Seq
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("reading provisioning state in %s: the snapshot and its journal kept changing under the reader", stateDir)
+}
+
+// loadSnapshot reads StateFile alone, migrating the previous release's.
+func loadSnapshot(stateDir string) (*State, error) {
 	st := &State{Nodes: map[string]*Node{}}
-	b, err := os.ReadFile(filepath.Join(stateDir, StateFile))
+	path := filepath.Join(stateDir, StateFile)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return st, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading provisioning state: %w", err)
 	}
-	path := filepath.Join(stateDir, StateFile)
 	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("reading provisioning state %s: %w", path, err)
 	}
@@ -148,18 +192,6 @@ func Load(stateDir string) (*State, error) {
 		st.Nodes = map[string]*Node{}
 	}
 	return st, nil
-}
-
-func save(stateDir string, st *State) error {
-	st.Version = stateVersion
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(filepath.Join(stateDir, StateFile), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("saving provisioning state: %w", err)
-	}
-	return nil
 }
 
 func appendLog(stateDir string, ts []Transition) error {
@@ -249,7 +281,7 @@ func Update(stateDir string, fn func(*State) error) error {
 	if err := fn(st); err != nil {
 		return err
 	}
-	return save(stateDir, st)
+	return finishState(stateDir, st)
 }
 
 // MarkReprovision sends the named nodes (primary MACs) back to pending with

@@ -9,13 +9,27 @@ import (
 )
 
 // State is what the plan remembers between runs: each MAC's address per
-// subnet, and each node's hostname.
+// subnet, each node's hostname, and the choices the rack was planned with.
 type State struct {
+	// Version is the format of plan.json (StateVersion); 0 is the first
+	// release's file, which had no choices (Store.Load migrates it).
+	Version int `json:"version,omitempty"`
+	// Choices are the user's choices that shape the rack (subnet, cluster
+	// name, controllers, …, and bootstrap's answers), by the command-line
+	// flag that sets each, in canonical form: later commands read them
+	// instead of their flags' defaults, so a command run without flags
+	// (racker serve from its unit) never renames or renumbers the rack.
+	// The CLI owns the keys; the plan only keeps them.
+	Choices map[string]string `json:"choices,omitempty"`
 	// Addresses maps subnet → MAC → address.
 	Addresses map[string]map[string]string `json:"addresses"`
 	// Hostnames maps a node's primary MAC → hostname.
 	Hostnames map[string]string `json:"hostnames"`
 }
+
+// StateVersion is the plan.json format this release writes. Version 2
+// added Choices.
+const StateVersion = 2
 
 // Allocator gives the plan a State to read and change. Update runs fn on the
 // current state and keeps the changes fn made.
@@ -40,7 +54,13 @@ func (m *Memory) Update(fn func(*State) error) error {
 }
 
 func (s State) clone() State {
-	out := State{Addresses: map[string]map[string]string{}, Hostnames: map[string]string{}}
+	out := State{Version: s.Version, Addresses: map[string]map[string]string{}, Hostnames: map[string]string{}}
+	if s.Choices != nil {
+		out.Choices = map[string]string{}
+		for k, v := range s.Choices {
+			out.Choices[k] = v
+		}
+	}
 	for subnet, m := range s.Addresses {
 		c := map[string]string{}
 		for k, v := range m {

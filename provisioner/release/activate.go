@@ -1,18 +1,15 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/racker/racker/provisioner/internal/atomicfile"
 )
 
 // activate makes the current version usable on the host: executables linked
-// into BinDir, systemd units refreshed and running ones restarted.
+// into BinDir, systemd units refreshed, started or restarted.
 func (in *Installer) activate(ctx context.Context, res *Result) error {
 	if err := in.step(StepLink); err != nil {
 		return err
@@ -70,7 +67,13 @@ func (in *Installer) linkExecutables() error {
 }
 
 // refreshUnits copies current/systemd/*.service into UnitDir when they
-// changed, then reloads systemd and restarts the units that were running.
+// changed (never over a unit changed by hand, units.go; the units' settings
+// file is written when there is none) and reloads systemd; then a unit installed for the first time
+// is enabled and started (racker serve runs as soon as Racker is
+// installed, and after every boot), and a unit that was there before is
+// restarted when it runs, or, when the version changed (update, upgrade,
+// rollback), when it is enabled: the new version serves, not the old
+// process. A unit the operator disabled and stopped is left so.
 func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 	l := in.Layout
 	src := filepath.Join(l.CurrentLink(), UnitsDir)
@@ -86,6 +89,7 @@ func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 		return fmt.Errorf("installing systemd units: %w", err)
 	}
 	var units []string
+	fresh := map[string]bool{}
 	changed := false
 	for _, e := range entries {
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
@@ -93,17 +97,20 @@ func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
 		}
 		units = append(units, e.Name())
-		dst := filepath.Join(unitDir, e.Name())
-		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
-			continue
+		c, isNew, err := in.writeUnit(unitDir, e.Name(), data, res)
+		if err != nil {
+			return err
 		}
-		if err := atomicfile.Write(dst, data, 0o644); err != nil {
-			return fmt.Errorf("installing unit %s: %w", e.Name(), err)
+		fresh[e.Name()] = isNew
+		changed = changed || c
+	}
+	if len(units) > 0 {
+		if err := in.writeEnvFile(res); err != nil {
+			return err
 		}
-		changed = true
 	}
 	if in.Services == nil || !in.Services.Available() {
-		note := "no systemd on this host: units written, nothing reloaded or restarted"
+		note := "no systemd on this host: units written, nothing reloaded or started"
 		if in.Services == nil {
 			note = "units written to " + unitDir + "; systemd left alone (not this host's root)"
 		}
@@ -117,11 +124,31 @@ func (in *Installer) refreshUnits(ctx context.Context, res *Result) error {
 		}
 	}
 	for _, u := range units {
+		if fresh[u] {
+			if err := in.Services.Enable(ctx, u); err != nil {
+				return fmt.Errorf("enabling %s: %w", u, err)
+			}
+			if err := in.Services.Start(ctx, u); err != nil {
+				return fmt.Errorf("starting %s: %w", u, err)
+			}
+			res.Started = append(res.Started, u)
+			in.log().Info("enabled and started unit", "unit", u)
+			continue
+		}
 		active, err := in.Services.IsActive(ctx, u)
 		if err != nil {
 			return fmt.Errorf("asking systemd about %s: %w", u, err)
 		}
-		if !active {
+		enabled := false
+		if !active && res.Changed {
+			if enabled, err = in.Services.IsEnabled(ctx, u); err != nil {
+				return fmt.Errorf("asking systemd about %s: %w", u, err)
+			}
+		}
+		if !active && !enabled {
+			if res.Changed {
+				res.Notes = append(res.Notes, u+" is disabled and stopped: left so (`systemctl enable --now "+u+"` runs it)")
+			}
 			continue
 		}
 		if err := in.Services.Restart(ctx, u); err != nil {

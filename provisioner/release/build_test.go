@@ -28,8 +28,8 @@ func TestRepositoryManifest(t *testing.T) {
 	for _, mod := range mods {
 		names = append(names, mod.Name)
 	}
-	if got := strings.Join(names, ","); got != "racker,ipxe,systemd" {
-		t.Fatalf("default modules %s, want racker,ipxe,systemd", got)
+	if got := strings.Join(names, ","); got != "racker,docs,ipxe,systemd" {
+		t.Fatalf("default modules %s, want racker,docs,ipxe,systemd", got)
 	}
 	opt, err := m.modules([]string{"terraform", "lokoctl"})
 	if err != nil {

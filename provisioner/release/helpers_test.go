@@ -28,6 +28,7 @@ type testRelease struct {
 	// a build step making bin/NAME: a script that prints the given line,
 	// as `lokoctl version` and `terraform version` would.
 	tools map[string]string
+	unit  string // racker-serve.service, when not the default
 }
 
 // writeTestManifest writes a manifest in the same shape as release/conf.yaml:
@@ -38,7 +39,11 @@ func writeTestManifest(t *testing.T, r testRelease) *Manifest {
 	t.Helper()
 	dir := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(dir, "undionly.kpxe"), []byte("fake undionly"), 0o644))
-	must(t, os.WriteFile(filepath.Join(dir, "racker-serve.service"), []byte("[Service]\nExecStart=/opt/bin/racker serve\n"), 0o644))
+	unit := r.unit
+	if unit == "" {
+		unit = "[Service]\nExecStart=/opt/bin/racker serve\n"
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "racker-serve.service"), []byte(unit), 0o644))
 	sv := r.stateVersion
 	if sv == 0 {
 		sv = 1
@@ -160,10 +165,12 @@ func (tr *testRegistry) publish(t *testing.T, rs ...testRelease) map[string]v1.I
 	return out
 }
 
-// fakeServices is a unit-test fake of systemd: it records calls.
+// fakeServices is a unit-test fake of systemd: it keeps which units are
+// enabled and active, as systemctl would change them, and records calls.
 type fakeServices struct {
 	available bool
 	active    map[string]bool
+	enabled   map[string]bool
 	calls     []string
 }
 
@@ -172,10 +179,28 @@ func (f *fakeServices) Reload(context.Context) error {
 	f.calls = append(f.calls, "daemon-reload")
 	return nil
 }
-func (f *fakeServices) IsActive(_ context.Context, u string) (bool, error) { return f.active[u], nil }
+func (f *fakeServices) IsActive(_ context.Context, u string) (bool, error)  { return f.active[u], nil }
+func (f *fakeServices) IsEnabled(_ context.Context, u string) (bool, error) { return f.enabled[u], nil }
+func (f *fakeServices) Enable(_ context.Context, u string) error {
+	f.calls = append(f.calls, "enable "+u)
+	f.set(&f.enabled, u)
+	return nil
+}
+func (f *fakeServices) Start(_ context.Context, u string) error {
+	f.calls = append(f.calls, "start "+u)
+	f.set(&f.active, u)
+	return nil
+}
 func (f *fakeServices) Restart(_ context.Context, u string) error {
 	f.calls = append(f.calls, "restart "+u)
+	f.set(&f.active, u)
 	return nil
+}
+func (f *fakeServices) set(m *map[string]bool, u string) {
+	if *m == nil {
+		*m = map[string]bool{}
+	}
+	(*m)[u] = true
 }
 
 func testInstaller(t *testing.T, root string) *Installer {

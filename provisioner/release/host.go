@@ -13,12 +13,18 @@ import (
 	"syscall"
 )
 
-// Services is the host's service manager, as far as installs need it.
+// Services is the host's service manager, as far as installs need it:
+// a first install enables and starts Racker's units, later ones restart
+// them (Installer.refreshUnits).
 type Services interface {
 	// Available says whether the host runs systemd at all.
 	Available() bool
 	Reload(ctx context.Context) error
 	IsActive(ctx context.Context, unit string) (bool, error)
+	// IsEnabled says whether the unit starts at boot.
+	IsEnabled(ctx context.Context, unit string) (bool, error)
+	Enable(ctx context.Context, unit string) error
+	Start(ctx context.Context, unit string) error
 	Restart(ctx context.Context, unit string) error
 }
 
@@ -76,9 +82,23 @@ func (s Systemctl) Restart(ctx context.Context, unit string) error {
 	return s.run(ctx, "restart", unit)
 }
 
+func (s Systemctl) Enable(ctx context.Context, unit string) error { return s.run(ctx, "enable", unit) }
+
+func (s Systemctl) Start(ctx context.Context, unit string) error { return s.run(ctx, "start", unit) }
+
 // IsActive: `systemctl is-active` exits 0 for active, 3 (or others) when not.
 func (s Systemctl) IsActive(ctx context.Context, unit string) (bool, error) {
-	err := s.cmd(ctx, "is-active", "--quiet", unit).Run()
+	return s.query(ctx, "is-active", unit)
+}
+
+// IsEnabled: `systemctl is-enabled` exits 0 for enabled (or static), 1
+// for disabled.
+func (s Systemctl) IsEnabled(ctx context.Context, unit string) (bool, error) {
+	return s.query(ctx, "is-enabled", unit)
+}
+
+func (s Systemctl) query(ctx context.Context, verb, unit string) (bool, error) {
+	err := s.cmd(ctx, verb, "--quiet", unit).Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -86,7 +106,7 @@ func (s Systemctl) IsActive(ctx context.Context, unit string) (bool, error) {
 	case errors.As(err, &ee):
 		return false, nil
 	default:
-		return false, fmt.Errorf("systemctl is-active %s: %w", unit, err)
+		return false, fmt.Errorf("systemctl %s %s: %w", verb, unit, err)
 	}
 }
 

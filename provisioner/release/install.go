@@ -104,6 +104,7 @@ type Options struct {
 type Result struct {
 	From, To  string
 	Changed   bool
+	Started   []string // units enabled and started (first install)
 	Restarted []string
 	Notes     []string
 }

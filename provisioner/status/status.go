@@ -24,18 +24,21 @@ import (
 // Node is one node of `racker status -o json`; the field names are a
 // stable interface (fields are only ever added).
 type Node struct {
-	PrimaryMAC   string             `json:"primary_mac"`
-	Hostname     string             `json:"hostname"`
-	Role         string             `json:"role"`
-	Phase        orchestrator.Phase `json:"phase"`
-	PhaseSince   time.Time          `json:"phase_since,omitzero"`
-	BMCReachable *bool              `json:"bmc_reachable"` // null: never asked
-	Power        string             `json:"power"`
-	BootDevice   string             `json:"boot_device"`
-	OS           string             `json:"os"`
-	IP           string             `json:"ip"`
-	LastEvent    string             `json:"last_event"`
-	LastEventAt  time.Time          `json:"last_event_at,omitzero"`
+	PrimaryMAC string             `json:"primary_mac"`
+	Hostname   string             `json:"hostname"`
+	Role       string             `json:"role"`
+	Phase      orchestrator.Phase `json:"phase"`
+	PhaseSince time.Time          `json:"phase_since,omitzero"`
+	// InPhaseSeconds is how long the node has been in its phase, when
+	// Collect ran (0 when PhaseSince is unknown).
+	InPhaseSeconds int64     `json:"in_phase_seconds,omitempty"`
+	BMCReachable   *bool     `json:"bmc_reachable"` // null: never asked
+	Power          string    `json:"power"`
+	BootDevice     string    `json:"boot_device"`
+	OS             string    `json:"os"`
+	IP             string    `json:"ip"`
+	LastEvent      string    `json:"last_event"`
+	LastEventAt    time.Time `json:"last_event_at,omitzero"`
 	// InstallGeneration counts the reinstalls the boot services were asked for.
 	InstallGeneration int `json:"install_generation"`
 	// Reason says why a node failed or was left out; LastError is the last
@@ -68,6 +71,8 @@ type Sources struct {
 	Boot BootServices
 	// Logger gets why the boot services' view is missing (debug); optional.
 	Logger *slog.Logger
+	// Now is the time InPhaseSeconds is counted to (default time.Now).
+	Now func() time.Time
 }
 
 // Collect merges the sources into one node per planned or recorded node,
@@ -117,9 +122,18 @@ func Collect(ctx context.Context, src Sources) (Status, error) {
 			src.Logger.Debug("boot services not answering; showing the recorded state", "err", err)
 		}
 	}
+	now := time.Now
+	if src.Now != nil {
+		now = src.Now
+	}
+	t := now()
 	out := Status{Nodes: []Node{}}
 	for _, mac := range order {
-		out.Nodes = append(out.Nodes, *byMAC[mac])
+		n := *byMAC[mac]
+		if !n.PhaseSince.IsZero() && t.After(n.PhaseSince) {
+			n.InPhaseSeconds = int64(t.Sub(n.PhaseSince) / time.Second)
+		}
+		out.Nodes = append(out.Nodes, n)
 	}
 	sort.SliceStable(out.Nodes, func(i, j int) bool { return out.Nodes[i].Hostname < out.Nodes[j].Hostname })
 	return out, nil

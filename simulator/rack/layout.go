@@ -1,7 +1,8 @@
 // Package rack builds a whole simulated rack on one Linux machine: the two
-// rack networks, the management node (a network namespace with its own view
-// of Racker's folders), one libvirt VM per server and one virtual BMC per VM,
-// and tears it all down again. `racker-sim` is a thin layer over it.
+// rack networks, the management node (a Flatcar-shaped machine made of
+// namespaces, simulator/mgmtnode, with Racker installed from its installer
+// image), one libvirt VM per server and one virtual BMC per VM, and tears
+// it all down again. `racker-sim` is a thin layer over it.
 //
 // Everything it makes is written to the rack's state folder first (state.json,
 // the netenv record, the VM folders, the background processes), so `down`
@@ -10,6 +11,7 @@ package rack
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -45,11 +47,16 @@ type Config struct {
 	OS        string   // testos or flatcar (what racker serve installs)
 	NoBMC     bool     // no virtual BMCs (Racker drives libvirt directly)
 	MemoryMiB int      // per VM (default 1024)
-	Disks     int      // per VM, 1 or 2 (default 2: reprovision wipes the other)
+	// Disks are --disks values (ParseDisks): the blank disks' sizes for
+	// every server or per node type; default DefaultDisks.
+	Disks []string
 
-	RackerBinary string // bin/racker, copied into the management node
-	TestOSDir    string // bin/testos, served by racker serve with --os testos
-	SimBinary    string // racker-sim itself (runs the vBMCs and `exec`)
+	// RackerImage is Racker's installer image (the OCI archive `make image`
+	// writes), run in the management node as `docker run` would run it.
+	RackerImage string
+	MgmtOS      string // the management node's OS image (make mgmtos: bin/mgmtos)
+	TestOSDir   string // bin/testos, copied into the node as Racker's test OS mirror
+	SimBinary   string // racker-sim itself (vBMCs, the node's first process)
 }
 
 func (c *Config) complete() error {
@@ -80,8 +87,17 @@ func (c *Config) complete() error {
 	if c.MemoryMiB == 0 {
 		c.MemoryMiB = 1024
 	}
-	if c.Disks == 0 {
-		c.Disks = 2
+	return nil
+}
+
+// checkImages says what is missing to install the management node, before
+// anything is made.
+func (c *Config) checkImages() error {
+	if c.RackerImage == "" {
+		return errors.New("no installer image to install Racker with: make image writes bin/racker-VERSION.oci.tar (racker-sim takes the newest next to it), or --racker-image names one")
+	}
+	if c.MgmtOS == "" {
+		return errors.New("no OS image for the management node: make mgmtos writes bin/mgmtos (--mgmt-os names another)")
 	}
 	return nil
 }

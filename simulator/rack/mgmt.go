@@ -1,131 +1,285 @@
 package rack
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+	"github.com/vishvananda/netlink"
 
 	"github.com/racker/racker/netenv"
+	"github.com/racker/racker/simulator/mgmtnode"
 )
 
-// Racker's default paths on a real management node; inside the simulated
-// one they are the rack's own folders.
+// The management node is a process of the rack: its PID 1.
+const roleMgmt = "mgmt node"
+
+// ServeUnit is Racker's unit on the management node, and ServePort the
+// HTTP port its boot services answer on (Racker's default).
 const (
-	mgmtOEMPath = "/usr/share/oem"
-	mgmtOptPath = "/opt" // holds racker-state, racker, bin
+	ServeUnit = "racker-serve.service"
+	ServePort = 8080
 )
 
-// EnterMgmt turns the calling process into a process of the management
-// node and runs argv there: it joins the node's network namespace, takes a
-// private mount namespace in which /usr/share/oem and /opt are the rack's
-// folders for the node (and /sys shows the node's interfaces), puts /opt/bin
-// first on PATH and execs argv. It returns only on failure. Mounts made here
-// never reach the host (slave propagation) and end with the process.
-func EnterMgmt(s *State, argv []string) error {
-	if len(argv) == 0 {
-		return errors.New("no command to run in the management node")
-	}
-	// unshare and setns act on this thread, and execve keeps this thread's
-	// namespaces: stay on it until the exec.
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("while making a private mount namespace for the management node: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-		return fmt.Errorf("while making mounts private for the management node: %w", err)
-	}
-	h, err := netns.GetFromPath(netenv.NamespacePath(s.MgmtNamespace()))
-	if err != nil {
-		return fmt.Errorf("while opening the management node's namespace %s (is the rack up?): %w", s.MgmtNamespace(), err)
-	}
-	if err := netns.Set(h); err != nil {
-		return fmt.Errorf("while entering the management node's namespace %s: %w", s.MgmtNamespace(), err)
-	}
-	h.Close()
-	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
-		if err := unix.Mount(s.MgmtNamespace(), "/sys", "sysfs", 0, ""); err != nil {
-			return fmt.Errorf("while mounting the management node's /sys: %w", err)
+// simDropIn is the drop-in racker-sim writes as the rack's operator: with
+// --os testos, racker serve offers the simulator's test OS (whose release
+// folder is copied into the node as Racker's test OS mirror) instead of
+// Flatcar, which cannot be downloaded here.
+const simDropIn = "/etc/systemd/system/" + ServeUnit + ".d/10-racker-sim.conf"
+
+// TestOSMirror is where the test OS release is copied in the node: the
+// default of racker serve's --testos-dir (INSTALL-DIR/testos), version
+// folder "current".
+const TestOSMirror = "/opt/racker/testos/current"
+
+// Node is the management node's layout on the host.
+func (s *State) Node() mgmtnode.Layout { return mgmtnode.Layout{Dir: s.MgmtDir()} }
+
+// mgmtPID is the management node's PID 1 as the host sees it, or an error
+// saying the node is not running.
+func (s *State) mgmtPID() (int, error) {
+	for _, p := range s.Processes {
+		if p.Role == roleMgmt && p.Alive() {
+			return p.PID, nil
 		}
 	}
-	if err := mountOEM(s); err != nil {
+	return 0, fmt.Errorf("the management node of rack %s is not running (racker-sim up boots it)", s.Name)
+}
+
+// EnterMgmt replaces the calling process with argv running inside the
+// management node, as a login there would run it. It returns only on
+// failure.
+func EnterMgmt(s *State, argv []string) error {
+	pid, err := s.mgmtPID()
+	if err != nil {
 		return err
 	}
-	if err := unix.Mount(s.OptDir(), mgmtOptPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("while mounting %s on %s in the management node: %w", s.OptDir(), mgmtOptPath, err)
-	}
-	env := withPath(os.Environ(), "/opt/bin")
-	os.Setenv("PATH", pathOf(env))
-	bin, err := exec.LookPath(argv[0])
+	return mgmtnode.Exec(pid, argv)
+}
+
+// MgmtCommand is a command that runs argv inside the management node.
+func MgmtCommand(ctx context.Context, s *State, argv ...string) (*exec.Cmd, error) {
+	pid, err := s.mgmtPID()
 	if err != nil {
-		return fmt.Errorf("in the management node: %w", err)
+		return nil, err
 	}
-	if err := syscall.Exec(bin, argv, env); err != nil {
-		return fmt.Errorf("while running %s in the management node: %w", argv[0], err)
-	}
-	return nil
+	return mgmtnode.Command(ctx, pid, argv...), nil
 }
 
-// mountOEM puts the rack's OEM folder on /usr/share/oem. When the host has
-// no /usr/share/oem to mount on, an overlay on /usr/share provides the mount
-// point without writing to the host. Its upper and work folders live on a
-// tmpfs of this process's own mount namespace: overlayfs refuses a work
-// folder that another mount uses, and several `racker-sim exec` run at once.
-func mountOEM(s *State) error {
-	if _, err := os.Stat(mgmtOEMPath); err != nil {
-		base := filepath.Join(s.MgmtDir(), ".usr-share")
-		if err := os.MkdirAll(base, 0o755); err != nil {
-			return fmt.Errorf("while preparing the management node's /usr/share: %w", err)
+// bootMgmt boots the management node when it is not running: its disks
+// (from the OS image c.MgmtOS), then its PID 1 in new namespaces inside
+// the management network namespace; it returns once the node's service
+// manager answers.
+func bootMgmt(ctx context.Context, s *State, c Config, log *slog.Logger) error {
+	node := s.Node()
+	if _, err := s.mgmtPID(); err == nil {
+		if !mgmtnode.UsrCurrent(node, c.MgmtOS) {
+			log.Warn("the management node runs an older OS image; take the rack down and up again to boot the new one", "image", c.MgmtOS)
 		}
-		if err := unix.Mount("tmpfs", base, "tmpfs", 0, "size=1m,mode=0755"); err != nil {
-			return fmt.Errorf("while preparing the management node's /usr/share: %w", err)
+		return nil
+	}
+	if err := mgmtnode.Prepare(node, c.MgmtOS); err != nil {
+		return err
+	}
+	if err := os.WriteFile(node.Path("/etc/hostname"), []byte("mgmt\n"), 0o644); err != nil {
+		return fmt.Errorf("while naming the management node: %w", err)
+	}
+	proc, err := mgmtnode.Boot(node, netenv.NamespacePath(s.MgmtNamespace()), c.SimBinary)
+	if err != nil {
+		return err
+	}
+	p := Process{Role: roleMgmt, PID: proc.Pid, Start: procStart(proc.Pid), Log: node.Console()}
+	s.Processes = slices.DeleteFunc(s.Processes, func(q Process) bool { return q.Role == roleMgmt })
+	s.Processes = append(s.Processes, p)
+	if err := s.save(); err != nil {
+		return err
+	}
+	log.Info("management node booted", "pid", p.PID, "console", p.Log)
+	// unitd listens once it has started the enabled units.
+	sock := filepath.Join("/proc", fmt.Sprint(p.PID), "root", "run/unitd/control.sock")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
 		}
-		upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
-		if err := os.MkdirAll(filepath.Join(upper, "oem"), 0o755); err != nil {
-			return fmt.Errorf("while preparing the management node's /usr/share: %w", err)
+		if !p.Alive() || time.Now().After(deadline) {
+			b, _ := os.ReadFile(node.Console())
+			return fmt.Errorf("the management node did not come up; its console (%s):\n%s", node.Console(), tail(b, 3000))
 		}
-		if err := os.MkdirAll(work, 0o755); err != nil {
-			return fmt.Errorf("while preparing the management node's /usr/share: %w", err)
-		}
-		opts := fmt.Sprintf("lowerdir=/usr/share,upperdir=%s,workdir=%s", upper, work)
-		if err := unix.Mount("overlay", "/usr/share", "overlay", 0, opts); err != nil {
-			return fmt.Errorf("while overlaying /usr/share in the management node: %w", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if err := unix.Mount(s.OEMDir(), mgmtOEMPath, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("while mounting %s on %s in the management node: %w", s.OEMDir(), mgmtOEMPath, err)
-	}
-	return nil
 }
 
-func withPath(env []string, dir string) []string {
-	out := make([]string, 0, len(env)+1)
-	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			path = v
-			continue
+// configureMgmt does what the rack's operator does on the management node
+// before installing Racker: the test OS mirror and the drop-in that makes
+// racker serve offer it (--os testos). It says whether the drop-in changed.
+func configureMgmt(s *State, c Config) (bool, error) {
+	node := s.Node()
+	want := []byte{}
+	if s.OS == "testos" {
+		if c.TestOSDir == "" {
+			return false, errors.New("--os testos needs the test OS (make testos builds bin/testos; --testos-dir names it)")
 		}
-		out = append(out, e)
+		src := filepath.Join(c.TestOSDir, "current")
+		if err := mgmtnode.SyncTree(src, node.Path(TestOSMirror)); err != nil {
+			return false, fmt.Errorf("while copying the test OS %s into the management node (make testos builds it): %w", src, err)
+		}
+		want = []byte("# Written by racker-sim, as the rack's operator: this rack installs the\n" +
+			"# simulator's test OS, mirrored in " + filepath.Dir(TestOSMirror) + ".\n" +
+			"[Service]\nExecStart=\nExecStart=/opt/bin/racker serve --log-format json --os testos\n")
 	}
-	return append(out, "PATH="+dir+":"+path)
+	p := node.Path(simDropIn)
+	have, err := os.ReadFile(p)
+	switch {
+	case err == nil && bytes.Equal(have, want) && len(want) > 0:
+		return false, nil
+	case len(want) == 0:
+		return err == nil && os.Remove(p) == nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return false, err
+	}
+	return true, os.WriteFile(p, want, 0o644)
 }
 
-func pathOf(env []string) string {
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			return v
+// installRacker runs the installer image in the management node, as an
+// operator types `docker run --rm --privileged --pid host IMAGE` there,
+// unless that very image was installed before. A changed drop-in alone is
+// applied with daemon-reload and a restart, as an operator would.
+func installRacker(ctx context.Context, s *State, c Config, dropInChanged bool, log *slog.Logger) error {
+	digest, err := mgmtnode.ArchiveDigest(c.RackerImage)
+	if err != nil {
+		return fmt.Errorf("the installer image %s: %w", c.RackerImage, err)
+	}
+	pid, err := s.mgmtPID()
+	if err != nil {
+		return err
+	}
+	_, installed := os.Stat(s.Node().Path("/opt/racker/current"))
+	if digest == s.RackerImage && installed == nil {
+		if dropInChanged {
+			for _, argv := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "restart", ServeUnit}} {
+				if out, err := mgmtnode.Command(ctx, pid, argv...).CombinedOutput(); err != nil {
+					return fmt.Errorf("%s in the management node: %w: %s", strings.Join(argv, " "), err, out)
+				}
+			}
+		}
+		return nil
+	}
+	logPath := filepath.Join(s.MgmtDir(), "installer.log")
+	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	var buf bytes.Buffer
+	log.Info("installing Racker in the management node from its installer image", "image", c.RackerImage, "digest", digest)
+	fmt.Fprintf(out, "$ docker run --rm --privileged --pid host %s  # %s\n", c.RackerImage, digest)
+	if err := mgmtnode.RunImage(ctx, s.Node(), pid, c.RackerImage, c.SimBinary, io.MultiWriter(out, &buf)); err != nil {
+		return fmt.Errorf("%w; its output:\n%s", err, buf.String())
+	}
+	log.Info("installer finished", "output", strings.TrimSpace(buf.String()))
+	s.RackerImage = digest
+	return s.save()
+}
+
+// waitServing waits until racker serve answers GET /healthz on the
+// management node's internal address (which racker serve itself puts on
+// the PXE interface), so a rack that `up` reports ready answers DHCP and
+// HTTP at once.
+func waitServing(ctx context.Context, s *State, timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = netenv.Do(s.MgmtNamespace(), func() (err error) {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, a := range internalAddrs(s) {
+			resp, err := client.Get(fmt.Sprintf("http://%s/healthz", net.JoinHostPort(a, fmt.Sprint(ServePort))))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+			}
+		}
+		if _, err := s.mgmtPID(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(s.Node().Path("/var/log/units/" + ServeUnit + ".log"))
+			return fmt.Errorf("racker serve in the management node does not answer /healthz after %s; `racker-sim exec -- journalctl -u %s` shows:\n%s",
+				timeout, ServeUnit, tail(b, 3000))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return ""
+}
+
+// internalAddrs are the IPv4 addresses on the management node's internal
+// NIC.
+func internalAddrs(s *State) []string {
+	var out []string
+	_ = netenv.Do(s.MgmtNamespace(), func() error {
+		l, err := netlink.LinkByName(MgmtSecondaryIface)
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		for _, a := range addrs {
+			out = append(out, a.IP.String())
+		}
+		return err
+	})
+	return out
+}
+
+// serveState is racker-serve's state as the node's systemctl reports it.
+func serveState(ctx context.Context, s *State) string {
+	cmd, err := MgmtCommand(ctx, s, "systemctl", "is-active", ServeUnit)
+	if err != nil {
+		return "stopped" // the node itself is not running
+	}
+	out, _ := cmd.Output()
+	st := strings.TrimSpace(string(out))
+	if st == "active" {
+		return "running"
+	}
+	if st == "" {
+		return "unknown"
+	}
+	return st
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 // startBackground starts argv as a daemon of the rack (its own session,
@@ -154,28 +308,4 @@ func startBackground(role string, argv []string, logPath string) (Process, error
 	go func() { _ = cmd.Wait() }()
 	p := Process{Role: role, PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid), Log: logPath}
 	return p, nil
-}
-
-func copyExecutable(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("while reading %s: %w", src, err)
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("while creating %s: %w", filepath.Dir(dst), err)
-	}
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
-	if err != nil {
-		return fmt.Errorf("while writing %s: %w", tmp, err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("while copying %s to %s: %w", src, dst, err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("while writing %s: %w", tmp, err)
-	}
-	return os.Rename(tmp, dst)
 }

@@ -31,12 +31,12 @@ type event struct {
 // install-fail fault and reports failed. The
 // assertions are on the events racker serve recorded and on n1's console.
 func TestRackProvisionsNodesByHand(t *testing.T) {
-	rackerBin, testosDir := requireRack(t)
-	testenv.RequireFile(t, filepath.Join(testosDir, "current", "flatcar_production_image.bin.bz2")) // make testos
-	testenv.RequireCommand(t, "busybox")
+	cfg := requireRack(t)
+	testenv.RequireFile(t, filepath.Join(cfg.TestOSDir, "current", "flatcar_production_image.bin.bz2")) // make testos
+	cfg.Nodes, cfg.Types, cfg.UEFITypes = 2, []string{"legacy", "efi"}, []string{"efi"}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
-	s, _ := upForTest(t, "rp", rack.Config{Nodes: 2, Disks: 2, Types: []string{"legacy", "efi"}, UEFITypes: []string{"efi"}, RackerBinary: rackerBin, TestOSDir: testosDir}, log)
+	s, _ := upForTest(t, "rp", cfg, log)
 	if out, err := inMgmt(t, s, "racker factory gen-ssh-key"); err != nil {
 		t.Fatalf("gen-ssh-key: %v\n%s", err, out)
 	}
@@ -56,11 +56,20 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 		t.Fatal("racker serve never put an address on the management node's internal NIC")
 	}
 
-	// Boot both from the network once, by hand, through their vBMCs.
-	for n, opts := range map[string]string{"n1": "", "n2": " options=efiboot"} {
+	// Boot both from the network once, by hand, through their vBMCs, with
+	// ipmitool on the management network.
+	password, err := os.ReadFile(filepath.Join(s.OEMDir(), "ipmi_password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, opts := range map[string][]string{"n1": nil, "n2": {"options=efiboot"}} {
 		ip := waitBMCAddr(t, s, n)
-		script := `export IPMI_PASSWORD="$(cat /usr/share/oem/ipmi_password)"; I="ipmitool -I lanplus -C 17 -H ` + ip + ` -U racker -E"; $I chassis bootdev pxe` + opts + ` && $I power on`
-		if out, err := inMgmt(t, s, script); err != nil {
+		env := []string{"IPMI_PASSWORD=" + strings.TrimSpace(string(password))}
+		ipmi := []string{"ipmitool", "-I", "lanplus", "-C", "17", "-H", ip, "-U", "racker", "-E"}
+		if out, err := onMgmtNet(t, s, env, append(append(ipmi, "chassis", "bootdev", "pxe"), opts...)...); err != nil {
+			t.Fatalf("%s: %v\n%s", n, err, out)
+		}
+		if out, err := onMgmtNet(t, s, env, append(ipmi, "power", "on")...); err != nil {
 			t.Fatalf("%s: %v\n%s", n, err, out)
 		}
 	}
@@ -91,7 +100,7 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 	start := time.Now()
 	var n1Booted, n2Failed time.Duration
 	for time.Now().Before(deadline) && (n1Booted == 0 || n2Failed == 0) {
-		out, err := inMgmt(t, s, fmt.Sprintf("busybox wget -qO- 'http://%s:8080/api/v1/events?after=%d&wait=20s'", mgmtIP, after))
+		out, err := inMgmt(t, s, fmt.Sprintf("curl -fsS 'http://%s:8080/api/v1/events?after=%d&wait=20s'", mgmtIP, after))
 		if err != nil {
 			t.Fatalf("events: %v\n%s", err, out)
 		}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,9 +33,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func requireRack(t *testing.T) (rackerBin, testosDir string) {
+// requireRack checks what a rack needs and returns the Config fields that
+// name the images: Racker's installer image (the newest
+// bin/racker-*.oci.tar, make image), the management node's OS (make
+// mgmtos) and the test OS (make testos).
+func requireRack(t *testing.T) rack.Config {
 	testenv.RequireRoot(t)
-	for _, c := range []string{"ip", "iptables", "qemu-img", "libvirtd", "virtlogd", "ipmitool"} {
+	for _, c := range []string{"ip", "iptables", "qemu-img", "libvirtd", "virtlogd", "ipmitool", "nsenter", "skopeo"} {
 		testenv.RequireCommand(t, c)
 	}
 	testenv.RequireFile(t, "/usr/bin/qemu-system-x86_64")
@@ -41,8 +47,34 @@ func requireRack(t *testing.T) (rackerBin, testosDir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rackerBin = testenv.RequireFile(t, filepath.Join(root, "bin", "racker")) // make build
-	return rackerBin, filepath.Join(root, "bin", "testos")
+	images, _ := filepath.Glob(filepath.Join(root, "bin", "racker-*.oci.tar"))
+	if len(images) == 0 {
+		testenv.Missing(t, "no installer image bin/racker-*.oci.tar (make image)")
+	}
+	slices.SortFunc(images, func(a, b string) int { return modTime(b).Compare(modTime(a)) })
+	testenv.RequireFile(t, filepath.Join(root, "bin", "mgmtos", ".stamp"))                                    // make mgmtos
+	testenv.RequireFile(t, filepath.Join(root, "bin", "testos", "current", "flatcar_production_pxe.vmlinuz")) // make testos
+	return rack.Config{RackerImage: images[0], MgmtOS: filepath.Join(root, "bin", "mgmtos"), TestOSDir: filepath.Join(root, "bin", "testos")}
+}
+
+func modTime(p string) time.Time {
+	st, err := os.Stat(p)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}
+
+// onMgmtNet runs a host program in the management node's network
+// namespace only (ipmitool, iptables: tools Flatcar has not).
+func onMgmtNet(t *testing.T, s *rack.State, env []string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", s.MgmtNamespace()}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // simCmd runs this binary as racker-sim.
@@ -102,6 +134,9 @@ func leftovers(t *testing.T, s *rack.State, pids []int) []string {
 	out, _ := exec.Command("iptables-save").Output()
 	if bytes.Contains(out, []byte("netenv:"+s.Name+"-")) {
 		left = append(left, "iptables rules")
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(s.Dir)) {
+		left = append(left, "mounts under "+s.Dir)
 	}
 	return left
 }
@@ -166,11 +201,8 @@ func upForTest(t *testing.T, prefix string, cfg rack.Config, log *slog.Logger) (
 // DHCP from racker serve, injects faults, and takes the rack down: nothing
 // may be left behind.
 func TestRackUpDriveBMCAndDown(t *testing.T) {
-	rackerBin, testosDir := requireRack(t)
-	cfg := rack.Config{
-		Nodes: 3, Types: []string{"red", "blue"}, UEFITypes: []string{"blue"},
-		MemoryMiB: 256, Disks: 1, RackerBinary: rackerBin, TestOSDir: testosDir,
-	}
+	cfg := requireRack(t)
+	cfg.Nodes, cfg.Types, cfg.UEFITypes, cfg.MemoryMiB, cfg.Disks = 3, []string{"red", "blue"}, []string{"blue"}, 256, []string{"10G"}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	ctx := context.Background()
 	s, upTime := upForTest(t, "rt", cfg, log)
@@ -178,7 +210,7 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	cfg.Name, cfg.Dir, cfg.SimBinary = s.Name, s.Dir, mustExecutable(t)
 	t.Logf("FIGURE: racker-sim up with 3 servers took %.2f s", upTime.Seconds())
 	if len(s.Processes) != 4 {
-		t.Fatalf("want 3 vBMCs and racker serve running, got %+v", s.Processes)
+		t.Fatalf("want 3 vBMCs and the management node running, got %+v", s.Processes)
 	}
 
 	// up again is idempotent: same machines, nothing new.
@@ -191,12 +223,28 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	if _, err := rack.Up(ctx, bigger, log); err == nil {
 		t.Fatal("up with another node count over an existing rack succeeded")
 	}
-	if s2.Machines[2].PrimaryMAC != s.Machines[2].PrimaryMAC || len(s2.Processes) != 4 || s2.Processes[0].PID != s.Processes[0].PID {
+	if s2.Machines[2].PrimaryMAC != s.Machines[2].PrimaryMAC || len(s2.Processes) != 4 || s2.Processes[0].PID != s.Processes[0].PID ||
+		s2.Processes[3].PID != s.Processes[3].PID {
 		t.Fatalf("second up changed the rack: %+v", s2.Processes)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.MgmtDir(), "installer.log")); bytes.Count(b, []byte("$ docker run")) != 1 {
+		t.Errorf("the installer image ran %d times over two ups, want once:\n%s", bytes.Count(b, []byte("$ docker run")), b)
+	}
+
+	// The management node is Flatcar-shaped and got Racker only from its
+	// installer image: racker serve runs from the installed unit.
+	out, err := inMgmt(t, s, `test ! -e /usr/lib/ipxe && test ! -e /usr/bin/qemu-system-x86_64 && ! touch /usr/probe 2>/dev/null &&
+systemctl is-enabled racker-serve && systemctl is-active racker-serve && readlink /proc/$(systemctl show -p MainPID --value racker-serve)/exe`)
+	if err != nil || !strings.Contains(out, "/opt/racker/versions/") {
+		t.Fatalf("the management node: %v\n%s", err, out)
+	}
+	// exec passes the command's exit code through.
+	if err := simCmd(ctx, s, "exec", "--", "sh", "-c", "exit 7").Run(); err == nil || err.(*exec.ExitError).ExitCode() != 7 {
+		t.Errorf("exec of a command exiting 7: %v", err)
 	}
 
 	// The management node sees its own OEM folder and Racker accepts it.
-	out, err := inMgmt(t, s, "racker factory check && stat -c %a /usr/share/oem/ipmi_password && cat /usr/share/oem/nodes.csv && ls /opt/racker-state")
+	out, err = inMgmt(t, s, "racker factory check && stat -c %a /usr/share/oem/ipmi_password && cat /usr/share/oem/nodes.csv && ls /opt/racker-state")
 	if err != nil {
 		t.Fatalf("factory check in the management node: %v\n%s", err, out)
 	}
@@ -239,14 +287,19 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if len(bmcIPs) < 3 {
-		serveLog, _ := os.ReadFile(filepath.Join(s.MgmtDir(), "racker-serve.log"))
+		serveLog, _ := os.ReadFile(s.Node().Path("/var/log/units/racker-serve.service.log"))
 		vbmcLog, _ := os.ReadFile(filepath.Join(s.Dir, "nodes", "n1", "vbmc.log"))
 		t.Fatalf("vBMCs with a DHCP address: %v\nserve:\n%s\nvbmc n1:\n%s", bmcIPs, serveLog, vbmcLog)
 	}
 	t.Logf("FIGURE: from up to every vBMC leased (rack ready): %.2f s", time.Since(start).Seconds())
 	bmcIP := bmcIPs["n1"]
+	password, err := os.ReadFile(filepath.Join(s.OEMDir(), "ipmi_password"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ipmi := func(args string) (string, error) {
-		return inMgmt(t, s, `export IPMI_PASSWORD="$(cat /usr/share/oem/ipmi_password)"; ipmitool -I lanplus -C 17 -H `+bmcIP+` -U "$(cat /usr/share/oem/ipmi_user)" -E `+args)
+		return onMgmtNet(t, s, []string{"IPMI_PASSWORD=" + strings.TrimSpace(string(password))},
+			append([]string{"ipmitool", "-I", "lanplus", "-C", "17", "-H", bmcIP, "-U", "racker", "-E"}, strings.Fields(args)...)...)
 	}
 	if out, err := ipmi("power status"); err != nil || !strings.Contains(out, "Chassis Power is off") {
 		t.Fatalf("power status at %s: %v\n%s", bmcIP, err, out)
@@ -281,13 +334,13 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 	if err := rack.Fault(ctx, s, "n2", rack.FaultInstallFail, nil); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := inMgmt(t, s, "iptables -S INPUT"); !strings.Contains(out, s.Machines[2].PrimaryMAC) {
+	if out, _ := onMgmtNet(t, s, nil, "iptables", "-S", "INPUT"); !strings.Contains(out, s.Machines[2].PrimaryMAC) {
 		t.Fatalf("install-fail rule missing:\n%s", out)
 	}
 	if err := rack.Fault(ctx, s, "n2", rack.FaultInstallOK, nil); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := inMgmt(t, s, "iptables -S INPUT"); strings.Contains(out, s.Machines[2].PrimaryMAC) {
+	if out, _ := onMgmtNet(t, s, nil, "iptables", "-S", "INPUT"); strings.Contains(out, s.Machines[2].PrimaryMAC) {
 		t.Fatalf("install-ok left the rule:\n%s", out)
 	}
 	if err := rack.Fault(ctx, s, "n1", rack.FaultBMCDown, nil); err != nil {
@@ -314,9 +367,26 @@ func TestRackUpDriveBMCAndDown(t *testing.T) {
 // TestRackWithoutBMCs is the laptop mode: no BMC namespaces or vBMCs, the
 // VMs and the management node as usual; down still leaves nothing.
 func TestRackWithoutBMCs(t *testing.T) {
-	rackerBin, testosDir := requireRack(t)
+	cfg := requireRack(t)
+	cfg.Nodes, cfg.NoBMC = 1, true
 	ctx := context.Background()
-	s, _ := upForTest(t, "rn", rack.Config{Nodes: 1, NoBMC: true, RackerBinary: rackerBin, TestOSDir: testosDir}, nil)
+	// A file this process holds open and inheritable, as `flock LOCK
+	// racker-sim up` holds its lock: the rack's daemons must not keep it.
+	held := filepath.Join(t.TempDir(), "held.lock")
+	fd, err := syscall.Open(held, syscall.O_CREAT|syscall.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	s, _ := upForTest(t, "rn", cfg, nil)
+	for _, p := range s.Processes {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.PID))
+		for _, f := range fds {
+			if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p.PID, f.Name())); target == held {
+				t.Errorf("%s (pid %d) inherited this process's open file %s", p.Role, p.PID, held)
+			}
+		}
+	}
 	for _, p := range s.Processes {
 		if strings.HasPrefix(p.Role, "vbmc") {
 			t.Errorf("--no-bmc started %s", p.Role)

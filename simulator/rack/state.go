@@ -23,12 +23,15 @@ type State struct {
 	// InstallFail lists the servers whose next installs fail (fault).
 	InstallFail []string  `json:"install_fail,omitempty"`
 	Processes   []Process `json:"processes,omitempty"`
-	Built       bool      `json:"built"` // up finished once
+	// RackerImage is the digest of the installer image last run in the
+	// management node; up runs an image only once.
+	RackerImage string `json:"racker_image,omitempty"`
+	Built       bool   `json:"built"` // up finished once
 }
 
 // Process is a background process `up` started and `down` kills.
 type Process struct {
-	Role string `json:"role"` // "vbmc n1", "racker serve"
+	Role string `json:"role"` // "vbmc n1", "mgmt node"
 	PID  int    `json:"pid"`
 	// Start is the process's start time in clock ticks since boot
 	// (/proc/PID/stat field 22): a PID the kernel reused for another
@@ -42,11 +45,10 @@ func (s *State) statePath() string          { return filepath.Join(s.Dir, "state
 func (s *State) netRecord() string          { return filepath.Join(s.Dir, "net.json") }
 func (s *State) machineDir(m string) string { return filepath.Join(s.Dir, "nodes", m) }
 
-// MgmtDir is the management node's own files; OEMDir and OptDir appear as
-// /usr/share/oem and /opt inside it.
+// MgmtDir holds the management node's disks (simulator/mgmtnode.Layout);
+// OEMDir is its OEM partition, /usr/share/oem inside it.
 func (s *State) MgmtDir() string { return filepath.Join(s.Dir, "mgmt") }
-func (s *State) OEMDir() string  { return filepath.Join(s.MgmtDir(), "oem") }
-func (s *State) OptDir() string  { return filepath.Join(s.MgmtDir(), "opt") }
+func (s *State) OEMDir() string  { return s.Node().OEM() }
 
 // MgmtNamespace is the management node's network namespace.
 func (s *State) MgmtNamespace() string { return s.Name + "-mgmt" }

@@ -32,7 +32,7 @@ type NodeStatus struct {
 type Status struct {
 	Name  string       `json:"name"`
 	Dir   string       `json:"dir"`
-	Serve string       `json:"racker_serve"` // running, stopped, absent
+	Serve string       `json:"racker_serve"` // running; stopped (the node is down); else the unit's state
 	Nodes []NodeStatus `json:"nodes"`
 }
 
@@ -57,7 +57,7 @@ func GetStatus(ctx context.Context, s *State, log *slog.Logger) (*Status, error)
 		return nil, err
 	}
 	defer m.Close()
-	st := &Status{Name: s.Name, Dir: s.Dir, Serve: s.processState("racker serve")}
+	st := &Status{Name: s.Name, Dir: s.Dir, Serve: serveState(ctx, s)}
 	for _, mc := range s.Machines[1:] {
 		ns := NodeStatus{Name: mc.Name, Type: mc.Type, PrimaryMAC: mc.PrimaryMAC, BMCMAC: mc.BMCMAC,
 			Firmware: mc.Firmware, ConsoleLog: s.ConsoleLog(mc.Name), BMC: "none"}

@@ -1,37 +1,49 @@
 package rack
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/racker/racker/netenv"
 	"github.com/racker/racker/simulator/vm"
 )
 
 // Up builds the rack described by c, or completes and restarts an existing
-// one (idempotent): networks, VMs, OEM folder, Racker, vBMCs, racker serve.
+// one (idempotent): networks, VMs, the OEM folder, vBMCs, the management
+// node, Racker installed there from its installer image, and racker serve
+// answering /healthz.
 // The rack's state is saved before anything is made, so Down can always
 // clean up, even after a failed Up.
 func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The rack's daemons (vBMCs, the management node) outlive this process:
+	// they must not inherit its other open files, such as the lock file
+	// `flock LOCK racker-sim up` holds, which they would hold for as long
+	// as the rack is up.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("while keeping this process's files from the rack's daemons: %w", err)
+	}
 	asked := c.Nodes
 	if err := c.complete(); err != nil {
+		return nil, err
+	}
+	if err := c.checkImages(); err != nil {
 		return nil, err
 	}
 	s, err := Load(c.Dir)
@@ -47,6 +59,10 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 			return nil, fmt.Errorf("rack %s exists with %d servers, not %d: take it down first (racker-sim down)", s.Name, len(s.Machines)-1, asked)
 		}
 		log.Info("rack exists; completing it", "name", s.Name, "dir", s.Dir)
+	}
+	disks, err := ParseDisks(c.Disks, nodeTypes(s.Machines))
+	if err != nil {
+		return nil, err
 	}
 	if err := s.save(); err != nil {
 		return nil, err
@@ -67,7 +83,7 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 	names := netenv.Names{Instance: s.Name}
 	for _, mc := range s.Machines[1:] {
 		spec := vm.Spec{
-			Name: s.Domain(mc.Name), Firmware: vm.Firmware(mc.Firmware), Disks: c.Disks, MemoryMiB: c.MemoryMiB,
+			Name: s.Domain(mc.Name), Firmware: vm.Firmware(mc.Firmware), Disks: disks.For(mc.Type), MemoryMiB: c.MemoryMiB,
 			PrimaryMAC: mustMAC(mc.PrimaryMAC), SecondaryMAC: mustMAC(mc.SecondaryMAC),
 			InternalBridge: names.Bridge("int"), PublicBridge: names.Bridge("pub"),
 			PrimaryTap: names.Iface(mc.Name, "i"), SecondaryTap: names.Iface(mc.Name, "p"),
@@ -77,10 +93,23 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*State, error) {
 			return s, err
 		}
 	}
-	if err := writeMgmtFiles(s, c); err != nil {
+	if err := writeOEM(s); err != nil {
 		return s, err
 	}
-	if err := startDaemons(ctx, s, c, log); err != nil {
+	if err := startVBMCs(s, c, log); err != nil {
+		return s, err
+	}
+	if err := bootMgmt(ctx, s, c, log); err != nil {
+		return s, err
+	}
+	changed, err := configureMgmt(s, c)
+	if err != nil {
+		return s, err
+	}
+	if err := installRacker(ctx, s, c, changed, log); err != nil {
+		return s, err
+	}
+	if err := waitServing(ctx, s, 60*time.Second); err != nil {
 		return s, err
 	}
 	s.Built = true
@@ -120,10 +149,9 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
-// writeMgmtFiles fills the management node's folders: the OEM folder
-// (nodes.csv with the VMs' MACs, BMC credentials generated once, mode 0600)
-// and /opt with Racker installed in /opt/racker and linked from /opt/bin.
-func writeMgmtFiles(s *State, c Config) error {
+// writeOEM fills the management node's OEM partition: nodes.csv with the
+// VMs' MACs and the BMC credentials (generated once, mode 0600).
+func writeOEM(s *State) error {
 	if err := os.MkdirAll(s.OEMDir(), 0o755); err != nil {
 		return fmt.Errorf("while creating the OEM folder: %w", err)
 	}
@@ -144,106 +172,36 @@ func writeMgmtFiles(s *State, c Config) error {
 			return fmt.Errorf("while writing %s: %w", f, err)
 		}
 	}
-	for _, d := range []string{"racker-state", "racker", "bin"} {
-		if err := os.MkdirAll(filepath.Join(s.OptDir(), d), 0o755); err != nil {
-			return fmt.Errorf("while creating the management node's /opt/%s: %w", d, err)
-		}
-	}
-	if c.RackerBinary != "" {
-		if _, err := os.Stat(c.RackerBinary); err == nil {
-			if err := copyExecutable(c.RackerBinary, filepath.Join(s.OptDir(), "racker", "racker")); err != nil {
-				return err
-			}
-			link := filepath.Join(s.OptDir(), "bin", "racker")
-			_ = os.Remove(link)
-			if err := os.Symlink("/opt/racker/racker", link); err != nil {
-				return fmt.Errorf("while linking /opt/bin/racker: %w", err)
-			}
-		}
-	}
 	return nil
 }
 
-// startDaemons starts what is not running: one vBMC per server (inside its
-// BMC namespace) and racker serve inside the management node.
-func startDaemons(ctx context.Context, s *State, c Config, log *slog.Logger) error {
-	alive := func(role string) bool {
-		return slices.ContainsFunc(s.Processes, func(p Process) bool { return p.Role == role && p.Alive() })
-	}
-	record := func(p Process) error {
-		s.Processes = slices.DeleteFunc(s.Processes, func(q Process) bool { return q.Role == p.Role })
-		s.Processes = append(s.Processes, p)
-		return s.save()
-	}
+// startVBMCs starts the virtual BMCs that are not running, one per server
+// inside its BMC namespace.
+func startVBMCs(s *State, c Config, log *slog.Logger) error {
 	if c.SimBinary == "" {
 		return errors.New("rack: no racker-sim executable to run the vBMCs and the management node with")
 	}
-	if !s.NoBMC {
-		for _, mc := range s.Machines[1:] {
-			role := "vbmc " + mc.Name
-			if alive(role) {
-				continue
-			}
-			argv := []string{"ip", "netns", "exec", s.BMCNamespace(mc.Name), c.SimBinary, "vbmc", "--name", s.Name, "--dir", s.Dir, mc.Name}
-			p, err := startBackground(role, argv, filepath.Join(s.machineDir(mc.Name), "vbmc.log"))
-			if err != nil {
-				return err
-			}
-			log.Info("virtual BMC started", "node", mc.Name, "bmc_mac", mc.BMCMAC, "pid", p.PID)
-			if err := record(p); err != nil {
-				return err
-			}
+	if s.NoBMC {
+		return nil
+	}
+	for _, mc := range s.Machines[1:] {
+		role := "vbmc " + mc.Name
+		if slices.ContainsFunc(s.Processes, func(p Process) bool { return p.Role == role && p.Alive() }) {
+			continue
 		}
-	}
-	racker := filepath.Join(s.OptDir(), "racker", "racker")
-	if alive("racker serve") {
-		return nil
-	}
-	if err := exec.CommandContext(ctx, racker, "serve", "--help").Run(); err != nil {
-		log.Warn("racker serve is not available; the management node runs no boot services", "racker", racker, "err", err)
-		return nil
-	}
-	argv := []string{c.SimBinary, "exec", "--name", s.Name, "--dir", s.Dir, "--", "racker", "serve", "--os", s.OS}
-	if s.OS == "testos" && c.TestOSDir != "" {
-		abs, err := filepath.Abs(c.TestOSDir)
+		argv := []string{"ip", "netns", "exec", s.BMCNamespace(mc.Name), c.SimBinary, "vbmc", "--name", s.Name, "--dir", s.Dir, mc.Name}
+		p, err := startBackground(role, argv, filepath.Join(s.machineDir(mc.Name), "vbmc.log"))
 		if err != nil {
 			return err
 		}
-		argv = append(argv, "--testos-dir", abs)
-	}
-	p, err := startBackground("racker serve", argv, filepath.Join(s.MgmtDir(), "racker-serve.log"))
-	if err != nil {
-		return err
-	}
-	log.Info("racker serve started in the management node", "pid", p.PID, "log", p.Log)
-	if err := record(p); err != nil {
-		return err
-	}
-	return waitServing(ctx, p, 60*time.Second)
-}
-
-// waitServing waits until racker serve says its boot services run, so a
-// rack that `up` reports ready answers DHCP and HTTP at once (a bootstrap
-// typed right after up must find it, not start its own).
-func waitServing(ctx context.Context, p Process, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		b, _ := os.ReadFile(p.Log)
-		if bytes.Contains(b, []byte("boot services running")) {
-			return nil
-		}
-		if !p.Alive() {
-			return fmt.Errorf("racker serve in the management node stopped; its log %s:\n%s", p.Log, b)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("racker serve in the management node is not serving after %s; its log: %s", timeout, p.Log)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		log.Info("virtual BMC started", "node", mc.Name, "bmc_mac", mc.BMCMAC, "pid", p.PID)
+		s.Processes = slices.DeleteFunc(s.Processes, func(q Process) bool { return q.Role == role })
+		s.Processes = append(s.Processes, p)
+		if err := s.save(); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // Down removes everything the rack in dir made: processes, domains,

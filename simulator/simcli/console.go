@@ -1,7 +1,6 @@
 package simcli
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -13,13 +12,14 @@ import (
 
 func init() { register(newConsoleCmd) }
 
-// escapeByte ends an interactive console session (Ctrl-], as telnet).
+// escapeByte ends an interactive console session (Ctrl-], as telnet); so
+// does ~. at the start of a line, as in racker console, ssh and ipmitool.
 const escapeByte = 0x1d
 
 func newConsoleCmd(env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "console NODE",
-		Short: "Attach to a server's serial console (Ctrl-] to leave); its log is in `status`",
+		Short: "Attach to a server's serial console (~. at the start of a line or Ctrl-] to leave); its log is in `status`",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := env.LoadRack()
@@ -46,8 +46,8 @@ func newConsoleCmd(env *Env) *cobra.Command {
 					return fmt.Errorf("while putting the terminal in raw mode: %w", err)
 				}
 				defer term.Restore(int(f.Fd()), old)
-				fmt.Fprintf(env.Stderr, "console of %s; Ctrl-] leaves\r\n", m.Name)
-				in = &untilEscape{r: f}
+				fmt.Fprintf(env.Stderr, "console of %s; ~. at the start of a line or Ctrl-] leaves\r\n", m.Name)
+				in = &untilEscape{r: f, lineStart: true}
 			}
 			done := make(chan error, 2)
 			go func() { _, err := io.Copy(env.Stdout, conn); done <- err }()
@@ -58,13 +58,57 @@ func newConsoleCmd(env *Env) *cobra.Command {
 	}
 }
 
-// untilEscape reads a terminal until the escape byte.
-type untilEscape struct{ r io.Reader }
+// untilEscape reads a terminal until Ctrl-] or ~. at the start of a
+// line; a line-start ~ is held back until the next byte says which it is
+// (~~ sends one ~).
+type untilEscape struct {
+	r         io.Reader
+	lineStart bool
+	tilde     bool
+	pending   []byte
+	end       bool
+}
 
 func (u *untilEscape) Read(p []byte) (int, error) {
-	n, err := u.r.Read(p)
-	if i := bytes.IndexByte(p[:n], escapeByte); i >= 0 {
-		return i, io.EOF
+	for len(u.pending) == 0 {
+		if u.end {
+			return 0, io.EOF
+		}
+		buf := make([]byte, len(p))
+		n, err := u.r.Read(buf)
+		for _, b := range buf[:n] {
+			if u.end {
+				break
+			}
+			switch {
+			case b == escapeByte:
+				u.end = true
+			case u.tilde:
+				u.tilde = false
+				if b == '.' {
+					u.end = true
+					continue
+				}
+				if b != '~' {
+					u.pending = append(u.pending, '~')
+				}
+				u.pending = append(u.pending, b)
+			case u.lineStart && b == '~':
+				u.tilde = true
+				continue
+			default:
+				u.pending = append(u.pending, b)
+			}
+			u.lineStart = b == '\r' || b == '\n'
+		}
+		if err != nil && len(u.pending) == 0 {
+			return 0, err
+		}
+		if err != nil {
+			u.end = true
+		}
 	}
-	return n, err
+	n := copy(p, u.pending)
+	u.pending = u.pending[n:]
+	return n, nil
 }

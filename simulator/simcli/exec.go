@@ -11,7 +11,7 @@ func init() { register(newExecCmd) }
 func newExecCmd(env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "exec -- CMD [ARG…]",
-		Short: "Run a command inside the management node (its network, /usr/share/oem and /opt)",
+		Short: "Run a command inside the management node, as a login there (all its namespaces, its root file system)",
 		Example: `  racker-sim exec -- racker factory check
   racker-sim exec -- racker bootstrap
   racker-sim exec -- ip addr`,

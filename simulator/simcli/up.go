@@ -3,6 +3,7 @@ package simcli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,14 +18,22 @@ func newUpCmd(env *Env) *cobra.Command {
 	var c rack.Config
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Build the rack (or complete an existing one): networks, management node, VMs, virtual BMCs, racker serve",
+		Short: "Build the rack (or complete an existing one): networks, management node, VMs, virtual BMCs, Racker",
 		Long: `Builds a rack: the bridges NAME-int (isolated, the rack's internal L2) and
-NAME-pub (NAT to the uplink), the management node as a network namespace with
-Racker's folders, one libvirt VM per server and one virtual BMC per VM.
-Running it again completes the rack and restarts stopped daemons.`,
+NAME-pub (NAT to the uplink), one libvirt VM per server, one virtual BMC per
+VM, and the management node: a Flatcar-shaped machine (its own read-only /usr
+from make mgmtos, its own /etc, /opt, /var; namespaces, not a VM) with a
+service manager as PID 1. Racker gets there only through its installer image
+(make image), run as 'docker run --rm --privileged --pid host IMAGE' would
+run it; racker serve then runs from the installed unit, and up returns once
+it answers /healthz. Running it again completes the rack and restarts what
+stopped.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c.Name, c.Dir = env.Name, env.Dir
+			if c.RackerImage == "" {
+				c.RackerImage = newestImage() // "" when none: rack.Up says how to make one
+			}
 			if c.SimBinary == "" {
 				exe, err := os.Executable()
 				if err != nil {
@@ -50,10 +59,24 @@ Running it again completes the rack and restarts stopped daemons.`,
 	f.StringVar(&c.OS, "os", "testos", "OS racker serve installs: testos or flatcar")
 	f.BoolVar(&c.NoBMC, "no-bmc", false, "no virtual BMCs (quick laptop mode: Racker drives the VMs through libvirt)")
 	f.IntVar(&c.MemoryMiB, "memory", 1024, "memory per VM in MiB")
-	f.IntVar(&c.Disks, "disks", 2, "blank disks per VM, 1 or 2")
-	f.StringVar(&c.RackerBinary, "racker-bin", besideExecutable("racker"), "racker executable installed into the management node")
-	f.StringVar(&c.TestOSDir, "testos-dir", besideExecutable("testos"), "test OS release folders (make testos) that racker serve offers with --os testos")
+	f.StringArrayVar(&c.Disks, "disks", nil, "blank disks per server as sizes with a unit (K, M, G, T), in order vda,vdb,…: SIZES for all, TYPE=SIZES for one node type; repeatable (default 10G,10G; e.g. --disks uefi=4G,40G)")
+	f.StringVar(&c.RackerImage, "racker-image", "", "Racker's installer image (OCI archive) to install in the management node (default: the newest racker-*.oci.tar next to racker-sim, which make image writes)")
+	f.StringVar(&c.MgmtOS, "mgmt-os", besideExecutable("mgmtos"), "the management node's OS image (make mgmtos)")
+	f.StringVar(&c.TestOSDir, "testos-dir", besideExecutable("testos"), "test OS release folders (make testos); current/ is copied into the management node as Racker's test OS mirror for --os testos")
 	return cmd
+}
+
+// newestImage is the newest installer image next to racker-sim (make
+// image writes bin/racker-VERSION.oci.tar beside bin/racker-sim), or "".
+func newestImage() string {
+	matches, _ := filepath.Glob(besideExecutable("racker-*.oci.tar"))
+	newest, when := "", time.Time{}
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil && st.ModTime().After(when) {
+			newest, when = m, st.ModTime()
+		}
+	}
+	return newest
 }
 
 func usage(s *rack.State) string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,8 +26,9 @@ const (
 	nodeHostname = "testnode-1"
 	sshKey       = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7e57o5testostestostestostestostestos racker@test"
 	guestHost    = "10.0.2.2"
-	// staticAddr is the boot config's static internal address; QEMU's DHCP
-	// leases 10.0.2.15, so the console shows the file was applied.
+	// staticAddr is the boot config's static internal address (DHCP=no);
+	// QEMU's DHCP leases 10.0.2.15, so the console shows the lease was
+	// dropped and the file applied, and the callbacks still get through.
 	staticAddr = "10.0.2.20/24"
 )
 
@@ -43,7 +45,8 @@ type bootServices struct {
 	t       *testing.T
 	release string
 	port    int
-	version string // the release flatcar-install asks for ("current")
+	served  string // the release's version (its version.txt), served at /assets/testos/VERSION/
+	version string // the version the install script asks flatcar-install for
 
 	mu           sync.Mutex
 	requests     []request
@@ -66,7 +69,7 @@ func (s *bootServices) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, request{At: time.Now(), Method: r.Method, URI: r.URL.RequestURI(), Body: string(body), CType: r.Header.Get("Content-Type")})
 	s.mu.Unlock()
 	switch {
-	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/assets/testos/current/"):
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/assets/testos/"+s.served+"/"):
 		http.ServeFile(w, r, filepath.Join(s.release, filepath.Base(r.URL.Path)))
 	case r.Method == http.MethodGet && r.URL.Path == "/ignition":
 		if r.URL.Query().Get("mac") != nodeMAC {
@@ -115,7 +118,10 @@ func dataURL(s string) string {
 }
 
 // installScript follows docs/boot-contract.md §3: installing, wipe the other
-// disks, flatcar-install, installed, reboot; failed on any failure.
+// disk, flatcar-install with the release's signing key, installed, reboot;
+// failed on any failure. It lets flatcar-install pick the disk (-s), so
+// the real script's own rule (the smallest disk over 10 GB, found with
+// lsblk on a system without udev) is what chooses.
 func (s *bootServices) installScript() string {
 	return `#!/bin/sh
 MAC=` + nodeMAC + `
@@ -125,13 +131,11 @@ report() {
 }
 fail() { report failed "$1"; exit 1; }
 report installing "" || exit 1
-for d in /sys/block/sd* /sys/block/vd* /sys/block/nvme*n*; do
-  [ -e "$d" ] || continue
-  [ "${d##*/}" = vda ] && continue
-  wipefs -a "/dev/${d##*/}" || fail "wipefs /dev/${d##*/} failed"
-done
-ls /sys/block
-flatcar-install -d /dev/vda -i /opt/racker/boot.ign -b ` + s.base() + `/assets/testos -V ` + s.version + ` || fail "flatcar-install failed"
+wipefs -a /dev/vda || fail "wipefs /dev/vda failed"
+# What flatcar-install relies on, on a system without a udev daemon.
+udevadm settle && echo "check: udevadm settle exit 0"
+lsblk -lnpdb -x SIZE -o NAME,SIZE,TYPE | sed 's/^/check: lsblk /'
+flatcar-install -s -i /opt/racker/boot.ign -b ` + s.base() + `/assets/testos -V ` + s.version + ` -k /opt/racker/image-signing-key.asc || fail "flatcar-install failed"
 report installed "" || exit 1
 systemctl reboot
 `
@@ -139,11 +143,16 @@ systemctl reboot
 
 func (s *bootServices) installConfig() map[string]any {
 	stub := fmt.Sprintf(`{"ignition":{"version":"3.4.0","config":{"replace":{"source":"%s/ignition?mac=%s&phase=boot"}}}}`, s.base(), nodeMAC)
+	key, err := os.ReadFile(filepath.Join(s.release, "image-signing-key.asc"))
+	if err != nil {
+		s.t.Errorf("the release has no signing key: %v", err)
+	}
 	return map[string]any{
 		"ignition": map[string]any{"version": "3.4.0"},
 		"storage": map[string]any{"files": []any{
 			map[string]any{"path": "/opt/racker/install.sh", "mode": 0o755, "contents": map[string]any{"source": dataURL(s.installScript())}},
 			map[string]any{"path": "/opt/racker/boot.ign", "mode": 0o644, "contents": map[string]any{"source": dataURL(stub)}},
+			map[string]any{"path": "/opt/racker/image-signing-key.asc", "mode": 0o644, "contents": map[string]any{"source": dataURL(string(key))}},
 		}},
 		"systemd": map[string]any{"units": []any{
 			map[string]any{"name": "racker-install.service", "enabled": true, "contents": "[Unit]\nDescription=Racker install\n[Service]\nType=oneshot\nExecStart=/opt/racker/install.sh\n[Install]\nWantedBy=multi-user.target\n"},
@@ -162,7 +171,7 @@ func (s *bootServices) bootConfig() map[string]any {
 		}},
 		"passwd": map[string]any{"users": []any{map[string]any{"name": "core", "sshAuthorizedKeys": []string{sshKey}}}},
 		"systemd": map[string]any{"units": []any{
-			map[string]any{"name": "show-applied.service", "enabled": true, "contents": "[Service]\nType=oneshot\nExecStart=/bin/cat /etc/racker/labels /home/core/.ssh/authorized_keys\nExecStartPost=/usr/sbin/ip -4 -o addr show dev eth0\n"},
+			map[string]any{"name": "show-applied.service", "enabled": true, "contents": "[Service]\nType=oneshot\nExecStart=/bin/cat /etc/racker/labels /home/core/.ssh/authorized_keys\nExecStartPost=/usr/sbin/ip -4 -o addr show dev eth0\n[Install]\nWantedBy=multi-user.target\n"},
 			map[string]any{"name": "racker-booted.service", "enabled": true, "contents": "[Unit]\nDescription=Tell Racker\n[Service]\nType=oneshot\nExecStart=" + booted + "\nRestart=on-failure\nRestartSec=1\n[Install]\nWantedBy=multi-user.target\n"},
 		}},
 	}
@@ -201,9 +210,24 @@ func (s *bootServices) waitEvent(t *testing.T, ctx context.Context, v *vm, want 
 	}
 }
 
+// startBootServices serves the release at its version; the install script
+// asks for version ("" for the release's own).
 func startBootServices(t *testing.T, release, version string) *bootServices {
 	t.Helper()
-	srv := &bootServices{t: t, release: release, version: version, events: make(chan event, 16)}
+	b, err := os.ReadFile(filepath.Join(release, "version.txt"))
+	if err != nil {
+		t.Fatalf("the release has no version.txt (make testos): %v", err)
+	}
+	served := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "FLATCAR_VERSION="); ok {
+			served = v
+		}
+	}
+	if version == "" {
+		version = served
+	}
+	srv := &bootServices{t: t, release: release, served: served, version: version, events: make(chan event, 16)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -105,15 +105,16 @@ func TestApplyWritesFilesUsersAndUnits(t *testing.T) {
 	      {"path":"/etc/gz","contents":{"source":"data:;base64,H4sIAAAAAAAA/8pIzcnJBwQAAP//hqYQNgUAAAA=","compression":"gzip"}}]},
 	  "passwd":{"users":[{"name":"core","sshAuthorizedKeys":["ssh-ed25519 AAAA one","ssh-ed25519 BBBB two"]},{"name":"nokeys"}]},
 	  "systemd":{"units":[
-	    {"name":"a.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n"},
-	    {"name":"b.service","enabled":false,"contents":"[Service]\nExecStart=/bin/false\n"},
+	    {"name":"a.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"},
+	    {"name":"b.service","enabled":false,"contents":"[Service]\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n"},
 	    {"name":"c.service","enabled":true,"mask":true},
-	    {"name":"d.service","enabled":true}]}}`))
+	    {"name":"d.service","enabled":true,"dropins":[{"name":"install.conf","contents":"[Install]\nRequiredBy=network-online.target\n"}]},
+	    {"name":"e.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n"}]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	units, err := Apply(context.Background(), root, c, mapFetcher{}, func(string) {})
-	if err != nil {
+	var said []string
+	if err := Apply(context.Background(), root, c, mapFetcher{}, func(s string) { said = append(said, s) }); err != nil {
 		t.Fatal(err)
 	}
 	check := func(path, content string, mode os.FileMode) {
@@ -137,19 +138,23 @@ func TestApplyWritesFilesUsersAndUnits(t *testing.T) {
 	check("escape", "no", 0o644) // ".." cannot leave root
 	check("etc/gz", "hello", 0o644)
 	check("home/core/.ssh/authorized_keys", "ssh-ed25519 AAAA one\nssh-ed25519 BBBB two\n", 0o600)
-	check("etc/systemd/system/a.service", "[Service]\nExecStart=/bin/true\n", 0o644)
+	check("etc/systemd/system/a.service", "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n", 0o644)
 	if st, err := os.Stat(filepath.Join(root, "var/lib/x")); err != nil || !st.IsDir() {
 		t.Errorf("directory /var/lib/x: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "home/nokeys")); err == nil {
 		t.Error("a user without keys got a home folder")
 	}
-	var names []string
-	for _, u := range units {
-		names = append(names, u.Name)
+	// Enabled as systemctl enable does: links in the [Install] targets'
+	// folders, found again by a later boot.
+	if dest, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/a.service")); err != nil || dest != "/etc/systemd/system/a.service" {
+		t.Errorf("a.service enable link: %q, %v", dest, err)
 	}
-	if got := strings.Join(names, ","); got != "a.service,d.service" {
-		t.Errorf("enabled units = %s, want a.service,d.service (b disabled, c masked)", got)
+	if got := strings.Join(EnabledUnits(root), ","); got != "a.service,d.service" {
+		t.Errorf("enabled units = %s, want a.service,d.service (b disabled, c masked, e has no [Install])", got)
+	}
+	if !strings.Contains(strings.Join(said, "\n"), "unit e.service has no [Install] WantedBy=") {
+		t.Errorf("enabling a unit without [Install] is not reported: %q", said)
 	}
 }
 

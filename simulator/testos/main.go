@@ -7,19 +7,24 @@
 // installed disk, which then follows its stored config's replace source.
 //
 // One static binary plays every part (multi-call, by the name it runs as):
-// /init (PID 1), flatcar-install, wipefs, curl and systemctl. busybox
-// provides the rest of the shell tools. scripts/build-testos.sh packs it
-// with Debian's cloud kernel into a Flatcar-style release folder.
+// /init (PID 1), flatcar-install (which runs Flatcar's own script when the
+// image carries it, else a stand-in), curl and systemctl. Debian's programs
+// that Flatcar's flatcar-install needs (bash, gawk, gpg, GNU wget,
+// util-linux, coreutils, udevadm, …) and busybox provide the rest.
+// scripts/build-testos.sh packs it with Debian's cloud kernel into a
+// Flatcar-style release folder with a Flatcar-layout disk image.
 package testos
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -45,33 +50,47 @@ func Main(args []string) int {
 		return Curl(ctx, rest, os.Stdout, os.Stderr)
 	case "flatcar-install":
 		return flatcarInstallMain(ctx, rest, os.Stdout, os.Stderr)
-	case "wipefs":
-		return Wipefs(rest, os.Stdout, os.Stderr)
 	case "systemctl":
 		return Systemctl(rest, os.Stdout, os.Stderr, rebootNow)
 	case "reboot", "poweroff", "halt":
 		return Systemctl([]string{name}, os.Stdout, os.Stderr, rebootNow)
 	}
-	fmt.Fprintf(os.Stderr, "testos: unknown applet %q (init, curl, flatcar-install, wipefs, systemctl, reboot, poweroff, halt)\n", name)
+	fmt.Fprintf(os.Stderr, "testos: unknown applet %q (init, curl, flatcar-install, systemctl, reboot, poweroff, halt)\n", name)
 	return 2
 }
 
+// RealInstaller is where the image keeps Flatcar's own flatcar-install
+// (scripts/build-testos.sh puts it there when ../shared/peers has it).
+const RealInstaller = "/usr/lib/testos/flatcar-install"
+
+// flatcarInstallMain runs Flatcar's own flatcar-install when the image has
+// it, and the stand-in otherwise; the console says which, so a test can
+// tell an install by the real script from one by the stand-in.
 func flatcarInstallMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	log := NewConsoleLogger(stdout)
+	if b, err := os.ReadFile(RealInstaller); err == nil {
+		log.Info("flatcar-install: running Flatcar's own flatcar-install", "path", RealInstaller,
+			"sha256", fmt.Sprintf("%x", sha256.Sum256(b))[:16], "args", strings.Join(args, " "))
+		err := syscall.Exec(RealInstaller, append([]string{RealInstaller}, args...), os.Environ())
+		fmt.Fprintf(stderr, "flatcar-install: cannot run %s: %v\n", RealInstaller, err)
+		return 1
+	}
+	log.Info("flatcar-install: Flatcar's flatcar-install is not in this image; running the test OS's stand-in", "args", strings.Join(args, " "))
 	o, err := ParseInstallArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "flatcar-install: %v\n", err)
 		return 2
 	}
-	log := NewConsoleLogger(stdout)
 	in := Installer{
 		SysBlock: "/sys/block",
+		Mounts:   func() []string { return strings.Split(readFile("/proc/self/mounts"), "\n") },
 		// No short overall timeout (a big image on a slow rack takes long),
 		// but a server that never answers fails the install instead of
 		// hanging it.
 		Client: &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{
 			ResponseHeaderTimeout: time.Minute, Proxy: nil}},
 		StoreConfig: StoreConfig,
-		Say:         sayer(log),
+		Say:         func(s string) { fmt.Fprintln(stdout, s) },
 	}
 	if err := in.Install(ctx, o); err != nil {
 		fmt.Fprintf(stderr, "flatcar-install: %v\n", err)

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -16,58 +18,164 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// network is the node's IPv4 configuration: DHCP on every Ethernet
-// interface (renewed at half the lease time), plus the static addresses of
-// systemd-networkd files once a config has written them.
+// network is the node's IPv4 configuration, in two stages as on Flatcar:
+// the first boot's initramfs runs DHCP on every Ethernet link so Ignition
+// can fetch its config (dhcpAll); then systemd-networkd configures each
+// link from the .network files (applyNetworkFiles): static addresses, and a
+// DHCP client only where the file (or Flatcar's default file, for links no
+// file claims) asks for one.
 type network struct {
-	log *slog.Logger
+	log     *slog.Logger
+	primary string // MAC whose lease may set the default route and DNS
+
+	mu    sync.Mutex
+	dhcps map[string]*dhcpClient // by interface name
 }
 
-func newNetwork(log *slog.Logger) *network { return &network{log: log} }
+// dhcpClient is one running DHCP client and the lease it configured.
+type dhcpClient struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the client stopped
+	got    chan struct{} // closed at the first lease
+	mu     sync.Mutex
+	lease  *nclient4.Lease
+}
 
-// up configures every Ethernet interface by DHCP, like a node's OS does. It
-// returns once the primary interface (the one with primaryMAC, else the
-// first) has an address; the others keep trying in the background for a
-// while (the simulator's public bridge may have no DHCP server) and never get
-// the default route.
-func (n *network) up(ctx context.Context, primaryMAC string) error {
-	log := n.log
+func newNetwork(log *slog.Logger) *network {
+	return &network{log: log, dhcps: map[string]*dhcpClient{}}
+}
+
+// links brings lo up and answers the Ethernet interfaces, NIC 1 first; the
+// primary one is the one with primaryMAC, else the first.
+func (n *network) links(primaryMAC string) ([]netlink.Link, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		_ = netlink.LinkSetUp(lo)
 	}
 	links, err := waitForEthernet(20 * time.Second)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	primary := links[0]
+	n.primary = strings.ToLower(links[0].Attrs().HardwareAddr.String())
 	for _, l := range links {
 		if strings.EqualFold(l.Attrs().HardwareAddr.String(), primaryMAC) {
-			primary = l
+			n.primary = strings.ToLower(primaryMAC)
 		}
 	}
-	done := make(chan error, 1)
+	return links, nil
+}
+
+// dhcpAll starts a DHCP client on every Ethernet link, as the initramfs
+// does before Ignition, and returns once the primary link has a lease.
+func (n *network) dhcpAll(ctx context.Context, primaryMAC string) error {
+	links, err := n.links(primaryMAC)
+	if err != nil {
+		return err
+	}
+	var primary *dhcpClient
 	for _, l := range links {
 		if err := netlink.LinkSetUp(l); err != nil {
-			log.Warn("cannot bring the link up", "iface", l.Attrs().Name, "err", err)
+			n.log.Warn("cannot bring the link up", "iface", l.Attrs().Name, "err", err)
 			continue
 		}
-		isPrimary := l.Attrs().Index == primary.Attrs().Index
-		go func() {
-			dctx, cancel := ctx, context.CancelFunc(func() {})
-			if !isPrimary {
-				dctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
-			}
-			defer cancel()
-			lease, err := n.dhcpLoop(dctx, l, isPrimary)
-			if isPrimary {
-				done <- err
-			}
-			if err == nil {
-				n.renew(ctx, l, lease, isPrimary)
-			}
-		}()
+		c := n.startDHCP(ctx, l)
+		if n.isPrimary(l) {
+			primary = c
+		}
 	}
-	return <-done
+	if primary == nil {
+		return fmt.Errorf("the primary link is not up")
+	}
+	select {
+	case <-primary.got:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (n *network) isPrimary(l netlink.Link) bool {
+	return strings.EqualFold(l.Attrs().HardwareAddr.String(), n.primary)
+}
+
+// startDHCP runs a DHCP client on a link until stopDHCP (or ctx) ends it:
+// it asks until a lease comes (as real clients keep trying), configures it,
+// and renews it at T1. Secondary links give up after two minutes, since the
+// simulator's public network may have no DHCP server.
+func (n *network) startDHCP(ctx context.Context, l netlink.Link) *dhcpClient {
+	name := l.Attrs().Name
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c, ok := n.dhcps[name]; ok {
+		return c
+	}
+	primary := n.isPrimary(l)
+	cctx, cancel := context.WithCancel(ctx)
+	if !primary {
+		cctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	}
+	c := &dhcpClient{cancel: cancel, done: make(chan struct{}), got: make(chan struct{})}
+	n.dhcps[name] = c
+	go func() {
+		defer close(c.done)
+		lease, err := n.dhcpLoop(cctx, l, primary)
+		if err != nil {
+			return
+		}
+		c.setLease(lease)
+		close(c.got)
+		n.renew(cctx, l, c, primary)
+	}()
+	return c
+}
+
+func (c *dhcpClient) setLease(l *nclient4.Lease) {
+	c.mu.Lock()
+	c.lease = l
+	c.mu.Unlock()
+}
+
+func (c *dhcpClient) current() *nclient4.Lease {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lease
+}
+
+// stopDHCP stops a link's DHCP client and removes what its lease
+// configured (the address and the default route through the lease's
+// router), unless keep holds that address: networkd with DHCP=no keeps no
+// lease on the link. It says whether a lease was dropped.
+func (n *network) stopDHCP(l netlink.Link, keep []netip.Prefix) bool {
+	name := l.Attrs().Name
+	n.mu.Lock()
+	c, ok := n.dhcps[name]
+	delete(n.dhcps, name)
+	n.mu.Unlock()
+	if !ok {
+		return false
+	}
+	c.cancel()
+	<-c.done
+	lease := c.current()
+	if lease == nil {
+		return false
+	}
+	ip, _ := netip.AddrFromSlice(lease.ACK.YourIPAddr.To4())
+	for _, p := range keep {
+		if p.Addr() == ip {
+			return true
+		}
+	}
+	mask := lease.ACK.SubnetMask()
+	if mask == nil {
+		mask = net.CIDRMask(24, 32)
+	}
+	if err := netlink.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: lease.ACK.YourIPAddr, Mask: mask}}); err != nil {
+		n.log.Warn("could not remove the DHCP address", "iface", name, "ip", ip, "err", err)
+	}
+	for _, r := range lease.ACK.Router() {
+		_ = netlink.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: r})
+	}
+	return true
 }
 
 // waitForEthernet waits for the NIC drivers' probes to create interfaces and
@@ -96,9 +204,8 @@ func waitForEthernet(timeout time.Duration) ([]netlink.Link, error) {
 	}
 }
 
-// dhcpLoop asks for a lease until one comes (as real OSes keep trying) or ctx
-// ends, then configures the address (and, on the primary, the default route
-// and DNS).
+// dhcpLoop asks for a lease until one comes or ctx ends, then configures
+// the address (and, on the primary, the default route and DNS).
 func (n *network) dhcpLoop(ctx context.Context, l netlink.Link, primary bool) (*nclient4.Lease, error) {
 	log := n.log
 	name := l.Attrs().Name
@@ -108,7 +215,9 @@ func (n *network) dhcpLoop(ctx context.Context, l netlink.Link, primary bool) (*
 			return lease, configure(log, l, lease.ACK, primary)
 		}
 		if ctx.Err() != nil {
-			log.Info("no DHCP lease", "iface", name, "err", err)
+			if primary {
+				log.Info("no DHCP lease", "iface", name, "err", err)
+			}
 			return nil, fmt.Errorf("no DHCP lease on %s: %w", name, err)
 		}
 		if primary && attempt%3 == 1 {
@@ -123,9 +232,10 @@ func (n *network) dhcpLoop(ctx context.Context, l netlink.Link, primary bool) (*
 
 // renew keeps a lease alive: a REQUEST at half the lease time (T1), a new
 // DISCOVER when the server does not answer.
-func (n *network) renew(ctx context.Context, l netlink.Link, lease *nclient4.Lease, primary bool) {
+func (n *network) renew(ctx context.Context, l netlink.Link, c *dhcpClient, primary bool) {
 	name := l.Attrs().Name
 	for {
+		lease := c.current()
 		t1 := lease.ACK.IPAddressLeaseTime(time.Hour) / 2
 		if t1 < 10*time.Second {
 			t1 = 10 * time.Second
@@ -135,16 +245,19 @@ func (n *network) renew(ctx context.Context, l netlink.Link, lease *nclient4.Lea
 			return
 		case <-time.After(t1):
 		}
-		c, err := nclient4.New(name, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
+		cl, err := nclient4.New(name, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
 		if err != nil {
 			n.log.Warn("cannot renew the DHCP lease", "iface", name, "err", err)
 			continue
 		}
-		next, err := c.Renew(ctx, lease)
+		next, err := cl.Renew(ctx, lease)
 		if err != nil {
-			next, err = c.Request(ctx)
+			next, err = cl.Request(ctx)
 		}
-		c.Close()
+		cl.Close()
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			n.log.Warn("DHCP renewal failed; retrying at the next T1", "iface", name, "err", err)
 			continue
@@ -152,82 +265,121 @@ func (n *network) renew(ctx context.Context, l netlink.Link, lease *nclient4.Lea
 		if !next.ACK.YourIPAddr.Equal(lease.ACK.YourIPAddr) {
 			_ = netlink.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: lease.ACK.YourIPAddr, Mask: lease.ACK.SubnetMask()}})
 		}
-		lease = next
-		if err := configure(n.log, l, lease.ACK, primary); err != nil {
+		c.setLease(next)
+		if err := configure(n.log, l, next.ACK, primary); err != nil {
 			n.log.Warn("renewed lease not configured", "iface", name, "err", err)
 		}
 	}
 }
 
-// applyNetworkFiles applies the .network files under dir (in name order; the
-// first file matching a link wins, as in networkd): their addresses and
-// their gateway as the default route.
-//
-// One deliberate difference from networkd: with DHCP=no networkd would drop
-// the DHCP lease, the test OS keeps it (and keeps renewing it). In a rack the
-// static address is the node's fixed lease anyway; in tests that run the
-// test OS on QEMU's user network (10.0.2.0/24) against a plan for another
-// subnet, the lease is the only way back to Racker.
-func (n *network) applyNetworkFiles(dir string) {
+// readNetworkFiles parses the .network files under dir in name order.
+func readNetworkFiles(dir string) []NetworkFile {
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.network"))
-	if len(paths) == 0 {
-		return
-	}
 	sort.Strings(paths)
 	var files []NetworkFile
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
+		f := ParseNetworkFile(filepath.Base(p), string(b))
 		if err != nil {
-			n.log.Warn("cannot read a network file", "file", p, "err", err)
-			continue
-		}
-		f, err := ParseNetworkFile(filepath.Base(p), string(b))
-		if err != nil {
-			n.log.Warn("network file not applied", "err", err)
-			continue
+			f.Err = fmt.Errorf("%s: %w", f.Name, err)
 		}
 		files = append(files, f)
 	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		n.log.Warn("cannot list links", "err", err)
-		return
-	}
-	for _, l := range links {
-		name, mac := l.Attrs().Name, l.Attrs().HardwareAddr.String()
-		if name == "lo" {
-			continue
-		}
-		for _, f := range files {
-			if !f.Matches(name, mac) {
-				continue
-			}
-			if err := n.applyNetworkFile(l, f); err != nil {
-				n.log.Warn("network file not fully applied", "file", f.Name, "iface", name, "err", err)
-			}
-			break
-		}
-	}
+	return files
 }
 
-func (n *network) applyNetworkFile(l netlink.Link, f NetworkFile) error {
-	name := l.Attrs().Name
-	if err := netlink.LinkSetUp(l); err != nil {
-		return fmt.Errorf("while bringing %s up: %w", name, err)
+// applyNetworkFiles is systemd-networkd starting in the booted system: each
+// Ethernet link is configured by PlanLink from the .network files under
+// dir. It answers whether every link was configured as planned; a failed
+// link is logged as an error.
+func (n *network) applyNetworkFiles(ctx context.Context, dir, primaryMAC string) bool {
+	files := readNetworkFiles(dir)
+	links, err := n.links(primaryMAC)
+	if err != nil {
+		n.log.Error("systemd-networkd: no links", "err", err)
+		return false
 	}
-	for _, p := range f.Addresses {
+	ok := true
+	var waitFor []*dhcpClient
+	static := false
+	for _, l := range links {
+		name := l.Attrs().Name
+		plan := PlanLink(files, name, l.Attrs().HardwareAddr.String())
+		if plan.Err != nil {
+			dropped := n.stopDHCP(l, nil)
+			n.log.Error("systemd-networkd: link failed: its .network file is invalid, so nothing is configured on it",
+				"iface", name, "file", plan.File, "err", plan.Err, "dhcp_lease_dropped", dropped)
+			ok = false
+			continue
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			n.log.Error("systemd-networkd: cannot bring the link up", "iface", name, "err", err)
+			ok = false
+			continue
+		}
+		dropped := false
+		if !plan.DHCP {
+			dropped = n.stopDHCP(l, plan.Addresses)
+		}
+		if err := n.setStatic(l, plan); err != nil {
+			n.log.Error("systemd-networkd: link failed", "iface", name, "file", plan.File, "err", err)
+			ok = false
+			continue
+		}
+		static = static || len(plan.Addresses) > 0
+		file := plan.File
+		if file == "" {
+			file = "zz-default.network (Flatcar's default: DHCP)"
+		}
+		if plan.DHCP {
+			waitFor = append(waitFor, n.startDHCP(ctx, l))
+			n.log.Info("network file applied", "file", file, "iface", name, "addresses", fmt.Sprint(plan.Addresses), "dhcp", "yes")
+			continue
+		}
+		n.log.Info("network file applied", "file", file, "iface", name, "addresses", fmt.Sprint(plan.Addresses), "dhcp", "no",
+			"dhcp_lease_dropped", dropped)
+	}
+	// network-online.target: a static address is online at once; else
+	// wait (like systemd-networkd-wait-online --any) for a lease.
+	if !static && len(waitFor) > 0 {
+		n.waitAny(ctx, waitFor, 2*time.Minute)
+	}
+	return ok
+}
+
+func (n *network) setStatic(l netlink.Link, plan LinkPlan) error {
+	for _, p := range plan.Addresses {
 		ipn := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 		if err := netlink.AddrReplace(l, &netlink.Addr{IPNet: ipn}); err != nil {
 			return fmt.Errorf("while adding %s: %w", p, err)
 		}
 	}
-	for _, gw := range f.Gateways {
+	for _, gw := range plan.Gateways {
 		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
 			return fmt.Errorf("while adding the default route via %s: %w", gw, err)
 		}
 	}
-	n.log.Info("network file applied", "file", f.Name, "iface", name, "addresses", fmt.Sprint(f.Addresses), "dhcp", f.DHCP)
 	return nil
+}
+
+func (n *network) waitAny(ctx context.Context, clients []*dhcpClient, timeout time.Duration) {
+	any := make(chan struct{}, len(clients))
+	for _, c := range clients {
+		go func() {
+			select {
+			case <-c.got:
+				any <- struct{}{}
+			case <-c.done:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-any:
+	case <-time.After(timeout):
+		n.log.Warn("network-online: no link got an address in time; starting units anyway", "timeout", timeout)
+	case <-ctx.Done():
+	}
 }
 
 func dhcpOnce(ctx context.Context, iface string) (*nclient4.Lease, error) {

@@ -20,10 +20,12 @@ import (
 // dependency order, as paths under /lib/modules.
 const moduleList = "/etc/testos/modules"
 
-// RunInit is PID 1: it prepares the system, fetches and applies the node's
-// Ignition config (from the kernel command line when netbooted, from the
-// disk when installed), runs the enabled units, and then keeps the machine
-// up with a shell on the console. It never returns.
+// RunInit is PID 1. It prepares the system; runs Ignition when this is a
+// first boot (netbooted with flatcar.first_boot and ignition.config.url, or
+// installed with the first-boot stamp on the EFI System Partition, reading
+// OEM's config.ign); configures the network from the .network files as
+// systemd-networkd would; runs the enabled units; and then keeps the
+// machine up with a shell on the console. It never returns.
 func RunInit() {
 	console := os.Stdout
 	log := NewConsoleLogger(console)
@@ -46,58 +48,100 @@ func RunInit() {
 	}
 
 	ctx := context.Background()
-	fetcher := HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Minute}}
-	cfg, primaryMAC := firstConfig(log, args, installed)
 	nw := newNetwork(log)
-	if err := nw.up(ctx, primaryMAC); err != nil {
-		log.Error("network", "err", err)
+	var sys *system
+	var cfg *Config
+	if installed {
+		var err error
+		if sys, err = findSystem("/sys/block", log); err == nil {
+			err = sys.mount(log)
+		}
+		if err != nil {
+			log.Error("cannot boot the installed system", "err", err)
+			keepRunning(log, console)
+		}
+		if sys.firstBoot {
+			cfg = oemIgnition(log, sys)
+		} else {
+			log.Info("not the first boot (no " + FirstBootStamp + " on EFI-SYSTEM): Ignition does not run")
+		}
+	} else {
+		cfg = cmdlineIgnition(log, args)
 	}
+	primaryMAC := ""
 	if cfg != nil {
-		runConfig(ctx, log, cfg, fetcher, nw, console)
+		primaryMAC = macOf(ptrOr(cfg.Ignition.Config.Replace.Source))
+		if !runIgnition(ctx, log, cfg, nw, primaryMAC, sys) {
+			log.Error("Ignition failed: the boot stops here (Flatcar would enter its emergency shell)")
+			keepRunning(log, console)
+		}
 	}
-	log.Info("ready", "uptime", time.Since(started).Round(time.Millisecond).String(), "hostname", hostname())
+	// The booted system: systemd-networkd, the hostname, the enabled units.
+	netOK := nw.applyNetworkFiles(ctx, "/etc/systemd/network", primaryMAC)
+	if name := strings.TrimSpace(readFile("/etc/hostname")); name != "" {
+		if err := unix.Sethostname([]byte(name)); err != nil {
+			log.Error("setting the hostname", "hostname", name, "err", err)
+		} else {
+			log.Info("hostname set from /etc/hostname", "hostname", name)
+		}
+	}
+	units := EnabledUnits("/")
+	failed, _ := RunUnits(ctx, "/", units, ExecRunner(console, console), sayer(log))
+	log.Info("units started", "enabled", len(units), "failed", len(failed))
+	network := "configured"
+	if !netOK {
+		network = "failed"
+	}
+	log.Info("ready", "uptime", time.Since(started).Round(time.Millisecond).String(), "hostname", hostname(), "network", network)
 	keepRunning(log, console)
 }
 
-// firstConfig finds the config to start from: the ignition.config.url config
-// (fetched later, once the network is up) or the stored one on the disk. It
-// answers the node's MAC from the config URL so DHCP can prefer that NIC.
-func firstConfig(log *slog.Logger, args map[string]string, installed bool) (*Config, string) {
-	if src := args["ignition.config.url"]; src != "" {
-		log.Info("Ignition config from the kernel command line", "url", src)
-		c := &Config{}
-		c.Ignition.Version = "3.4.0"
-		c.Ignition.Config.Replace.Source = &src
-		return c, macOf(src)
+// cmdlineIgnition is the netbooted system's config: Flatcar's PXE initramfs
+// runs Ignition only with flatcar.first_boot on the kernel command line
+// (Racker's iPXE script passes it), from ignition.config.url.
+func cmdlineIgnition(log *slog.Logger, args map[string]string) *Config {
+	fb, ok := args["flatcar.first_boot"]
+	if !ok {
+		fb, ok = args["coreos.first_boot"]
 	}
-	if !installed {
+	if !ok || fb == "0" || fb == "no" || fb == "false" {
+		log.Warn("no flatcar.first_boot on the kernel command line: Ignition does not run")
+		return nil
+	}
+	src := args["ignition.config.url"]
+	if src == "" {
 		log.Warn("no ignition.config.url on the kernel command line: nothing to apply")
-		return nil, ""
+		return nil
 	}
-	var data []byte
-	var dev string
-	var err error
-	for i := 0; i < 50; i++ { // disks may still be probing
-		if data, dev, err = FindStoredConfig("/sys/block"); err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	log.Info("Ignition config from the kernel command line", "url", src)
+	c := &Config{}
+	c.Ignition.Version = "3.4.0"
+	c.Ignition.Config.Replace.Source = &src
+	return c
+}
+
+// oemIgnition is the installed system's first-boot config: config.ign on
+// the OEM partition.
+func oemIgnition(log *slog.Logger, sys *system) *Config {
+	data, err := sys.oemConfig()
 	if err != nil {
-		log.Error("no stored Ignition config", "err", err)
-		return nil, ""
+		log.Error("first boot, but no Ignition config", "err", err)
+		return nil
 	}
 	c, err := ParseConfig(data)
 	if err != nil {
-		log.Error("stored Ignition config", "device", dev, "err", err)
-		return nil, ""
+		log.Error("first boot: the Ignition config on the OEM partition", "device", sys.oem.Dev, "err", err)
+		return nil
 	}
-	log.Info("Ignition config from the disk", "device", dev, "file", "/"+storedConfigPath)
-	mac := ""
-	if c.Ignition.Config.Replace.Source != nil {
-		mac = macOf(*c.Ignition.Config.Replace.Source)
+	log.Info("first boot: Ignition config from the OEM partition", "device", sys.oem.Dev, "file", OEMConfigFile)
+	return c
+}
+
+func ptrOr(s *string) string {
+	if s == nil {
+		return ""
 	}
-	return c, mac
+	return *s
 }
 
 func macOf(src string) string {
@@ -107,11 +151,16 @@ func macOf(src string) string {
 	return ""
 }
 
-// runConfig resolves the config (retrying fetches like Ignition, which waits
-// for the network and the server rather than give up), applies it, sets the
-// hostname, applies .network files and runs the enabled units.
-func runConfig(ctx context.Context, log *slog.Logger, cfg *Config, f Fetcher, nw *network, console *os.File) {
+// runIgnition is the first boot's Ignition: DHCP on every link (the
+// initramfs's network), the config resolved (retrying fetches like
+// Ignition, which waits for the network and the server rather than give
+// up), applied, and, on an installed system, the first-boot stamp removed.
+func runIgnition(ctx context.Context, log *slog.Logger, cfg *Config, nw *network, primaryMAC string, sys *system) bool {
+	if err := nw.dhcpAll(ctx, primaryMAC); err != nil {
+		log.Error("network", "err", err)
+	}
 	say := sayer(log)
+	f := HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Minute}}
 	var resolved *Config
 	for attempt, delay := 1, time.Second; ; attempt++ {
 		var err error
@@ -122,23 +171,18 @@ func runConfig(ctx context.Context, log *slog.Logger, cfg *Config, f Fetcher, nw
 		time.Sleep(delay)
 		delay = min(2*delay, 10*time.Second)
 	}
-	units, err := Apply(ctx, "/", resolved, f, say)
-	if err != nil {
+	if err := Apply(ctx, "/", resolved, f, say); err != nil {
 		log.Error("applying the Ignition config failed", "err", err)
-		return
+		return false
 	}
-	if name := strings.TrimSpace(readFile("/etc/hostname")); name != "" {
-		if err := unix.Sethostname([]byte(name)); err != nil {
-			log.Error("setting the hostname", "hostname", name, "err", err)
-		} else {
-			log.Info("hostname set from /etc/hostname", "hostname", name)
+	if sys != nil {
+		if err := sys.removeStamp(); err != nil {
+			log.Error("Ignition ran, but the first-boot stamp stays", "err", err)
+			return false
 		}
+		log.Info("Ignition done; removed the first-boot stamp", "file", FirstBootStamp)
 	}
-	// Flatcar's networkd applies written .network files before units that
-	// want network-online.target (Racker's booted callback) run.
-	nw.applyNetworkFiles("/etc/systemd/network")
-	failed, _ := RunUnits(ctx, "/", units, ExecRunner(console, console), say)
-	log.Info("units started", "enabled", len(units), "failed", len(failed))
+	return true
 }
 
 func mountEarly(log *slog.Logger) {
@@ -155,6 +199,20 @@ func mountEarly(log *slog.Logger) {
 		if err := unix.Mount(m.src, m.dir, m.fstype, 0, ""); err != nil && err != unix.EBUSY {
 			log.Warn("mount failed", "dir", m.dir, "err", err)
 		}
+	}
+	// systemd's sysctl defaults (50-default.conf), which Flatcar has: when
+	// the first address of a subnet goes (a dropped DHCP lease), the others
+	// of that subnet (a static one) stay.
+	for _, p := range []string{"/proc/sys/net/ipv4/conf/all/promote_secondaries", "/proc/sys/net/ipv4/conf/default/promote_secondaries"} {
+		if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
+			log.Warn("sysctl", "file", p, "err", err)
+		}
+	}
+	// What udev and systemd make on every Linux system: bash's process
+	// substitution (flatcar-install's tee >(…)) opens /dev/fd/N.
+	for link, target := range map[string]string{"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2"} {
+		_ = os.Symlink(target, link)
 	}
 }
 

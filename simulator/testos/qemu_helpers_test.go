@@ -1,8 +1,13 @@
 package testos_test
 
 import (
+	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"context"
+	"encoding/binary"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,4 +163,79 @@ func buildRelease(t *testing.T) string {
 	}
 	t.Logf("build-testos.sh (%.1f s): %s", time.Since(t0).Seconds(), strings.TrimSpace(string(out)))
 	return filepath.Join(root, "bin/testos/current")
+}
+
+// writeOldOS makes a sparse disk image of size holding a previous install
+// (the release's image, bunzipped), like a disk that held an OS before.
+func writeOldOS(t *testing.T, path string, size int64, image string) {
+	t.Helper()
+	src, err := os.Open(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, bzip2.NewReader(bufio.NewReader(src))); err != nil {
+		t.Fatalf("while writing the old OS: %v", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// overlay makes a qcow2 copy-on-write overlay of base.
+func overlay(t *testing.T, base, format, path string) {
+	t.Helper()
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", format, path).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+}
+
+// realInstaller says whether the test OS runs Flatcar's own flatcar-install:
+// the build takes it from ../shared/peers when it is there (and fails in CI
+// when it is not), so the tests expect what the build had.
+func realInstaller(t *testing.T) bool {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = os.Stat(filepath.Join(root, "../shared/peers/flatcar/flatcar-install"))
+	return err == nil
+}
+
+// dhcpFrom counts the DHCP client packets (UDP to port 67) sent from mac
+// in a pcap capture (QEMU's filter-dump writes classic pcap, Ethernet).
+func dhcpFrom(t *testing.T, path, mac string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("capture: %v", err)
+	}
+	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 {
+		t.Fatalf("%s is not a little-endian pcap file", path)
+	}
+	hw, _ := net.ParseMAC(mac)
+	n := 0
+	for off := 24; off+16 <= len(b); {
+		incl := int(binary.LittleEndian.Uint32(b[off+8:]))
+		pkt := b[off+16 : min(off+16+incl, len(b))]
+		off += 16 + incl
+		if len(pkt) < 14+20+8 || !bytes.Equal(pkt[6:12], hw) || binary.BigEndian.Uint16(pkt[12:]) != 0x0800 {
+			continue
+		}
+		ip := pkt[14:]
+		ihl := int(ip[0]&0x0f) * 4
+		if ip[9] != 17 || len(ip) < ihl+8 {
+			continue
+		}
+		if binary.BigEndian.Uint16(ip[ihl+2:]) == 67 {
+			n++
+		}
+	}
+	return n
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,9 @@ type UnitSpec struct {
 	Start     []string // ExecStart lines
 	Post      []string // ExecStartPost lines
 	OnFailure []string
+	// WantedBy are the [Install] targets (WantedBy= and RequiredBy=) that
+	// enabling the unit links it into; none means it cannot be enabled.
+	WantedBy []string
 	// RestartOnFailure and RestartSec: Restart=on-failure, which Racker's
 	// booted unit uses so a callback lost while Racker is away is retried.
 	RestartOnFailure bool
@@ -48,6 +52,9 @@ func ParseUnit(name string, contents ...string) UnitSpec {
 				if d, err := parseTimespan(value); err == nil {
 					spec.RestartSec = d
 				}
+				return nil
+			case "Install.WantedBy", "Install.RequiredBy":
+				spec.WantedBy = append(spec.WantedBy, strings.Fields(value)...)
 				return nil
 			case "Unit.OnFailure":
 				if value == "" {
@@ -218,24 +225,21 @@ func ExecRunner(stdout, stderr *os.File) Runner {
 	}
 }
 
-// RunUnits runs each enabled unit's commands in order and, when one fails,
-// the units its OnFailure= names. A failed unit does not stop the others
+// RunUnits runs the named units (installed under root's
+// /etc/systemd/system, see EnabledUnits) in order and, when one fails, the
+// units its OnFailure= names. A failed unit does not stop the others
 // (systemd would start them too). A failed unit with Restart=on-failure is
 // started again every RestartSec in the background until it succeeds or ctx
 // ends, as systemd does (its default start limit never trips at RestartSec
 // of a second or more); OnFailure= is not run for it, since systemd never
 // marks it failed. It returns the failed units and a wait for the restarts.
-func RunUnits(ctx context.Context, root string, units []Unit, run Runner, say func(string)) (failed []string, wait func()) {
-	byName := map[string]Unit{}
-	for _, u := range units {
-		byName[u.Name] = u
-	}
+func RunUnits(ctx context.Context, root string, names []string, run Runner, say func(string)) (failed []string, wait func()) {
 	var restarts sync.WaitGroup
-	for _, u := range units {
-		spec := specOf(root, u)
+	for _, name := range names {
+		spec := specOf(root, name)
 		if err := runSpec(ctx, spec, run, say); err != nil {
 			if spec.RestartOnFailure {
-				say(fmt.Sprintf("unit %s failed, restarting it every %s: %v", u.Name, spec.RestartSec, err))
+				say(fmt.Sprintf("unit %s failed, restarting it every %s: %v", name, spec.RestartSec, err))
 				restarts.Add(1)
 				go func() {
 					defer restarts.Done()
@@ -243,21 +247,17 @@ func RunUnits(ctx context.Context, root string, units []Unit, run Runner, say fu
 				}()
 				continue
 			}
-			say(fmt.Sprintf("unit %s failed: %v", u.Name, err))
-			failed = append(failed, u.Name)
-			for _, name := range spec.OnFailure {
-				say(fmt.Sprintf("starting %s (OnFailure of %s)", name, u.Name))
-				fu, ok := byName[name]
-				if !ok {
-					fu = Unit{Name: name}
-				}
-				if err := runSpec(ctx, specOf(root, fu), run, say); err != nil {
-					say(fmt.Sprintf("unit %s failed: %v", name, err))
+			say(fmt.Sprintf("unit %s failed: %v", name, err))
+			failed = append(failed, name)
+			for _, on := range spec.OnFailure {
+				say(fmt.Sprintf("starting %s (OnFailure of %s)", on, name))
+				if err := runSpec(ctx, specOf(root, on), run, say); err != nil {
+					say(fmt.Sprintf("unit %s failed: %v", on, err))
 				}
 			}
 			continue
 		}
-		say(fmt.Sprintf("unit %s finished", u.Name))
+		say(fmt.Sprintf("unit %s finished", name))
 	}
 	return failed, restarts.Wait
 }
@@ -278,21 +278,23 @@ func restartUntilDone(ctx context.Context, spec UnitSpec, run Runner, say func(s
 	}
 }
 
-// specOf parses a unit from its config contents and drop-ins, or from the
-// unit file under root when the config only enables it.
-func specOf(root string, u Unit) UnitSpec {
+// specOf parses a unit from its file under root and its drop-ins
+// (NAME.d/*.conf, in name order), as systemd reads them. A unit without a
+// file parses to no commands, and fails when started.
+func specOf(root, name string) UnitSpec {
 	var texts []string
-	if u.Contents != nil {
-		texts = append(texts, *u.Contents)
-	} else if b, err := os.ReadFile(filepath.Join(root, "etc/systemd/system", u.Name)); err == nil {
+	dir := filepath.Join(root, unitDir)
+	if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
 		texts = append(texts, string(b))
 	}
-	for _, d := range u.Dropins {
-		if d.Contents != nil {
-			texts = append(texts, *d.Contents)
+	dropins, _ := filepath.Glob(filepath.Join(dir, name+".d", "*.conf"))
+	sort.Strings(dropins)
+	for _, d := range dropins {
+		if b, err := os.ReadFile(d); err == nil {
+			texts = append(texts, string(b))
 		}
 	}
-	return ParseUnit(u.Name, texts...)
+	return ParseUnit(name, texts...)
 }
 
 func runSpec(ctx context.Context, spec UnitSpec, run Runner, say func(string)) error {

@@ -140,22 +140,39 @@ func (c *chassis) powerOff(ctx context.Context) error {
 
 // cycle is power cycle and hard reset alike: the machine goes off and starts
 // again through its firmware, which reads the boot flags.
+//
+// Like a real BMC it answers at once and acts afterwards (IPMI §28.3 lets a
+// BMC respond before the action is done): stopping and starting a VM takes
+// seconds under TCG, longer than an IPMI client waits for its answer, and a
+// client that gives up and retries would cycle the machine again and again.
+// The chassis mutex is held until the machine is started, so the commands
+// that follow (boot flags, power) see it done.
 func (c *chassis) cycle(ctx context.Context, why string) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.boot.noteChassisControl()
 	on, err := c.poweredOn(ctx)
 	if err != nil {
+		c.mu.Unlock()
 		return err
 	}
 	if !on {
+		c.mu.Unlock()
 		return fmt.Errorf("while doing %s on %s: %w", why, c.name, errNotInThisState)
 	}
-	if err := c.m.Stop(ctx); err != nil {
-		return fmt.Errorf("while doing %s on %s (stopping): %w", why, c.name, err)
-	}
 	c.wantOn = true
-	return c.startLocked(ctx, why)
+	// The request's context ends with the answer; the cycle goes on.
+	bg := context.WithoutCancel(ctx)
+	go func() {
+		defer c.mu.Unlock()
+		if err := c.m.Stop(bg); err != nil {
+			c.log.Error("power cycle: could not stop the machine", "why", why, "err", err)
+			return
+		}
+		if err := c.startLocked(bg, why); err != nil {
+			c.log.Error("power cycle: could not start the machine", "why", why, "err", err)
+		}
+	}()
+	return nil
 }
 
 func (c *chassis) softOff(ctx context.Context) error {

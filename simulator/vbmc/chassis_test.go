@@ -58,3 +58,46 @@ func TestChassisGuestRebootAfterPowerOffStaysOff(t *testing.T) {
 		t.Fatal("power cycle of an off machine accepted")
 	}
 }
+
+// slowMachine takes its time to stop, as a VM under TCG does.
+type slowMachine struct {
+	*memMachine
+	delay time.Duration
+}
+
+func (s *slowMachine) Stop(ctx context.Context) error {
+	time.Sleep(s.delay)
+	return s.memMachine.Stop(ctx)
+}
+
+// A power cycle is answered before the machine has gone off and on (a
+// client times out otherwise, and its retry cycles the machine again); the
+// commands that follow wait for it.
+func TestChassisCycleAnswersFirst(t *testing.T) {
+	ctx := context.Background()
+	m := &slowMachine{memMachine: newMemMachine(), delay: 300 * time.Millisecond}
+	c, err := newChassis(ctx, m, "n1", time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.powerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.setBootOption(paramBootFlags, []byte{0x80, 0x08, 0, 0, 0}) // next boot: disk
+	cctx, cancel := context.WithCancel(ctx)
+	start := time.Now()
+	if err := c.cycle(cctx, "power cycle"); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the request is answered; the cycle must not stop with it
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("the power cycle was answered after %s, i.e. after the machine restarted", d)
+	}
+	// A boot flags read waits for the cycle, and sees the flags used.
+	if data, _ := c.getBootOption(paramBootFlags); data[2]&0x80 != 0 {
+		t.Errorf("next-boot-only flags still valid after the cycle: % x", data)
+	}
+	if got := devices(m.startLog()); got != "[default disk]" {
+		t.Errorf("starts = %s, want [default disk]", got)
+	}
+}

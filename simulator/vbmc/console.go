@@ -147,8 +147,12 @@ func (c *consoleConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// SendBreak: a unix socket carries no BREAK condition.
-func (c *consoleConn) SendBreak(context.Context) error { return hal.ErrNotSupported }
+// SendBreak: a unix socket carries no BREAK condition, so the VM never
+// sees one; the request is logged, as a BMC's event log would show it.
+func (c *consoleConn) SendBreak(context.Context) error {
+	c.parent.log.Info("serial BREAK requested over SOL; the VM's console socket cannot carry it", "console", c.parent.path)
+	return hal.ErrNotSupported
+}
 
 func (c *consoleConn) Close() error {
 	c.once.Do(func() {

@@ -11,7 +11,10 @@ import (
 
 // withBootOrder rewrites a libvirt domain XML so the firmware tries first the
 // device the boot flags chose: per-device <boot order='N'/> on the primary
-// interface and on the first disk, numbered in preference order; every other
+// interface and on every disk (in disk order, as a server's firmware lists
+// its disks: a UEFI firmware passes over a disk with nothing to boot, a
+// legacy BIOS boots the first disk or none), numbered in preference order;
+// every other
 // <boot> element (per-device or <os><boot dev=…/>) is removed, because libvirt
 // refuses the two styles mixed and a stale order would win otherwise.
 //
@@ -26,7 +29,8 @@ func withBootOrder(domainXML string, first BootDevice, primaryMAC string) (strin
 	var (
 		edits            []edit
 		stack            []string
-		nicAt, diskAt    = -1, -1 // insertion offsets (just after the start tag)
+		nicAt            = -1 // insertion offsets (just after the start tag)
+		diskAts          []int
 		curNicAt         = -1
 		curNicMAC        string
 		firstNicAt       = -1
@@ -61,12 +65,12 @@ func withBootOrder(domainXML string, first BootDevice, primaryMAC string) (strin
 				if firstNicAt < 0 {
 					firstNicAt = end
 				}
-			case underDevicesElem("disk") && diskAt < 0:
+			case underDevicesElem("disk"):
 				if attr(t, "device") == "" || attr(t, "device") == "disk" {
 					if strings.HasSuffix(domainXML[start:end], "/>") {
 						return "", fmt.Errorf("disk element without children in the domain XML")
 					}
-					diskAt = end
+					diskAts = append(diskAts, end)
 				}
 			case t.Name.Local == "mac" && len(stack) == 4 && stack[2] == "interface":
 				curNicMAC = strings.ToLower(attr(t, "address"))
@@ -92,10 +96,10 @@ func withBootOrder(domainXML string, first BootDevice, primaryMAC string) (strin
 	}
 
 	// Preference order: the chosen device, then the other one; by default a
-	// server tries its disk before the network.
-	order := []int{diskAt, nicAt}
+	// server tries its disks before the network.
+	order := append(append([]int{}, diskAts...), nicAt)
 	if first == BootPXE {
-		order = []int{nicAt, diskAt}
+		order = append([]int{nicAt}, diskAts...)
 	}
 	n := 0
 	for _, at := range order {

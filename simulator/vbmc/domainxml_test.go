@@ -22,6 +22,10 @@ const sampleDomain = `<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas
       <target dev='vda' bus='virtio'/>
       <boot order='2'/>
     </disk>
+    <disk type='file' device='disk'>
+      <source file='/b.qcow2'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
     <interface type='bridge'>
       <mac address='52:54:00:aa:00:01'/>
       <source bridge='rsim-int'/>
@@ -57,8 +61,18 @@ func TestWithBootOrder(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%v: order 1 on %q, want %q\n%s", tc.first, got, tc.want, out)
 		}
-		if n := strings.Count(out, "<boot "); n != 2 {
-			t.Errorf("%v: %d boot elements, want 2 (os/boot removed, one per device)\n%s", tc.first, n, out)
+		if n := strings.Count(out, "<boot "); n != 3 {
+			t.Errorf("%v: %d boot elements, want 3 (os/boot removed, one per device)\n%s", tc.first, n, out)
+		}
+		// Every disk is in the list, in disk order: a UEFI firmware passes
+		// over a blank first disk to the one holding the OS.
+		vda, vdb := strings.Index(out, "/a.qcow2"), strings.Index(out, "/b.qcow2")
+		wantA, wantB := "<boot order='1'/>", "<boot order='2'/>"
+		if tc.first == BootPXE {
+			wantA, wantB = "<boot order='2'/>", "<boot order='3'/>"
+		}
+		if !strings.Contains(out[vda-80:vda], wantA) || !strings.Contains(out[vdb-80:vdb], wantB) {
+			t.Errorf("%v: disks not ordered %s, %s:\n%s", tc.first, wantA, wantB, out)
 		}
 		if !strings.Contains(out, "<qemu:commandline><qemu:arg value='-no-hpet'/></qemu:commandline>") ||
 			!strings.Contains(out, "<bios useserial='yes' rebootTimeout='0'/>") {

@@ -4,9 +4,10 @@
 //
 // The conventions (contract D): domain type qemu named <instance>-<node>;
 // on_reboot and on_poweroff destroy (the vBMC decides what a reboot means);
-// no <os><boot dev>, only per-device <boot order> on the primary NIC and the
-// first disk; NIC 1 = primary MAC on the internal bridge, NIC 2 = secondary
-// MAC on the public bridge, both virtio; virtio qcow2 disks; SeaBIOS on the
+// no <os><boot dev>, only per-device <boot order> on the primary NIC and
+// every disk (in disk order, as a firmware's boot list names them); NIC 1 =
+// primary MAC on the internal bridge, NIC 2 = secondary MAC on the public
+// bridge, both virtio; virtio qcow2 disks vda, vdb, …; SeaBIOS on the
 // serial console or OVMF with a per-VM vars copy; the serial console on a
 // unix socket, logged to a file.
 package vm
@@ -46,8 +47,10 @@ type Spec struct {
 	Firmware                 Firmware
 	MemoryMiB                int
 	CPUs                     int
-	Disks                    int    // 1 or 2 blank disks
-	DiskSize                 string // qemu-img size, e.g. "8G"
+	// Disks are the sizes of the blank disks (qemu-img sizes, e.g. "10G"),
+	// 1 to MaxDisks; default one disk of DefaultDiskSize. They are sparse
+	// qcow2 files, so a big disk costs nothing until written.
+	Disks []string
 	// Dir holds the VM's files: disks, NVRAM, console socket and log.
 	Dir string
 	// NetworkFirst puts the primary NIC before the first disk in the boot
@@ -66,7 +69,7 @@ type Files struct {
 // FilesOf names the files of a spec.
 func FilesOf(s Spec) Files {
 	f := Files{Console: s.Dir + "/console.sock", ConsoleLog: s.Dir + "/console.log"}
-	for i := 0; i < s.Disks; i++ {
+	for i := range s.Disks {
 		f.Disks = append(f.Disks, fmt.Sprintf("%s/disk%d.qcow2", s.Dir, i))
 	}
 	if s.Firmware == UEFI {
@@ -83,8 +86,8 @@ func (s Spec) validate() error {
 		return fmt.Errorf("VM %s: primary and secondary MAC are required", s.Name)
 	case s.InternalBridge == "" || s.PublicBridge == "":
 		return fmt.Errorf("VM %s: both bridges are required", s.Name)
-	case s.Disks < 1 || s.Disks > 2:
-		return fmt.Errorf("VM %s: %d disks, want 1 or 2", s.Name, s.Disks)
+	case len(s.Disks) < 1 || len(s.Disks) > MaxDisks:
+		return fmt.Errorf("VM %s: %d disks, want 1 to %d", s.Name, len(s.Disks), MaxDisks)
 	case s.Firmware != BIOS && s.Firmware != UEFI:
 		return fmt.Errorf("VM %s: firmware %q, want bios or uefi", s.Name, s.Firmware)
 	case s.Dir == "":
@@ -102,14 +105,19 @@ func (s Spec) withDefaults() Spec {
 	if s.CPUs == 0 {
 		s.CPUs = 1
 	}
-	if s.DiskSize == "" {
-		s.DiskSize = "8G"
-	}
-	if s.Disks == 0 {
-		s.Disks = 1
+	if len(s.Disks) == 0 {
+		s.Disks = []string{DefaultDiskSize}
 	}
 	return s
 }
+
+// DefaultDiskSize is a simulated disk's size: over flatcar-install -s's
+// 10,000,000,000 bytes (10 GiB is 10,737,418,240), so a real installer finds
+// it as it would a real server's disk.
+const DefaultDiskSize = "10G"
+
+// MaxDisks is how many disks a VM may have (vda … vdd).
+const MaxDisks = 4
 
 // DomainXML renders the libvirt domain for a spec. It is pure so that the
 // conventions other packages rely on are checked by unit tests. QEMU runs as
@@ -121,19 +129,28 @@ func DomainXML(s Spec) (string, error) {
 		return "", err
 	}
 	f := FilesOf(s)
-	netOrder, diskOrder := 2, 1
+	// Disks first in their own order, then the NIC; or the NIC first.
+	netOrder, diskOrder := len(f.Disks)+1, 1
 	if s.NetworkFirst {
 		netOrder, diskOrder = 1, 2
 	}
+	type disk struct {
+		File, Target string
+		Order        int
+	}
+	var disks []disk
+	for i, file := range f.Disks {
+		disks = append(disks, disk{file, "vd" + string(rune('a'+i)), diskOrder + i})
+	}
 	data := struct {
 		Spec
-		DiskFiles           []string
-		NVRAM, Console      string
-		ConsoleLog          string
-		NetOrder, DiskOrder int
-		Code                string
-		Esc                 func(string) string
-	}{s, f.Disks, f.NVRAM, f.Console, f.ConsoleLog, netOrder, diskOrder, OVMFCode, esc}
+		DiskList       []disk
+		NVRAM, Console string
+		ConsoleLog     string
+		NetOrder       int
+		Code           string
+		Esc            func(string) string
+	}{s, disks, f.NVRAM, f.Console, f.ConsoleLog, netOrder, OVMFCode, esc}
 	var b bytes.Buffer
 	if err := domainTmpl.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("while rendering the domain XML of %s: %w", s.Name, err)
@@ -168,14 +185,12 @@ var domainTmpl = template.Must(template.New("domain").Parse(`<domain type='qemu'
   <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-{{- range $i, $d := .DiskFiles}}
+{{- range .DiskList}}
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
-      <source file='{{call $.Esc $d}}'/>
-      <target dev='vd{{if eq $i 0}}a{{else}}b{{end}}' bus='virtio'/>
-{{- if eq $i 0}}
-      <boot order='{{$.DiskOrder}}'/>
-{{- end}}
+      <source file='{{call $.Esc .File}}'/>
+      <target dev='{{.Target}}' bus='virtio'/>
+      <boot order='{{.Order}}'/>
     </disk>
 {{- end}}
     <interface type='bridge'>

@@ -26,6 +26,7 @@ type domainDoc struct {
 		} `xml:"source"`
 		Target struct {
 			Bus string `xml:"bus,attr"`
+			Dev string `xml:"dev,attr"`
 		} `xml:"target"`
 		Boot *struct {
 			Order int `xml:"order,attr"`
@@ -58,8 +59,12 @@ type domainDoc struct {
 }
 
 func testSpec(fw Firmware, disks int, netFirst bool) Spec {
+	var sizes []string
+	for i := 0; i < disks; i++ {
+		sizes = append(sizes, DefaultDiskSize)
+	}
 	return Spec{
-		Name: "rsim-n1", Firmware: fw, Disks: disks, NetworkFirst: netFirst, Dir: "/var/lib/racker-sim/rsim/n1",
+		Name: "rsim-n1", Firmware: fw, Disks: sizes, NetworkFirst: netFirst, Dir: "/var/lib/racker-sim/rsim/n1",
 		PrimaryMAC: net.HardwareAddr{0x52, 0x54, 0, 0, 1, 1}, SecondaryMAC: net.HardwareAddr{0x52, 0x54, 0, 0, 1, 3},
 		InternalBridge: "rsim-int", PublicBridge: "rsim-pub",
 	}
@@ -101,7 +106,10 @@ func TestDomainFollowsTheSimulatorConventions(t *testing.T) {
 	if d.NICs[0].Boot == nil || d.NICs[0].Boot.Order != 1 || d.NICs[1].Boot != nil {
 		t.Fatal("network-first: the primary NIC must be boot order 1 and the secondary NIC not bootable")
 	}
-	if len(d.Disks) != 2 || d.Disks[0].Boot == nil || d.Disks[0].Boot.Order != 2 || d.Disks[1].Boot != nil || d.Disks[0].Target.Bus != "virtio" {
+	// Every disk is in the boot list after the NIC, in disk order, as a
+	// firmware lists a server's disks (a UEFI firmware tries each).
+	if len(d.Disks) != 2 || d.Disks[0].Boot == nil || d.Disks[0].Boot.Order != 2 || d.Disks[1].Boot == nil || d.Disks[1].Boot.Order != 3 ||
+		d.Disks[0].Target.Bus != "virtio" || d.Disks[0].Target.Dev != "vda" || d.Disks[1].Target.Dev != "vdb" {
 		t.Fatalf("disks: %+v", d.Disks)
 	}
 	if d.Serial.Type != "unix" || d.Serial.Source.Mode != "bind" || d.Serial.Source.Path != "/var/lib/racker-sim/rsim/n1/console.sock" ||
@@ -111,8 +119,8 @@ func TestDomainFollowsTheSimulatorConventions(t *testing.T) {
 }
 
 func TestDomainDiskFirstAndUEFI(t *testing.T) {
-	d := parse(t, testSpec(UEFI, 1, false))
-	if d.NICs[0].Boot.Order != 2 || d.Disks[0].Boot.Order != 1 {
+	d := parse(t, testSpec(UEFI, 3, false))
+	if d.NICs[0].Boot.Order != 4 || d.Disks[0].Boot.Order != 1 || d.Disks[2].Boot.Order != 3 || d.Disks[2].Target.Dev != "vdc" {
 		t.Fatal("disk-first order not applied")
 	}
 	if d.OS.Loader != OVMFCode || d.OS.NVRAM != "/var/lib/racker-sim/rsim/n1/OVMF_VARS.fd" || d.OS.BIOS != nil {
@@ -122,7 +130,7 @@ func TestDomainDiskFirstAndUEFI(t *testing.T) {
 
 func TestDomainSpecIsChecked(t *testing.T) {
 	for name, s := range map[string]Spec{
-		"3 disks":  func() Spec { s := testSpec(BIOS, 3, true); return s }(),
+		"5 disks":  func() Spec { s := testSpec(BIOS, 5, true); return s }(),
 		"no MAC":   func() Spec { s := testSpec(BIOS, 1, true); s.SecondaryMAC = nil; return s }(),
 		"firmware": func() Spec { s := testSpec("coreboot", 1, true); return s }(),
 	} {

@@ -141,11 +141,11 @@ func (m *Manager) Define(ctx context.Context, s Spec) (Files, error) {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return f, fmt.Errorf("while creating the folder of VM %s: %w", s.Name, err)
 	}
-	for _, d := range f.Disks {
+	for i, d := range f.Disks {
 		if _, err := os.Stat(d); err == nil {
 			continue
 		}
-		out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", d, s.DiskSize).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", d, s.Disks[i]).CombinedOutput()
 		if err != nil {
 			return f, fmt.Errorf("while creating disk %s of VM %s: %w: %s", d, s.Name, err, strings.TrimSpace(string(out)))
 		}

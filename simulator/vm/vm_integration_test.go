@@ -115,7 +115,7 @@ func TestVMPoweredOnWithNetworkBootSendsDHCPOnTheInternalBridge(t *testing.T) {
 			}
 			t.Cleanup(func() { os.RemoveAll(dir) })
 			s := Spec{
-				Name: inst + "-n1", Firmware: fw, Disks: 2, NetworkFirst: true, Dir: filepath.Join(dir, "n1"),
+				Name: inst + "-n1", Firmware: fw, Disks: []string{"10G", "4G"}, NetworkFirst: true, Dir: filepath.Join(dir, "n1"),
 				PrimaryMAC: netenv.MAC(inst, 1, 1), SecondaryMAC: netenv.MAC(inst, 1, 3),
 				InternalBridge: names.Bridge("int"), PublicBridge: names.Bridge("pub"),
 				PrimaryTap: names.Iface("n1", "i"), SecondaryTap: names.Iface("n1", "p"), MemoryMiB: 256,

@@ -1,6 +1,9 @@
 package api
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -19,6 +22,17 @@ type Metrics struct {
 	TFTPBytes     prometheus.Counter
 	AssetBytes    prometheus.Counter
 	Events        *prometheus.CounterVec // kind
+	// NodePhase is 1 for each node's phase as the boot services see it
+	// (mac, phase), kube-state-metrics style: sum by (phase) counts the
+	// nodes per phase, and a node stuck in one shows by its MAC.
+	NodePhase *prometheus.GaugeVec
+	// InstallDuration observes each install, from the live system's
+	// installing callback to its installed callback.
+	InstallDuration prometheus.Histogram
+
+	mu           sync.Mutex
+	phases       map[string]Phase     // MAC → phase shown
+	installStart map[string]time.Time // MAC → its installing callback
 }
 
 // NewMetrics makes and registers the collectors in a fresh registry.
@@ -47,8 +61,18 @@ func NewMetrics() *Metrics {
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "racker_events_total", Help: "Events recorded in the journal, by kind.",
 		}, []string{"kind"}),
+		NodePhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "racker_node_phase", Help: "1 for each node's current phase as the boot services observe it (dhcp, netbooting, installing, installed, booted, failed).",
+		}, []string{"mac", "phase"}),
+		InstallDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "racker_install_duration_seconds", Help: "Duration of installs, from the installing callback to the installed callback.",
+			Buckets: []float64{30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600},
+		}),
+		phases:       map[string]Phase{},
+		installStart: map[string]time.Time{},
 	}
 	reg.MustRegister(m.HTTPRequests, m.DHCPLeases, m.DHCPDropped, m.TFTPTransfers, m.TFTPBytes, m.AssetBytes, m.Events,
+		m.NodePhase, m.InstallDuration,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -86,6 +110,35 @@ func (m *Metrics) Transfer(file string, bytes int64, err error) {
 func (m *Metrics) Event(kind EventKind) {
 	if m != nil {
 		m.Events.WithLabelValues(string(kind)).Inc()
+	}
+}
+
+// NodeEvent follows a node's phase (phase "" keeps it) and times its
+// installs. Events replayed from the journal at start (live false) set
+// the phase but are not observed as installs again.
+func (m *Metrics) NodeEvent(mac string, phase Phase, kind EventKind, at time.Time, live bool) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.phases[mac]; phase != "" && (!ok || old != phase) {
+		if ok {
+			m.NodePhase.DeleteLabelValues(mac, string(old))
+		}
+		m.phases[mac] = phase
+		m.NodePhase.WithLabelValues(mac, string(phase)).Set(1)
+	}
+	switch kind {
+	case KindInstalling:
+		m.installStart[mac] = at
+	case KindInstalled:
+		if start, ok := m.installStart[mac]; ok && live && at.After(start) {
+			m.InstallDuration.Observe(at.Sub(start).Seconds())
+		}
+		delete(m.installStart, mac)
+	case KindFailed:
+		delete(m.installStart, mac)
 	}
 }
 

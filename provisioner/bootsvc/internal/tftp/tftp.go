@@ -7,13 +7,15 @@
 // itself holds are followed: they are the administrator's (Debian links
 // /usr/lib/ipxe/ipxe.efi to /boot/ipxe.efi), not the client's.
 //
-// pin/tftp runs the socket and answers plain requests (blksize up to the
-// interface MTU, tsize), which is what iPXE, PXE ROMs and busybox send. It
-// does not implement RFC 7440 windowsize (and its "anticipate" mode sends
-// windows a plain client never asked for, so it stays off), so a request
-// carrying windowsize is taken over in the read handler by window.go's
-// sender, on the ephemeral socket pin/tftp already opened for it: one block
-// per round trip costs a fast client most of its throughput.
+// pin/tftp listens on port 69 and parses requests (with the blksize
+// ceiling it works out from the receiving interface's MTU); the sending is
+// Racker's own (loop.go): every octet transfer, lockstep or RFC 7440
+// windowed, runs on one event loop from files kept in memory (files.go),
+// with one recv and one sendmmsg per block or window, because a rack of
+// PXE ROMs fetching undionly.kpxe or ipxe.efi at once is what this server
+// is for. Options are negotiated as pin/tftp did (negotiate.go). Requests
+// in netascii mode, or that pinpeek.go cannot read out of pin/tftp, keep
+// pin/tftp's own sender.
 package tftp
 
 import (
@@ -29,6 +31,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,9 +40,6 @@ import (
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
 )
-
-// DefaultRoot is where Debian's ipxe package puts undionly.kpxe and ipxe.efi.
-const DefaultRoot = "/usr/lib/ipxe"
 
 // Config is what the server needs; Root is required.
 type Config struct {
@@ -56,9 +56,14 @@ type Config struct {
 
 // Server is a read-only TFTP server over one boot-files folder.
 type Server struct {
-	cfg Config
-	srv *tftp.Server
-	log *slog.Logger
+	cfg   Config
+	srv   *tftp.Server
+	log   *slog.Logger
+	files fileCache
+
+	sendOnce sync.Once
+	snd      *sender
+	sendErr  error
 }
 
 // New opens the boot-files folder and prepares the server; Serve runs it.
@@ -91,7 +96,14 @@ func (s *Server) Serve(conn net.PacketConn) error {
 // bounded by the timeout and retries).
 func (s *Server) Shutdown() {
 	s.srv.Shutdown()
+	s.sendOnce.Do(func() { s.sendErr = ErrShutdown })
+	if s.snd != nil {
+		s.snd.close()
+	}
 }
+
+// ErrShutdown is what a request that arrives during Shutdown gets.
+var ErrShutdown = errors.New("TFTP server shutting down")
 
 // ErrForbidden is what a request for a name outside the folder gets.
 var ErrForbidden = errors.New("access violation: outside the boot-files folder")
@@ -115,12 +127,14 @@ func CleanName(name string) (string, error) {
 
 func (s *Server) read(name string, rf io.ReaderFrom) error {
 	peer := ""
-	var peerIP netip.Addr
+	var peerAddr netip.AddrPort
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		ra := ot.RemoteAddr()
 		peer = ra.String()
-		peerIP, _ = netip.AddrFromSlice(ra.IP.To4())
+		peerAddr = ra.AddrPort()
+		peerAddr = netip.AddrPortFrom(peerAddr.Addr().Unmap(), peerAddr.Port())
 	}
+	peerIP := peerAddr.Addr()
 	log := s.log.With("file", name, "client", peer)
 	rel, err := CleanName(name)
 	if err != nil {
@@ -128,41 +142,52 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		s.cfg.Metrics.Transfer("refused", 0, err)
 		return err
 	}
-	f, err := os.Open(filepath.Join(s.cfg.Root, filepath.FromSlash(rel)))
+	f, err := s.files.open(filepath.Join(s.cfg.Root, filepath.FromSlash(rel)))
 	if err != nil {
 		log.Info("TFTP file not served", "err", err)
 		s.cfg.Metrics.Transfer("missing", 0, err)
-		if errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("file not found: %s", rel)
+		case errors.Is(err, errNotRegular):
+			return fmt.Errorf("not a file: %s", rel)
 		}
 		return ErrForbidden
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		s.cfg.Metrics.Transfer("missing", 0, ErrForbidden)
-		return fmt.Errorf("not a file: %s", rel)
-	}
-	ot, isOT := rf.(tftp.OutgoingTransfer)
-	if req, ok := peekPinRequest(rf); ok && isOT {
-		if wr, ok := negotiateWindow(req.opts, req.mode, req.maxBlockLen, st.Size()); ok {
-			// pin/tftp has not answered yet; its socket is ours from here.
-			ra := ot.RemoteAddr()
-			n, err := sendWindowed(req.conn, &ra, f, st.Size(), wr, s.cfg.Timeout)
-			if err != nil && !errors.Is(err, errClientAborted) {
-				sendError(req.conn, &ra, 0, "transfer failed")
+	// Octet transfers go to the sender (loop.go), on a socket of its own;
+	// pin/tftp has not answered yet, and the socket it opened is closed.
+	if req, ok := peekPinRequest(rf); ok {
+		if p, ok := negotiate(req.opts, req.mode, req.maxBlockLen, f.size); ok {
+			local, _ := netip.AddrFromSlice(req.conn.LocalAddr().(*net.UDPAddr).IP.To4())
+			fd, err := transferSocket(local, peerAddr)
+			if err == nil {
+				snd, serr := s.sender()
+				if serr == nil {
+					req.conn.Close()
+					if p.window > 1 {
+						log = log.With("windowsize", p.window, "blksize", p.blksize)
+					}
+					snd.start(fd, p, f, func(n int64, err error) { s.finish(log, rel, peer, peerIP, n, err) })
+					return nil // pin/tftp must not answer: the sender does
+				}
+				unix.Close(fd)
+				err = serr
 			}
-			req.conn.Close()
-			log = log.With("windowsize", wr.window, "blksize", wr.blksize)
-			s.finish(log, rel, peer, peerIP, n, err)
-			return nil // done or already answered: pin/tftp must not send an ERROR
+			log.Debug("TFTP transfer left to pin/tftp", "err", err)
 		}
 	}
-	if isOT {
-		ot.SetSize(st.Size()) // tsize
+	defer f.Close()
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		ot.SetSize(f.size) // tsize
 	}
-	n, err := rf.ReadFrom(f)
+	n, err := rf.ReadFrom(f.reader())
 	return s.finish(log, rel, peer, peerIP, n, err)
+}
+
+// sender starts the event loop at the first transfer.
+func (s *Server) sender() (*sender, error) {
+	s.sendOnce.Do(func() { s.snd, s.sendErr = newSender(s.cfg.Timeout, s.log) })
+	return s.snd, s.sendErr
 }
 
 // finish counts, logs and records one transfer, whichever sender ran it.

@@ -256,23 +256,32 @@ func TestWindowedRequestsAreStillConfinedToTheRoot(t *testing.T) {
 	}
 }
 
-func TestNegotiateWindow(t *testing.T) {
-	if _, ok := negotiateWindow(map[string]string{"blksize": "1432"}, "octet", 1500, 10); ok {
-		t.Error("a request without windowsize was windowed")
+func TestNegotiate(t *testing.T) {
+	if _, ok := negotiate(map[string]string{"windowsize": "8"}, "netascii", 1500, 10); ok {
+		t.Error("a netascii request went to the sender (pin/tftp keeps netascii)")
 	}
-	if _, ok := negotiateWindow(map[string]string{"windowsize": "8"}, "netascii", 1500, 10); ok {
-		t.Error("a netascii request was windowed")
-	}
-	if _, ok := negotiateWindow(map[string]string{"windowsize": "0"}, "octet", 1500, 10); ok {
-		t.Error("windowsize 0 was accepted")
-	}
-	r, ok := negotiateWindow(map[string]string{"WindowSize": "1000", "blksize": "9000"}, "OCTET", 1472, 10)
-	if !ok || r.window != MaxWindow || r.blksize != 1472 || string(r.oack) != "\x00\x06blksize\x001472\x00windowsize\x0064\x00" {
-		t.Errorf("got %+v %q, %v", r, r.oack, ok)
-	}
-	r, ok = negotiateWindow(map[string]string{"windowsize": "4", "blksize": "100"}, "octet", 1472, 10)
-	if !ok || r.blksize != 512 || string(r.oack) != "\x00\x06windowsize\x004\x00" {
-		t.Errorf("a too-small blksize: got %+v %q, %v", r, r.oack, ok)
+	for _, c := range []struct {
+		opts   map[string]string
+		mode   string
+		max    int
+		window int
+		blk    int
+		oack   string
+	}{
+		// No option: lockstep, 512-byte blocks, no OACK (RFC 1350).
+		{nil, "octet", 1500, 1, 512, ""},
+		{map[string]string{"blksize": "1432"}, "octet", 1472, 1, 1432, "\x00\x06blksize\x001432\x00"},
+		// windowsize 0 is not a window: ignored, as RFC 2347 allows.
+		{map[string]string{"windowsize": "0"}, "octet", 1500, 1, 512, ""},
+		{map[string]string{"WindowSize": "1000", "blksize": "9000"}, "OCTET", 1472, MaxWindow, 1472, "\x00\x06blksize\x001472\x00windowsize\x0064\x00"},
+		// blksize below 512 is ignored (pin/tftp's rule, kept).
+		{map[string]string{"windowsize": "4", "blksize": "100"}, "octet", 1472, 4, 512, "\x00\x06windowsize\x004\x00"},
+		{map[string]string{"tsize": "0", "timeout": "3", "x-unknown": "1"}, "octet", 1472, 1, 512, "\x00\x06tsize\x0010\x00"},
+	} {
+		p, ok := negotiate(c.opts, c.mode, c.max, 10)
+		if !ok || p.window != c.window || p.blksize != c.blk || string(p.oack) != c.oack {
+			t.Errorf("%v: got %+v %q, %v; want window %d, blksize %d, OACK %q", c.opts, p, p.oack, ok, c.window, c.blk, c.oack)
+		}
 	}
 }
 

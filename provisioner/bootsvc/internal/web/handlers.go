@@ -239,7 +239,7 @@ func (s *Server) installConfig(n plan.Node, t nodeTarget) ([]byte, error) {
 	}
 	return ignition.Install(ignition.InstallParams{
 		MAC: n.PrimaryMAC, BaseURL: s.base, OS: s.cfg.Release.OS, Version: s.cfg.Release.Version,
-		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll, Token: t.Token,
+		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll, Token: t.Token, SigningKey: s.cfg.Release.SigningKey,
 	})
 }
 
@@ -264,7 +264,7 @@ func (s *Server) bootConfig(n plan.Node, t nodeTarget) ([]byte, error) {
 }
 
 // serveAsset serves /assets/ipxe/FILE and /assets/OS/VERSION/FILE straight
-// from the file (Range requests, sendfile), never from memory.
+// from the file (Range requests, sendfile), never from memory (images.go).
 func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/assets/"), "/")
 	var f *os.File
@@ -292,7 +292,7 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout + time.Duration(st.Size()/minAssetRate)*time.Second))
-	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
+	serveFile(w, r, f, st)
 }
 
 func validFileName(name string) bool {

@@ -89,7 +89,8 @@ func newRig(t testing.TB) *rig {
 func (r *rig) start() {
 	r.t.Helper()
 	s, err := New(Config{Plan: testPlan(), StateDir: r.state, BaseURL: "http://172.24.213.1:8080",
-		Release: &images.Release{OS: "testos", Version: "current", Dir: r.release, Files: []string{images.Kernel, images.Initrd, images.Image}},
+		Release: &images.Release{OS: "testos", Version: "current", Dir: r.release, Files: []string{images.Kernel, images.Initrd, images.Image},
+			SigningKey: []byte("test key (carried, not parsed)\n")},
 		IPXEDir: r.ipxe, LeaseOf: leases,
 		Types: map[string]TypeSettings{"purple": {Console: "ttyS1,57600n8", InstallDisk: "/dev/vdb"}},
 	})

@@ -71,7 +71,8 @@ type TypeSettings struct {
 	// Console is the kernel console argument, e.g. "ttyS1,57600n8";
 	// "" uses DefaultConsole, "-" passes none.
 	Console string
-	// InstallDisk is the install disk (/dev/…); "" picks the smallest.
+	// InstallDisk is the install disk rule (ignition.ParseDiskRule: a /dev
+	// path or ">=SIZE"); "" is Flatcar's rule, the smallest unused disk over 10 GB.
 	InstallDisk string
 }
 
@@ -83,8 +84,9 @@ type Server struct {
 	metrics  *api.Metrics
 	store    *store
 	handler  http.Handler
-	refusals *limiter // forbidden events, per source
-	observed *limiter // iPXE events of unknown MACs and of nodes outside their window, per MAC
+	hot      *hotFiles // the OS release kept in the page cache (images.go)
+	refusals *limiter  // forbidden events, per source
+	observed *limiter  // iPXE events of unknown MACs and of nodes outside their window, per MAC
 }
 
 // New checks cfg, opens the store in the state folder (replaying the event
@@ -144,6 +146,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, base: base, log: cfg.Logger, metrics: cfg.Metrics, store: st,
 		refusals: newLimiter(refusalEvery, globalRefusals), observed: newLimiter(time.Minute, 50)}
 	s.handler = s.routes()
+	s.hot = keepHot(releasePaths(cfg.Release), hotInterval, cfg.Logger)
 	return s, nil
 }
 
@@ -210,6 +213,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close flushes and closes the event journal. Record after Close logs the
 // event as lost.
 func (s *Server) Close() error {
+	s.hot.Close()
 	s.store.close()
 	return nil
 }

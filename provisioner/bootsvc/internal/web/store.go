@@ -70,6 +70,9 @@ type store struct {
 	planned map[string]bool      // every planned machine's MAC: nodes and BMCs (the journal keeps their history longest)
 	nodes   map[string]*nodeView // primary MAC → state; absent = install, unknown
 	applied uint64               // last journal seq reflected in nodes
+	// replaying: the journal is being read back at start (its installs
+	// were timed by the process that recorded them).
+	replaying bool
 
 	j *journal
 }
@@ -96,11 +99,13 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 	s.applied = onDisk.Seq
 	fileSeq := onDisk.Seq
 	dirty := false
+	s.replaying = true
 	j, err := openJournal(filepath.Join(dir, EventsFile), log, defaultKeep(s.isPlanned, now), func(ev api.Event) {
 		if s.apply(ev, ev.Seq > fileSeq) {
 			dirty = true
 		}
 	})
+	s.replaying = false
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +241,7 @@ func (s *store) applyLocked(ev api.Event, targets bool) bool {
 	if phase != "" {
 		v.phase = phase
 	}
+	s.metrics.NodeEvent(ev.MAC, phase, ev.Kind, ev.Time, !s.replaying)
 	v.lastEvent, v.lastEventAt = ev.Kind, ev.Time
 	changed := false
 	// The node booted its installed system: its window has served its purpose.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,16 +28,24 @@ import (
 // against the simulator's test OS, which implements the other side
 // independently: the test OS kernel boots under QEMU (TCG) with the kernel
 // arguments of Racker's own iPXE install script, runs Racker's install
-// config (wipe-all, smallest disk), calls back, reboots; then the installed
-// disk boots on SeaBIOS, fetches its boot config and calls back booted.
+// config (wipe-all; Flatcar's disk rule takes the 12 GiB disk over the
+// 4 GiB one; flatcar-install checks the image with the key Racker served),
+// calls back, reboots; then the installed disk boots on SeaBIOS, fetches
+// its boot config and calls back booted.
 // QEMU's user network lets the guest reach this test's server on loopback
 // through 10.0.2.2; nothing else is contacted.
 func TestInstallAndBootTestOS(t *testing.T) {
 	qemu := testenv.RequireCommand(t, "qemu-system-x86_64")
 	root := repoRoot(t)
-	relDir := filepath.Join(root, "bin", "testos", "current")
+	testosDir := filepath.Join(root, "bin", "testos")
 	for _, f := range []string{images.Kernel, images.Initrd, images.Image} {
-		testenv.RequireFile(t, filepath.Join(relDir, f))
+		testenv.RequireFile(t, filepath.Join(testosDir, "current", f))
+	}
+	// The release as racker serve prepares it: signatures checked, the key
+	// the nodes get, the version its version.txt names.
+	release, err := images.Prepare(context.Background(), images.Spec{OS: "testos", Dir: testosDir})
+	if err != nil {
+		t.Fatal(err)
 	}
 	const mac = "52:54:00:5e:00:10"
 	dir := t.TempDir()
@@ -49,12 +58,16 @@ func TestInstallAndBootTestOS(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	p := &plan.Plan{Subnet: netip.MustParsePrefix("172.24.213.0/24"), ClusterName: "racker",
-		Management: plan.Node{PrimaryMAC: "52:54:00:5e:00:01", Role: plan.Management, IP: netip.MustParseAddr("172.24.213.1")},
+	// The plan puts the node on QEMU's user network at the address its DHCP
+	// server leases (10.0.2.15): the boot config's .network file says
+	// DHCP=no, and the installed node then reaches Racker only through its
+	// static address, as in a rack.
+	p := &plan.Plan{Subnet: netip.MustParsePrefix("10.0.2.0/24"), ClusterName: "racker",
+		Management: plan.Node{PrimaryMAC: "52:54:00:5e:00:01", Role: plan.Management, IP: netip.MustParseAddr("10.0.2.2")},
 		Nodes: []plan.Node{{PrimaryMAC: mac, Type: "red", Role: plan.Controller, Hostname: "racker-controller-1",
-			IP: netip.MustParseAddr("172.24.213.10")}}}
+			IP: netip.MustParseAddr("10.0.2.15")}}}
 	srv, err := New(Config{Plan: p, StateDir: state, BaseURL: "http://10.0.2.2:" + strconv.Itoa(port),
-		Release: &images.Release{OS: "testos", Version: "current", Dir: relDir, Files: []string{images.Kernel, images.Initrd, images.Image}},
+		Release: release,
 		// Seen through QEMU's user network, the guest's requests come from loopback.
 		LeaseOf: func(m string) (netip.Addr, bool) { return netip.MustParseAddr("127.0.0.1"), m == mac },
 	})
@@ -76,14 +89,17 @@ func TestInstallAndBootTestOS(t *testing.T) {
 	script := httpGet(t, local+"/ipxe?mac="+mac)
 	kernelArgs := kernelLine(t, script)
 
+	// Sparse: vda is under Flatcar's 10 GB and holds an "old OS" that
+	// wipe-all must erase; vdb is the install disk.
 	small, big := filepath.Join(dir, "vda.img"), filepath.Join(dir, "vdb.img")
-	makeDisk(t, small, 256<<20, 0)
-	makeDisk(t, big, 384<<20, 0xab) // an "old OS" that wipe-all must erase
+	makeDisk(t, small, 4<<30, 0)
+	writeGPT(t, small)
+	makeDisk(t, big, 12<<30, 0)
 	nic := "virtio-net-pci,netdev=n0,mac=" + mac
 
 	start := time.Now()
 	install := startQEMU(t, qemu, "install",
-		"-kernel", filepath.Join(relDir, images.Kernel), "-initrd", filepath.Join(relDir, images.Initrd), "-append", kernelArgs,
+		"-kernel", filepath.Join(release.Dir, images.Kernel), "-initrd", filepath.Join(release.Dir, images.Initrd), "-append", kernelArgs,
 		"-netdev", "user,id=n0", "-device", nic,
 		"-drive", "file="+small+",format=raw,if=virtio", "-drive", "file="+big+",format=raw,if=virtio")
 	var seq uint64
@@ -96,11 +112,11 @@ func TestInstallAndBootTestOS(t *testing.T) {
 	if n := nodeState(t, client, mac); n.Target != api.TargetDisk || n.WipeAll {
 		t.Fatalf("after install: %+v", n)
 	}
-	if head := readHead(t, big, 1<<20); bytes.Count(head, []byte{0xab}) != 0 {
-		t.Error("wipe-all left the other disk's first MiB in place")
+	if head := readHead(t, small, 1024); string(head[512:520]) == "EFI PART" || head[510] == 0x55 {
+		t.Error("wipe-all left the old OS's partition table on the small disk")
 	}
-	if mbr := readHead(t, small, 512); mbr[510] != 0x55 || mbr[511] != 0xaa {
-		t.Error("the install disk has no boot record")
+	if head := readHead(t, big, 1024); head[510] != 0x55 || head[511] != 0xaa || string(head[512:520]) != "EFI PART" {
+		t.Error("the 12 GiB install disk has no Flatcar-layout image")
 	}
 
 	// An installed node that netboots again is sent to its disk.
@@ -110,7 +126,7 @@ func TestInstallAndBootTestOS(t *testing.T) {
 
 	start = time.Now()
 	boot := startQEMU(t, qemu, "boot", "-netdev", "user,id=n0", "-device", nic,
-		"-drive", "file="+small+",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=0")
+		"-drive", "file="+big+",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=0")
 	waitFor(t, ctx, client, seq, mac, api.KindBooted, boot)
 	t.Logf("figure: disk boot to booted callback      %.1f s", time.Since(start).Seconds())
 	if !strings.Contains(boot.output(), "racker-controller-1") {
@@ -178,6 +194,18 @@ func makeDisk(t *testing.T, path string, size int64, fill byte) {
 	f.Truncate(size)
 	if fill != 0 {
 		f.WriteAt(bytes.Repeat([]byte{fill}, 1<<20), 0)
+	}
+}
+
+// writeGPT gives a disk image a real GPT with one partition (sfdisk), as an
+// old install leaves it: what wipefs must find and erase.
+func writeGPT(t *testing.T, path string) {
+	t.Helper()
+	sfdisk := testenv.RequireCommand(t, "sfdisk")
+	cmd := exec.Command(sfdisk, "-q", path)
+	cmd.Stdin = strings.NewReader("label: gpt\nsize=1M, name=ROOT\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v: %s", err, out)
 	}
 }
 
@@ -283,6 +311,8 @@ func startQEMU(t *testing.T, qemu, name string, args ...string) *qemuVM {
 	v := &qemuVM{name: name, done: make(chan struct{})}
 	v.cmd = exec.Command(qemu, append(base, args...)...)
 	v.cmd.Stdout, v.cmd.Stderr = v, v
+	// QEMU dies with the test binary even when a timeout kills it.
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := v.cmd.Start(); err != nil {
 		t.Fatalf("starting QEMU for %s: %v", name, err)
 	}

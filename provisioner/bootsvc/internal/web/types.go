@@ -7,14 +7,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/racker/racker/provisioner/ignition"
 )
 
 // TypesFile holds per node type settings in the state folder, so the serial
 // console and the install disk are the operator's choice per hardware type
 // rather than hard-coded:
 //
-//	{"red": {"console": "ttyS1,57600n8", "install_disk": "/dev/sda"}}
+//	{"red": {"console": "ttyS1,57600n8", "install_disk": "/dev/disk/by-path/pci-0000:00:17.0-ata-1"},
+//	 "purple": {"install_disk": ">=400GB"}}
 //
+// install_disk is an ignition.DiskRule: a /dev path (by-path, by-id, with
+// a glob for by-id names), or ">=SIZE"; without one a node installs to
+// the smallest unused disk over 10 GB, Flatcar's own rule.
 // It is read when the server starts and Config.Types is nil.
 const TypesFile = "node-types.json"
 
@@ -42,8 +48,8 @@ func ReadTypeSettings(stateDir string) (map[string]TypeSettings, error) {
 	}
 	out := map[string]TypeSettings{}
 	for t, s := range raw {
-		if s.InstallDisk != "" && !validDisk(s.InstallDisk) {
-			return nil, fmt.Errorf("reading node type settings %s: type %s: install_disk %q is not a /dev path", path, t, s.InstallDisk)
+		if _, err := ignition.ParseDiskRule(s.InstallDisk); err != nil {
+			return nil, fmt.Errorf("reading node type settings %s: type %s: %w", path, t, err)
 		}
 		if !validConsole(s.Console) {
 			return nil, fmt.Errorf("reading node type settings %s: type %s: console %q is not like ttyS0,115200n8", path, t, s.Console)
@@ -54,15 +60,8 @@ func ReadTypeSettings(stateDir string) (map[string]TypeSettings, error) {
 }
 
 func validDisk(d string) bool {
-	if len(d) < 6 || d[:5] != "/dev/" {
-		return false
-	}
-	for _, r := range d[5:] {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '/' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return true
+	_, err := ignition.ParseDiskRule(d)
+	return err == nil
 }
 
 // validConsole accepts "", "-" and kernel console values such as

@@ -128,8 +128,8 @@ func TestIgnitionServedOnlyToTheNode(t *testing.T) {
 	// A asks from its lease, B from its planned address: both valid configs.
 	var tokB string
 	for _, tc := range []struct{ mac, src, phase, want string }{
-		{macA, "127.0.0.1", "install", "flatcar-install -s"},
-		{macB, "127.0.0.2", "install", "flatcar-install -d \"$DISK\""},
+		{macA, "127.0.0.1", "install", "DISK_PATH=''\nMIN_BYTES='10000000001'"}, // Flatcar's rule
+		{macB, "127.0.0.2", "install", "DISK_PATH='/dev/vdb'"},                  // purple's install disk
 		{macB, "127.0.0.2", "boot", "racker-booted.service"},
 	} {
 		var hdr []string
@@ -538,7 +538,7 @@ func TestTypeSettingsFromStateDir(t *testing.T) {
 	// New reads the file when no settings are given, and the install
 	// script then carries the type's console.
 	os.WriteFile(filepath.Join(dir, TypesFile), []byte(`{"red":{"console":"ttyS1,57600n8"}}`), 0o644)
-	s, err := New(Config{Plan: testPlan(), StateDir: dir, Release: &images.Release{OS: "testos", Version: "current"}})
+	s, err := New(Config{Plan: testPlan(), StateDir: dir, Release: &images.Release{OS: "testos", Version: "current", SigningKey: []byte("k")}})
 	if err != nil {
 		t.Fatal(err)
 	}
