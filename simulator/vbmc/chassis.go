@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bougou/go-ipmi/pkg/types"
@@ -63,9 +64,11 @@ type chassis struct {
 	// wantOn is the power state the BMC was last asked for; a guest reboot
 	// after a power-off command must not bring the machine back.
 	wantOn bool
-	now    func() time.Time
-	log    *slog.Logger
-	name   string // node name for messages
+	// starting: a power on was answered and the machine is being started.
+	starting atomic.Bool
+	now      func() time.Time
+	log      *slog.Logger
+	name     string // node name for messages
 }
 
 func newChassis(ctx context.Context, m Machine, name string, now func() time.Time, log *slog.Logger) (*chassis, error) {
@@ -86,6 +89,9 @@ func (c *chassis) reportedOn(ctx context.Context) (bool, error) {
 	if rt, ok := c.m.(rebootTracker); ok && rt.Rebooting() {
 		return true, nil
 	}
+	if c.starting.Load() {
+		return true, nil
+	}
 	return c.poweredOn(ctx)
 }
 
@@ -98,16 +104,30 @@ func (c *chassis) poweredOn(ctx context.Context) (bool, error) {
 }
 
 // powerOn starts the machine with the current boot flags. Already on: no-op.
+//
+// It answers before the machine has started, as cycle does and for the same
+// reason (starting a VM under TCG can take longer than ipmitool waits, and
+// its retry would arrive mid-start); power status reports on meanwhile, and
+// the commands that take the chassis mutex wait for the start.
 func (c *chassis) powerOn(ctx context.Context) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.boot.noteChassisControl()
 	c.wantOn = true
 	on, err := c.poweredOn(ctx)
 	if err != nil || on {
+		c.mu.Unlock()
 		return err
 	}
-	return c.startLocked(ctx, "power on")
+	c.starting.Store(true)
+	bg := context.WithoutCancel(ctx)
+	go func() {
+		defer c.mu.Unlock()
+		defer c.starting.Store(false)
+		if err := c.startLocked(bg, "power on"); err != nil {
+			c.log.Error("power on: could not start the machine", "err", err)
+		}
+	}()
+	return nil
 }
 
 // startLocked starts the machine with the boot device the flags choose and,

@@ -101,3 +101,52 @@ func TestChassisCycleAnswersFirst(t *testing.T) {
 		t.Errorf("starts = %s, want [default disk]", got)
 	}
 }
+
+// slowStarter takes its time to start, as a VM under TCG on a busy host does.
+type slowStarter struct {
+	*memMachine
+	delay time.Duration
+}
+
+func (s *slowStarter) Start(ctx context.Context, first BootDevice) error {
+	time.Sleep(s.delay)
+	return s.memMachine.Start(ctx, first)
+}
+
+// A power on is answered before the machine has started; power status says
+// on meanwhile, and the commands that follow wait for the start.
+func TestChassisPowerOnAnswersFirst(t *testing.T) {
+	ctx := context.Background()
+	m := &slowStarter{memMachine: newMemMachine(), delay: 300 * time.Millisecond}
+	c, err := newChassis(ctx, m, "n1", time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.setBootOption(paramBootFlags, []byte{0x80, 0x04, 0, 0, 0}) // next boot: PXE
+	cctx, cancel := context.WithCancel(ctx)
+	start := time.Now()
+	if err := c.powerOn(cctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the request is answered; the start must not stop with it
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("power on was answered after %s, i.e. after the machine started", d)
+	}
+	if on, _ := c.reportedOn(ctx); !on {
+		t.Error("power status said off while the machine was being started")
+	}
+	// A boot flags read waits for the start, and sees the next-boot flags used.
+	if data, _ := c.getBootOption(paramBootFlags); data[2]&0x80 != 0 {
+		t.Errorf("next-boot-only flags still valid after the start: % x", data)
+	}
+	if got := devices(m.startLog()); got != "[pxe]" {
+		t.Errorf("starts = %s, want [pxe]", got)
+	}
+	// Already on: answered without a second start.
+	if err := c.powerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.startLog()); n != 1 {
+		t.Errorf("power on of a running machine started it again (%d starts)", n)
+	}
+}
