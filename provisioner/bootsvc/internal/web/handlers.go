@@ -291,8 +291,7 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout + time.Duration(st.Size()/minAssetRate)*time.Second))
-	serveFile(w, r, f, st)
+	serveFile(progressDeadlines(w), r, f, st)
 }
 
 func validFileName(name string) bool {

@@ -169,16 +169,14 @@ func (s *Server) SetPlan(p *plan.Plan) { s.store.setPlan(p) }
 
 // Connection timeouts: a request's header and body must arrive within
 // these, an idle keep-alive connection is closed after idleTimeout, and
-// each answer must be written within writeTimeout (longer for an asset,
-// by its size, and for a long poll, by its wait: see deadlineFor).
+// each answer must be written within writeTimeout (an asset: each step of
+// assetStep bytes, so a download that goes on is never cut; a long poll:
+// writeTimeout after its wait).
 const (
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 30 * time.Second
 	idleTimeout       = 60 * time.Second
 	writeTimeout      = 30 * time.Second
-	// minAssetRate is the slowest download an asset's write deadline
-	// allows for: a node that reads slower is cut off.
-	minAssetRate = 1 << 20 // bytes per second
 )
 
 // Serve answers HTTP on ln until ctx ends, then stops gracefully (waiting
