@@ -49,7 +49,7 @@ const DefaultPerSourceConns = 32
 
 // LimitPerSource wraps ln so that each source address holds at most n
 // connections at once; one more is closed as soon as it is accepted and
-// counted in metrics (dropped, reason http_conn_cap).
+// counted in metrics (racker_http_connections_capped_total).
 func LimitPerSource(ln net.Listener, n int, m *api.Metrics) net.Listener {
 	return &capListener{Listener: ln, max: n, metrics: m, open: map[netip.Addr]int{}}
 }
@@ -76,7 +76,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if l.open[src] >= l.max {
 			l.mu.Unlock()
 			c.Close()
-			l.metrics.Dropped("http_conn_cap")
+			l.metrics.Capped()
 			continue
 		}
 		l.open[src]++

@@ -60,8 +60,8 @@ func TestNodesListenerCapsSourcesAndCutsSlowClients(t *testing.T) {
 	if answers(dial("127.0.0.9")) {
 		t.Errorf("connection %d from one source was served; the cap is %d", perSource+1, perSource)
 	}
-	if _, m := r.get("/metrics"); !strings.Contains(m, `reason="http_conn_cap"} 1`) {
-		t.Errorf("the capped connection is not counted:\n%s", grepLines(m, "http_conn_cap"))
+	if _, m := r.get("/metrics"); !strings.Contains(m, "racker_http_connections_capped_total 1") {
+		t.Errorf("the capped connection is not counted:\n%s", grepLines(m, "capped"))
 	}
 	if !answers(dial("127.0.0.10")) {
 		t.Error("another source was refused while the first one was at its cap")
