@@ -18,7 +18,7 @@ help:
 	@echo "make demo   the main job: a simulated rack provisioned by racker bootstrap (LAPTOP=1: laptop mode, no BMCs)"
 	@echo "make e2e    end-to-end suite on the simulator (LABELS=bootstrap,… for a subset)"
 	@echo "make bench  benchmarks against real peers (BENCH=short: smoke run); make bench-readme: README table from bench/results"
-	@echo "make image  installer image bin/racker-VERSION.oci.tar (REGISTRY=host/repo, WITH=lokoctl,terraform)"
+	@echo "make image  installer image bin/racker-VERSION.oci.tar, signed with SIGN_KEY (REGISTRY=host/repo, WITH=lokoctl,terraform)"
 	@echo "make image-push REGISTRY=HOST[:PORT]/REPO  build and push the installer image"
 
 deps:
@@ -42,6 +42,7 @@ test-lokomotive:
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./provisioner/inventory
+	$(GO) test -run='^$$' -fuzz=FuzzCallbackAPI -fuzztime=$(FUZZTIME) ./provisioner/bootsvc/internal/web
 
 lint: licenses-check check-generated docs-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -111,11 +112,18 @@ bench-readme:
 # The installer image (provisioner/release, payload in release/conf.yaml): no
 # Docker engine; VERSION from git describe (made semver) or VERSION=.
 .PHONY: image image-push
-IMAGE_FLAGS = --manifest release/conf.yaml --version $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(WITH),--with $(WITH))
-image:
+# Every image is signed (cosign format) with SIGN_KEY, made on first use;
+# its public half ships in the release and pins the key of later releases.
+SIGN_KEY ?= bin/release-signing.pem
+IMAGE_FLAGS = --manifest release/conf.yaml --version $(VERSION) --sign-key $(SIGN_KEY) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(WITH),--with $(WITH))
+.PHONY: sign-key
+sign-key:
+	@test -f $(SIGN_KEY) || $(GO) run ./cmd/racker release keygen --out $(SIGN_KEY)
+
+image: sign-key
 	$(GO) run ./cmd/racker release image $(IMAGE_FLAGS)
 
-image-push:
+image-push: sign-key
 	@test -n "$(REGISTRY)" || { echo "make image-push: set REGISTRY=HOST[:PORT]/REPO" >&2; exit 1; }
 	$(GO) run ./cmd/racker release image $(IMAGE_FLAGS) --push
 

@@ -8,6 +8,7 @@ require (
 	github.com/google/licensecheck v0.3.1
 	github.com/poseidon/matchbox v0.11.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/sigstore/sigstore v1.9.5
 	github.com/sirupsen/logrus v1.9.4
 	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/sys v0.50.0

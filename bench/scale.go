@@ -220,8 +220,11 @@ func scaleRun(n *benchNet, work, racker, release string, tail []byte, set scaleS
 		return open(ctx, s)
 	}
 
-	boot := api.NewClient(base)
-	boot.HTTP = clientIn(n.cliNS)
+	// The orchestrator is the management node: it reads the management
+	// views on the server namespace's loopback (they are refused to the
+	// nodes' network).
+	boot := api.NewClient("http://127.0.0.1:8080")
+	boot.HTTP = clientIn(n.srvNS)
 	resetPeakRSS()
 	if path := os.Getenv("BENCH_SCALE_CPUPROFILE"); path != "" {
 		stop, err := cpuProfile(fmt.Sprintf("%s.%s", path, strings.ReplaceAll(o.name, " ", "-")))

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -109,6 +111,9 @@ type simNode struct {
 	// firstDev is what the firmware booted at the node's first power-on:
 	// PXE when the orchestrator's boot flags went through the BMC.
 	firstDev bootDevice
+	// token is the node's secret from its install config, presented by
+	// the boot-phase fetch and the callbacks, as the real OS does.
+	token string
 }
 
 // start powers the node on (or resets it) with dev first: the boot runs in
@@ -270,6 +275,9 @@ func (n *simNode) get(c *http.Client, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if tok := n.currentToken(); tok != "" {
+		req.Header.Set(api.TokenHeader, api.TokenScheme+tok)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("GET %s from %s: %w", path, n.ip, err)
@@ -300,14 +308,63 @@ func (n *simNode) ignition(c *http.Client, phase string) error {
 	if err := json.Unmarshal([]byte(body), &cfg); err != nil || !strings.HasPrefix(cfg.Ignition.Version, "3.") {
 		return fmt.Errorf("ignition phase %s: not an Ignition v3 config (%v): %.200s", phase, err, body)
 	}
+	if phase == "install" {
+		// The token is in install.sh (TOKEN='…'), base64 inside the config.
+		tok, err := installToken(body)
+		if err != nil {
+			return fmt.Errorf("ignition phase install: %w", err)
+		}
+		n.mu.Lock()
+		n.token = tok
+		n.mu.Unlock()
+	}
 	return nil
+}
+
+func (n *simNode) currentToken() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.token
+}
+
+// installToken finds TOKEN='…' in the install config's install.sh.
+func installToken(cfgJSON string) (string, error) {
+	var cfg struct {
+		Storage struct {
+			Files []struct {
+				Path     string `json:"path"`
+				Contents struct {
+					Source string `json:"source"`
+				} `json:"contents"`
+			} `json:"files"`
+		} `json:"storage"`
+	}
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		return "", err
+	}
+	for _, f := range cfg.Storage.Files {
+		if f.Path != "/opt/racker/install.sh" {
+			continue
+		}
+		b64, _ := strings.CutPrefix(f.Contents.Source, "data:;base64,")
+		script, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return "", err
+		}
+		_, rest, ok := strings.Cut(string(script), "\nTOKEN='")
+		tok, _, ok2 := strings.Cut(rest, "'")
+		if ok && ok2 && tok != "" {
+			return tok, nil
+		}
+	}
+	return "", errors.New("no TOKEN in install.sh")
 }
 
 func (n *simNode) post(c *http.Client, ev api.EventKind) error {
 	n.sim.requests.Add(1)
 	ac := api.NewClient(n.sim.base)
 	ac.HTTP = c
-	if err := ac.PostEvent(n.sim.ctx, api.Callback{MAC: n.mac, Event: ev}); err != nil {
+	if err := ac.PostEvent(n.sim.ctx, api.Callback{MAC: n.mac, Event: ev}, n.currentToken()); err != nil {
 		return fmt.Errorf("callback %s from %s: %w", ev, n.ip, err)
 	}
 	return nil

@@ -22,6 +22,7 @@ var _ = Describe("a simulated rack", Ordered, func() {
 	strictSpecs()
 	reprovisionSpecs()
 	installFaultSpecs()
+	rogueSpecs()
 	operatorSpecs()
 	updateSpecs()
 	lifecycleSpecs()

@@ -92,10 +92,16 @@ func updateSpecs() {
 			// carry one written here instead of the repository's.
 			changes := GinkgoT().TempDir() + "/CHANGELOG.md"
 			Expect(os.WriteFile(changes, []byte(e2eChangelog), 0o644)).To(Succeed())
+			// Releases are signed. The installed release (from the installer
+			// image, make image) pins the key it was signed with, so these
+			// releases are signed with that same key (SIGN_KEY's default),
+			// as a vendor signs every release with one key.
+			key := rack.repo + "/bin/release-signing.pem"
+			Expect(key).To(BeAnExistingFile(), "make image writes the signing key the installer image is signed with")
 			By("publishing releases 1.0.0, 1.0.1, 1.1.0 and 2.0.0, built on this host as make image builds them and pushed over the management network")
 			for _, v := range []string{"1.0.0", "1.0.1", "1.1.0", "2.0.0"} {
 				res := rack.onMgmtNet(10*time.Minute, nil, rack.bin("racker"), "release", "image", "--manifest", rack.repo+"/release/conf.yaml",
-					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--out", GinkgoT().TempDir()+"/racker.oci.tar")
+					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--sign-key", key, "--out", GinkgoT().TempDir()+"/racker.oci.tar")
 				Expect(res.code).To(Equal(0), res.String())
 			}
 			step := func(want string, args ...string) string {

@@ -2,7 +2,8 @@
 // boot device, diagnostics and the serial-over-LAN console, behind one small
 // interface (Controller) with one driver per URL scheme:
 //
-//	ipmi://HOST[:PORT]   IPMI 2.0 lanplus (cipher suites 17 and 3), IPMI 1.5 fallback
+//	ipmi://HOST[:PORT]   IPMI 2.0 lanplus (cipher suites 17 and 3); IPMI 1.5 (MD5) only on
+//	                     request and for BMCs never seen speaking 2.0
 //	redfish://HOST[:PORT][/redfish/v1/Systems/ID]
 //	                     Redfish over HTTPS (gofish): a session (Basic auth when the
 //	                     BMC has none), the certificate pinned on first use
@@ -172,11 +173,24 @@ type Options struct {
 	// Insecure skips the TLS check of Redfish BMCs altogether (no pin):
 	// anyone on the path then sees the BMC password. Only on request.
 	Insecure bool
+	// Protocols remembers which IPMI protocol each BMC answered, so a BMC
+	// that once spoke lanplus is never spoken to otherwise
+	// (ipmi_downgrade.go); the CLI gives a FileProtocols in the state
+	// folder. Nil: remembered for the life of the process.
+	Protocols ProtocolStore
+	// AllowIPMI15 lets the ipmi driver fall back to IPMI 1.5 (MD5 or MD2
+	// authentication, never straight password) for a BMC that has never
+	// answered IPMI 2.0. Off by default: only on request
+	// (--ipmi-allow-v15).
+	AllowIPMI15 bool
 }
 
 func (o Options) withDefaults() Options {
 	if o.Pins == nil {
 		o.Pins = processPins
+	}
+	if o.Protocols == nil {
+		o.Protocols = processProtocols
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

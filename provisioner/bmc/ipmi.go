@@ -17,8 +17,10 @@ import (
 )
 
 // The ipmi driver talks RMCP+ (IPMI 2.0 "lanplus") with cipher suites 17
-// (HMAC-SHA256, AES) and 3 (HMAC-SHA1, AES), and falls back to IPMI 1.5 when
-// a BMC does not offer 2.0. Suite 0 (no authentication) is never offered.
+// (HMAC-SHA256, AES) and 3 (HMAC-SHA1, AES). Suite 0 (no authentication) is
+// never offered, and IPMI 1.5 only on request, never after a BMC spoke
+// lanplus, and never with straight-password authentication
+// (ipmi_downgrade.go).
 //
 // An operation runs its commands in the BMC's kept session or a new one;
 // a session that worked is kept for the next operation for a short idle
@@ -98,23 +100,36 @@ const (
 	protoLan     = "lan" // IPMI 1.5
 )
 
-// connect opens one authenticated session: IPMI 2.0 lanplus first; IPMI 1.5
-// when the BMC answers the (1.5-framed) capabilities request but opens no
-// RMCP+ session, as a 1.5-only BMC does. Once a BMC is known to speak
-// lanplus it never falls back, so a lanplus failure cannot downgrade
-// security. Each attempt gets its own TryTimeout within ctx.
+// connect opens one authenticated session: IPMI 2.0 lanplus first; IPMI
+// 1.5 only with Options.AllowIPMI15, when the BMC answers the (1.5-framed)
+// capabilities request but opens no RMCP+ session, as a 1.5-only BMC does,
+// and never for a BMC that has spoken lanplus before (this controller, or
+// any process sharing Options.Protocols): a lanplus failure cannot
+// downgrade security. Each attempt gets its own TryTimeout within ctx.
 func (c *ipmiController) connect(ctx context.Context) (*client.Client, error) {
 	c.mu.Lock()
 	proto := c.proto
 	c.mu.Unlock()
-	if proto != protoLan {
+	if proto == "" {
+		known, err := c.opts.Protocols.Protocol(c.key)
+		if err != nil {
+			return nil, fmt.Errorf("reading which protocol the BMC spoke before: %w", err)
+		}
+		proto = known
+	}
+	if proto != protoLan || !c.opts.AllowIPMI15 {
 		cl, err := c.connectWith(ctx, client.InterfaceLanplus)
 		if err == nil {
 			c.learn(protoLanplus)
 			return cl, nil
 		}
-		if proto == protoLanplus || isAuthError(err) || errors.Is(err, ErrAuth) || !answeredCapabilities(err) || ctx.Err() != nil {
+		switch {
+		case proto == protoLanplus:
+			return nil, permanentError{fmt.Errorf("%w: the BMC spoke IPMI 2.0 before and opens no IPMI 2.0 session now (someone answering in its place?): %v", ErrDowngrade, err)}
+		case isAuthError(err) || errors.Is(err, ErrAuth) || !answeredCapabilities(err) || ctx.Err() != nil:
 			return nil, err
+		case !c.opts.AllowIPMI15:
+			return nil, permanentError{fmt.Errorf("the BMC opens no IPMI 2.0 session, and IPMI 1.5 is off (--ipmi-allow-v15 allows it for BMCs without IPMI 2.0): %w", err)}
 		}
 		c.opts.Logger.Debug("BMC opened no IPMI 2.0 session; trying IPMI 1.5", "node", c.opts.Node, "bmc", c.addr, "err", err)
 	}
@@ -122,15 +137,22 @@ func (c *ipmiController) connect(ctx context.Context) (*client.Client, error) {
 	if err == nil {
 		c.learn(protoLan)
 	}
+	if errors.Is(err, ErrDowngrade) {
+		err = permanentError{err} // asking again sends nothing better
+	}
 	return cl, err
 }
 
 func (c *ipmiController) learn(proto string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.proto != proto {
-		c.proto = proto
+	changed := c.proto != proto
+	c.proto = proto
+	c.mu.Unlock()
+	if changed {
 		c.opts.Logger.Debug("BMC session protocol", "node", c.opts.Node, "bmc", c.addr, "protocol", proto)
+		if err := c.opts.Protocols.Learned(c.key, proto); err != nil {
+			c.opts.Logger.Warn("could not remember the BMC's protocol", "bmc", c.addr, "err", err)
+		}
 	}
 }
 
@@ -152,6 +174,7 @@ func (c *ipmiController) connectWith(ctx context.Context, intf client.Interface)
 	// Each packet gets a third of the try; go-ipmi resends once before the
 	// try's deadline ends it.
 	cl.WithInterface(intf).WithTimeout(c.opts.TryTimeout / 3).WithRetry(1).WithCipherSuiteID(cipherSuites...)
+	cl.WithUDPProxy(guardDialer{lanplus: intf == client.InterfaceLanplus})
 	cl.WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
 	if err := cl.Connect(ctx); err != nil {
 		// No session to close: a cancelled context makes go-ipmi skip the

@@ -78,7 +78,10 @@ func ipmi15Relay(t *testing.T, upstream string) string {
 func TestIPMI15FallbackWhenTheBMCOpensNoLanplusSession(t *testing.T) {
 	tb := startGoIPMI(t, true)
 	addr := ipmi15Relay(t, tb.addr)
-	c := openTest(t, "ipmi://"+addr, testOpts(t, nil))
+	opts := testOpts(t, nil)
+	opts.AllowIPMI15 = true // on request only
+	opts.Protocols = &MemoryProtocols{}
+	c := openTest(t, "ipmi://"+addr, opts)
 	ctx := context.Background()
 
 	if err := c.Power(ctx, ActionOn); err != nil {

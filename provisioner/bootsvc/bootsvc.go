@@ -48,9 +48,11 @@ const (
 // Config says what to serve and where.
 type Config struct {
 	Plan *plan.Plan // required
-	// Interface is the PXE interface: DHCP and TFTP are bound to it (never
-	// answering on another network), HTTP listens on the management node's
-	// planned address. The address must already be on the interface
+	// Interface is the PXE interface: DHCP, TFTP and the nodes' HTTP are
+	// bound to it (SO_BINDTODEVICE: never answering on another network),
+	// HTTP on the management node's planned address. The management views
+	// (events, nodes, metrics, reinstall, netboot) are also served on
+	// 127.0.0.1:HTTPPort. The address must already be on the interface
 	// (racker serve makes sure of it).
 	Interface string
 	StateDir  string // leases, events, node targets; required
@@ -81,6 +83,13 @@ type Config struct {
 	TFTPConn     net.PacketConn
 	HTTPListener net.Listener
 	MatchboxConn net.Listener // matchbox's gRPC API (with Matchbox)
+	// AdminListener serves the management views on loopback; when
+	// HTTPListener is passed in and this is nil, there is none (the given
+	// listener serves everything, to callers the server trusts by address).
+	AdminListener net.Listener
+	// PerSourceConns caps the connections one address holds on the nodes'
+	// listener (default web.DefaultPerSourceConns).
+	PerSourceConns int
 	// Ports of the sockets Open opens itself (default 67, 69).
 	DHCPPort, TFTPPort int
 }
@@ -106,6 +115,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MatchboxPort == 0 {
 		cfg.MatchboxPort = api.MatchboxRPCPort
+	}
+	if cfg.PerSourceConns <= 0 {
+		cfg.PerSourceConns = web.DefaultPerSourceConns
 	}
 	return cfg, nil
 }
@@ -222,7 +234,7 @@ func (s *Services) macForIP(ip netip.Addr) string {
 		return mac
 	}
 	for _, l := range s.leases.All() { // pool clients only: rare, and few
-		if l.IP == ip {
+		if cur, ok := s.leases.Addr(l.MAC); ok && cur == ip { // a current lease only
 			return l.MAC
 		}
 	}
@@ -250,10 +262,18 @@ func (s *Services) open(ctx context.Context) error {
 	s.closers = append(s.closers, func() { cfg.TFTPConn.Close() })
 	if cfg.HTTPListener == nil {
 		addr := net.JoinHostPort(cfg.Plan.Management.IP.String(), strconv.Itoa(cfg.HTTPPort))
-		if cfg.HTTPListener, err = net.Listen("tcp4", addr); err != nil {
-			return fmt.Errorf("listening for HTTP on %s: %w", addr, err)
+		if cfg.HTTPListener, err = web.ListenOnDevice(ctx, cfg.Interface, addr); err != nil {
+			return err
+		}
+		if cfg.AdminListener == nil {
+			local := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPPort))
+			if cfg.AdminListener, err = net.Listen("tcp4", local); err != nil {
+				cfg.HTTPListener.Close()
+				return fmt.Errorf("listening for the management views on %s: %w", local, err)
+			}
 		}
 	}
+	cfg.HTTPListener = web.LimitPerSource(cfg.HTTPListener, cfg.PerSourceConns, s.web.Metrics())
 	s.closers = append(s.closers, func() { cfg.HTTPListener.Close() })
 	if s.mb != nil {
 		if cfg.MatchboxConn == nil {
@@ -263,6 +283,9 @@ func (s *Services) open(ctx context.Context) error {
 			}
 		}
 		s.closers = append(s.closers, func() { cfg.MatchboxConn.Close() })
+	}
+	if cfg.AdminListener != nil {
+		s.closers = append(s.closers, func() { cfg.AdminListener.Close() })
 	}
 	return nil
 }
@@ -292,6 +315,9 @@ func (s *Services) Serve(ctx context.Context) error {
 	if s.mb != nil {
 		run("matchbox gRPC", func() error { return s.mb.ServeRPC(ctx, cfg.MatchboxConn) })
 	}
+	if cfg.AdminListener != nil {
+		run("HTTP (management views)", func() error { return s.web.Serve(ctx, cfg.AdminListener) })
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -299,6 +325,7 @@ func (s *Services) Serve(ctx context.Context) error {
 		s.tftp.Shutdown() // ends Serve; waits for transfers in flight
 	}()
 	log.Info("boot services running", "interface", cfg.Interface, "address", cfg.Plan.Management.IP, "http_port", cfg.HTTPPort,
+		"management_views", listenerAddr(cfg.AdminListener),
 		"tftp_root", cfg.TFTPRoot, "reservations", len(*s.planned.Load()), "dynamic_pool", cfg.DynamicPool, "matchbox", s.mb != nil)
 	<-ctx.Done()
 	wg.Wait()
@@ -355,6 +382,9 @@ func closeGiven(cfg Config) {
 	if cfg.MatchboxConn != nil {
 		cfg.MatchboxConn.Close()
 	}
+	if cfg.AdminListener != nil {
+		cfg.AdminListener.Close()
+	}
 }
 
 func plannedByIP(res []dhcp.Reservation) *map[netip.Addr]string {
@@ -380,4 +410,11 @@ func reservations(p *plan.Plan) []dhcp.Reservation {
 		}
 	}
 	return out
+}
+
+func listenerAddr(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }

@@ -81,6 +81,8 @@ func netbootVM(t *testing.T, fw firmware) {
 	vm := rackNode{primary: "52:54:00:bb:10:01", bmc: "52:54:00:bb:10:02", secondary: "52:54:00:bb:10:03", typ: "worker"}
 	r := newRack(t, n, vm)
 	serve(t, n, r, "--os", "testos", "--testos-dir", tos)
+	// Racker opens the node's boot window before it powers it on.
+	inNS(t, n.srvNS, "busybox", "wget", "-q", "-O", "-", "--post-data", "", "http://127.0.0.1:8080/api/v1/nodes/"+vm.primary+"/netboot")
 
 	disk := filepath.Join(t.TempDir(), "disk.raw")
 	if err := os.Truncate(createFile(t, disk), 256<<20); err != nil {

@@ -56,11 +56,16 @@ func TestUdhcpcGetsPlannedAddresses(t *testing.T) {
 			t.Errorf("leases.Lookup(%s) = %v %v %v, want %s", mac, ip, ok, err, want)
 		}
 	}
-	// The HTTP API reports the BMC's lease (from the client's side of the link).
-	n.addClientAddr(t, "172.24.213.3/24")
-	out := inNS(t, n.cliNS, "busybox", "wget", "-q", "-O", "-", "http://172.24.213.1:8080/api/v1/nodes")
+	// The management views report the BMC's lease, on the management
+	// node's loopback; a machine on the internal network is refused them.
+	out := inNS(t, n.srvNS, "busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/api/v1/nodes")
 	if !strings.Contains(out, `"bmc_ip":"172.24.213.3"`) {
 		t.Errorf("GET /api/v1/nodes does not show the BMC lease:\n%s", out)
+	}
+	n.addClientAddr(t, "172.24.213.3/24")
+	if out, err := netenv.Command(context.Background(), n.cliNS, "busybox", "wget", "-q", "-O", "-",
+		"http://172.24.213.1:8080/api/v1/nodes").CombinedOutput(); err == nil || strings.Contains(string(out), node1.primary) {
+		t.Errorf("a node read GET /api/v1/nodes (%v):\n%s", err, out)
 	}
 	log := s.stop(t)
 	if !strings.Contains(log, "boot services stopped") {
@@ -213,6 +218,11 @@ func TestIgnitionOnlyToItsNode(t *testing.T) {
 	r := newRack(t, n, node1, node2)
 	// An install config names an OS release; a signed stand-in folder will do.
 	serve(t, n, r, "--os", "testos", "--testos-dir", signedRelease(t))
+	// Racker opens both nodes' boot windows (as bootstrap does before it
+	// powers them on), on the management node's loopback.
+	for _, mac := range []string{node1.primary, node2.primary} {
+		inNS(t, n.srvNS, "busybox", "wget", "-q", "-O", "-", "--post-data", "", "http://127.0.0.1:8080/api/v1/nodes/"+mac+"/netboot")
+	}
 	n.setClientMAC(t, node1.primary)
 	v := udhcpc(t, n)
 	if v["ip"] == "" {
@@ -229,6 +239,11 @@ func TestIgnitionOnlyToItsNode(t *testing.T) {
 	}
 	if out, err := get(node2.primary); err == nil || !strings.Contains(out, "403") {
 		t.Fatalf("node 1 got node 2's Ignition (%v):\n%s", err, out)
+	}
+	// Served once per install generation: a second fetch, even from the
+	// node's own address, is refused.
+	if out, err := get(node1.primary); err == nil || strings.Contains(out, `"version":"3.4.0"`) {
+		t.Fatalf("node 1's install config was served twice (%v):\n%s", err, out)
 	}
 	if !hasEvent(events(t, r.state), node2.primary, api.KindForbidden, v["ip"]) {
 		t.Errorf("no forbidden event naming the requester: %s", summarize(events(t, r.state)))
@@ -305,4 +320,33 @@ func TestSIGHUPReloadsNodes(t *testing.T) {
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// TestHTTPOnlyOnThePXEInterface: the weak host model would let a machine on
+// the public side reach the internal address through the management
+// node's public interface (a route to 172.24.213.0/24 via it is all it
+// takes). The nodes' HTTP socket is bound to the PXE interface, so such a
+// connection is refused; the PXE side and the management node's loopback
+// are served.
+func TestHTTPOnlyOnThePXEInterface(t *testing.T) {
+	n, pub := newTestNets(t, true)
+	r := newRack(t, n, node1)
+	serve(t, n, r)
+	pub.addClientAddr(t, "192.168.77.2/24")
+	inNS(t, pub.cliNS, "ip", "route", "add", "172.24.213.0/24", "via", "192.168.77.1")
+	for _, path := range []string{"/healthz", "/boot.ipxe", "/api/v1/nodes", "/metrics"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := netenv.Command(ctx, pub.cliNS, "busybox", "wget", "-q", "-O", "-", "http://172.24.213.1:8080"+path).CombinedOutput()
+		cancel()
+		if err == nil {
+			t.Errorf("GET %s from the public side answered:\n%s", path, out)
+		}
+	}
+	n.addClientAddr(t, "172.24.213.200/24")
+	if out := inNS(t, n.cliNS, "busybox", "wget", "-q", "-O", "-", "http://172.24.213.1:8080/healthz"); !strings.Contains(out, "ok") {
+		t.Errorf("healthz on the PXE side: %q", out)
+	}
+	if out := inNS(t, n.srvNS, "busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/api/v1/nodes"); !strings.Contains(out, node1.primary) {
+		t.Errorf("management views on loopback: %q", out)
+	}
 }

@@ -26,6 +26,7 @@ type bmcFlags struct {
 	url      string
 	driver   string
 	insecure bool
+	ipmiV15  bool
 	bootURL  string
 	plan     PlanFlags
 }
@@ -34,7 +35,8 @@ func addBMCFlags(fs *pflag.FlagSet, bf *bmcFlags) {
 	fs.StringVar(&bf.url, "bmc", "", "address a BMC directly (ipmi://HOST[:PORT], redfish://HOST[:PORT], libvirt:///DOMAIN) instead of a NODE")
 	fs.StringVar(&bf.driver, "bmc-driver", "", bmcDriverHelp)
 	fs.BoolVar(&bf.insecure, "insecure", false, insecureHelp)
-	fs.StringVar(&bf.bootURL, "boot-services", "", "URL of the boot services, asked for the BMC's current address (default http://MANAGEMENT-ADDRESS:8080)")
+	fs.BoolVar(&bf.ipmiV15, "ipmi-allow-v15", false, ipmiV15Help)
+	fs.StringVar(&bf.bootURL, "boot-services", "", "URL of the boot services, asked for the BMC's current address (default http://127.0.0.1:8080)")
 	AddPlanFlags(fs, &bf.plan)
 }
 
@@ -83,7 +85,7 @@ type bmcTarget struct {
 }
 
 func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcTarget, error) {
-	opts := env.bmcOptionsFor(bmc.Options{Logger: env.Logger()}, bf.insecure)
+	opts := env.bmcOptionsFor(env.bmcOptions(bmc.Options{Logger: env.Logger()}, bf.ipmiV15), bf.insecure)
 	if bf.url != "" {
 		creds, err := env.bmcCredentials()
 		if err != nil {
@@ -130,11 +132,11 @@ func (env *Env) resolveBMC(ctx context.Context, bf *bmcFlags, node string) (bmcT
 	return bmcTarget{url: u, opts: opts, label: label}, nil
 }
 
-// bootClient is the client of the boot services at url, by default at the
-// management node's address and port.
+// bootClient is the client of the boot services at url, by default their
+// management views on loopback.
 func bootClient(url string, mgmt netip.Addr, port int) *api.Client {
 	if url == "" {
-		url = "http://" + netip.AddrPortFrom(mgmt, uint16(port)).String()
+		url = managementURL(port)
 	}
 	return api.NewClient(url)
 }

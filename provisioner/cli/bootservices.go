@@ -127,7 +127,9 @@ func serveRelease(ctx context.Context, env *Env, f *bootFlags) (*images.Release,
 // bootServices are the boot services a run uses: found running, or started
 // in-process (stop ends them). ctx ends when in-process services fail.
 type bootServices struct {
-	url string
+	url string // the management views (loopback)
+	// nodeURL is how nodes reach the services: http://MANAGEMENT-ADDRESS:PORT.
+	nodeURL string
 	// release names the OS being served ("testos current") when Racker
 	// started the services itself; a running racker serve does not say.
 	release string
@@ -140,8 +142,9 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 	log := env.Logger()
 	url := f.bootURL
 	if url == "" {
-		url = "http://" + netip.AddrPortFrom(p.Management.IP, uint16(f.boot.httpPort)).String()
+		url = managementURL(f.boot.httpPort)
 	}
+	nodeURL := "http://" + netip.AddrPortFrom(p.Management.IP, uint16(f.boot.httpPort)).String()
 	c := api.NewClient(url)
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	err := c.Healthz(hctx)
@@ -151,7 +154,7 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 		// Rows added to nodes.csv since racker serve last read it: make
 		// it read them now, or the new nodes get no address.
 		env.reloadRunningServices(ctx, url, p.Management.IP)
-		return &bootServices{url: url, client: c, ctx: ctx, stop: func() {}}, nil
+		return &bootServices{url: url, nodeURL: nodeURL, client: c, ctx: ctx, stop: func() {}}, nil
 	}
 	if f.bootURL != "" || mustBeRunning {
 		return nil, fmt.Errorf("no boot services answer at %s (start racker serve): %w", url, err)
@@ -176,7 +179,16 @@ func ensureBootServices(ctx context.Context, env *Env, inv *inventory.Inventory,
 	if release != nil {
 		label = release.OS + " " + release.Version
 	}
-	return &bootServices{url: url, client: c, ctx: runCtx, release: label, stop: func() { scancel(); <-errc; runCancel(nil) }}, nil
+	return &bootServices{url: url, nodeURL: nodeURL, client: c, ctx: runCtx, release: label, stop: func() { scancel(); <-errc; runCancel(nil) }}, nil
+}
+
+// managementURL is where the boot services serve the management views
+// (events, nodes, reinstall, netboot) on the management node: loopback.
+// The nodes' listener on the internal address is bound to the PXE
+// interface, which a connection from the management node itself never
+// arrives on (docs/security.md).
+func managementURL(port int) string {
+	return "http://" + netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port)).String()
 }
 
 // ensureAddress brings the PXE interface up and makes sure it holds the

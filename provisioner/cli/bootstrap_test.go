@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,12 +36,22 @@ import (
 // with wipe-all.
 var wipedInstalls sync.Map
 
+// nodeCallbacks maps a simulated node's primary MAC to its callback poster
+// (from the node's address, with its current token), so a test can make a
+// node report again after bootstrap.
+var nodeCallbacks sync.Map
+
 func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 	b := bmc.Fake(fakeBMCName(n.PrimaryMAC))
 	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: n.IP.AsSlice()}}).DialContext}}
+	var token atomic.Value // string; set by this goroutine, read by nodeCallbacks' callers
+	token.Store("")
 	post := func(event string) {
 		body, _ := json.Marshal(api.Callback{MAC: n.PrimaryMAC, Event: api.EventKind(event)})
-		resp, err := client.Post(base+"/api/v1/events", "application/json", bytes.NewReader(body))
+		req, _ := http.NewRequest("POST", base+"/api/v1/events", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(api.TokenHeader, api.TokenScheme+token.Load().(string))
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Errorf("%s: posting %s: %v", n.Hostname, event, err)
 			return
@@ -49,6 +61,7 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 			t.Errorf("%s: posting %s: %s", n.Hostname, event, resp.Status)
 		}
 	}
+	nodeCallbacks.Store(n.PrimaryMAC, post)
 	seen, installed := len(b.Actions()), false
 	for ctx.Err() == nil {
 		time.Sleep(2 * time.Millisecond)
@@ -76,6 +89,19 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 					if serial := b.Serial(); serial != nil {
 						go io.WriteString(serial, "testos: flatcar-install: writing the OS image to /dev/vda\r\n")
 					}
+					// The live system's Ignition: the install config carries the token.
+					resp, err := client.Get(base + "/ignition?mac=" + n.PrimaryMAC + "&phase=install")
+					if err != nil {
+						t.Errorf("%s: install config: %v", n.Hostname, err)
+						continue
+					}
+					cfg, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						t.Errorf("%s: install config: %s %s", n.Hostname, resp.Status, cfg)
+						continue
+					}
+					token.Store(installToken(t, cfg))
 					post("installing")
 					post("installed")
 					installed = true
@@ -348,4 +374,32 @@ func TestStatusWatch(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, orchestrator.StateFile)); !os.IsNotExist(err) {
 		t.Error("status wrote provisioning state")
 	}
+}
+
+// installToken reads TOKEN='…' out of an install config's install.sh.
+func installToken(t *testing.T, cfg []byte) string {
+	t.Helper()
+	var doc struct {
+		Storage struct {
+			Files []struct {
+				Path     string `json:"path"`
+				Contents struct {
+					Source string `json:"source"`
+				} `json:"contents"`
+			} `json:"files"`
+		} `json:"storage"`
+	}
+	if err := json.Unmarshal(cfg, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range doc.Storage.Files {
+		if f.Path == "/opt/racker/install.sh" {
+			b, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(f.Contents.Source, "data:;base64,"))
+			_, rest, _ := strings.Cut(string(b), "\nTOKEN='")
+			tok, _, _ := strings.Cut(rest, "'")
+			return tok
+		}
+	}
+	t.Fatal("no install.sh in the install config")
+	return ""
 }

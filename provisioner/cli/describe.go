@@ -79,7 +79,7 @@ says what to do about each failure reason.`,
 	cmd.Flags().IntVar(&events, "events", 20, "boot-service events to show")
 	cmd.Flags().BoolVar(&noBMC, "no-bmc", false, "do not ask the BMC")
 	cmd.Flags().StringVar(&driver, "bmc-driver", "", bmcDriverHelp)
-	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services (default http://MANAGEMENT-ADDRESS:HTTP-PORT)")
+	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services' management views (default http://127.0.0.1:HTTP-PORT)")
 	cmd.Flags().IntVar(&httpPort, "http-port", 8080, "HTTP port of the boot services")
 	return cmd
 }

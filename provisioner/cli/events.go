@@ -97,7 +97,7 @@ them); without one, Racker's transitions are shown alone, with a warning.`,
 	addOutputFlag(cmd, &out)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new entries until interrupted")
 	cmd.Flags().DurationVar(&since, "since", 0, "only entries of this last while (e.g. 1h)")
-	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services (default http://MANAGEMENT-ADDRESS:HTTP-PORT)")
+	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services' management views (default http://127.0.0.1:HTTP-PORT)")
 	cmd.Flags().IntVar(&httpPort, "http-port", 8080, "HTTP port of the boot services")
 	return cmd
 }

@@ -59,8 +59,8 @@ func (e *Env) reloadRunningServices(ctx context.Context, url string, mgmt netip.
 }
 
 // powerOff powers node n off through its BMC, as a run would reach it.
-func powerOff(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, n plan.Node, driver string, insecure bool, bootURL string) error {
-	t, err := bmcTargetsFor(env, inv, p, driver, insecure, bootClient(bootURL, p.Management.IP, 8080))
+func powerOff(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, n plan.Node, driver string, insecure, ipmiV15 bool, bootURL string) error {
+	t, err := bmcTargetsFor(env, inv, p, driver, insecure, ipmiV15, bootClient(bootURL, p.Management.IP, 8080))
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,7 @@ type provisionFlags struct {
 	uefiTypes []string
 	bmcDriver string
 	insecure  bool
+	ipmiV15   bool
 	bootURL   string
 	boot      bootFlags
 	timeouts  orchestrator.Timeouts
@@ -54,7 +56,8 @@ func addProvisionFlags(fs *pflag.FlagSet, f *provisionFlags) {
 	fs.StringSliceVar(&f.uefiTypes, "uefi-types", nil, "node types whose firmware boots UEFI (boot flags get the EFI bit)")
 	fs.StringVar(&f.bmcDriver, "bmc-driver", "", bmcDriverHelp)
 	fs.BoolVar(&f.insecure, "insecure", false, insecureHelp)
-	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services (default: http://MANAGEMENT-ADDRESS:HTTP-PORT, started in-process when none answers)")
+	fs.BoolVar(&f.ipmiV15, "ipmi-allow-v15", false, ipmiV15Help)
+	fs.StringVar(&f.bootURL, "boot-services", "", "URL of running boot services' management views (default: http://127.0.0.1:HTTP-PORT, started in-process when none answers)")
 	fs.BoolVar(&f.recordConsoles, "record-consoles", true, "record every node's serial console to STATE/console/HOSTNAME.log while the run lasts (racker describe shows the tail)")
 	addBootFlags(fs, &f.boot) // for the boot services, when they run in-process
 	t := orchestrator.DefaultTimeouts
@@ -136,7 +139,7 @@ func (pr *provisioning) run(ctx context.Context, env *Env) error {
 		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d node(s) failed: %s", pr.command, len(failed), names(failed))}
 	}
 	if pr.after != nil {
-		return pr.after(svc.url)
+		return pr.after(svc.nodeURL)
 	}
 	return nil
 }
@@ -150,7 +153,7 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
-	targets, err := bmcTargetsFor(env, inv, p, f.bmcDriver, f.insecure, svc.client)
+	targets, err := bmcTargetsFor(env, inv, p, f.bmcDriver, f.insecure, f.ipmiV15, svc.client)
 	if err != nil {
 		return orchestrator.Result{}, err
 	}
@@ -251,12 +254,12 @@ type bmcTargets struct {
 // lease may arrive mid-run), else at the planned address, over the
 // protocol of its type (bmcReach). The "fake" driver (in-process fake://
 // BMCs named by primary MAC) is for tests.
-func bmcTargetsFor(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, insecure bool, boot *api.Client) (bmcTargets, error) {
+func bmcTargetsFor(env *Env, inv *inventory.Inventory, p *plan.Plan, driver string, insecure, ipmiV15 bool, boot *api.Client) (bmcTargets, error) {
 	planned := map[string]netip.Addr{}
 	for _, n := range p.All() {
 		planned[n.PrimaryMAC] = n.BMCIP
 	}
-	opts := env.bmcOptionsFor(bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}, insecure)
+	opts := env.bmcOptionsFor(env.bmcOptions(bmc.Options{Credentials: inv.Credentials, Logger: env.Logger()}, ipmiV15), insecure)
 	reach, err := env.newBMCReach(driver, opts)
 	if err != nil {
 		return bmcTargets{}, err
@@ -273,6 +276,17 @@ func bmcTargetsFor(env *Env, inv *inventory.Inventory, p *plan.Plan, driver stri
 		return reach.url(ctx, name, n.PrimaryMAC, n.BMCMAC, n.Type, a)
 	}
 	return bmcTargets{urlFor: urlFor, opts: opts}, nil
+}
+
+const ipmiV15Help = "allow IPMI 1.5 (MD5, never straight password) for BMCs that have never answered IPMI 2.0; off, Racker speaks IPMI 2.0 only"
+
+// bmcOptions adds what keeps BMC sessions from being downgraded: the
+// protocol each BMC answered, remembered in the state folder (a BMC that
+// spoke IPMI 2.0 is never spoken to otherwise), and the IPMI 1.5 opt-in.
+func (env *Env) bmcOptions(o bmc.Options, ipmiV15 bool) bmc.Options {
+	o.Protocols = &bmc.FileProtocols{Path: filepath.Join(env.StateDir, bmc.ProtocolsFile)}
+	o.AllowIPMI15 = ipmiV15
+	return o
 }
 
 // recordConsoles records the console of every node of the run that is not

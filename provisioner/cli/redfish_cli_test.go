@@ -214,7 +214,7 @@ func TestProvisionReachesEachNodeByItsTypesProtocol(t *testing.T) {
 	}
 	down := httptest.NewServer(http.NotFoundHandler())
 	defer down.Close()
-	targets, err := bmcTargetsFor(env, inv, p, "", false, api.NewClient(down.URL))
+	targets, err := bmcTargetsFor(env, inv, p, "", false, false, api.NewClient(down.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestProvisionReachesEachNodeByItsTypesProtocol(t *testing.T) {
 			t.Errorf("node %s (%s): %q, %v; want %s…", n.PrimaryMAC, n.Type, u, err, want)
 		}
 	}
-	if _, err := bmcTargetsFor(env, inv, p, "snmp", false, api.NewClient(down.URL)); err == nil || !strings.Contains(err.Error(), "--bmc-driver") {
+	if _, err := bmcTargetsFor(env, inv, p, "snmp", false, false, api.NewClient(down.URL)); err == nil || !strings.Contains(err.Error(), "--bmc-driver") {
 		t.Errorf("--bmc-driver snmp: %v", err)
 	}
 }

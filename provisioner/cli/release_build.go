@@ -22,12 +22,12 @@ func newReleaseCmd(env *Env) *cobra.Command {
 		Short:  "Build and push Racker's installer image",
 		Hidden: true,
 	}
-	cmd.AddCommand(newReleaseImageCmd(env), newReleasePushCmd(env), newReleaseDocsCmd(env))
+	cmd.AddCommand(newReleaseImageCmd(env), newReleasePushCmd(env), newReleaseKeygenCmd(env), newReleaseDocsCmd(env))
 	return cmd
 }
 
 func newReleaseImageCmd(env *Env) *cobra.Command {
-	var manifest, version, registry, out, cache, changes string
+	var manifest, version, registry, out, cache, changes, signKey string
 	var with []string
 	var push bool
 	cmd := &cobra.Command{
@@ -38,6 +38,17 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := release.LoadManifest(manifest)
+			if err != nil {
+				return err
+			}
+			if signKey == "" {
+				return errors.New("release image: --sign-key FILE is required: releases are signed (racker release keygen makes a key; make image uses SIGN_KEY, bin/release-signing.pem)")
+			}
+			key, err := release.ReadSigningKey(signKey)
+			if err != nil {
+				return err
+			}
+			pub, err := release.PublicKeyPEM(key)
 			if err != nil {
 				return err
 			}
@@ -54,17 +65,25 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 			}
 			defer os.RemoveAll(work)
 			img, info, err := release.Build(cmd.Context(), release.BuildOptions{
-				Manifest: m, Version: v, Registry: registry, Enable: with, Changelog: changes,
+				Manifest: m, Version: v, Registry: registry, Enable: with, Changelog: changes, SigningKey: pub,
 				CacheDir: cache, Output: env.Stderr, Logger: env.Logger(),
 			}, work)
 			if err != nil {
 				return fmt.Errorf("building the installer image %s: %w", v, err)
 			}
 			repo := info.Registry
-			if err := release.WriteOCIArchive(img, repo, v, out); err != nil {
+			d, err := img.Digest()
+			if err != nil {
+				return fmt.Errorf("building the installer image %s: %w", v, err)
+			}
+			sig, err := release.Sign(d, repo, key)
+			if err != nil {
 				return err
 			}
-			d, _ := img.Digest()
+			if err := release.WriteSignedOCIArchive(img, sig, repo, v, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "signed %s with %s (cosign format, %s)\n", d, release.KeyID(&key.PublicKey), release.SignatureTag(d))
 			fmt.Fprintf(env.Stdout, "%s: racker %s (%s), modules %s, %s\n", out, v, d, strings.Join(info.Modules, ","), registryNote(repo))
 			if !push {
 				return nil
@@ -79,7 +98,10 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 			if err := reg.Push(cmd.Context(), img, v); err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "pushed %s:%s (%s)\n", reg, v, d)
+			if err := reg.PushSignature(cmd.Context(), sig, d); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "pushed %s:%s (%s) and its signature\n", reg, v, d)
 			return nil
 		},
 	}
@@ -91,7 +113,32 @@ func newReleaseImageCmd(env *Env) *cobra.Command {
 	f.StringVar(&out, "out", "", "OCI archive to write (default bin/racker-VERSION.oci.tar)")
 	f.BoolVar(&push, "push", false, "also push the image to --registry, tagged with its version")
 	f.StringVar(&changes, "changelog", "", "changelog whose section for the version goes into the image (default: the manifest's, CHANGELOG.md)")
+	f.StringVar(&signKey, "sign-key", "", "ECDSA P-256 private key (PKCS#8 PEM) that signs the image; its public key ships in the release")
 	f.StringVar(&cache, "cache", filepath.Join(os.TempDir(), "racker-release-cache"), "download cache for pinned assets")
+	return cmd
+}
+
+func newReleaseKeygenCmd(env *Env) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use: "keygen",
+		Example: `  racker release keygen --out bin/release-signing.pem   # make image does this on first use
+  racker release image --manifest release/conf.yaml --version 1.2.0 --sign-key bin/release-signing.pem`,
+		Short: "Make a release signing key pair (ECDSA P-256: FILE and FILE's name with .pub)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(out); err == nil {
+				return fmt.Errorf("keygen: %s exists; not replacing a signing key", out)
+			}
+			pub, err := release.GenerateKey(out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "wrote %s (private, keep it safe) and %s\n", out, pub)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "bin/release-signing.pem", "private key file to write")
 	return cmd
 }
 
@@ -113,7 +160,7 @@ func newReleasePushCmd(env *Env) *cobra.Command {
 			if registry == "" {
 				return errors.New("push: --registry HOST[:PORT]/REPO is required")
 			}
-			img, closeFn, err := release.OpenOCIArchive(args[0])
+			img, sig, closeFn, err := release.OpenSignedOCIArchive(args[0])
 			if err != nil {
 				return err
 			}
@@ -130,6 +177,11 @@ func newReleasePushCmd(env *Env) *cobra.Command {
 				return err
 			}
 			d, _ := img.Digest()
+			if sig != nil {
+				if err := reg.PushSignature(cmd.Context(), sig, d); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(env.Stdout, "pushed %s:%s (%s)\n", reg, info.Version, d)
 			return nil
 		},

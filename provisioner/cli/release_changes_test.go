@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log"
@@ -78,13 +77,8 @@ func publishWithChangelogs(t *testing.T, versions ...string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, _, err := release.Build(context.Background(), release.BuildOptions{Manifest: m, Version: v, Registry: ref}, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := reg.Push(context.Background(), img, v); err != nil {
-			t.Fatal(err)
-		}
+		_, key := signingKey(t)
+		publish(t, reg, m, v, v, key)
 	}
 	return ref
 }

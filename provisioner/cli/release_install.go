@@ -17,10 +17,12 @@ import (
 type releaseFlags struct {
 	root     string
 	registry string
+	trustKey string
 }
 
 func addReleaseFlags(cmd *cobra.Command, rf *releaseFlags, withRegistry bool) {
 	cmd.Flags().StringVar(&rf.root, "root", "", "install into the host tree under DIR (DIR/opt/racker, DIR/opt/bin, …) instead of /; systemd is left alone")
+	cmd.Flags().StringVar(&rf.trustKey, "trust-key", "", "public key (PEM) the release must be signed with (default: the key the installed release pins; on a first install, the key the release ships)")
 	if withRegistry {
 		cmd.Flags().StringVar(&rf.registry, "registry", "", "release registry HOST[:PORT]/REPO (default: the installed release's); loopback is plain HTTP, anything else HTTPS")
 	}
@@ -62,17 +64,31 @@ func currentOrHint(in *release.Installer) (*release.Info, error) {
 	return cur, nil
 }
 
-// fetchAndInstall pulls version from reg and installs it.
-func (e *Env) fetchAndInstall(ctx context.Context, in *release.Installer, reg *release.Registry, version string, opts release.Options) error {
+// fetchAndInstall pulls version from reg, checks it and installs it.
+func (e *Env) fetchAndInstall(ctx context.Context, in *release.Installer, reg *release.Registry, version, trustKey string, opts release.Options) error {
 	img, digest, err := reg.Image(ctx, version)
 	if err != nil {
 		return err
 	}
-	return e.installImage(ctx, in, img, digest, opts)
+	return e.verifyAndInstall(ctx, in, reg, img, digest, version, trustKey, opts)
 }
 
-func (e *Env) installImage(ctx context.Context, in *release.Installer, img v1.Image, digest v1.Hash, opts release.Options) error {
-	res, err := in.Install(ctx, release.Source{Image: img, Digest: digest.String()}, opts)
+// verifyAndInstall checks a release from reg (verifyRelease) and installs it.
+func (e *Env) verifyAndInstall(ctx context.Context, in *release.Installer, reg *release.Registry, img v1.Image, digest v1.Hash,
+	version, trustKey string, opts release.Options) error {
+	sig, err := fetchSignature(ctx, reg, digest)
+	if err != nil {
+		return err
+	}
+	by, err := e.verifyRelease(in, img, sig, digest, version, trustKey)
+	if err != nil {
+		return err
+	}
+	return e.installImage(ctx, in, img, digest, by, opts)
+}
+
+func (e *Env) installImage(ctx context.Context, in *release.Installer, img v1.Image, digest v1.Hash, verifiedBy string, opts release.Options) error {
+	res, err := in.Install(ctx, release.Source{Image: img, Digest: digest.String(), VerifiedBy: verifiedBy}, opts)
 	if err != nil {
 		return err
 	}
@@ -144,7 +160,7 @@ OCI archive (bin/racker-VERSION.oci.tar), --from an unpacked payload folder.`,
 			case image != "" && from != "":
 				return errors.New("install: pass --image or --from, not both")
 			case image != "":
-				img, closeFn, err := release.OpenOCIArchive(image)
+				img, sig, closeFn, err := release.OpenSignedOCIArchive(image)
 				if err != nil {
 					return err
 				}
@@ -153,7 +169,11 @@ OCI archive (bin/racker-VERSION.oci.tar), --from an unpacked payload folder.`,
 				if err != nil {
 					return fmt.Errorf("reading %s: %w", image, err)
 				}
-				src = release.Source{Image: img, Digest: d.String()}
+				by, err := env.verifyRelease(in, img, sig, d, "", rf.trustKey)
+				if err != nil {
+					return err
+				}
+				src = release.Source{Image: img, Digest: d.String(), VerifiedBy: by}
 			case from != "":
 				src = release.Source{Dir: from}
 			default:
@@ -193,7 +213,7 @@ func newGetCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return env.fetchAndInstall(cmd.Context(), in, reg, args[0], release.Options{Migrate: true})
+			return env.fetchAndInstall(cmd.Context(), in, reg, args[0], rf.trustKey, release.Options{Migrate: true})
 		},
 	}
 	addReleaseFlags(cmd, &rf, true)
@@ -257,7 +277,7 @@ migrations and asks on a terminal; without one it refuses unless --yes.`
 					return err
 				}
 			}
-			return env.installImage(cmd.Context(), in, o.img, o.digest, release.Options{Migrate: policy == release.Newest})
+			return env.verifyAndInstall(cmd.Context(), in, reg, o.img, o.digest, target, rf.trustKey, release.Options{Migrate: policy == release.Newest})
 		},
 	}
 	addReleaseFlags(cmd, &rf, true)

@@ -85,14 +85,9 @@ func TestReleaseCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, key := signingKey(t)
 	for _, v := range []string{"1.0.0", "1.0.1", "1.1.0", "2.0.0"} {
-		img, _, err := release.Build(context.Background(), release.BuildOptions{Manifest: releaseManifest(t, racker), Version: v, Registry: ref}, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := reg.Push(context.Background(), img, v); err != nil {
-			t.Fatal(err)
-		}
+		publish(t, reg, releaseManifest(t, racker), v, v, key)
 	}
 	root := t.TempDir()
 	step := func(want string, args ...string) string {
@@ -180,7 +175,8 @@ modules:
     assets: [{path: racker-serve.service, dest: systemd/racker-serve.service}]
 %s`, sv, racker, extra)), 0o644)
 	archive := filepath.Join(dir, "racker.oci.tar")
-	if _, err := runRacker(t, "release", "image", "--manifest", conf, "--version", version, "--out", archive); err != nil {
+	key, _ := signingKey(t)
+	if _, err := runRacker(t, "release", "image", "--manifest", conf, "--version", version, "--out", archive, "--sign-key", key); err != nil {
 		t.Fatal(err)
 	}
 	return archive

@@ -88,7 +88,7 @@ func runRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, name
 		// Powered off before its row went, most likely; again, to be
 		// sure (a BMC that does not answer now is no reason to stop).
 		poweredOff := true
-		if err := powerOffLeft(ctx, env, inv, p, n, f.prov.bmcDriver, f.prov.insecure, f.prov.bootURL); err != nil {
+		if err := powerOffLeft(ctx, env, inv, p, n, f.prov.bmcDriver, f.prov.insecure, f.prov.ipmiV15, f.prov.bootURL); err != nil {
 			env.Logger().Warn("could not power the node off", "node", nodeLabel(n), "err", err)
 			poweredOff = false
 		}
@@ -114,7 +114,7 @@ func runRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, name
 		}
 	}
 	poweredOff := true
-	if err := powerOff(ctx, env, inv, p, n, f.prov.bmcDriver, f.prov.insecure, f.prov.bootURL); err != nil {
+	if err := powerOff(ctx, env, inv, p, n, f.prov.bmcDriver, f.prov.insecure, f.prov.ipmiV15, f.prov.bootURL); err != nil {
 		if !f.force {
 			return fmt.Errorf("retiring %s: powering it off: %w (a server whose BMC is dead is retired with --force)", nodeLabel(n), err)
 		}
@@ -184,10 +184,10 @@ func leftRow(env *Env, inv *inventory.Inventory, name string) (plan.Node, bool) 
 // powerOffLeft powers off a node whose row left nodes.csv: its BMC is
 // reached at the address the boot services leased it (still there until
 // the retirement finishes), with the plan extended by the node.
-func powerOffLeft(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, n plan.Node, driver string, insecure bool, bootURL string) error {
+func powerOffLeft(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, n plan.Node, driver string, insecure, ipmiV15 bool, bootURL string) error {
 	q := *p
 	q.Nodes = append(append([]plan.Node{}, p.Nodes...), n)
-	return powerOff(ctx, env, inv, &q, n, driver, insecure, bootURL)
+	return powerOff(ctx, env, inv, &q, n, driver, insecure, ipmiV15, bootURL)
 }
 
 // retiredAlready says whether name (a hostname or MAC) is recorded in

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -77,7 +76,7 @@ reason is in docs/manual/troubleshooting.md.`,
 	addOutputFlag(cmd, &out)
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh until interrupted")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "refresh interval of --watch")
-	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services (default http://MANAGEMENT-ADDRESS:HTTP-PORT)")
+	cmd.Flags().StringVar(&bootURL, "boot-services", "", "URL of the boot services' management views (default http://127.0.0.1:HTTP-PORT)")
 	cmd.Flags().IntVar(&httpPort, "http-port", 8080, "HTTP port of the boot services")
 	return cmd
 }
@@ -127,7 +126,7 @@ func collectStatus(ctx context.Context, env *Env, pf *PlanFlags, bootURL string,
 	if _, p, err := env.MakePlan(pf, false); err == nil {
 		src.Plan = p
 		if bootURL == "" {
-			bootURL = "http://" + netip.AddrPortFrom(p.Management.IP, uint16(httpPort)).String()
+			bootURL = managementURL(httpPort)
 		}
 		src.Boot = api.NewClient(bootURL)
 	} else {

@@ -110,7 +110,7 @@ func startRackView(ctx context.Context, env *Env, inv *inventory.Inventory, p *p
 		}
 		cfg.TokenDir = env.StateDir
 	}
-	boot := api.NewClient("http://" + netip.AddrPortFrom(p.Management.IP, uint16(httpPort)).String())
+	boot := api.NewClient(managementURL(httpPort))
 	src := ui.NewLocal(env.StateDir, p, boot, log)
 	cfg.Source = src
 	view, err := ui.New(cfg)

@@ -59,6 +59,10 @@ type InstallParams struct {
 	// WipeAll wipes every other disk first, so an old OS on another disk
 	// cannot win the next boot (reprovision).
 	WipeAll bool
+	// Token is the node's secret for this install generation: install.sh
+	// presents it with its callbacks, and the boot stub with its fetch of
+	// the boot config (docs/security.md).
+	Token string
 	// SigningKey is the armored OpenPGP public key the release's images are
 	// signed with (images.Release.SigningKey): flatcar-install checks the
 	// image against it, as a private mirror re-signs Flatcar's images.
@@ -80,6 +84,9 @@ type BootParams struct {
 	// Snippets are Ignition configs (spec 3.0–3.4) merged over the base
 	// config in order (per-type first, then per-node, so the node wins).
 	Snippets []Snippet
+	// Token is the node's secret for this install generation, presented by
+	// the booted callback.
+	Token string
 }
 
 // Snippet is an operator-supplied Ignition fragment.
@@ -89,9 +96,10 @@ type Snippet struct {
 }
 
 var (
-	safeName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	safeURL  = regexp.MustCompile(`^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._/-]*)?$`)
-	safeHost = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+	safeName  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	safeURL   = regexp.MustCompile(`^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._/-]*)?$`)
+	safeToken = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+	safeHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 )
 
 // check rejects anything that would need quoting in the generated shell
@@ -109,6 +117,8 @@ func (p InstallParams) check() (InstallParams, error) {
 		return p, fmt.Errorf("install config for %s: base URL %q is not a plain http(s) URL", mac, p.BaseURL)
 	case !safeName.MatchString(p.OS) || !safeName.MatchString(p.Version):
 		return p, fmt.Errorf("install config for %s: OS %q / version %q must be plain names", mac, p.OS, p.Version)
+	case !safeToken.MatchString(p.Token):
+		return p, fmt.Errorf("install config for %s: no token, or one that is not 16-128 letters, digits, - or _", mac)
 	case len(bytes.TrimSpace(p.SigningKey)) == 0:
 		return p, fmt.Errorf("install config for %s: no image signing key for %s %s", mac, p.OS, p.Version)
 	}
@@ -124,7 +134,7 @@ func Install(p InstallParams) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	stub, err := bootStub(p.BaseURL, p.MAC)
+	stub, err := bootStub(p.BaseURL, p.MAC, p.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -140,13 +150,24 @@ func Install(p InstallParams) ([]byte, error) {
 
 // bootStub is what flatcar-install stores for the installed system's first
 // boot: it only points at the node's boot config, so the config the node
-// applies is always the one Racker serves at that moment.
-func bootStub(baseURL, mac string) ([]byte, error) {
+// applies is always the one Racker serves at that moment. The fetch
+// presents the node's token in an HTTP header (Ignition's httpHeaders,
+// spec 3.1 and later), never in the URL.
+func bootStub(baseURL, mac, token string) ([]byte, error) {
 	src := IgnitionURL(baseURL, mac, "boot")
 	cfg := types.Config{Ignition: types.Ignition{Version: Version}}
 	cfg.Ignition.Config.Replace.Source = &src
+	auth := tokenValue(token)
+	cfg.Ignition.Config.Replace.HTTPHeaders = types.HTTPHeaders{{Name: TokenHeader, Value: &auth}}
 	return marshalValid(cfg, "boot stub for "+mac)
 }
+
+// TokenHeader and tokenValue are how a node presents its token
+// (api.TokenHeader, api.TokenScheme; kept here as text so the configs
+// package stays free of the server's).
+const TokenHeader = "Authorization"
+
+func tokenValue(token string) string { return "Bearer " + token }
 
 // IgnitionURL is where a node fetches its config for a phase.
 func IgnitionURL(baseURL, mac, phase string) string {
@@ -169,6 +190,8 @@ func Boot(p BootParams) ([]byte, error) {
 		return nil, fmt.Errorf("boot config for %s: no internal address", mac)
 	case len(p.SSHKeys) == 0:
 		return nil, fmt.Errorf("boot config for %s: no SSH key for the core user (run racker factory gen-ssh-key)", mac)
+	case !safeToken.MatchString(p.Token):
+		return nil, fmt.Errorf("boot config for %s: no token, or one that is not 16-128 letters, digits, - or _", mac)
 	}
 	cfg := types.Config{Ignition: types.Ignition{Version: Version}}
 	cfg.Storage.Files = []types.File{
@@ -181,7 +204,7 @@ func Boot(p BootParams) ([]byte, error) {
 		core.SSHAuthorizedKeys = append(core.SSHAuthorizedKeys, types.SSHAuthorizedKey(strings.TrimSpace(k)))
 	}
 	cfg.Passwd.Users = []types.PasswdUser{core}
-	cfg.Systemd.Units = []types.Unit{unit(BootedUnit, bootedUnit(base, mac))}
+	cfg.Systemd.Units = []types.Unit{unit(BootedUnit, bootedUnit(base, mac, p.Token))}
 
 	for _, s := range p.Snippets {
 		frag, rpt, err := v3_4.ParseCompatibleVersion(s.JSON)
@@ -211,7 +234,7 @@ func labelsFile(labels map[string]string) string {
 	return b.String()
 }
 
-func bootedUnit(base, mac string) string {
+func bootedUnit(base, mac, token string) string {
 	return `[Unit]
 Description=Racker: report that the installed system booted
 Wants=network-online.target
@@ -219,7 +242,7 @@ After=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/curl -fsS -X POST -H "Content-Type: application/json" --data-binary '{"mac":"` + mac + `","event":"booted"}' ` + base + `/api/v1/events
+ExecStart=/usr/bin/curl -fsS -X POST -H "Content-Type: application/json" -H "` + TokenHeader + `: ` + tokenValue(token) + `" --data-binary '{"mac":"` + mac + `","event":"booted"}' ` + base + `/api/v1/events
 Restart=on-failure
 RestartSec=5
 

@@ -13,8 +13,9 @@ import (
 )
 
 const (
-	testMAC  = "00:11:22:33:44:10"
-	testBase = "http://172.24.213.1:8080"
+	testMAC   = "00:11:22:33:44:10"
+	testBase  = "http://172.24.213.1:8080"
+	testToken = "0123456789abcdef0123456789abcdef"
 )
 
 func parse(t *testing.T, raw []byte) types.Config {
@@ -68,7 +69,7 @@ func unitText(t *testing.T, cfg types.Config, name string) string {
 var testKey = []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBFqUFawBEAC\n-----END PGP PUBLIC KEY BLOCK-----\n")
 
 func TestInstallConfigLayout(t *testing.T) {
-	raw, err := Install(InstallParams{MAC: "00-11-22-33-44-10", BaseURL: testBase + "/", OS: "testos", Version: "testos-1", SigningKey: testKey})
+	raw, err := Install(InstallParams{MAC: "00-11-22-33-44-10", BaseURL: testBase + "/", OS: "testos", Version: "testos-1", SigningKey: testKey, Token: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,8 @@ func TestInstallConfigLayout(t *testing.T) {
 	}
 	for _, want := range []string{"#!/bin/sh", "MAC='" + testMAC + "'", "EVENTS='" + testBase + "/api/v1/events'",
 		"BASE='" + testBase + "/assets/testos'", "VERSION='testos-1'", "MIN_BYTES='10000000001'", "DISK_PATH=''",
-		`flatcar-install -d "$DEV/$NAME" -i /opt/racker/boot.ign -b "$BASE" -V "$VERSION" -k "$KEY"`, "WIPE_ALL='no'", "systemctl reboot"} {
+		`flatcar-install -d "$DEV/$NAME" -i /opt/racker/boot.ign -b "$BASE" -V "$VERSION" -k "$KEY"`, "WIPE_ALL='no'", "systemctl reboot",
+		"TOKEN='" + testToken + "'", `-H "Authorization: Bearer $TOKEN"`} {
 		if !strings.Contains(script, want) {
 			t.Errorf("install.sh lacks %q", want)
 		}
@@ -92,6 +94,9 @@ func TestInstallConfigLayout(t *testing.T) {
 	if got := *stubCfg.Ignition.Config.Replace.Source; got != testBase+"/ignition?mac="+testMAC+"&phase=boot" {
 		t.Errorf("boot stub replace source %q", got)
 	}
+	if h := stubCfg.Ignition.Config.Replace.HTTPHeaders; len(h) != 1 || h[0].Name != "Authorization" || h[0].Value == nil || *h[0].Value != "Bearer "+testToken {
+		t.Errorf("boot stub presents no token: %+v", h)
+	}
 	u := unitText(t, cfg, "racker-install.service")
 	if !strings.Contains(u, "Type=oneshot") || !strings.Contains(u, "ExecStart=/opt/racker/install.sh\n") {
 		t.Errorf("install unit:\n%s", u)
@@ -100,13 +105,15 @@ func TestInstallConfigLayout(t *testing.T) {
 
 func TestInstallRejectsUnsafeValues(t *testing.T) {
 	bad := []InstallParams{
-		{MAC: "zz", BaseURL: testBase, OS: "testos", Version: "current", SigningKey: testKey},
-		{MAC: testMAC, BaseURL: "http://x/'; rm -rf /", OS: "testos", Version: "current", SigningKey: testKey},
-		{MAC: testMAC, BaseURL: testBase, OS: "test os", Version: "current", SigningKey: testKey},
-		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/sda; reboot", SigningKey: testKey},
-		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/disk/by-id/x'y", SigningKey: testKey},
-		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "sda", SigningKey: testKey},
-		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current"}, // no signing key
+		{MAC: "zz", BaseURL: testBase, OS: "testos", Version: "current", SigningKey: testKey, Token: testToken},
+		{MAC: testMAC, BaseURL: "http://x/'; rm -rf /", OS: "testos", Version: "current", SigningKey: testKey, Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "test os", Version: "current", SigningKey: testKey, Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/sda; reboot", SigningKey: testKey, Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "/dev/disk/by-id/x'y", SigningKey: testKey, Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Disk: "sda", SigningKey: testKey, Token: testToken},
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", Token: testToken},    // no signing key
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", SigningKey: testKey}, // no token
+		{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "current", SigningKey: testKey, Token: "abc'; reboot; echo 0123456789"},
 	}
 	for _, p := range bad {
 		if _, err := Install(p); err == nil {
@@ -121,6 +128,7 @@ func bootParams() BootParams {
 		Address: netip.MustParsePrefix("172.24.213.10/24"),
 		SSHKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl racker\n"},
 		Labels:  map[string]string{"role": "controller", "node_type": "red", "storage": "false"},
+		Token:   testToken,
 	}
 }
 
@@ -145,7 +153,7 @@ func TestBootConfigLayout(t *testing.T) {
 		t.Errorf("users %+v", cfg.Passwd.Users)
 	}
 	u := unitText(t, cfg, "racker-booted.service")
-	want := `ExecStart=/usr/bin/curl -fsS -X POST -H "Content-Type: application/json" --data-binary '{"mac":"` + testMAC + `","event":"booted"}' ` + testBase + "/api/v1/events\n"
+	want := `ExecStart=/usr/bin/curl -fsS -X POST -H "Content-Type: application/json" -H "Authorization: Bearer ` + testToken + `" --data-binary '{"mac":"` + testMAC + `","event":"booted"}' ` + testBase + "/api/v1/events\n"
 	if !strings.Contains(u, want) {
 		t.Errorf("booted unit lacks\n%s\ngot\n%s", want, u)
 	}

@@ -36,6 +36,7 @@ func installScript(p InstallParams) string {
 		"@MIN_BYTES@", strconv.FormatInt(min, 10),
 		"@RULE@", describeRule(rule),
 		"@WIPE_ALL@", wipe,
+		"@TOKEN@", p.Token,
 		"@KEY@", SigningKeyPath,
 	)
 	return r.Replace(installTemplate)
@@ -60,6 +61,8 @@ BASE='@BASE@'
 VERSION='@VERSION@'
 KEY='@KEY@'
 WIPE_ALL='@WIPE_ALL@'
+# This node's token for this install generation: every callback presents it.
+TOKEN='@TOKEN@'
 # The install disk: a device path (a glob for by-id names), or else the
 # smallest unused disk of at least MIN_BYTES.
 DISK_PATH='@DISK_PATH@'
@@ -75,7 +78,7 @@ PROC=/proc
 report() {
 	n=0
 	while [ "$n" -lt 5 ]; do
-		curl -fsS -X POST -H "Content-Type: application/json" --data-binary "{\"mac\":\"$MAC\",\"event\":\"$1\",\"message\":\"$2\"}" "$EVENTS" && return 0
+		curl -fsS -X POST -H "Content-Type: application/json" -H "Authorization: Bearer $TOKEN" --data-binary "{\"mac\":\"$MAC\",\"event\":\"$1\",\"message\":\"$2\"}" "$EVENTS" && return 0
 		n=$((n + 1))
 		sleep 2
 	done

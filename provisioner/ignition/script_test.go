@@ -75,7 +75,7 @@ func (n *fakeNode) mount(dev string) {
 // paths shown as /dev) and whether it exited 0.
 func (n *fakeNode) run(shell []string, p InstallParams) (calls []string, ok bool, out string) {
 	n.t.Helper()
-	p.MAC, p.BaseURL, p.OS, p.Version, p.SigningKey = testMAC, testBase, "testos", "testos-1", testKey
+	p.MAC, p.BaseURL, p.OS, p.Version, p.SigningKey, p.Token = testMAC, testBase, "testos", "testos-1", testKey, testToken
 	p, err := p.check()
 	if err != nil {
 		n.t.Fatal(err)
@@ -256,13 +256,14 @@ func TestInstallScriptReportsFailure(t *testing.T) {
 	if ok {
 		t.Fatal("install.sh succeeded although flatcar-install failed")
 	}
-	if !strings.Contains(strings.Join(calls, "\n"), `"event":"failed","message":"flatcar-install -d /dev/vda failed"`) || len(callsWith(calls, "systemctl")) != 0 {
+	if !strings.Contains(strings.Join(calls, "\n"), `"event":"failed","message":"flatcar-install -d /dev/vda failed"`) || len(callsWith(calls, "systemctl")) != 0 ||
+		!strings.Contains(strings.Join(calls, "\n"), "Authorization: Bearer "+testToken) {
 		t.Errorf("calls:\n%s", strings.Join(calls, "\n"))
 	}
 	// Without the signing key nothing is touched.
 	n = newFakeNode(t)
 	n.disk("vda", 40*gib)
-	p, _ := InstallParams{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "v", SigningKey: testKey}.check()
+	p, _ := InstallParams{MAC: testMAC, BaseURL: testBase, OS: "testos", Version: "v", SigningKey: testKey, Token: testToken}.check()
 	script := strings.Replace(strings.Replace(installScript(p), "\nSYS=/sys\n", "\nSYS="+n.sys+"\n", 1), "\nKEY='"+SigningKeyPath+"'\n", "\nKEY='"+filepath.Join(n.dir, "none")+"'\n", 1)
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Env = []string{"PATH=" + filepath.Join(n.dir, "bin")}

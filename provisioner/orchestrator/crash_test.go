@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -152,7 +153,8 @@ func newCrashRig(t *testing.T) *crashRig {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"}}
+	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
+		SigningKey: []byte("a stand-in key: these simulated nodes install nothing\n")}
 	udp := func() net.PacketConn {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -198,9 +200,13 @@ func newCrashRig(t *testing.T) *crashRig {
 func (c *crashRig) simulate(ctx context.Context, n plan.Node) {
 	t := c.t
 	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: n.IP.AsSlice()}}).DialContext}}
+	token := ""
 	post := func(ev string) bool {
 		b, _ := json.Marshal(api.Callback{MAC: n.PrimaryMAC, Event: api.EventKind(ev)})
-		resp, err := client.Post(c.url+"/api/v1/events", "application/json", bytes.NewReader(b))
+		req, _ := http.NewRequest("POST", c.url+"/api/v1/events", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(api.TokenHeader, api.TokenScheme+token)
+		resp, err := client.Do(req)
 		if err != nil {
 			return false
 		}
@@ -220,11 +226,24 @@ func (c *crashRig) simulate(ctx context.Context, n plan.Node) {
 		switch {
 		case s == 0 && cur.Phase == PXERequested:
 			resp, err := client.Get(c.url + "/ipxe?mac=" + n.PrimaryMAC)
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				next = 1
+			if err != nil {
+				break
 			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			// The live system's Ignition: the install config, with the token.
+			resp, err = client.Get(c.url + "/ignition?mac=" + n.PrimaryMAC + "&phase=install")
+			if err != nil {
+				break
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s fetching its install config: %s %s", n.Hostname, resp.Status, body)
+				break
+			}
+			token = tokenIn(t, body)
+			next = 1
 		case s == 1 && cur.Phase == Netbooting:
 			if post("installing") {
 				next = 2
@@ -371,4 +390,32 @@ func TestKill9AtAnyMoment(t *testing.T) {
 	if kills == 0 {
 		t.Error("the run finished before any kill; the test proved nothing")
 	}
+}
+
+// tokenIn reads TOKEN='…' out of an install config's install.sh.
+func tokenIn(t *testing.T, cfg []byte) string {
+	t.Helper()
+	var doc struct {
+		Storage struct {
+			Files []struct {
+				Path     string `json:"path"`
+				Contents struct {
+					Source string `json:"source"`
+				} `json:"contents"`
+			} `json:"files"`
+		} `json:"storage"`
+	}
+	if err := json.Unmarshal(cfg, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range doc.Storage.Files {
+		if f.Path == "/opt/racker/install.sh" {
+			b, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(f.Contents.Source, "data:;base64,"))
+			_, rest, _ := strings.Cut(string(b), "\nTOKEN='")
+			tok, _, _ := strings.Cut(rest, "'")
+			return tok
+		}
+	}
+	t.Fatal("no install.sh in the install config")
+	return ""
 }

@@ -87,6 +87,7 @@ type fakeBoot struct {
 	nodes map[string]*api.Node
 	// reinstalls lists the MACs of reinstall requests, with "+wipe" when wipe_all.
 	reinstalls []string
+	netboots   []string // boot windows opened
 	down       bool
 }
 
@@ -105,7 +106,7 @@ func (f *fakeBoot) Emit(ev api.Event) {
 	f.wake = make(chan struct{})
 }
 
-func (f *fakeBoot) Events(ctx context.Context, after uint64, wait time.Duration) ([]api.Event, error) {
+func (f *fakeBoot) EventsIn(ctx context.Context, epoch string, after uint64, wait time.Duration) ([]api.Event, error) {
 	for {
 		f.mu.Lock()
 		if f.down {
@@ -156,6 +157,18 @@ func (f *fakeBoot) Reinstall(ctx context.Context, mac string, wipeAll bool) (api
 		r += "+wipe"
 	}
 	f.reinstalls = append(f.reinstalls, r)
+	return *n, nil
+}
+
+func (f *fakeBoot) Netboot(ctx context.Context, mac string) (api.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.nodes[mac]
+	if n == nil {
+		n = &api.Node{PrimaryMAC: mac, Target: api.TargetInstall}
+		f.nodes[mac] = n
+	}
+	f.netboots = append(f.netboots, mac)
 	return *n, nil
 }
 

@@ -68,7 +68,7 @@ func (r *runner) sync(ctx context.Context) error {
 		return nil
 	}
 	for {
-		evs, err := r.cfg.Boot.Events(ctx, r.st.LastEventSeq, 0)
+		evs, err := r.cfg.Boot.EventsIn(ctx, r.st.EventEpoch, r.st.LastEventSeq, 0)
 		if err != nil {
 			return fmt.Errorf("reading the boot services' event journal: %w", err)
 		}
@@ -76,6 +76,7 @@ func (r *runner) sync(ctx context.Context) error {
 			break
 		}
 		for _, ev := range evs {
+			r.followEpoch(ev)
 			if ev.Seq > r.st.LastEventSeq {
 				r.st.LastEventSeq = ev.Seq
 			}
@@ -181,6 +182,9 @@ func (r *runner) onOp(res opResult) {
 	case res.kind == opReinstall:
 		r.step(n, inGeneration, h)
 	case res.kind == opPXE:
+		if res.generation > n.InstallGeneration { // the window began a new install attempt
+			n.InstallGeneration = res.generation
+		}
 		h.cause = "boot device PXE (next boot) set, power " + res.action
 		r.step(n, inPXESet, h)
 	case res.kind == opDiskBoot:
@@ -194,11 +198,32 @@ func (r *runner) onOp(res opResult) {
 	}
 }
 
+// followEpoch keeps the cursor in the event's journal: a new epoch means
+// the journal started anew (its file was deleted, sequence numbers count
+// from 1 again), so the cursor starts again from its beginning instead of
+// waiting for numbers the new journal reaches only much later.
+func (r *runner) followEpoch(ev api.Event) {
+	if ev.Epoch == "" || ev.Epoch == r.st.EventEpoch {
+		return
+	}
+	if r.st.EventEpoch != "" {
+		r.log.Warn("the boot services' event journal started anew; reading it from its start",
+			"old_epoch", r.st.EventEpoch, "epoch", ev.Epoch, "last_seq", r.st.LastEventSeq)
+		r.st.LastEventSeq = 0
+	}
+	r.st.EventEpoch = ev.Epoch
+	r.dirty = true
+}
+
 // onEvent applies one boot-services event, by its typed fields.
 func (r *runner) onEvent(ev api.Event) {
+	r.followEpoch(ev)
 	if ev.Seq > r.st.LastEventSeq {
 		r.st.LastEventSeq = ev.Seq
 		r.dirty = true
+	}
+	if ev.Unsolicited {
+		return // a node's MAC outside its boot window: anyone can send it
 	}
 	mac := strings.ToLower(ev.MAC)
 	if owner, ok := r.byBMC[mac]; ok {

@@ -121,6 +121,13 @@ func (r *runner) doOp(ctx context.Context, s NodeSpec, kind opKind, a opArgs, re
 		if res.verified, err = b.SetBoot(ctx, BootPXE, false, s.EFI); err != nil {
 			return fmt.Errorf("setting boot device PXE: %w", err)
 		}
+		// The boot window opens before the node powers on, so its
+		// netboot is one Racker asked for (docs/security.md).
+		rn, err := r.cfg.Boot.Netboot(ctx, s.PrimaryMAC)
+		if err != nil {
+			return fmt.Errorf("opening the node's boot window at the boot services: %w", err)
+		}
+		res.generation = rn.InstallGeneration
 		if err := b.Power(ctx, "on"); err != nil {
 			return fmt.Errorf("power on: %w", err)
 		}
@@ -204,11 +211,11 @@ func (r *runner) ask(ctx context.Context, n Node) {
 // poll long-polls the boot services for events and hands them to the loop
 // in order. The loop records the last sequence it applied; after a crash
 // the next run asks again from there.
-func (r *runner) poll(ctx context.Context, after uint64) {
+func (r *runner) poll(ctx context.Context, epoch string, after uint64) {
 	defer r.wg.Done()
 	failing := false
 	for ctx.Err() == nil {
-		evs, err := r.cfg.Boot.Events(ctx, after, r.cfg.PollWait)
+		evs, err := r.cfg.Boot.EventsIn(ctx, epoch, after, r.cfg.PollWait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -231,7 +238,11 @@ func (r *runner) poll(ctx context.Context, after uint64) {
 		if len(evs) == 0 {
 			continue
 		}
-		after = evs[len(evs)-1].Seq
+		last := evs[len(evs)-1]
+		after = last.Seq
+		if last.Epoch != "" {
+			epoch = last.Epoch
+		}
 		r.send(ctx, report{events: evs})
 	}
 }

@@ -308,7 +308,7 @@ func (r *runner) loop(ctx context.Context) error {
 		r.wg.Wait()
 	}()
 	r.wg.Add(1)
-	go r.poll(workCtx, r.st.LastEventSeq)
+	go r.poll(workCtx, r.st.EventEpoch, r.st.LastEventSeq)
 	busySince := time.Now()
 	defer func() { r.stats.Busy += time.Since(busySince) }()
 	for {

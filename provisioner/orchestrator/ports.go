@@ -55,13 +55,20 @@ type BMCOpener func(ctx context.Context, n NodeSpec) (BMC, error)
 // *api.Client implements it. Decisions read the events' typed fields
 // (Kind, Script, Ignition, ClientArch), never their messages.
 type BootServices interface {
-	// Events long-polls for events after seq, waiting up to wait (0: what
-	// the journal holds now).
-	Events(ctx context.Context, after uint64, wait time.Duration) ([]api.Event, error)
+	// EventsIn long-polls for events after seq in the journal named by
+	// epoch, waiting up to wait (0: what the journal holds now). When the
+	// journal is another one (its file was deleted and sequence numbers
+	// restarted), the answer starts at its first event, whose Epoch says
+	// so.
+	EventsIn(ctx context.Context, epoch string, after uint64, wait time.Duration) ([]api.Event, error)
 	Nodes(ctx context.Context) ([]api.Node, error)
 	// Reinstall makes the node's next netboot an install (a new install
-	// generation), wiping every disk with wipeAll.
+	// generation), wiping every disk with wipeAll, and opens its boot window.
 	Reinstall(ctx context.Context, mac string, wipeAll bool) (api.Node, error)
+	// Netboot opens the node's boot window: the orchestrator is about to
+	// power it on into PXE. Only inside a window are its configs served and
+	// its DHCP, TFTP and iPXE events more than unsolicited.
+	Netboot(ctx context.Context, mac string) (api.Node, error)
 }
 
 var _ BootServices = (*api.Client)(nil)

@@ -93,6 +93,10 @@ type State struct {
 	// whose effects are in Nodes: a resumed run asks for the events after
 	// it, so no event is lost and none is applied twice.
 	LastEventSeq uint64 `json:"last_event_seq"`
+	// EventEpoch names the journal LastEventSeq counts in: a journal
+	// started anew (its file deleted) has another epoch and numbers from
+	// 1 again, and the run reads it from its start.
+	EventEpoch string `json:"event_epoch,omitempty"`
 	// EventsSynced: the first run skipped the journal's older history
 	// (events of earlier installs must not move today's nodes).
 	EventsSynced bool             `json:"events_synced"`

@@ -21,6 +21,13 @@ import (
 // registry.example/racker) names the image they create. The file appears
 // whole or not at all.
 func WriteOCIArchive(img v1.Image, repo, version, out string) error {
+	return WriteSignedOCIArchive(img, nil, repo, version, out)
+}
+
+// WriteSignedOCIArchive is WriteOCIArchive with the image's cosign
+// signature image beside it (its ref name is the cosign tag), so a first
+// install from the archive checks it.
+func WriteSignedOCIArchive(img, sig v1.Image, repo, version, out string) error {
 	tmpDir, err := os.MkdirTemp(filepath.Dir(out), ".oci-layout-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
@@ -39,6 +46,15 @@ func WriteOCIArchive(img v1.Image, repo, version, out string) error {
 	}))
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	if sig != nil {
+		d, err := img.Digest()
+		if err == nil {
+			err = lp.AppendImage(sig, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": SignatureTag(d)}))
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", out, err)
+		}
 	}
 	if err := writeDockerManifest(img, tmpDir, repo+":"+version); err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
@@ -132,14 +148,21 @@ func tarFolder(dir string, w io.Writer) error {
 // --format oci-archive`). It unpacks into a temporary folder that close
 // removes; blobs are checked against their digests when read.
 func OpenOCIArchive(file string) (img v1.Image, closeFn func(), err error) {
+	img, _, closeFn, err = OpenSignedOCIArchive(file)
+	return img, closeFn, err
+}
+
+// OpenSignedOCIArchive is OpenOCIArchive that also returns the image's
+// signature image when the archive holds one (nil when it does not).
+func OpenSignedOCIArchive(file string) (img, sig v1.Image, closeFn func(), err error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening the image archive: %w", err)
+		return nil, nil, nil, fmt.Errorf("opening the image archive: %w", err)
 	}
 	defer f.Close()
 	dir, err := os.MkdirTemp("", "racker-oci-*")
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening the image archive %s: %w", file, err)
+		return nil, nil, nil, fmt.Errorf("opening the image archive %s: %w", file, err)
 	}
 	closeFn = func() { os.RemoveAll(dir) }
 	defer func() {
@@ -154,14 +177,14 @@ func OpenOCIArchive(file string) (img v1.Image, closeFn func(), err error) {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+			return nil, nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
 		}
 		name := strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/")
 		if name == "" || name == "." {
 			continue
 		}
 		if err := checkPayloadPath(name); err != nil {
-			return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+			return nil, nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
 		}
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		switch hdr.Typeflag {
@@ -171,25 +194,37 @@ func OpenOCIArchive(file string) (img v1.Image, closeFn func(), err error) {
 			err = writeFileFrom(p, tr, 0o644)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+			return nil, nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
 		}
 	}
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+		return nil, nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+		return nil, nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
 	}
-	if len(im.Manifests) != 1 {
-		return nil, nil, fmt.Errorf("the image archive %s holds %d images; want one", file, len(im.Manifests))
+	var main, sigs []v1.Descriptor
+	for _, m := range im.Manifests {
+		if strings.HasSuffix(m.Annotations["org.opencontainers.image.ref.name"], ".sig") {
+			sigs = append(sigs, m)
+		} else {
+			main = append(main, m)
+		}
 	}
-	img, err = idx.Image(im.Manifests[0].Digest)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+	if len(main) != 1 || len(sigs) > 1 {
+		return nil, nil, nil, fmt.Errorf("the image archive %s holds %d images and %d signatures; want one and at most one", file, len(main), len(sigs))
 	}
-	return img, closeFn, nil
+	if img, err = idx.Image(main[0].Digest); err != nil {
+		return nil, nil, nil, fmt.Errorf("reading the image archive %s: %w", file, err)
+	}
+	if len(sigs) == 1 {
+		if sig, err = idx.Image(sigs[0].Digest); err != nil {
+			return nil, nil, nil, fmt.Errorf("reading the signature in the image archive %s: %w", file, err)
+		}
+	}
+	return img, sig, closeFn, nil
 }
 
 func writeFileFrom(p string, r io.Reader, mode os.FileMode) error {

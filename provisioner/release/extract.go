@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"io"
@@ -28,9 +29,13 @@ type FileRecord struct {
 
 // Files is FilesFile: what a version folder must hold, file by file.
 type Files struct {
-	Version string                `json:"version"`
-	Digest  string                `json:"digest,omitempty"` // image manifest digest, when known
-	Files   map[string]FileRecord `json:"files"`
+	Version string `json:"version"`
+	Digest  string `json:"digest,omitempty"` // image manifest digest, when known
+	// VerifiedBy names the key (KeyID) whose signature over Digest was
+	// checked before the install: the install history says what was
+	// verified, and with what.
+	VerifiedBy string                `json:"verified_by,omitempty"`
+	Files      map[string]FileRecord `json:"files"`
 }
 
 // ReadFiles reads the record of a version folder.
@@ -96,12 +101,38 @@ func Verify(dir string) (*Files, error) {
 	return rec, nil
 }
 
+// DefaultMaxLayer caps what one layer may unpack to (Installer.MaxLayer):
+// the largest module, lokoctl and terraform, is a few hundred MiB.
+const DefaultMaxLayer = 2 << 30
+
+// ErrLayerTooBig is wrapped when a layer unpacks to more than the cap.
+var ErrLayerTooBig = errors.New("a layer unpacks to more than the cap")
+
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, fmt.Errorf("%w: refusing the release", ErrLayerTooBig)
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
 // stager writes a payload into a staging folder, hashing every file.
 type stager struct {
-	dir   string
-	files map[string]FileRecord
-	hook  func(Step) error
-	n     int
+	maxLayer   int64
+	verifiedBy string
+	dir        string
+	files      map[string]FileRecord
+	hook       func(Step) error
+	n          int
 }
 
 func (s *stager) add(name string, mode fs.FileMode, r io.Reader) error {
@@ -146,7 +177,7 @@ func (s *stager) add(name string, mode fs.FileMode, r io.Reader) error {
 // finish writes the file record and syncs every folder, so that after the
 // rename into versions/ the whole tree is on disk.
 func (s *stager) finish(version, digest string) error {
-	data, _ := json.MarshalIndent(Files{Version: version, Digest: digest, Files: s.files}, "", "  ")
+	data, _ := json.MarshalIndent(Files{Version: version, Digest: digest, VerifiedBy: s.verifiedBy, Files: s.files}, "", "  ")
 	if err := os.WriteFile(filepath.Join(s.dir, FilesFile), data, 0o644); err != nil {
 		return err
 	}
@@ -271,8 +302,12 @@ func (s *stager) unpackLayer(blob string, diffID v1.Hash) error {
 	if err != nil {
 		return err
 	}
+	// A layer may not unpack to more than maxLayer bytes: a few MiB of
+	// gzip can hold terabytes of zeros (a "gzip bomb"), and the digest
+	// check comes only at the end of the stream.
+	capped := &capReader{r: gz, left: s.maxLayer}
 	h := sha256.New()
-	tr := tar.NewReader(io.TeeReader(gz, h))
+	tr := tar.NewReader(io.TeeReader(capped, h))
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -302,8 +337,12 @@ func (s *stager) unpackLayer(blob string, diffID v1.Hash) error {
 			return fmt.Errorf("%s: entry type %q is not allowed in a Racker payload", hdr.Name, hdr.Typeflag)
 		}
 	}
-	io.Copy(io.Discard, tr)
-	io.Copy(h, gz) // the tar's zero-padding up to the end of the stream
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		return err
+	}
+	if _, err := io.Copy(h, capped); err != nil { // the tar's zero-padding up to the end of the stream
+		return err
+	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID.String() {
 		return fmt.Errorf("uncompressed content has digest %s, the image config says %s: corrupted layer refused", got, diffID)
 	}

@@ -75,6 +75,9 @@ type Installer struct {
 	// HostChroot runs state migrations chrooted into Layout.Root: the
 	// installer container has no shell, the host has.
 	HostChroot bool
+	// MaxLayer caps what one image layer may unpack to (default
+	// DefaultMaxLayer).
+	MaxLayer int64
 
 	hook func(Step) error
 }
@@ -85,6 +88,9 @@ type Source struct {
 	Image  v1.Image
 	Digest string // of Image, when known
 	Dir    string
+	// VerifiedBy names the key whose signature over Digest was checked
+	// (KeyID), recorded with the version (Files.VerifiedBy).
+	VerifiedBy string
 }
 
 // Options say which state changes an install may make.
@@ -201,7 +207,11 @@ func (in *Installer) stage(ctx context.Context, src Source, info *Info) error {
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return err
 	}
-	s := &stager{dir: staging, files: map[string]FileRecord{}, hook: in.step}
+	maxLayer := in.MaxLayer
+	if maxLayer <= 0 {
+		maxLayer = DefaultMaxLayer
+	}
+	s := &stager{dir: staging, files: map[string]FileRecord{}, hook: in.step, maxLayer: maxLayer, verifiedBy: src.VerifiedBy}
 	if src.Image != nil {
 		cache := in.Layout.at(filepath.Join(in.Layout.InstallDir, "cache"))
 		err = s.fromImage(ctx, src.Image, cache, newProgress(in.Progress))

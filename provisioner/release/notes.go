@@ -99,3 +99,29 @@ func ImageChangelog(img v1.Image) (*changelog.Changelog, error) {
 		return changelog.Parse("the release's "+ChangelogFile, data)
 	}
 }
+
+// fileInLayer reads one file of a layer, at most max bytes of it.
+func fileInLayer(l v1.Layer, want string, max int64) ([]byte, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("%s is not in the layer", want)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if hdr.Name != want {
+			continue
+		}
+		if hdr.Size > max {
+			return nil, fmt.Errorf("%s is over %d bytes", want, max)
+		}
+		return io.ReadAll(io.LimitReader(tr, max))
+	}
+}

@@ -29,6 +29,9 @@ type BuildOptions struct {
 	Registry string
 	// Changelog overrides the manifest's changelog file (a path as given).
 	Changelog string
+	// SigningKey is the public key (PEM) the release ships as KeyFile: the
+	// key its successors must be signed with once it is installed.
+	SigningKey []byte
 	// Enable names optional modules to include.
 	Enable []string
 	// CacheDir keeps downloaded assets by checksum, so each is fetched once.
@@ -60,7 +63,7 @@ func stagePayload(ctx context.Context, o BuildOptions, work string) ([]stagedMod
 	if err != nil {
 		return nil, nil, "", err
 	}
-	rel, err := writeReleaseLayer(work, o.Version, info, log)
+	rel, err := writeReleaseLayer(work, o.Version, info, log, o.SigningKey)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -114,7 +117,7 @@ func stageModules(ctx context.Context, o BuildOptions, work string) ([]stagedMod
 // the version, so the module layers above it stay identical (and cached)
 // across versions. It holds the release info and, when there is one, the
 // changelog.
-func writeReleaseLayer(work, version string, info *Info, changelog []byte) (stagedModule, error) {
+func writeReleaseLayer(work, version string, info *Info, changelog, key []byte) (stagedModule, error) {
 	relDir := filepath.Join(work, "modules", ".release")
 	if err := os.MkdirAll(relDir, 0o755); err != nil {
 		return stagedModule{}, fmt.Errorf("writing the release info: %w", err)
@@ -123,6 +126,9 @@ func writeReleaseLayer(work, version string, info *Info, changelog []byte) (stag
 	files := map[string][]byte{InfoFile: append(data, '\n'), VersionFile: []byte(version + "\n")}
 	if changelog != nil {
 		files[ChangelogFile] = changelog
+	}
+	if key != nil {
+		files[KeyFile] = key
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(relDir, name), data, 0o644); err != nil {
@@ -141,7 +147,7 @@ func claimFiles(dir, module string, owner map[string]string) error {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
-		if rel == InfoFile || rel == VersionFile || rel == FilesFile || rel == ChangelogFile {
+		if rel == InfoFile || rel == VersionFile || rel == FilesFile || rel == ChangelogFile || rel == KeyFile {
 			return fmt.Errorf("module %s: %s is written by the build itself", module, rel)
 		}
 		if prev, ok := owner[rel]; ok {

@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Registry is where releases live: HOST[:PORT]/REPO, tags are versions.
@@ -124,4 +126,28 @@ func (r *Registry) Push(ctx context.Context, img v1.Image, version string) error
 		return fmt.Errorf("pushing release %s to %s: %w", version, r.repo, err)
 	}
 	return nil
+}
+
+// PushSignature uploads the cosign signature image of digest, at its
+// cosign tag (SignatureTag).
+func (r *Registry) PushSignature(ctx context.Context, sig v1.Image, digest v1.Hash) error {
+	if err := remote.Write(r.repo.Tag(SignatureTag(digest)), sig, append(r.opts, remote.WithContext(ctx))...); err != nil {
+		return fmt.Errorf("pushing the signature of %s to %s: %w", digest, r.repo, err)
+	}
+	return nil
+}
+
+// Signature fetches the cosign signature image of digest; nil when the
+// registry has none (an unsigned release).
+func (r *Registry) Signature(ctx context.Context, digest v1.Hash) (v1.Image, error) {
+	opts := append(r.opts, remote.WithContext(ctx))
+	img, err := remote.Image(r.repo.Tag(SignatureTag(digest)), opts...)
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("fetching the signature of %s from %s: %w", digest, r.repo, err)
+	}
+	return img, nil
 }

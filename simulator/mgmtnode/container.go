@@ -115,8 +115,18 @@ func unpackImage(ctx context.Context, archive, dir string) (*bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The image by its ref name when it has one: a signed archive also
+	// holds its signature, and skopeo wants to be told which to copy.
+	which, err := archiveImage(abs)
+	if err != nil {
+		return nil, fmt.Errorf("the installer image %s: %w", archive, err)
+	}
+	src := "oci-archive:" + abs
+	if ref := which.refName(); ref != "" {
+		src += ":" + ref
+	}
 	imgDir := filepath.Join(dir, "image")
-	cmd := exec.CommandContext(ctx, skopeo, "copy", "--quiet", "oci-archive:"+abs, "oci:"+imgDir+":image")
+	cmd := exec.CommandContext(ctx, skopeo, "copy", "--quiet", src, "oci:"+imgDir+":image")
 	cmd.Env = append(os.Environ(), "TMPDIR="+dir) // skopeo unpacks the archive there, not in /var/tmp
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("skopeo cannot read the installer image %s: %w: %s", archive, err, strings.TrimSpace(string(b)))
@@ -302,28 +312,52 @@ func ContainerStage(dir string) error {
 // ArchiveDigest reads the digest of the one image in an OCI archive
 // (its index.json), without unpacking it.
 func ArchiveDigest(archive string) (string, error) {
+	m, err := archiveImage(archive)
+	return m.Digest, err
+}
+
+// archivedImage is the index.json entry of an archive's image.
+type archivedImage struct {
+	Digest      string            `json:"digest"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// refName is the image's name in the archive (its tag), or "".
+func (m archivedImage) refName() string { return m.Annotations["org.opencontainers.image.ref.name"] }
+
+// archiveImage finds the one image of an OCI archive in its index.json. A
+// signed release also carries its cosign signature there, an image whose
+// ref name is the signature tag (sha256-HEX.sig); that one is not run.
+func archiveImage(archive string) (archivedImage, error) {
 	f, err := os.Open(archive)
 	if err != nil {
-		return "", err
+		return archivedImage{}, err
 	}
 	defer f.Close()
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
 		if err != nil {
-			return "", fmt.Errorf("while reading %s: no index.json (%w)", archive, err)
+			return archivedImage{}, fmt.Errorf("while reading %s: no index.json (%w)", archive, err)
 		}
 		if strings.TrimPrefix(h.Name, "./") != "index.json" {
 			continue
 		}
 		var idx struct {
-			Manifests []struct {
-				Digest string `json:"digest"`
-			} `json:"manifests"`
+			Manifests []archivedImage `json:"manifests"`
 		}
-		if err := json.NewDecoder(tr).Decode(&idx); err != nil || len(idx.Manifests) != 1 {
-			return "", fmt.Errorf("while reading %s/index.json: want one image (%v)", archive, err)
+		if err := json.NewDecoder(tr).Decode(&idx); err != nil {
+			return archivedImage{}, fmt.Errorf("while reading %s/index.json: %w", archive, err)
 		}
-		return idx.Manifests[0].Digest, nil
+		var images []archivedImage
+		for _, m := range idx.Manifests {
+			if !strings.HasSuffix(m.refName(), ".sig") {
+				images = append(images, m)
+			}
+		}
+		if len(images) != 1 {
+			return archivedImage{}, fmt.Errorf("while reading %s/index.json: want one image besides its signature, found %d", archive, len(images))
+		}
+		return images[0], nil
 	}
 }

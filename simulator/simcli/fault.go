@@ -13,8 +13,8 @@ func init() { register(newFaultCmd) }
 
 func newFaultCmd(env *Env) *cobra.Command {
 	return &cobra.Command{
-		Use:   "fault NODE " + strings.Join(rack.Faults, "|"),
-		Short: "Inject or heal a fault on a server (NODE is n1… or its primary MAC)",
+		Use:   "fault NODE " + strings.Join(rack.Faults, "|") + " | fault rogue on|off",
+		Short: "Inject or heal a fault on a server (NODE is n1… or its primary MAC), or plug in the rogue host",
 		Long: `Faults:
   bmc-down / bmc-up        pull / plug the BMC's cable (no DHCP, no IPMI)
   link-down / link-up      the server's primary NIC loses / regains carrier
@@ -29,7 +29,12 @@ func newFaultCmd(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := rack.Fault(cmd.Context(), s, args[0], args[1], env.Logger()); err != nil {
+			if args[0] == "rogue" {
+				err = rogueFault(env, s, args[1])
+			} else {
+				err = rack.Fault(cmd.Context(), s, args[0], args[1], env.Logger())
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "%s: %s\n", args[0], args[1])

@@ -37,10 +37,18 @@ type Config struct {
 }
 
 // Resource is Ignition's pointer to content: a data: or http(s): URL,
-// optionally gzip-compressed.
+// optionally gzip-compressed, fetched with the HTTP headers it lists
+// (spec 3.1+; Racker's boot stub presents the node's token this way).
 type Resource struct {
-	Source      *string `json:"source"`
-	Compression *string `json:"compression"`
+	Source      *string      `json:"source"`
+	Compression *string      `json:"compression"`
+	HTTPHeaders []HTTPHeader `json:"httpHeaders"`
+}
+
+// HTTPHeader is one entry of a Resource's httpHeaders.
+type HTTPHeader struct {
+	Name  string  `json:"name"`
+	Value *string `json:"value"`
 }
 
 // Directory is a storage.directories entry.
@@ -105,9 +113,19 @@ type HTTPFetcher struct {
 	Client *http.Client
 }
 
+// HeaderFetcher is a Fetcher that can send a Resource's httpHeaders.
+type HeaderFetcher interface {
+	FetchWithHeaders(ctx context.Context, source string, headers []HTTPHeader) ([]byte, error)
+}
+
 // Fetch returns the body of source; HTTP answers other than 200 are errors,
 // as in Ignition.
 func (f HTTPFetcher) Fetch(ctx context.Context, source string) ([]byte, error) {
+	return f.FetchWithHeaders(ctx, source, nil)
+}
+
+// FetchWithHeaders is Fetch with the resource's HTTP headers.
+func (f HTTPFetcher) FetchWithHeaders(ctx context.Context, source string, headers []HTTPHeader) ([]byte, error) {
 	if strings.HasPrefix(source, "data:") {
 		return DecodeDataURL(source)
 	}
@@ -123,6 +141,11 @@ func (f HTTPFetcher) Fetch(ctx context.Context, source string) ([]byte, error) {
 		return nil, fmt.Errorf("while building the request for %s: %w", source, err)
 	}
 	req.Header.Set("Accept", "application/vnd.coreos.ignition+json;version=3.4.0, */*;q=0.1")
+	for _, h := range headers {
+		if h.Value != nil {
+			req.Header.Set(h.Name, *h.Value)
+		}
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("while fetching %s: %w", source, err)
@@ -150,7 +173,15 @@ func fetchResource(ctx context.Context, f Fetcher, r Resource) ([]byte, error) {
 	if r.Source == nil {
 		return nil, nil
 	}
-	data, err := f.Fetch(ctx, *r.Source)
+	var data []byte
+	var err error
+	if hf, ok := f.(HeaderFetcher); ok && len(r.HTTPHeaders) > 0 {
+		data, err = hf.FetchWithHeaders(ctx, *r.Source, r.HTTPHeaders)
+	} else if len(r.HTTPHeaders) > 0 {
+		return nil, fmt.Errorf("fetching %s: this fetcher cannot send the resource's HTTP headers", *r.Source)
+	} else {
+		data, err = f.Fetch(ctx, *r.Source)
+	}
 	if err != nil {
 		return nil, err
 	}

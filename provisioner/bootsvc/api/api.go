@@ -10,17 +10,26 @@
 //
 //	GET  /boot.ipxe                        chain to /ipxe?mac=${net0/mac}
 //	GET  /ipxe?mac=MAC                     install, boot-from-disk or unknown script
-//	GET  /ignition?mac=MAC&phase=P         install|boot config, only to the node itself (else 403 + forbidden event)
+//	GET  /ignition?mac=MAC&phase=P         install|boot config, only to the node itself, in its boot window,
+//	                                       once per install generation; boot needs the node's token
 //	GET  /assets/OS/VERSION/FILE           the OS release (Range requests)
 //	GET  /assets/ipxe/FILE                 iPXE binaries
-//	POST /api/v1/events                    node callbacks (Callback, ≤ 64 KiB) → 204
-//	GET  /api/v1/events?after=SEQ&wait=D   EventsResponse, long poll
+//	POST /api/v1/events                    node callbacks (Callback, ≤ 64 KiB, the node's token) → 204
+//	GET  /healthz
+//
+// Management node only (loopback, or its own address), docs/security.md:
+//
+//	GET  /api/v1/events?after=SEQ&epoch=E&wait=D   EventsResponse, long poll
 //	GET  /api/v1/nodes                     NodesResponse
 //	GET  /api/v1/nodes/{mac}               Node (404 when not a planned node)
-//	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (management node only)
-//	POST /api/v1/plan/reload               → 204 (management node only): re-read nodes.csv and plan.json, as SIGHUP does
-//	GET  /metrics, /healthz
-//	GET  /matchbox/…                       matchbox's HTTP endpoints (boot.ipxe, ipxe, ignition, …), per-MAC ones only to the node itself
+//	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (opens a boot window)
+//	POST /api/v1/nodes/{mac}/netboot       → Node (opens a boot window: Racker is about to netboot it)
+//	POST /api/v1/plan/reload               → 204: re-read nodes.csv and plan.json, as SIGHUP does
+//	GET  /metrics
+//
+// Per node, only to the node itself and in its boot window (as /ipxe):
+//
+//	GET  /matchbox/…                       matchbox's HTTP endpoints (boot.ipxe, ipxe, ignition, …)
 //
 // The types are a stable interface between processes and between helpers,
 // so fields are only ever added, never renamed.
@@ -76,8 +85,11 @@ type Node struct {
 	InstallGeneration int        `json:"install_generation"`
 	WipeAll           bool       `json:"wipe_all"`
 	Phase             Phase      `json:"phase"`
-	LastEvent         EventKind  `json:"last_event"`
-	LastEventAt       time.Time  `json:"last_event_at,omitzero"`
+	// WindowUntil is when the node's open boot window closes (absent when
+	// none is open): only then are its configs served (docs/security.md).
+	WindowUntil time.Time `json:"window_until,omitzero"`
+	LastEvent   EventKind `json:"last_event"`
+	LastEventAt time.Time `json:"last_event_at,omitzero"`
 }
 
 // NodesResponse is the body of GET /api/v1/nodes.
@@ -101,8 +113,12 @@ const (
 	KindIPXE EventKind = "ipxe"
 	// KindIgnition: an Ignition config was served; Ignition says which.
 	KindIgnition EventKind = "ignition"
-	// KindForbidden: a request for a node's secrets came from an address
-	// that is neither the node's planned address nor its current lease.
+	// KindForbidden: a request for a node's secrets or a callback was
+	// refused: outside the node's boot window, from an address that is
+	// neither the node's planned address nor its current lease, without
+	// the node's token, or a second time in one install generation.
+	// Recorded at a bounded rate per source (Message says how many more
+	// were refused since the last one recorded).
 	KindForbidden EventKind = "forbidden"
 
 	// Node callbacks (POST /api/v1/events, docs/boot-contract.md §5).
@@ -140,6 +156,10 @@ const (
 	// node's target is install and lokoctl registered a matchbox group
 	// for its MAC, so matchbox's profile installs it (MatchboxPath).
 	ScriptMatchbox Script = "matchbox"
+	// ScriptNoWindow keeps a node whose target is install in iPXE, asking
+	// again, because Racker opened no boot window for it: it netbooted on
+	// its own, or someone asks in its name.
+	ScriptNoWindow Script = "no_window"
 )
 
 // IgnitionPhase names an Ignition config (KindIgnition events; the phase
@@ -183,6 +203,15 @@ type Event struct {
 	// 4578), in its order; the first is what its firmware runs (KindDHCP,
 	// KindMachineSeen; absent when the client sent none).
 	ClientArch []uint16 `json:"client_arch,omitempty"`
+	// Unsolicited: a DHCP, TFTP or iPXE event of a node that was not
+	// netbooting in a boot window Racker opened. Anyone on the internal
+	// network can cause one with the node's MAC, so it is recorded for
+	// people and never moves a phase (docs/security.md).
+	Unsolicited bool `json:"unsolicited,omitempty"`
+	// Epoch names the journal the event belongs to. Sequence numbers
+	// start again at 1 in a new journal (its file was deleted), so a
+	// reader keeps (Epoch, Seq) as its cursor, never Seq alone.
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // The client architectures of x86-64 UEFI firmware (DHCP option 93, IANA's
@@ -199,8 +228,11 @@ func (e Event) UEFI() bool {
 	return len(e.ClientArch) > 0 && (e.ClientArch[0] == ArchEFIx64 || e.ClientArch[0] == ArchEFIBC)
 }
 
-// EventsResponse is the body of GET /api/v1/events.
+// EventsResponse is the body of GET /api/v1/events. Epoch is the
+// journal's; when the request named another epoch, Events start from the
+// beginning of this one.
 type EventsResponse struct {
+	Epoch  string  `json:"epoch,omitempty"`
 	Events []Event `json:"events"`
 }
 
@@ -226,7 +258,17 @@ const MaxCallbackBytes = 64 << 10
 // bloat the journal.
 const MaxMessageBytes = 4 << 10
 
-// Callback is the body a node POSTs to /api/v1/events.
+// TokenHeader carries a node's token: "Authorization: Bearer TOKEN"
+// (TokenScheme). The token is in the node's install config, made anew for
+// each install generation; the boot-phase config fetch and every callback
+// present it (docs/boot-contract.md).
+const (
+	TokenHeader = "Authorization"
+	TokenScheme = "Bearer "
+)
+
+// Callback is the body a node POSTs to /api/v1/events, with its token in
+// TokenHeader.
 type Callback struct {
 	MAC     string    `json:"mac"`
 	Event   EventKind `json:"event"`

@@ -72,7 +72,7 @@ func TestClientDecodesAndReportsErrors(t *testing.T) {
 	if err != nil || !n.WipeAll || n.InstallGeneration != 2 {
 		t.Fatalf("Reinstall = %+v, %v", n, err)
 	}
-	err = c.PostEvent(ctx, Callback{MAC: "00:11:22:33:44:10", Event: KindBooted})
+	err = c.PostEvent(ctx, Callback{MAC: "00:11:22:33:44:10", Event: KindBooted}, "0123456789abcdef")
 	var se *StatusError
 	if !errors.As(err, &se) || se.Code != 403 || se.Message != "not yours" {
 		t.Fatalf("PostEvent error = %v, want a 403 StatusError", err)

@@ -43,10 +43,23 @@ func (c *Client) Node(ctx context.Context, mac string) (Node, error) {
 	return out, err
 }
 
-// Events returns the events after seq, waiting up to wait for one to
-// arrive (long poll). An empty answer after wait is not an error.
+// Events returns the events after seq in the journal as it is now,
+// waiting up to wait for one to arrive (long poll). An empty answer after
+// wait is not an error. A reader that keeps a cursor across restarts uses
+// EventsIn.
 func (c *Client) Events(ctx context.Context, after uint64, wait time.Duration) ([]Event, error) {
+	return c.EventsIn(ctx, "", after, wait)
+}
+
+// EventsIn is Events for a cursor (epoch, after): when the journal is no
+// longer the one epoch names (its file was deleted and sequence numbers
+// started again), the answer starts at the new journal's first event, and
+// each event carries the new Epoch. "" means the current journal.
+func (c *Client) EventsIn(ctx context.Context, epoch string, after uint64, wait time.Duration) ([]Event, error) {
 	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
+	if epoch != "" {
+		q.Set("epoch", epoch)
+	}
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}
@@ -73,10 +86,19 @@ func (c *Client) ReloadPlan(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/plan/reload", nil, nil)
 }
 
-// PostEvent sends a node callback, as a node's OS does with curl. The
-// server only accepts it from the node's own address.
-func (c *Client) PostEvent(ctx context.Context, cb Callback) error {
-	return c.do(ctx, http.MethodPost, "/api/v1/events", cb, nil)
+// Netboot opens the node's boot window: Racker is about to netboot it
+// (PXE flags set, power cycled). Its install config is served only in a
+// window (docs/security.md).
+func (c *Client) Netboot(ctx context.Context, mac string) (Node, error) {
+	var out Node
+	err := c.do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(mac)+"/netboot", nil, &out)
+	return out, err
+}
+
+// PostEvent sends a node callback, as a node's OS does with curl, with the
+// node's token. The server only accepts it from the node's own address.
+func (c *Client) PostEvent(ctx context.Context, cb Callback, token string) error {
+	return c.doWith(ctx, http.MethodPost, "/api/v1/events", cb, nil, token)
 }
 
 // Healthz returns nil when the boot services answer.
@@ -96,6 +118,10 @@ func (e *StatusError) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doWith(ctx, method, path, in, out, "")
+}
+
+func (c *Client) doWith(ctx context.Context, method, path string, in, out any, token string) error {
 	u := c.base + path
 	var body io.Reader
 	if in != nil {
@@ -111,6 +137,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set(TokenHeader, TokenScheme+token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -21,7 +21,10 @@ type Metrics struct {
 	TFTPTransfers *prometheus.CounterVec // file, result: ok, error
 	TFTPBytes     prometheus.Counter
 	AssetBytes    prometheus.Counter
-	Events        *prometheus.CounterVec // kind
+	// HTTPCapped counts connections closed at accept because their
+	// source already held its cap of open connections.
+	HTTPCapped prometheus.Counter
+	Events     *prometheus.CounterVec // kind
 	// NodePhase is 1 for each node's phase as the boot services see it
 	// (mac, phase), kube-state-metrics style: sum by (phase) counts the
 	// nodes per phase, and a node stuck in one shows by its MAC.
@@ -58,6 +61,9 @@ func NewMetrics() *Metrics {
 		AssetBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "racker_http_asset_bytes_total", Help: "Bytes of /assets files served over HTTP.",
 		}),
+		HTTPCapped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "racker_http_connections_capped_total", Help: "HTTP connections closed at accept: their source already held its cap of open connections.",
+		}),
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "racker_events_total", Help: "Events recorded in the journal, by kind.",
 		}, []string{"kind"}),
@@ -71,10 +77,17 @@ func NewMetrics() *Metrics {
 		phases:       map[string]Phase{},
 		installStart: map[string]time.Time{},
 	}
-	reg.MustRegister(m.HTTPRequests, m.DHCPLeases, m.DHCPDropped, m.TFTPTransfers, m.TFTPBytes, m.AssetBytes, m.Events,
+	reg.MustRegister(m.HTTPRequests, m.DHCPLeases, m.DHCPDropped, m.TFTPTransfers, m.TFTPBytes, m.AssetBytes, m.HTTPCapped, m.Events,
 		m.NodePhase, m.InstallDuration,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// Capped counts an HTTP connection closed for its source's cap.
+func (m *Metrics) Capped() {
+	if m != nil {
+		m.HTTPCapped.Inc()
+	}
 }
 
 // Lease counts a DHCP lease given to a client of this kind (node, bmc, pool).

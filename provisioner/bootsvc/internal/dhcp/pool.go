@@ -126,6 +126,12 @@ func (p *pool) take(mac string, ip netip.Addr, until time.Time) {
 			delete(p.byIP, old)
 		}
 	}
+	// The address's previous holder (its lease or offer ran out) loses
+	// its claim, so byMAC never outgrows the pool: a flood of random MACs
+	// cannot grow it without bound.
+	if h, ok := p.byIP[ip]; ok && h.mac != "" && h.mac != mac && p.byMAC[h.mac] == ip {
+		delete(p.byMAC, h.mac)
+	}
 	p.byIP[ip] = holder{mac: mac, until: until}
 	p.byMAC[mac] = ip
 }

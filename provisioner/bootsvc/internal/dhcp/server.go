@@ -82,13 +82,15 @@ type Config struct {
 
 // Server answers DHCP on one socket.
 type Server struct {
-	cfg  Config
-	r    atomic.Pointer[responder] // swapped whole by SetReservations
-	mu   sync.Mutex                // serialises SetReservations
-	log  *slog.Logger
-	seen *seenFilter // unknown MACs reported recently
-	told *seenFilter // MACs whose lease was logged at info recently
-	warn *rateLimit
+	cfg     Config
+	r       atomic.Pointer[responder] // swapped whole by SetReservations
+	mu      sync.Mutex                // serialises SetReservations
+	log     *slog.Logger
+	seen    *seenFilter // unknown MACs reported recently
+	told    *seenFilter // MACs whose lease was logged at info recently
+	warn    *rateLimit
+	perMAC  *eventLimit // dhcp events per MAC (limit.go)
+	unknown *perSecond  // machine_seen events overall
 
 	events  chan api.Event
 	pending sync.WaitGroup // ACKs waiting for their lease to be durable
@@ -125,7 +127,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	srv := &Server{cfg: cfg, log: cfg.Logger,
-		seen: newSeenFilter(5 * time.Minute), told: newSeenFilter(time.Hour), warn: &rateLimit{every: time.Second}}
+		seen: newSeenFilter(5 * time.Minute), told: newSeenFilter(time.Hour), warn: &rateLimit{every: time.Second},
+		perMAC: newEventLimit(), unknown: &perSecond{n: unknownPerSecond}}
 	srv.r.Store(newResponder(cfg, cfg.Leases.All()))
 	srv.releaseRefused(cfg.Refused)
 	return srv, nil
@@ -284,7 +287,7 @@ func (s *Server) handle(conn net.PacketConn, p packet) {
 	now := time.Now()
 	d := s.r.Load().answer(req, now)
 	mac := req.ClientHWAddr.String()
-	if d.unknown && s.seen.first(mac, now) {
+	if d.unknown && s.seen.first(mac, now) && s.unknown.allow(now) {
 		s.log.Info("a machine that is not in the plan asks for DHCP", "mac", mac, "vendor_class", req.ClassIdentifier(),
 			"user_class", strings.Join(req.UserClass(), ","), "pool", s.cfg.DynamicPool)
 		s.record(api.Event{Time: now, MAC: mac, Kind: api.KindMachineSeen, Source: p.peer.String(), Message: describe(req, netip.Addr{}),
@@ -325,6 +328,10 @@ func (s *Server) handle(conn net.PacketConn, p packet) {
 		if s.told.first(l.MAC, now) { // renewals stay quiet
 			s.log.Info("lease given", "mac", l.MAC, "ip", l.IP, "kind", d.kind)
 		}
+		if !s.perMAC.allow(l.MAC, now) {
+			s.cfg.Metrics.Dropped("event_rate_limited")
+			return
+		}
 		s.record(api.Event{Time: now, MAC: l.MAC, Kind: api.KindDHCP, Source: p.peer.String(), Message: describe(req, l.IP),
 			ClientArch: clientArch(req)})
 	})
@@ -363,10 +370,10 @@ func describe(req *dhcpv4.DHCPv4, ip netip.Addr) string {
 		b.WriteString(" arch=" + strconv.Itoa(int(archs[0])))
 	}
 	if uc := req.UserClass(); len(uc) > 0 {
-		b.WriteString(" user_class=" + strconv.Quote(strings.Join(uc, ",")))
+		b.WriteString(" user_class=" + strconv.Quote(capClass(strings.Join(uc, ","))))
 	}
 	if vc := req.ClassIdentifier(); vc != "" {
-		b.WriteString(" vendor_class=" + strconv.Quote(vc))
+		b.WriteString(" vendor_class=" + strconv.Quote(capClass(vc)))
 	}
 	return b.String()
 }

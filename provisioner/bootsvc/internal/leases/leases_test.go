@@ -13,7 +13,7 @@ import (
 
 func lease(i int) Lease {
 	return Lease{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i/256, i%256), IP: netip.AddrFrom4([4]byte{10, 0, byte(i / 256), byte(i % 256)}),
-		Expires: time.Unix(1700000000+int64(i), 0).UTC(), Kind: "pool"}
+		Expires: time.Unix(4100000000+int64(i), 0).UTC(), Kind: "pool"} // far in the future: never expires during a test
 }
 
 func TestLeasesSurviveReopenAndLookup(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/racker/racker/provisioner/internal/atomicfile"
 )
@@ -23,6 +24,9 @@ type Options struct {
 	// is rewritten with only the live leases, provided they are at least
 	// four times the live count (default 8192).
 	CompactAfter int
+	// Now is the clock that decides which leases have expired (default
+	// time.Now); tests pass their own.
+	Now func() time.Time
 }
 
 // Store holds the leases of one serving process: in memory for lookups, in
@@ -38,6 +42,12 @@ type Store struct {
 	lock    *os.File
 	journal *os.File // appended to by the committer goroutine only
 	lines   int      // journal lines since the last compaction
+	// size is the journal's length after the last whole batch; torn says
+	// a failed write may have left part of a batch after it, which is cut
+	// off before anything else is appended (committer goroutine only).
+	size      int64
+	torn      bool
+	lastSweep time.Time
 
 	mu   sync.RWMutex
 	live map[string]Lease // what readers see, including commits in flight
@@ -73,6 +83,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CompactAfter <= 0 {
 		opts.CompactAfter = 8192
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the state folder %s for leases: %w", dir, err)
 	}
@@ -91,6 +104,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.Close()
 		return nil, err
 	}
+	s.dropExpired(s.live, opts.Now())
 	s.durable = make(map[string]Lease, len(s.live))
 	for k, v := range s.live {
 		s.durable[k] = v
@@ -106,7 +120,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Get returns the lease of mac.
+// Get returns the lease of mac, as recorded (it may have expired since the
+// last sweep; Addr is what authorises an address).
 func (s *Store) Get(mac string) (Lease, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -205,6 +220,10 @@ func (s *Store) committer() {
 			}
 		}
 		batch = append(batch[:0], first)
+		if now := s.opts.Now(); now.Sub(s.lastSweep) > time.Minute {
+			s.lastSweep = now
+			s.Sweep()
+		}
 	more:
 		for len(batch) < s.opts.MaxBatch {
 			select {
@@ -226,24 +245,33 @@ func (s *Store) flush(batch []commit, buf *[]byte) {
 	for _, c := range batch {
 		line, err := json.Marshal(c.rec)
 		if err != nil { // cannot happen for these types; fail the batch loudly
-			s.finish(batch, fmt.Errorf("encoding lease of %s: %w", c.rec.MAC, err))
+			s.fail(batch, fmt.Errorf("encoding lease of %s: %w", c.rec.MAC, err))
 			return
 		}
 		b = append(append(b, line...), '\n')
 	}
 	*buf = b
-	_, err := s.journal.Write(b)
+	err := s.cutTorn()
 	if err == nil {
-		err = s.journal.Sync()
+		var n int
+		n, err = s.journal.Write(b)
+		if n > 0 && err != nil {
+			s.torn = true
+		}
+		if err == nil {
+			err = s.journal.Sync()
+			s.torn = err != nil // the data may or may not be on disk: cut it
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("writing %d lease(s) to %s: %w", len(batch), s.path, err)
 		s.log.Error("lease journal write failed; leases are not being answered", "err", err)
-	}
-	s.finish(batch, err)
-	if err != nil {
+		_ = s.cutTorn() // now if possible, else before the next write
+		s.fail(batch, err)
 		return
 	}
+	s.size += int64(len(b))
+	s.finish(batch, nil)
 	for _, c := range batch {
 		if c.rec.Released {
 			delete(s.durable, c.rec.MAC)
@@ -259,6 +287,41 @@ func (s *Store) flush(batch []commit, buf *[]byte) {
 	}
 }
 
+// cutTorn truncates the journal to its last whole batch after a failed
+// write, so the next line never continues a half-written one (which would
+// lose both, the second one acknowledged).
+func (s *Store) cutTorn() error {
+	if !s.torn {
+		return nil
+	}
+	if err := s.journal.Truncate(s.size); err != nil {
+		return fmt.Errorf("cutting a torn write off %s: %w", s.path, err)
+	}
+	s.torn = false
+	return nil
+}
+
+// fail answers a batch that is not durable, and takes its leases back from
+// readers: a lease nobody was told about must not authorise anything.
+// A later commit of the same MAC, applied since, is left alone.
+func (s *Store) fail(batch []commit, err error) {
+	s.mu.Lock()
+	for _, c := range batch {
+		if c.rec.Released {
+			continue
+		}
+		if cur, ok := s.live[c.rec.MAC]; ok && cur == c.rec.Lease {
+			if d, ok := s.durable[c.rec.MAC]; ok {
+				s.live[c.rec.MAC] = d
+			} else {
+				delete(s.live, c.rec.MAC)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.finish(batch, err)
+}
+
 func (s *Store) finish(batch []commit, err error) {
 	for _, c := range batch {
 		c.done(err)
@@ -269,6 +332,7 @@ func (s *Store) finish(batch []commit, err error) {
 // temporary file, fsync, rename, fsync of the folder) and reopens it for
 // appending. It runs at Open and on the committer goroutine only.
 func (s *Store) compact() error {
+	s.dropExpired(s.durable, s.opts.Now())
 	leases := sortedLeases(s.durable)
 	var b []byte
 	for _, l := range leases {
@@ -290,11 +354,35 @@ func (s *Store) compact() error {
 	}
 	s.journal = f
 	s.lines = len(leases)
+	s.size, s.torn = int64(len(b)), false
 	return nil
 }
 
-// Addr is a convenience for callers holding a MAC: the leased address, if any.
+// Sweep drops expired leases from memory (the journal forgets them at its
+// next compaction, and a restart never reads them back). The committer
+// runs it about once a minute.
+func (s *Store) Sweep() {
+	now := s.opts.Now()
+	s.mu.Lock()
+	s.dropExpired(s.live, now)
+	s.mu.Unlock()
+}
+
+func (s *Store) dropExpired(m map[string]Lease, now time.Time) {
+	for mac, l := range m {
+		if !l.Expires.IsZero() && !l.Expires.After(now) {
+			delete(m, mac)
+		}
+	}
+}
+
+// Addr is the address currently leased to mac: only a lease that has not
+// expired counts, so an address given up (or timed out) never authorises
+// its former holder, or whoever takes it next.
 func (s *Store) Addr(mac string) (netip.Addr, bool) {
 	l, ok := s.Get(mac)
-	return l.IP, ok
+	if !ok || (!l.Expires.IsZero() && !l.Expires.After(s.opts.Now())) {
+		return netip.Addr{}, false
+	}
+	return l.IP, true
 }

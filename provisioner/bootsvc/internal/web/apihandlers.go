@@ -34,10 +34,12 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, ok := s.store.node(cb.MAC)
-	if !ok || !s.mayActFor(r, n) {
-		s.log.Warn("refused a node callback from an address that is not the node's", "mac", cb.MAC, "event", cb.Event, "from", r.RemoteAddr)
-		s.record(r, api.Event{MAC: cb.MAC, Kind: api.KindForbidden, Message: "callback " + string(cb.Event) + " sent by " + remoteAddr(r).String()})
-		writeError(w, http.StatusForbidden, "callbacks for "+cb.MAC+" are only taken from that node's address")
+	switch {
+	case !ok || !s.mayActFor(r, n):
+		s.refuse(w, r, cb.MAC, "callback "+string(cb.Event)+" for "+cb.MAC+": not the node's address")
+		return
+	case !s.store.tokenOK(cb.MAC, r):
+		s.refuse(w, r, cb.MAC, "callback "+string(cb.Event)+" for "+cb.MAC+": without the node's token")
 		return
 	}
 	ev, err := s.store.j.append(api.Event{MAC: cb.MAC, Kind: cb.Event, Message: cb.Message, Source: r.RemoteAddr})
@@ -59,6 +61,9 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 const maxEventsPerAnswer = 1000
 
 func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
+	if !s.fromManagement(w, r) {
+		return
+	}
 	q := r.URL.Query()
 	var after uint64
 	if a := q.Get("after"); a != "" {
@@ -76,16 +81,17 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, s.cfg.MaxWait)
 	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeTimeout))
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		evs, notify, err := s.store.j.since(after, maxEventsPerAnswer)
+		evs, notify, err := s.store.j.since(q.Get("epoch"), after, maxEventsPerAnswer)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
 		if len(evs) > 0 || wait == 0 {
-			writeJSON(w, http.StatusOK, api.EventsResponse{Events: nonNil(evs)})
+			writeJSON(w, http.StatusOK, api.EventsResponse{Epoch: s.store.j.epoch, Events: nonNil(evs)})
 			return
 		}
 		select {
@@ -106,11 +112,17 @@ func nonNil(evs []api.Event) []api.Event {
 }
 
 func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
+	if !s.fromManagement(w, r) {
+		return
+	}
 	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: s.store.list()})
 }
 
 // getNode answers one node, named by any spelling of its primary MAC.
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
+	if !s.fromManagement(w, r) {
+		return
+	}
 	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -128,8 +140,7 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
 // bootstrap, replace and retire, run beside a racker serve, make it see
 // the rows they added or changed at once.
 func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
-	if !s.isAdmin(r) {
-		writeError(w, http.StatusForbidden, "plan reloads are only taken from the management node")
+	if !s.fromManagement(w, r) {
 		return
 	}
 	if s.cfg.Replan == nil {
@@ -144,9 +155,32 @@ func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// postNetboot opens a node's boot window: the orchestrator calls it
+// before it powers the node on into PXE.
+func (s *Server) postNetboot(w http.ResponseWriter, r *http.Request) {
+	if !s.fromManagement(w, r) {
+		return
+	}
+	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	n, err := s.store.netboot(mac)
+	if err != nil {
+		code := http.StatusInternalServerError
+		if _, planned := s.store.node(mac); !planned {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	s.log.Info("boot window open", "mac", mac, "node", n.Hostname, "generation", n.InstallGeneration, "until", n.WindowUntil)
+	writeJSON(w, http.StatusOK, n)
+}
+
 func (s *Server) postReinstall(w http.ResponseWriter, r *http.Request) {
-	if !s.isAdmin(r) {
-		writeError(w, http.StatusForbidden, "reinstalls are only taken from the management node")
+	if !s.fromManagement(w, r) {
 		return
 	}
 	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/images"
@@ -20,7 +21,7 @@ import (
 func BenchmarkRecordParallel(b *testing.B) {
 	for _, writers := range []int{1, 4, 32} {
 		b.Run(fmt.Sprintf("parallelism%d", writers), func(b *testing.B) {
-			st, err := openStore(b.TempDir(), testPlan(), nil, nil, discard())
+			st, err := openStore(b.TempDir(), testPlan(), nil, nil, discard(), time.Now, DefaultWindow)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -29,7 +30,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					st.Record(api.Event{MAC: macA, Kind: api.KindDHCP, Message: "ip=172.24.213.10 arch=0 class=PXEClient"})
+					st.Record(api.Event{MAC: bmcA, Kind: api.KindDHCP, Message: "ip=172.24.213.10 arch=0 class=PXEClient"})
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -34,14 +35,22 @@ func (s *Server) routes() http.Handler {
 	handle("POST /api/v1/nodes/{mac}/reinstall", "reinstall", s.postReinstall)
 	handle("POST /api/v1/plan/reload", "plan_reload", s.postReload)
 	handle("GET "+api.MatchboxPath+"/", "matchbox", s.serveMatchbox)
+	handle("POST /api/v1/nodes/{mac}/netboot", "netboot", s.postNetboot)
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{})
+	handle("GET /metrics", "metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.fromManagement(w, r) {
+			metrics.ServeHTTP(w, r)
+		}
+	})
 	return mux
 }
 
 // counted counts answers by handler and status code.
 func (s *Server) counted(name string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer has a write deadline; assets and long polls move it.
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
 		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
 		h(cw, r)
 		s.metrics.Request(name, cw.code)
@@ -94,8 +103,16 @@ func (s *Server) record(r *http.Request, ev api.Event) {
 }
 
 // served records which iPXE script a MAC was answered with; the message
-// repeats it for people.
+// repeats it for people. What a node asks outside its boot window, and
+// what unknown MACs ask, is recorded once a minute per MAC at most (and
+// 50 a second overall): anyone can ask in any MAC's name.
 func (s *Server) served(r *http.Request, mac string, script api.Script) {
+	if script == api.ScriptUnknown || script == api.ScriptNoWindow || !s.store.inWindow(mac) {
+		if ok, _ := s.observed.allow(mac, s.store.now()); !ok {
+			s.metrics.Dropped("ipxe_not_recorded")
+			return
+		}
+	}
 	s.record(r, api.Event{MAC: mac, Kind: api.KindIPXE, Script: script, Message: string(script)})
 }
 
@@ -126,6 +143,11 @@ func (s *Server) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	if s.store.target(mac).Target == api.TargetDisk {
 		s.served(r, mac, api.ScriptDisk)
 		writeText(w, diskScript(mac))
+		return
+	}
+	if !s.store.inWindow(mac) {
+		s.served(r, mac, api.ScriptNoWindow)
+		writeText(w, noWindowScript(s.base, mac))
 		return
 	}
 	if s.cfg.Matchbox != nil && s.cfg.Matchbox.Selects(mac) {
@@ -173,21 +195,44 @@ func (s *Server) serveIgnition(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("mac", mac, "node", n.Hostname, "phase", phase, "from", r.RemoteAddr)
-	if !s.mayActFor(r, n) {
-		log.Warn("refused a node's Ignition config to an address that is not the node's")
-		s.record(r, api.Event{MAC: mac, Kind: api.KindForbidden, Message: "ignition phase=" + string(phase) + " requested by " + remoteAddr(r).String()})
-		http.Error(w, "this config is only served to the node itself", http.StatusForbidden)
+	what := "ignition phase=" + string(phase) + " of " + mac
+	switch {
+	case !s.mayActFor(r, n):
+		s.refuse(w, r, mac, what+": not the node's address")
+		return
+	case phase == api.IgnitionBoot && !s.store.tokenOK(mac, r):
+		s.refuse(w, r, mac, what+": without the node's token")
+		return
+	case !s.store.inWindow(mac):
+		s.refuse(w, r, mac, what+": no boot window is open for "+mac)
 		return
 	}
+	// Build first (an operator's broken snippet is a 500 and can be fixed
+	// and fetched again), then claim: served once per install generation.
+	t := s.store.target(mac)
 	var cfg []byte
 	if phase == api.IgnitionInstall {
-		cfg, err = s.installConfig(n)
+		cfg, err = s.installConfig(n, t)
 	} else {
-		cfg, err = s.bootConfig(n)
+		cfg, err = s.bootConfig(n, t)
 	}
 	if err != nil {
 		log.Error("could not build the Ignition config", "err", err)
 		http.Error(w, "could not build the config: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	claimed, err := s.store.claim(mac, phase)
+	if errors.Is(err, ErrRefused) {
+		s.refuse(w, r, mac, strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
+		return
+	}
+	if err != nil {
+		log.Error("could not record the config as served", "err", err)
+		http.Error(w, "could not record the config as served", http.StatusServiceUnavailable)
+		return
+	}
+	if claimed.Token != t.Token { // a new generation began between build and claim
+		s.refuse(w, r, mac, what+": its install generation changed")
 		return
 	}
 	s.record(r, api.Event{MAC: mac, Kind: api.KindIgnition, Ignition: phase, Message: string(phase)})
@@ -196,18 +241,17 @@ func (s *Server) serveIgnition(w http.ResponseWriter, r *http.Request) {
 	w.Write(cfg)
 }
 
-func (s *Server) installConfig(n plan.Node) ([]byte, error) {
+func (s *Server) installConfig(n plan.Node, t nodeTarget) ([]byte, error) {
 	if s.cfg.Release == nil {
 		return nil, errors.New("no OS release is configured")
 	}
-	t := s.store.target(n.PrimaryMAC)
 	return ignition.Install(ignition.InstallParams{
 		MAC: n.PrimaryMAC, BaseURL: s.base, OS: s.cfg.Release.OS, Version: s.cfg.Release.Version,
-		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll, SigningKey: s.cfg.Release.SigningKey,
+		Disk: s.cfg.Types[n.Type].InstallDisk, WipeAll: t.WipeAll, Token: t.Token, SigningKey: s.cfg.Release.SigningKey,
 	})
 }
 
-func (s *Server) bootConfig(n plan.Node) ([]byte, error) {
+func (s *Server) bootConfig(n plan.Node, t nodeTarget) ([]byte, error) {
 	keys, err := ignition.SSHKeys(s.cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -223,6 +267,7 @@ func (s *Server) bootConfig(n plan.Node) ([]byte, error) {
 		MAC: n.PrimaryMAC, BaseURL: s.base, Hostname: n.Hostname,
 		Address: netip.PrefixFrom(n.IP, bits), SSHKeys: keys, Snippets: snippets,
 		Labels: map[string]string{"role": string(n.Role), "node_type": n.Type, "storage": fmt.Sprint(n.Storage)},
+		Token:  t.Token,
 	})
 }
 
@@ -254,7 +299,7 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	serveFile(w, r, f, st)
+	serveFile(progressDeadlines(w), r, f, st)
 }
 
 func validFileName(name string) bool {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 	"github.com/vincent-petithory/dataurl"
 
@@ -50,7 +51,7 @@ func testPlan() *plan.Plan {
 }
 
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *Server
 	http    *httptest.Server
 	state   string
@@ -69,7 +70,7 @@ func leases(mac string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &rig{t: t, state: filepath.Join(dir, "state"), release: filepath.Join(dir, "testos", "current"), ipxe: filepath.Join(dir, "ipxe")}
@@ -110,7 +111,7 @@ func (r *rig) stop() {
 	}
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+func randomBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
@@ -150,9 +151,7 @@ func (r *rig) get(path string) (int, string) {
 }
 
 func (r *rig) callback(c *http.Client, mac string, kind api.EventKind, msg string) int {
-	b, _ := json.Marshal(api.Callback{MAC: mac, Event: kind, Message: msg})
-	code, _, _ := r.do(c, "POST", "/api/v1/events", b, "Content-Type", "application/json")
-	return code
+	return r.callbackWith(c, mac, kind, msg, "")
 }
 
 func (r *rig) node(mac string) api.Node {
@@ -209,3 +208,59 @@ func requestFrom(remote string) *http.Request {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// netboot opens a node's boot window, as the orchestrator does before it
+// powers the node on.
+func (r *rig) netboot(mac string) api.Node {
+	r.t.Helper()
+	n, err := api.NewClient(r.http.URL).Netboot(context.Background(), mac)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// installToken fetches a node's install config from src (inside its
+// window) and returns the token it carries.
+func (r *rig) installToken(mac, src string) string {
+	r.t.Helper()
+	code, body, _ := r.do(clientFrom(src), "GET", "/ignition?mac="+mac+"&phase=install", nil)
+	if code != 200 {
+		r.t.Fatalf("install config of %s from %s: %d %s", mac, src, code, body)
+	}
+	return tokenOf(r.t, body)
+}
+
+// tokenOf reads the token out of an install config (install.sh's TOKEN=).
+func tokenOf(t testing.TB, cfgJSON []byte) string {
+	t.Helper()
+	cfg, _, err := v3_4.Parse(cfgJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, ok := decodeFile(cfg, "/opt/racker/install.sh")
+	if !ok {
+		t.Fatal("no install.sh in the install config")
+	}
+	_, rest, ok := strings.Cut(script, "\nTOKEN='")
+	tok, _, ok2 := strings.Cut(rest, "'")
+	if !ok || !ok2 || tok == "" {
+		t.Fatalf("no TOKEN in install.sh:\n%s", script)
+	}
+	return tok
+}
+
+// callbackWith posts a callback presenting token ("" presents none).
+func (r *rig) callbackWith(c *http.Client, mac string, kind api.EventKind, msg, token string) int {
+	b, _ := json.Marshal(api.Callback{MAC: mac, Event: kind, Message: msg})
+	hdr := []string{"Content-Type", "application/json"}
+	if token != "" {
+		hdr = append(hdr, api.TokenHeader, api.TokenScheme+token)
+	}
+	code, _, _ := r.do(c, "POST", "/api/v1/events", b, hdr...)
+	return code
+}
+
+// refused: the server said no (403 the first time, 429 while the source
+// keeps asking within the refusal interval).
+func refused(code int) bool { return code == 403 || code == 429 }

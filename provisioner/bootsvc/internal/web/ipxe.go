@@ -47,6 +47,17 @@ func waitScript(base, mac string) string {
 		"chain --replace " + base + "/ipxe?mac=" + mac + "\n"
 }
 
+// noWindowScript keeps a node that should install in iPXE while Racker has
+// opened no boot window for it (it netbooted on its own): it asks again
+// rather than rebooting, like waitScript; the orchestrator power-cycles it
+// into a window when it provisions it.
+func noWindowScript(base, mac string) string {
+	return "#!ipxe\n" +
+		"echo Racker: no boot window is open for " + mac + " (Racker netboots it when it provisions it); asking again in 30 s\n" +
+		"sleep 30\n" +
+		"chain --replace " + base + "/ipxe?mac=" + mac + "\n"
+}
+
 // unknownScript never installs anything: it says why and reboots later, so
 // a machine plugged in before it is in nodes.csv keeps asking.
 func unknownScript(reason string) string {

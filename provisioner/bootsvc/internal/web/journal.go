@@ -40,6 +40,10 @@ type journal struct {
 	path   string
 	f      *os.File
 	size   int64
+	epoch  string // names this journal: a new file gets a new one
+	lines  int    // events in the file (for the compaction trigger)
+	kept   int    // events the last compaction kept
+	keep   keepPolicy
 	log    *slog.Logger
 	reqs   chan journalReq
 	quit   chan struct{}
@@ -66,12 +70,14 @@ type journalAck struct {
 // openJournal opens (or creates) the journal, replays every event through
 // replay in order, and starts the writer. A torn last line (a crash during
 // a write) is cut off; an unreadable line elsewhere is logged and skipped.
-func openJournal(path string, log *slog.Logger, replay func(api.Event)) (*journal, error) {
+// A new journal, or one written before journals had epochs, gets a new
+// epoch (its first line).
+func openJournal(path string, log *slog.Logger, keep keepPolicy, replay func(api.Event)) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening the event journal: %w", err)
 	}
-	j := &journal{path: path, f: f, log: log, reqs: make(chan journalReq), quit: make(chan struct{}),
+	j := &journal{path: path, f: f, log: log, keep: keep, reqs: make(chan journalReq), quit: make(chan struct{}),
 		done: make(chan struct{}), notify: make(chan struct{})}
 	good, err := j.replay(replay)
 	if err != nil {
@@ -95,6 +101,19 @@ func openJournal(path string, log *slog.Logger, replay func(api.Event)) (*journa
 		return nil, fmt.Errorf("opening the event journal %s: %w", path, err)
 	}
 	j.size = good
+	if j.epoch == "" {
+		// A new journal (its events, if any, were written before epochs):
+		// name it, by rewriting it whole with its header first.
+		if j.epoch, err = newEpoch(); err == nil {
+			err = j.rewrite(func(api.Event) bool { return true })
+		}
+		if err != nil {
+			j.f.Close()
+			return nil, fmt.Errorf("starting the event journal %s: %w", path, err)
+		}
+		j.stamp()
+	}
+	j.kept = j.lines
 	go j.writer()
 	return j, nil
 }
@@ -115,6 +134,10 @@ func (j *journal) replay(fn func(api.Event)) (int64, error) {
 		off += int64(len(b))
 		line++
 		var ev api.Event
+		if err := json.Unmarshal(b, &ev); err == nil && ev.Seq == 0 && ev.Epoch != "" && line == 1 {
+			j.epoch = ev.Epoch // the header
+			continue
+		}
 		if err := json.Unmarshal(b, &ev); err != nil || ev.Seq == 0 {
 			j.log.Warn("skipping an unreadable line of the event journal", "file", j.path, "line", line, "err", err)
 			continue
@@ -125,6 +148,7 @@ func (j *journal) replay(fn func(api.Event)) (int64, error) {
 			continue
 		}
 		j.lastSeq = ev.Seq
+		j.lines++
 		j.remember(ev)
 		if fn != nil {
 			fn(ev)
@@ -132,7 +156,16 @@ func (j *journal) replay(fn func(api.Event)) (int64, error) {
 	}
 }
 
+// stamp puts the journal's epoch on the events kept in memory (replay read
+// them before the epoch was known, when the journal had none).
+func (j *journal) stamp() {
+	for i := range j.recent {
+		j.recent[i].Epoch = j.epoch
+	}
+}
+
 func (j *journal) remember(ev api.Event) {
+	ev.Epoch = j.epoch
 	if len(j.recent) >= 2*recentEvents {
 		j.recent = append(j.recent[:0], j.recent[len(j.recent)-recentEvents:]...)
 	}
@@ -195,6 +228,7 @@ func (j *journal) writeBatch(batch []journalReq) {
 	for i, req := range batch {
 		seq++
 		req.ev.Seq = seq
+		req.ev.Epoch = "" // the journal's, said once in its header
 		evs[i] = req.ev
 		b, _ := json.Marshal(req.ev) // plain strings and numbers: cannot fail
 		buf.Write(b)
@@ -216,6 +250,7 @@ func (j *journal) writeBatch(batch []journalReq) {
 		return
 	}
 	j.size += int64(buf.Len())
+	j.lines += len(batch)
 	j.mu.Lock()
 	j.lastSeq = seq
 	for _, ev := range evs {
@@ -228,13 +263,19 @@ func (j *journal) writeBatch(batch []journalReq) {
 		j.commit(evs)
 	}
 	for i, req := range batch {
+		evs[i].Epoch = j.epoch
 		req.done <- journalAck{ev: evs[i]}
 	}
+	j.maybeCompact()
 }
 
 // since returns up to max events after seq, and a channel closed at the
-// next commit (to wait on when there are none).
-func (j *journal) since(after uint64, max int) ([]api.Event, <-chan struct{}, error) {
+// next commit (to wait on when there are none). A cursor of another epoch
+// (a journal since deleted) reads this one from its start.
+func (j *journal) since(epoch string, after uint64, max int) ([]api.Event, <-chan struct{}, error) {
+	if epoch != "" && epoch != j.epoch {
+		after = 0
+	}
 	j.mu.Lock()
 	notify := j.notify
 	if after >= j.lastSeq {
@@ -270,6 +311,7 @@ func (j *journal) readFile(after uint64, max int) ([]api.Event, error) {
 		var ev api.Event
 		if json.Unmarshal(b, &ev) == nil && ev.Seq > after {
 			upgradeLegacy(&ev)
+			ev.Epoch = j.epoch
 			out = append(out, ev)
 		}
 	}

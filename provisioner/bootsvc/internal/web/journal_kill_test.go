@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
 )
@@ -15,7 +16,7 @@ import (
 // The child half of TestJournalSurvivesKill: record events from several
 // goroutines forever, printing each one once Record has returned.
 func journalChild(dir string) {
-	st, err := openStore(dir, testPlan(), nil, nil, discard())
+	st, err := openStore(dir, testPlan(), nil, nil, discard(), time.Now, DefaultWindow)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -25,7 +26,7 @@ func journalChild(dir string) {
 		go func() {
 			for i := 0; ; i++ {
 				id := fmt.Sprintf("g%d-%d", g, i)
-				st.Record(api.Event{MAC: macA, Kind: api.KindTFTP, Message: id})
+				st.Record(api.Event{MAC: bmcA, Kind: api.KindTFTP, Message: id})
 				mu.Lock()
 				fmt.Println("ack", id)
 				mu.Unlock()
@@ -68,7 +69,7 @@ func TestJournalSurvivesKill(t *testing.T) {
 		t.Fatalf("child stopped after %d acks", len(acked))
 	}
 
-	st, err := openStore(dir, testPlan(), nil, nil, discard())
+	st, err := openStore(dir, testPlan(), nil, nil, discard(), time.Now, DefaultWindow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestJournalSurvivesKill(t *testing.T) {
 	var last uint64
 	seen := map[string]bool{}
 	for {
-		evs, _, err := st.j.since(last, 10000)
+		evs, _, err := st.j.since("", last, 10000)
 		if err != nil {
 			t.Fatal(err)
 		}

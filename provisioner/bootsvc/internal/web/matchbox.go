@@ -60,9 +60,15 @@ func (s *Server) serveMatchbox(w http.ResponseWriter, r *http.Request) {
 	}
 	mac = n.PrimaryMAC
 	if !s.mayActFor(r, n) {
-		s.log.Warn("refused a node's matchbox "+endpoint+" to an address that is not the node's", "mac", mac, "from", r.RemoteAddr)
-		s.record(r, api.Event{MAC: mac, Kind: api.KindForbidden, Message: "matchbox " + endpoint + " requested by " + remoteAddr(r).String()})
-		http.Error(w, "this is only served to the node itself", http.StatusForbidden)
+		s.refuse(w, r, mac, "matchbox "+endpoint+": not the node's address")
+		return
+	}
+	// What installs a node is served in its boot window only, as Racker's
+	// own /ipxe and install Ignition are (docs/security.md); the installed
+	// node's own config (os=installed) is not an install.
+	installed := endpoint == "ignition" && r.URL.Query().Get("os") == "installed"
+	if !installed && s.store.target(mac).Target != api.TargetDisk && !s.store.inWindow(mac) {
+		s.refuse(w, r, mac, "matchbox "+endpoint+": no boot window is open for "+mac)
 		return
 	}
 	switch endpoint {

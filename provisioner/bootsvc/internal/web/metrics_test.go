@@ -13,10 +13,10 @@ import (
 // twice.
 func TestMetricsNodePhaseAndInstallDuration(t *testing.T) {
 	r := newRig(t)
-	for _, k := range []api.EventKind{api.KindInstalling} {
-		if code := r.callback(nil, macA, k, ""); code != 204 {
-			t.Fatalf("%s: %d", k, code)
-		}
+	r.netboot(macA)
+	tok := r.installToken(macA, "127.0.0.1") // callbacks present the node's token
+	if code := r.callbackWith(nil, macA, api.KindInstalling, "", tok); code != 204 {
+		t.Fatalf("installing: %d", code)
 	}
 	metric := func(want string) bool {
 		_, m := r.get("/metrics")
@@ -35,7 +35,7 @@ func TestMetricsNodePhaseAndInstallDuration(t *testing.T) {
 	}
 	waitMetric(`racker_node_phase{mac="` + macA + `",phase="installing"} 1`)
 	time.Sleep(20 * time.Millisecond)
-	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+	if code := r.callbackWith(nil, macA, api.KindInstalled, "", tok); code != 204 {
 		t.Fatalf("installed: %d", code)
 	}
 	waitMetric(`racker_node_phase{mac="` + macA + `",phase="installed"} 1`)

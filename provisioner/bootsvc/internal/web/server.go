@@ -66,6 +66,10 @@ type Config struct {
 	// Replan re-reads the plan from its files and sets it (the services'
 	// reload), for POST /api/v1/plan/reload; nil answers 404.
 	Replan func() error
+	// Window is how long a node's boot window stays open (default
+	// DefaultWindow); Now is the clock (default time.Now; tests).
+	Window time.Duration
+	Now    func() time.Time
 }
 
 // TypeSettings are the settings of one node type.
@@ -80,13 +84,15 @@ type TypeSettings struct {
 
 // Server is the HTTP boot services.
 type Server struct {
-	cfg     Config
-	base    string
-	log     *slog.Logger
-	metrics *api.Metrics
-	store   *store
-	handler http.Handler
-	hot     *hotFiles // the OS release kept in the page cache (images.go)
+	cfg      Config
+	base     string
+	log      *slog.Logger
+	metrics  *api.Metrics
+	store    *store
+	handler  http.Handler
+	hot      *hotFiles // the OS release kept in the page cache (images.go)
+	refusals *limiter  // forbidden events, per source
+	observed *limiter  // iPXE events of unknown MACs and of nodes outside their window, per MAC
 }
 
 // New checks cfg, opens the store in the state folder (replaying the event
@@ -109,6 +115,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Port == 0 {
 		cfg.Port = DefaultPort
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	if base == "" {
@@ -133,11 +145,12 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("starting the HTTP boot services: node type %s: console %q / install disk %q not valid", t, ts.Console, ts.InstallDisk)
 		}
 	}
-	st, err := openStore(cfg.StateDir, cfg.Plan, cfg.LeaseOf, cfg.Metrics, cfg.Logger)
+	st, err := openStore(cfg.StateDir, cfg.Plan, cfg.LeaseOf, cfg.Metrics, cfg.Logger, cfg.Now, cfg.Window)
 	if err != nil {
 		return nil, fmt.Errorf("starting the HTTP boot services: %w", err)
 	}
-	s := &Server{cfg: cfg, base: base, log: cfg.Logger, metrics: cfg.Metrics, store: st}
+	s := &Server{cfg: cfg, base: base, log: cfg.Logger, metrics: cfg.Metrics, store: st,
+		refusals: newLimiter(refusalEvery, globalRefusals), observed: newLimiter(time.Minute, 50)}
 	s.handler = s.routes()
 	s.hot = keepHot(releasePaths(cfg.Release), hotInterval, cfg.Logger)
 	return s, nil
@@ -160,12 +173,28 @@ func (s *Server) BaseURL() string { return s.base }
 // the journal are kept.
 func (s *Server) SetPlan(p *plan.Plan) { s.store.setPlan(p) }
 
+// Connection timeouts: a request's header and body must arrive within
+// these, an idle keep-alive connection is closed after idleTimeout, and
+// each answer must be written within writeTimeout (an asset: each step of
+// assetStep bytes, so a download that goes on is never cut; a long poll:
+// writeTimeout after its wait).
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+	writeTimeout      = 30 * time.Second
+)
+
 // Serve answers HTTP on ln until ctx ends, then stops gracefully (waiting
-// up to 5 s for requests in flight; long polls end at once).
+// up to 5 s for requests in flight; long polls end at once). It may run on
+// several listeners at once (the nodes' and the management node's).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/internal/atomicfile"
@@ -33,6 +34,12 @@ type nodeTarget struct {
 	Target            api.Target `json:"target"`
 	InstallGeneration int        `json:"install_generation"`
 	WipeAll           bool       `json:"wipe_all"`
+	// The boot window and the generation's secret (window.go): the file
+	// is therefore mode 0600.
+	Token         string    `json:"token,omitempty"`
+	WindowUntil   time.Time `json:"window_until,omitzero"`
+	InstallServed bool      `json:"install_served,omitempty"`
+	BootServed    bool      `json:"boot_served,omitempty"`
 }
 
 type nodeView struct {
@@ -50,10 +57,17 @@ type store struct {
 	log     *slog.Logger
 	metrics *api.Metrics
 	leaseOf func(mac string) (netip.Addr, bool)
+	now     func() time.Time
+	window  time.Duration
+	// strangers bounds what machines outside the plan, and nodes outside
+	// their window, get recorded (TFTP transfers, iPXE, machine_seen):
+	// one event per kind and MAC per 10 s, 100 a second overall.
+	strangers *limiter
 
 	mu      sync.Mutex
 	plan    *plan.Plan
 	byMAC   map[string]plan.Node // primary MAC → planned node (members only)
+	planned map[string]bool      // every planned machine's MAC: nodes and BMCs (the journal keeps their history longest)
 	nodes   map[string]*nodeView // primary MAC → state; absent = install, unknown
 	applied uint64               // last journal seq reflected in nodes
 	// replaying: the journal is being read back at start (its installs
@@ -63,8 +77,10 @@ type store struct {
 	j *journal
 }
 
-func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool), m *api.Metrics, log *slog.Logger) (*store, error) {
-	s := &store{dir: dir, log: log, metrics: m, leaseOf: leaseOf, nodes: map[string]*nodeView{}}
+func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool), m *api.Metrics, log *slog.Logger,
+	now func() time.Time, window time.Duration) (*store, error) {
+	s := &store{dir: dir, log: log, metrics: m, leaseOf: leaseOf, nodes: map[string]*nodeView{}, now: now, window: window,
+		strangers: newLimiter(10*time.Second, 100)}
 	s.setPlan(p)
 	var onDisk targetsOnDisk
 	dirty0 := false // targets of retired machines left out
@@ -89,7 +105,7 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 	fileSeq := onDisk.Seq
 	dirty := dirty0
 	s.replaying = true
-	j, err := openJournal(filepath.Join(dir, EventsFile), log, func(ev api.Event) {
+	j, err := openJournal(filepath.Join(dir, EventsFile), log, defaultKeep(s.isPlanned, now), func(ev api.Event) {
 		if s.apply(ev, ev.Seq > fileSeq) {
 			dirty = true
 		}
@@ -114,11 +130,18 @@ func openStore(dir string, p *plan.Plan, leaseOf func(string) (netip.Addr, bool)
 
 func (s *store) setPlan(p *plan.Plan) {
 	by := map[string]plan.Node{}
+	planned := map[string]bool{}
 	for _, n := range p.Nodes {
 		by[n.PrimaryMAC] = n
 	}
+	for _, n := range p.Servers() {
+		planned[n.PrimaryMAC] = true
+		if n.BMCMAC != "" {
+			planned[n.BMCMAC] = true
+		}
+	}
 	s.mu.Lock()
-	s.plan, s.byMAC = p, by
+	s.plan, s.byMAC, s.planned = p, by, planned
 	s.forgetRetiredLocked()
 	s.mu.Unlock()
 }
@@ -140,6 +163,13 @@ func (s *store) forgetRetiredLocked() {
 	if err := s.saveLocked(); err != nil {
 		s.log.Error("could not drop the targets of retired machines (they are dropped again at the next start)", "err", err)
 	}
+}
+
+// isPlanned says whether mac is a planned node's or BMC's.
+func (s *store) isPlanned(mac string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.planned[mac]
 }
 
 // nodeByNIC returns the planned member node with this primary or secondary
@@ -167,8 +197,24 @@ func (s *store) node(mac string) (plan.Node, bool) {
 	return n, ok
 }
 
-// Record implements api.Recorder for the DHCP and TFTP servers.
+// Record implements api.Recorder for the DHCP and TFTP servers (and the
+// web server's own observations): it marks what a node did outside its
+// boot window as unsolicited and caps what unauthenticated input may
+// write, then journals the event.
 func (s *store) Record(ev api.Event) {
+	s.mu.Lock()
+	ev.Unsolicited = s.unsolicitedLocked(ev)
+	stranger := ev.Unsolicited || !s.planned[ev.MAC]
+	s.mu.Unlock()
+	if stranger && ev.Kind != api.KindForbidden { // refusals have a limiter of their own
+		if ok, _ := s.strangers.allow(string(ev.Kind)+" "+ev.MAC, s.now()); !ok {
+			s.metrics.Dropped("event_rate_limited")
+			return
+		}
+	}
+	ev.Message = capString(ev.Message, maxObservedMessage)
+	ev.Source = capString(ev.Source, maxSource)
+	ev.MAC = capString(ev.MAC, maxSource)
 	if _, err := s.j.append(ev); err != nil {
 		s.log.Error("event lost", "kind", ev.Kind, "mac", ev.MAC, "err", err)
 	}
@@ -206,8 +252,8 @@ func (s *store) applyLocked(ev api.Event, targets bool) bool {
 		s.applied = ev.Seq
 	}
 	phase, ok := phaseAfter(ev)
-	if !ok {
-		return false
+	if !ok || ev.Unsolicited {
+		return false // unsolicited: recorded for people, never a phase
 	}
 	v := s.nodes[ev.MAC]
 	if v == nil {
@@ -222,13 +268,19 @@ func (s *store) applyLocked(ev api.Event, targets bool) bool {
 	}
 	s.metrics.NodeEvent(ev.MAC, phase, ev.Kind, ev.Time, !s.replaying)
 	v.lastEvent, v.lastEventAt = ev.Kind, ev.Time
+	changed := false
+	// The node booted its installed system: its window has served its purpose.
+	if targets && ev.Kind == api.KindBooted && !v.WindowUntil.IsZero() {
+		v.WindowUntil = time.Time{}
+		changed = true
+	}
 	// No netboot loops: once a node has installed (or booted from disk),
 	// its next netboot boots from disk until someone asks for a reinstall.
 	if targets && (ev.Kind == api.KindInstalled || ev.Kind == api.KindBooted) && v.Target != api.TargetDisk {
 		v.Target, v.WipeAll = api.TargetDisk, false
-		return true
+		changed = true
 	}
-	return false
+	return changed
 }
 
 // phaseAfter maps an event to the phase it shows ("" keeps the phase);
@@ -265,7 +317,14 @@ func (s *store) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("encoding node targets: %w", err)
 	}
-	return atomicfile.Write(filepath.Join(s.dir, TargetsFile), append(b, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(s.dir, TargetsFile), append(b, '\n'), 0o600) // tokens
+}
+
+// inWindow says whether the node's boot window is open.
+func (s *store) inWindow(mac string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inWindowLocked(mac)
 }
 
 // target returns what a node's next netboot should do.
@@ -278,7 +337,8 @@ func (s *store) target(mac string) nodeTarget {
 	return nodeTarget{Target: api.TargetInstall}
 }
 
-// reinstall makes the node's next netboot install again.
+// reinstall makes the node's next netboot install again, in a new install
+// generation with a new token, and opens its boot window.
 func (s *store) reinstall(mac string, wipeAll bool) (api.Node, error) {
 	n, err := s.markForInstall(mac, wipeAll)
 	if err != nil {
@@ -294,15 +354,14 @@ func (s *store) markForInstall(mac string, wipeAll bool) (api.Node, error) {
 	if !ok {
 		return api.Node{}, fmt.Errorf("no planned node has the primary MAC %s", mac)
 	}
-	v := s.nodes[mac]
-	if v == nil {
-		v = &nodeView{nodeTarget: nodeTarget{Target: api.TargetInstall}, phase: api.PhaseUnknown}
-		s.nodes[mac] = v
-	}
+	v := s.viewFor(mac)
 	old := *v
 	v.Target, v.WipeAll = api.TargetInstall, wipeAll
-	v.InstallGeneration++
-	if err := s.saveLocked(); err != nil {
+	err := s.openWindowLocked(v, true)
+	if err == nil {
+		err = s.saveLocked()
+	}
+	if err != nil {
 		*v = old
 		return api.Node{}, fmt.Errorf("reinstalling %s: %w", mac, err)
 	}
@@ -354,6 +413,9 @@ func (s *store) viewLocked(n plan.Node) api.Node {
 		Target: api.TargetInstall, Phase: api.PhaseUnknown}
 	if v := s.nodes[n.PrimaryMAC]; v != nil {
 		out.Target, out.InstallGeneration, out.WipeAll = v.Target, v.InstallGeneration, v.WipeAll
+		if v.WindowUntil.After(s.now()) {
+			out.WindowUntil = v.WindowUntil
+		}
 		if v.phase != "" {
 			out.Phase = v.phase
 		}
@@ -363,3 +425,23 @@ func (s *store) viewLocked(n plan.Node) api.Node {
 }
 
 func (s *store) close() { s.j.close() }
+
+// Bounds on what unauthenticated input writes to the journal: DHCP vendor
+// and user classes reach up to 255 bytes each, junk iPXE requests any
+// length; a message is for people, so a few hundred bytes say enough.
+const (
+	maxObservedMessage = 512
+	maxSource          = 64
+)
+
+// capString cuts s to at most n bytes, on a rune boundary.
+func capString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

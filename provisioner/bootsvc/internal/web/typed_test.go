@@ -15,11 +15,14 @@ import (
 // script and the Ignition config served, whatever the message says.
 func TestEventsCarryTypedDetails(t *testing.T) {
 	r := newRig(t)
+	r.netboot(macA)
+	r.netboot(macB)
 	r.get("/ipxe?mac=" + macA)           // install
 	r.get("/ipxe?mac=00:11:22:33:44:99") // unknown
-	r.do(clientFrom("127.0.0.2"), "GET", "/ignition?mac="+macB+"&phase=boot", nil)
-	r.callback(nil, macA, api.KindInstalled, "") // makes A's target disk
-	r.get("/ipxe?mac=" + macA)                   // disk
+	tokB := r.installToken(macB, "127.0.0.2")
+	r.do(clientFrom("127.0.0.2"), "GET", "/ignition?mac="+macB+"&phase=boot", nil, api.TokenHeader, api.TokenScheme+tokB)
+	r.callbackWith(nil, macA, api.KindInstalled, "", r.installToken(macA, "127.0.0.1")) // makes A's target disk
+	r.get("/ipxe?mac=" + macA)                                                          // disk
 	r.srv.cfg.Release = nil
 	r.get("/ipxe?mac=" + macB) // waiting
 
@@ -32,7 +35,8 @@ func TestEventsCarryTypedDetails(t *testing.T) {
 			got = append(got, e.MAC+" ignition "+string(e.Ignition))
 		}
 	}
-	want := []string{macA + " ipxe install", "00:11:22:33:44:99 ipxe unknown", macB + " ignition boot", macA + " ipxe disk", macB + " ipxe waiting"}
+	want := []string{macA + " ipxe install", "00:11:22:33:44:99 ipxe unknown", macB + " ignition install", macB + " ignition boot",
+		macA + " ignition install", macA + " ipxe disk", macB + " ipxe waiting"}
 	if !slices.Equal(got, want) {
 		t.Errorf("typed details:\n%q\nwant\n%q", got, want)
 	}

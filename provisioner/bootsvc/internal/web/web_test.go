@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,12 @@ func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
 	if code, body := r.get("/boot.ipxe"); code != 200 || body != "#!ipxe\nchain "+base+"/ipxe?mac=${net0/mac}\n" {
 		t.Fatalf("boot.ipxe: %d %q", code, body)
 	}
+	// Outside a boot window a node that should install waits in iPXE.
+	if _, body := r.get("/ipxe?mac=" + macA); !strings.Contains(body, "no boot window is open") || strings.Contains(body, "kernel") {
+		t.Fatalf("no window: %s", body)
+	}
+	r.netboot(macA)
+	r.netboot(macB)
 	wantInstall := "#!ipxe\nkernel " + base + "/assets/testos/current/flatcar_production_pxe.vmlinuz initrd=flatcar_production_pxe_image.cpio.gz flatcar.first_boot=yes ignition.config.url=" + base + "/ignition?mac=" + macA + "&phase=install console=ttyS0,115200n8\n" +
 		"initrd " + base + "/assets/testos/current/flatcar_production_pxe_image.cpio.gz\nboot\n"
 	if _, body := r.get("/ipxe?mac=00-11-22-33-44-10"); body != wantInstall {
@@ -42,7 +49,8 @@ func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
 		t.Errorf("after the install script: %+v", n)
 	}
 
-	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+	tokA := r.installToken(macA, "127.0.0.1")
+	if code := r.callbackWith(nil, macA, api.KindInstalled, "", tokA); code != 204 {
 		t.Fatalf("installed callback: %d", code)
 	}
 	if n := r.node(macA); n.Target != api.TargetDisk || n.Phase != api.PhaseInstalled || n.LastEvent != api.KindInstalled {
@@ -55,9 +63,14 @@ func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
 	if n := r.node(macA); n.Phase != api.PhaseInstalled || n.LastEvent != api.KindIPXE {
 		t.Errorf("after a disk script the phase must stay installed: %+v", n)
 	}
+	// C has no window: its iPXE request is recorded, unsolicited, and moves nothing.
+	r.get("/ipxe?mac=" + macC)
+	if n := r.node(macC); n.Phase != api.PhaseUnknown {
+		t.Errorf("an iPXE request outside the window moved C: %+v", n)
+	}
 
 	n, err := api.NewClient(r.http.URL).Reinstall(context.Background(), macA, true)
-	if err != nil || n.Target != api.TargetInstall || n.InstallGeneration != 1 || !n.WipeAll {
+	if err != nil || n.Target != api.TargetInstall || n.InstallGeneration != 1 || !n.WipeAll || n.WindowUntil.IsZero() {
 		t.Fatalf("reinstall: %+v %v", n, err)
 	}
 	if _, body := r.get("/ipxe?mac=" + macA); body != wantInstall {
@@ -75,9 +88,14 @@ func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
 		mac  string
 		kind api.EventKind
 		msg  string
-	}{{macA, api.KindIPXE, "install"}, {macA, api.KindIPXE, "disk"}, {"00:11:22:33:44:99", api.KindIPXE, "unknown"}} {
+	}{{macA, api.KindIPXE, "install"}, {macA, api.KindIPXE, "disk"}, {"00:11:22:33:44:99", api.KindIPXE, "unknown"}, {macC, api.KindIPXE, "no_window"}} {
 		if !hasEvent(evs, want.mac, want.kind, want.msg) {
 			t.Errorf("no %s event %q for %s in %+v", want.kind, want.msg, want.mac, evs)
+		}
+	}
+	for _, e := range evs {
+		if e.MAC == macC && !e.Unsolicited {
+			t.Errorf("C's iPXE event outside its window is not unsolicited: %+v", e)
 		}
 	}
 }
@@ -85,6 +103,7 @@ func TestIPXEScriptsFollowTheNodeState(t *testing.T) {
 func TestIPXEWaitsForARelease(t *testing.T) {
 	r := newRig(t)
 	r.srv.cfg.Release = nil
+	r.netboot(macA)
 	_, body := r.get("/ipxe?mac=" + macA)
 	want := "#!ipxe\necho Racker: no OS release is available yet, asking again in 30 s\nsleep 30\nchain --replace " + base + "/ipxe?mac=" + macA + "\n"
 	if body != want {
@@ -98,13 +117,26 @@ func TestIPXEWaitsForARelease(t *testing.T) {
 
 func TestIgnitionServedOnlyToTheNode(t *testing.T) {
 	r := newRig(t)
+	// Outside a window nothing is served, not even to the node itself.
+	if code, body, _ := r.do(clientFrom("127.0.0.1"), "GET", "/ignition?mac="+macA+"&phase=install", nil); code != 403 || bytes.Contains(body, []byte("TOKEN")) {
+		t.Fatalf("install config outside a window: %d %s", code, body)
+	}
+	r.srv.refusals = newLimiter(refusalEvery, globalRefusals) // a fresh budget for 127.0.0.1
+	r.netboot(macA)
+	r.netboot(macB)
+	r.netboot(macC)
 	// A asks from its lease, B from its planned address: both valid configs.
+	var tokB string
 	for _, tc := range []struct{ mac, src, phase, want string }{
 		{macA, "127.0.0.1", "install", "DISK_PATH=''\nMIN_BYTES='10000000001'"}, // Flatcar's rule
 		{macB, "127.0.0.2", "install", "DISK_PATH='/dev/vdb'"},                  // purple's install disk
 		{macB, "127.0.0.2", "boot", "racker-booted.service"},
 	} {
-		code, body, hdr := r.do(clientFrom(tc.src), "GET", "/ignition?mac="+tc.mac+"&phase="+tc.phase, nil)
+		var hdr []string
+		if tc.phase == "boot" {
+			hdr = []string{api.TokenHeader, api.TokenScheme + tokB}
+		}
+		code, body, h := r.do(clientFrom(tc.src), "GET", "/ignition?mac="+tc.mac+"&phase="+tc.phase, nil, hdr...)
 		if code != 200 {
 			t.Fatalf("%s %s from %s: %d %s", tc.mac, tc.phase, tc.src, code, body)
 		}
@@ -117,22 +149,50 @@ func TestIgnitionServedOnlyToTheNode(t *testing.T) {
 			if !strings.Contains(script, tc.want) {
 				t.Errorf("%s install.sh lacks %q", tc.mac, tc.want)
 			}
-		} else if !bytes.Contains(body, []byte(tc.want)) || cfg.Passwd.Users[0].SSHAuthorizedKeys[0] != testPK {
+			if tc.mac == macB {
+				tokB = tokenOf(t, body)
+			}
+		} else if !bytes.Contains(body, []byte(tc.want)) || cfg.Passwd.Users[0].SSHAuthorizedKeys[0] != testPK || !bytes.Contains(body, []byte(tokB)) {
 			t.Errorf("%s boot config: %s", tc.mac, body)
 		}
-		if ct := hdr.Get("Content-Type"); ct != "application/vnd.coreos.ignition+json" {
+		if ct := h.Get("Content-Type"); ct != "application/vnd.coreos.ignition+json" {
 			t.Errorf("content type %q", ct)
 		}
 	}
-	// B's config asked for from A's address, and C's from anywhere on loopback.
-	for _, tc := range []struct{ mac, src string }{{macB, "127.0.0.1"}, {macC, "127.0.0.1"}, {macA, "127.0.0.3"}} {
-		code, body, _ := r.do(clientFrom(tc.src), "GET", "/ignition?mac="+tc.mac+"&phase=boot", nil)
-		if code != 403 || bytes.Contains(body, []byte("ssh-ed25519")) {
-			t.Errorf("%s's config from %s: %d %s, want 403", tc.mac, tc.src, code, body)
+	// Refused, each from a source of its own (a source that keeps asking
+	// gets 429): B's config asked for from A's address, C's from anywhere
+	// on loopback, A's from another address, B's boot config again (served
+	// once), A's boot config without its token, B's install config again.
+	for _, tc := range []struct{ mac, src, phase, token, why string }{
+		{macB, "127.0.0.1", "boot", tokB, "not the node's address"},
+		{macC, "127.0.0.4", "install", "", "not the node's address"},
+		{macA, "127.0.0.3", "boot", "", "not the node's address"},
+		{macB, "127.0.0.2", "boot", tokB, "served already"},
+		{macA, "127.0.0.5", "install", "", "not the node's address"},
+	} {
+		var hdr []string
+		if tc.token != "" {
+			hdr = []string{api.TokenHeader, api.TokenScheme + tc.token}
+		}
+		code, body, _ := r.do(clientFrom(tc.src), "GET", "/ignition?mac="+tc.mac+"&phase="+tc.phase, nil, hdr...)
+		if code != 403 || bytes.Contains(body, []byte("ssh-ed25519")) || !bytes.Contains(body, []byte(tc.why)) {
+			t.Errorf("%s's %s config from %s: %d %s, want 403 (%s)", tc.mac, tc.phase, tc.src, code, body, tc.why)
+		}
+	}
+	// A's boot config from A's address, without the token and with B's.
+	for _, tok := range []string{"", tokB} {
+		var hdr []string
+		if tok != "" {
+			hdr = []string{api.TokenHeader, api.TokenScheme + tok}
+		}
+		code, body, _ := r.do(clientFrom("127.0.0.1"), "GET", "/ignition?mac="+macA+"&phase=boot", nil, hdr...)
+		if !refused(code) || bytes.Contains(body, []byte("ssh-ed25519")) {
+			t.Errorf("A's boot config with token %q: %d %s", tok, code, body)
 		}
 	}
 	evs := r.events(0)
-	if !hasEvent(evs, macC, api.KindForbidden, "requested by 127.0.0.1") || !hasEvent(evs, macA, api.KindForbidden, "requested by 127.0.0.3") {
+	if !hasEvent(evs, macC, api.KindForbidden, "from 127.0.0.4") || !hasEvent(evs, macA, api.KindForbidden, "from 127.0.0.3") ||
+		!hasEvent(evs, macB, api.KindForbidden, "served already") {
 		t.Errorf("no forbidden events in %+v", evs)
 	}
 	if !hasEvent(evs, macB, api.KindIgnition, "boot") {
@@ -140,6 +200,45 @@ func TestIgnitionServedOnlyToTheNode(t *testing.T) {
 	}
 	if code, _ := r.get("/ignition?mac=" + macA + "&phase=other"); code != 400 {
 		t.Errorf("bad phase: %d", code)
+	}
+}
+
+// TestRefusalsAreAnsweredOnceAndRecordedBounded: a source that keeps
+// asking gets one 403 and one forbidden event, then 429s that write
+// nothing; the next event recorded for it says how many were held back.
+func TestRefusalsAreAnsweredOnceAndRecordedBounded(t *testing.T) {
+	r := newRig(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.srv.store.now = func() time.Time { return now }
+	c := clientFrom("127.0.0.7")
+	codes := map[int]int{}
+	for i := 0; i < 200; i++ {
+		codes[r.callbackWith(c, macA, api.KindInstalled, "", "forged-token-forged-token")]++
+	}
+	if codes[403] != 1 || codes[429] != 199 {
+		t.Fatalf("answers to 200 forged callbacks: %v, want one 403 and 199 429", codes)
+	}
+	count := func() int {
+		n := 0
+		for _, e := range r.events(0) {
+			if e.Kind == api.KindForbidden {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d forbidden events for 200 refusals from one source, want 1", n)
+	}
+	now = now.Add(refusalEvery)
+	if code := r.callbackWith(c, macA, api.KindInstalled, "", "forged-token-forged-token"); code != 403 {
+		t.Fatalf("after the interval: %d, want 403", code)
+	}
+	if !hasEvent(r.events(0), macA, api.KindForbidden, "199 more refused") {
+		t.Errorf("the second event does not count what was held back: %+v", r.events(0))
+	}
+	if n := r.node(macA); n.Phase != api.PhaseUnknown || n.Target != api.TargetInstall {
+		t.Errorf("forged callbacks moved A: %+v", n)
 	}
 }
 
@@ -193,24 +292,36 @@ func grepLines(s, part string) string {
 
 func TestEventCallbacksAreValidated(t *testing.T) {
 	r := newRig(t)
-	a := clientFrom("127.0.0.1")
+	r.netboot(macA)
+	r.netboot(macC)
+	tokA := r.installToken(macA, "127.0.0.1")
 	for _, tc := range []struct {
-		body string
-		code int
+		body, src, token string
+		code             int
 	}{
-		{`{"mac":"` + macA + `","event":"installing"}`, 204},
-		{`{"mac":"` + macA + `","event":"failed","message":"flatcar-install -s failed"}`, 204},
-		{`{"mac":"` + macA + `","event":"installing"`, 400},
-		{`{"mac":"` + macA + `","event":"dhcp"}`, 400},
-		{`{"mac":"nope","event":"booted"}`, 400},
-		{`{"mac":"` + macA + `","event":"failed","message":"` + strings.Repeat("x", 70<<10) + `"}`, 413},
-		{`{"mac":"` + macC + `","event":"installed"}`, 403}, // C's callback from A's address
-		{`{"mac":"00:11:22:33:44:99","event":"installed"}`, 403},
+		{`{"mac":"` + macA + `","event":"installing"}`, "127.0.0.1", tokA, 204},
+		{`{"mac":"` + macA + `","event":"failed","message":"flatcar-install -s failed"}`, "127.0.0.1", tokA, 204},
+		{`{"mac":"` + macA + `","event":"installing"`, "127.0.0.1", tokA, 400},
+		{`{"mac":"` + macA + `","event":"dhcp"}`, "127.0.0.1", tokA, 400},
+		{`{"mac":"nope","event":"booted"}`, "127.0.0.1", tokA, 400},
+		{`{"mac":"` + macA + `","event":"failed","message":"` + strings.Repeat("x", 70<<10) + `"}`, "127.0.0.1", tokA, 413},
+		{`{"mac":"` + macC + `","event":"installed"}`, "127.0.0.1", tokA, 403},      // C's callback from A's address
+		{`{"mac":"00:11:22:33:44:99","event":"installed"}`, "127.0.0.8", tokA, 403}, // not a node
+		{`{"mac":"` + macA + `","event":"installed"}`, "127.0.0.9", "", 403},        // A's address is its lease, 127.0.0.1
+		{`{"mac":"` + macB + `","event":"installed"}`, "127.0.0.2", "", 403},        // B from its address, no token
+		{`{"mac":"` + macB + `","event":"installed"}`, "127.0.0.2", tokA, 429},      // … again, with A's token
 	} {
-		code, body, _ := r.do(a, "POST", "/api/v1/events", []byte(tc.body), "Content-Type", "application/json")
-		if code != tc.code {
-			t.Errorf("%.80s: %d %s, want %d", tc.body, code, body, tc.code)
+		hdr := []string{"Content-Type", "application/json"}
+		if tc.token != "" {
+			hdr = append(hdr, api.TokenHeader, api.TokenScheme+tc.token)
 		}
+		code, body, _ := r.do(clientFrom(tc.src), "POST", "/api/v1/events", []byte(tc.body), hdr...)
+		if code != tc.code {
+			t.Errorf("%.80s from %s: %d %s, want %d", tc.body, tc.src, code, body, tc.code)
+		}
+	}
+	if n := r.node(macB); n.Phase != api.PhaseUnknown || n.Target != api.TargetInstall {
+		t.Errorf("B changed by a refused callback: %+v", n)
 	}
 	if n := r.node(macA); n.Phase != api.PhaseFailed || n.Target != api.TargetInstall {
 		t.Errorf("A after failed: %+v", n)
@@ -219,7 +330,8 @@ func TestEventCallbacksAreValidated(t *testing.T) {
 		t.Errorf("C changed by a refused callback: %+v", n)
 	}
 	evs := r.events(0)
-	if !hasEvent(evs, macA, api.KindFailed, "flatcar-install -s failed") || !hasEvent(evs, macC, api.KindForbidden, "callback installed") {
+	if !hasEvent(evs, macA, api.KindFailed, "flatcar-install -s failed") || !hasEvent(evs, macC, api.KindForbidden, "callback installed") ||
+		!hasEvent(evs, macB, api.KindForbidden, "without the node's token") {
 		t.Errorf("events %+v", evs)
 	}
 }
@@ -228,13 +340,15 @@ func TestEventCallbacksAreValidated(t *testing.T) {
 func TestBootedUnitCommandWithRealCurl(t *testing.T) {
 	curl := testenv.RequireCommand(t, "curl")
 	r := newRig(t)
-	cmd := exec.Command(curl, "-fsS", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+	r.netboot(macA)
+	tok := r.installToken(macA, "127.0.0.1")
+	cmd := exec.Command(curl, "-fsS", "-X", "POST", "-H", "Content-Type: application/json", "-H", "Authorization: Bearer "+tok, "--data-binary",
 		`{"mac":"`+macA+`","event":"booted"}`, r.http.URL+"/api/v1/events")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("curl: %v %s", err, out)
 	}
-	if n := r.node(macA); n.Phase != api.PhaseBooted || n.Target != api.TargetDisk {
-		t.Errorf("after booted: %+v", n)
+	if n := r.node(macA); n.Phase != api.PhaseBooted || n.Target != api.TargetDisk || !n.WindowUntil.IsZero() {
+		t.Errorf("after booted (the window closes): %+v", n)
 	}
 }
 
@@ -243,7 +357,8 @@ func TestJournalSurvivesReopen(t *testing.T) {
 	rec := r.srv.Recorder()
 	rec.Record(api.Event{MAC: macA, Kind: api.KindDHCP, Message: "ip=172.24.213.10 arch=0"})
 	rec.Record(api.Event{MAC: "00:11:22:33:44:99", Kind: api.KindMachineSeen})
-	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+	r.netboot(macA)
+	if code := r.callbackWith(nil, macA, api.KindInstalled, "", r.installToken(macA, "127.0.0.1")); code != 204 {
 		t.Fatal(code)
 	}
 	if _, err := api.NewClient(r.http.URL).Reinstall(context.Background(), macB, true); err != nil {
@@ -282,7 +397,8 @@ func TestJournalSurvivesReopen(t *testing.T) {
 // still leaves the node installed: the journal is replayed over the file.
 func TestInstalledSurvivesLostTargetsFile(t *testing.T) {
 	r := newRig(t)
-	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+	r.netboot(macA)
+	if code := r.callbackWith(nil, macA, api.KindInstalled, "", r.installToken(macA, "127.0.0.1")); code != 204 {
 		t.Fatal(code)
 	}
 	r.stop()
@@ -299,7 +415,7 @@ func TestGroupCommitUnderConcurrency(t *testing.T) {
 	done := make(chan struct{})
 	for i := 0; i < n; i++ {
 		go func() {
-			r.srv.Recorder().Record(api.Event{MAC: macA, Kind: api.KindTFTP, Message: fmt.Sprint(i)})
+			r.srv.Recorder().Record(api.Event{MAC: bmcA, Kind: api.KindTFTP, Message: fmt.Sprint(i)})
 			done <- struct{}{}
 		}()
 	}
@@ -316,8 +432,8 @@ func TestGroupCommitUnderConcurrency(t *testing.T) {
 		}
 	}
 	b, _ := os.ReadFile(filepath.Join(r.state, EventsFile))
-	if lines := bytes.Count(b, []byte("\n")); lines != n {
-		t.Errorf("journal has %d lines, want %d", lines, n)
+	if lines := bytes.Count(b, []byte("\n")); lines != n+1 {
+		t.Errorf("journal has %d lines, want %d and its header", lines, n)
 	}
 }
 
@@ -357,6 +473,17 @@ func TestReinstallOnlyFromManagement(t *testing.T) {
 	}
 	if !r.srv.isAdmin(requestFrom("172.24.213.1:5000")) || r.srv.isAdmin(requestFrom("172.24.213.10:5000")) {
 		t.Error("admin check: management address must be admin, a node's must not")
+	}
+	// A node may not read the management views nor open windows.
+	for _, p := range []string{"GET /api/v1/nodes", "GET /api/v1/events", "GET /metrics", "GET /api/v1/nodes/" + macA, "POST /api/v1/nodes/" + macA + "/netboot"} {
+		method, path, _ := strings.Cut(p, " ")
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(method, path, nil)
+		req.RemoteAddr = "172.24.213.10:40000"
+		r.srv.Handler().ServeHTTP(rec, req)
+		if !refused(rec.Code) || strings.Contains(rec.Body.String(), macB) {
+			t.Errorf("%s from a node: %d %s", p, rec.Code, rec.Body)
+		}
 	}
 	if code, _, _ := r.do(nil, "POST", "/api/v1/nodes/00:11:22:33:44:99/reinstall", nil); code != 404 {
 		t.Errorf("reinstall of an unknown node: %d", code)
