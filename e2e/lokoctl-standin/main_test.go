@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/racker/racker/provisioner/bootsvc"
+	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/cluster"
 	"github.com/racker/racker/provisioner/plan"
 )
@@ -80,6 +81,11 @@ func TestStandInRegistersWhatRackerServes(t *testing.T) {
 	}
 
 	for _, n := range nodes {
+		// Racker opens a node's boot window before it netboots it; what
+		// installs a node, matchbox's endpoints too, is served only then.
+		if _, err := api.NewClient(base).Netboot(ctx, n.PrimaryMAC); err != nil {
+			t.Fatalf("%s: opening its boot window: %v", n.Hostname, err)
+		}
 		code, body := get(t, "127.0.0.1", base+"/ipxe?mac="+n.PrimaryMAC)
 		if code != 200 || !strings.Contains(body, "chain "+"http://127.0.0.1:8080/matchbox/boot.ipxe") {
 			t.Errorf("%s: /ipxe = %d %q, want the chain to matchbox", n.Hostname, code, body)

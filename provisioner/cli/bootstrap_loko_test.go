@@ -75,7 +75,9 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 	vars, _ := os.ReadFile(filepath.Join(state, cluster.LokomotiveDir, cluster.LokocfgVarFile))
 	bundle := filepath.Join(state, api.MatchboxClientDir)
 	for _, want := range []string{
-		`matchbox_http_endpoint = "` + url + `/matchbox"`,
+		// The nodes' URL (the management address and HTTP port), not the
+		// management views' URL this test drives bootstrap with.
+		`matchbox_http_endpoint = "http://127.0.0.1:8080/matchbox"`,
 		`matchbox_endpoint = "127.0.0.1:8081"`,
 		`matchbox_ca_path = "` + filepath.Join(bundle, api.MatchboxCAFile) + `"`,
 		`matchbox_client_cert_path = "` + filepath.Join(bundle, api.MatchboxClientCertFile) + `"`,

@@ -139,7 +139,7 @@ func TestPublicIPSnippetsReachTheBootConfig(t *testing.T) {
 			t.Fatalf("%s: snippets %v, %v", mac, snips, err)
 		}
 		cfg, err := ignition.Boot(ignition.BootParams{MAC: n.PrimaryMAC, BaseURL: "http://172.24.213.1:8080", Hostname: "node-" + strings.ReplaceAll(mac, ":", ""),
-			Address: netip.PrefixFrom(n.IP, 24), SSHKeys: []string{"ssh-ed25519 AAAA"}, Snippets: snips})
+			Address: netip.PrefixFrom(n.IP, 24), SSHKeys: []string{"ssh-ed25519 AAAA"}, Snippets: snips, Token: "test-token-0123456789"})
 		if err != nil {
 			t.Fatalf("%s: boot config with the snippet: %v", mac, err)
 		}
