@@ -13,9 +13,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+
+	"github.com/racker/racker/simulator/dhcpclient"
+)
+
+// The test OS's DHCP pace, as an initramfs client: a DHCP exchange waits
+// 2 s for each packet and sends it twice, and a failed one is tried again
+// a second later, for as long as the link's client runs.
+var (
+	dhcpOptions = dhcpclient.Options{Timeout: 2 * time.Second, Retries: 2, VendorClass: "testos"}
+	dhcpBackoff = dhcpclient.Backoff{First: time.Second}
 )
 
 // network is the node's IPv4 configuration, in two stages as on Flatcar:
@@ -38,7 +46,7 @@ type dhcpClient struct {
 	done   chan struct{} // closed when the client stopped
 	got    chan struct{} // closed at the first lease
 	mu     sync.Mutex
-	lease  *nclient4.Lease
+	lease  *dhcpclient.Lease
 }
 
 func newNetwork(log *slog.Logger) *network {
@@ -117,24 +125,30 @@ func (n *network) startDHCP(ctx context.Context, l netlink.Link) *dhcpClient {
 	n.dhcps[name] = c
 	go func() {
 		defer close(c.done)
-		lease, err := n.dhcpLoop(cctx, l, primary)
+		cl, err := dhcpclient.Open(name, dhcpOptions)
+		if err != nil {
+			n.log.Warn("no DHCP client", "iface", name, "err", err)
+			return
+		}
+		defer cl.Close()
+		lease, err := n.dhcpLoop(cctx, cl, l, primary)
 		if err != nil {
 			return
 		}
 		c.setLease(lease)
 		close(c.got)
-		n.renew(cctx, l, c, primary)
+		n.renew(cctx, cl, l, c, primary)
 	}()
 	return c
 }
 
-func (c *dhcpClient) setLease(l *nclient4.Lease) {
+func (c *dhcpClient) setLease(l dhcpclient.Lease) {
 	c.mu.Lock()
-	c.lease = l
+	c.lease = &l
 	c.mu.Unlock()
 }
 
-func (c *dhcpClient) current() *nclient4.Lease {
+func (c *dhcpClient) current() *dhcpclient.Lease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lease
@@ -159,21 +173,14 @@ func (n *network) stopDHCP(l netlink.Link, keep []netip.Prefix) bool {
 	if lease == nil {
 		return false
 	}
-	ip, _ := netip.AddrFromSlice(lease.ACK.YourIPAddr.To4())
+	ip := lease.Addr.Addr()
 	for _, p := range keep {
 		if p.Addr() == ip {
 			return true
 		}
 	}
-	mask := lease.ACK.SubnetMask()
-	if mask == nil {
-		mask = net.CIDRMask(24, 32)
-	}
-	if err := netlink.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: lease.ACK.YourIPAddr, Mask: mask}}); err != nil {
+	if err := dhcpclient.Remove(l, lease.Addr, lease.Router); err != nil {
 		n.log.Warn("could not remove the DHCP address", "iface", name, "ip", ip, "err", err)
-	}
-	for _, r := range lease.ACK.Router() {
-		_ = netlink.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: r})
 	}
 	return true
 }
@@ -206,55 +213,43 @@ func waitForEthernet(timeout time.Duration) ([]netlink.Link, error) {
 
 // dhcpLoop asks for a lease until one comes or ctx ends, then configures
 // the address (and, on the primary, the default route and DNS).
-func (n *network) dhcpLoop(ctx context.Context, l netlink.Link, primary bool) (*nclient4.Lease, error) {
+func (n *network) dhcpLoop(ctx context.Context, cl *dhcpclient.Client, l netlink.Link, primary bool) (dhcpclient.Lease, error) {
 	log := n.log
 	name := l.Attrs().Name
-	for attempt := 1; ; attempt++ {
-		lease, err := dhcpOnce(ctx, name)
-		if err == nil {
-			return lease, configure(log, l, lease.ACK, primary)
-		}
-		if ctx.Err() != nil {
-			if primary {
-				log.Info("no DHCP lease", "iface", name, "err", err)
-			}
-			return nil, fmt.Errorf("no DHCP lease on %s: %w", name, err)
-		}
+	lease, err := cl.Acquire(ctx, dhcpBackoff, func(attempt int, _ time.Duration, err error) {
 		if primary && attempt%3 == 1 {
 			log.Info("still waiting for a DHCP lease", "iface", name, "attempt", attempt, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
+	})
+	if err != nil {
+		if primary {
+			log.Info("no DHCP lease", "iface", name, "err", err)
 		}
+		return lease, err
 	}
+	return lease, configure(log, l, lease, primary)
 }
 
 // renew keeps a lease alive: a REQUEST at half the lease time (T1), a new
 // DISCOVER when the server does not answer.
-func (n *network) renew(ctx context.Context, l netlink.Link, c *dhcpClient, primary bool) {
+func (n *network) renew(ctx context.Context, cl *dhcpclient.Client, l netlink.Link, c *dhcpClient, primary bool) {
 	name := l.Attrs().Name
 	for {
 		lease := c.current()
-		t1 := lease.ACK.IPAddressLeaseTime(time.Hour) / 2
-		if t1 < 10*time.Second {
-			t1 = 10 * time.Second
+		if lease.Infinite() {
+			<-ctx.Done()
+			return
 		}
+		t1 := max(lease.ValidIn/2, 10*time.Second)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(t1):
 		}
-		cl, err := nclient4.New(name, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
-		if err != nil {
-			n.log.Warn("cannot renew the DHCP lease", "iface", name, "err", err)
-			continue
-		}
-		next, err := cl.Renew(ctx, lease)
+		next, err := cl.Renew(ctx)
 		if err != nil {
 			next, err = cl.Request(ctx)
 		}
-		cl.Close()
 		if ctx.Err() != nil {
 			return
 		}
@@ -262,11 +257,11 @@ func (n *network) renew(ctx context.Context, l netlink.Link, c *dhcpClient, prim
 			n.log.Warn("DHCP renewal failed; retrying at the next T1", "iface", name, "err", err)
 			continue
 		}
-		if !next.ACK.YourIPAddr.Equal(lease.ACK.YourIPAddr) {
-			_ = netlink.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: lease.ACK.YourIPAddr, Mask: lease.ACK.SubnetMask()}})
+		if next.Addr.Addr() != lease.Addr.Addr() {
+			_ = dhcpclient.Remove(l, lease.Addr, netip.Addr{})
 		}
 		c.setLease(next)
-		if err := configure(n.log, l, next.ACK, primary); err != nil {
+		if err := configure(n.log, l, next, primary); err != nil {
 			n.log.Warn("renewed lease not configured", "iface", name, "err", err)
 		}
 	}
@@ -382,37 +377,23 @@ func (n *network) waitAny(ctx context.Context, clients []*dhcpClient, timeout ti
 	}
 }
 
-func dhcpOnce(ctx context.Context, iface string) (*nclient4.Lease, error) {
-	c, err := nclient4.New(iface, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
-	if err != nil {
-		return nil, fmt.Errorf("while opening a DHCP socket on %s: %w", iface, err)
+// configure puts a lease on its link: the address, and on the primary
+// link the default route and /etc/resolv.conf.
+func configure(log *slog.Logger, l netlink.Link, lease dhcpclient.Lease, primary bool) error {
+	var router netip.Addr
+	if primary {
+		router = lease.Router
 	}
-	defer c.Close()
-	return c.Request(ctx, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("testos")))
-}
-
-func configure(log *slog.Logger, l netlink.Link, ack *dhcpv4.DHCPv4, primary bool) error {
-	name := l.Attrs().Name
-	mask := ack.SubnetMask()
-	if mask == nil {
-		mask = net.CIDRMask(24, 32)
+	if err := dhcpclient.Apply(l, lease.Addr, router); err != nil {
+		return err
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ack.YourIPAddr, Mask: mask}}
-	if err := netlink.AddrReplace(l, addr); err != nil {
-		return fmt.Errorf("while adding %s to %s: %w", addr.IPNet, name, err)
+	attrs := []any{"iface", l.Attrs().Name, "mac", l.Attrs().HardwareAddr.String(), "ip", lease.Addr.String(), "server", lease.Server}
+	if router.IsValid() {
+		attrs = append(attrs, "gateway", router)
 	}
-	ones, _ := mask.Size()
-	attrs := []any{"iface", name, "mac", l.Attrs().HardwareAddr.String(), "ip", fmt.Sprintf("%s/%d", ack.YourIPAddr, ones), "server", ack.ServerIdentifier()}
-	if routers := ack.Router(); primary && len(routers) > 0 {
-		route := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: routers[0]}
-		if err := netlink.RouteReplace(route); err != nil {
-			return fmt.Errorf("while adding the default route via %s on %s: %w", routers[0], name, err)
-		}
-		attrs = append(attrs, "gateway", routers[0])
-	}
-	if dns := ack.DNS(); primary && len(dns) > 0 {
+	if primary && len(lease.DNS) > 0 {
 		var b strings.Builder
-		for _, d := range dns {
+		for _, d := range lease.DNS {
 			fmt.Fprintf(&b, "nameserver %s\n", d)
 		}
 		_ = os.WriteFile("/etc/resolv.conf", []byte(b.String()), 0o644)

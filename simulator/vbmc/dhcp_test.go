@@ -14,47 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-
 	"github.com/racker/racker/internal/testenv"
 	"github.com/racker/racker/netenv"
 )
-
-func TestLeaseOf(t *testing.T) {
-	mac := net.HardwareAddr{2, 0, 0, 0xaa, 0xbb, 0xcc}
-	ack, err := dhcpv4.New(dhcpv4.WithHwAddr(mac),
-		dhcpv4.WithYourIP(net.IPv4(172, 24, 213, 11)),
-		dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
-		dhcpv4.WithRouter(net.IPv4(172, 24, 213, 1)),
-		dhcpv4.WithLeaseTime(600),
-		dhcpv4.WithMessageType(dhcpv4.MessageTypeAck))
-	if err != nil {
-		t.Fatal(err)
-	}
-	li, err := leaseOf(ack)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if li.addr != netip.MustParsePrefix("172.24.213.11/24") || li.router != netip.MustParseAddr("172.24.213.1") {
-		t.Fatalf("lease = %+v", li)
-	}
-	if li.validIn != 10*time.Minute || li.renewIn != 5*time.Minute {
-		t.Fatalf("timers: valid %v renew %v, want 10m and 5m (T1 = half)", li.validIn, li.renewIn)
-	}
-
-	ack.UpdateOption(dhcpv4.OptRenewTimeValue(60 * time.Second))
-	if li, _ := leaseOf(ack); li.renewIn != time.Minute {
-		t.Fatalf("server T1 ignored: %v", li.renewIn)
-	}
-	ack.UpdateOption(dhcpv4.OptIPAddressLeaseTime(0xffffffff * time.Second))
-	if li, _ := leaseOf(ack); li.validIn != 0 {
-		t.Fatalf("infinite lease has a timer: %+v", li)
-	}
-	ack.YourIPAddr = net.IPv4zero
-	if _, err := leaseOf(ack); err == nil {
-		t.Fatal("ACK without an address accepted")
-	}
-}
 
 func TestGuestEventOf(t *testing.T) {
 	for _, tc := range []struct {

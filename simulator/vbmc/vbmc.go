@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/bougou/go-ipmi/pkg/hal"
+
+	"github.com/racker/racker/simulator/dhcpclient"
 )
 
 // Config describes one virtual BMC.
@@ -366,21 +368,21 @@ func (r *runner) serveStatic(ctx context.Context) error {
 // serveDHCP is the BMC's life on a DHCP network: get a lease, serve on it,
 // renew it; when it is lost, stop serving and start over.
 func (r *runner) serveDHCP(ctx context.Context) error {
-	dc, err := newDHCPClient(r.cfg.Interface, r.log)
+	dc, err := dhcpclient.Open(r.cfg.Interface, dhcpOptions)
 	if err != nil {
 		return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
 	}
 	defer dc.Close()
 	for {
-		li, err := dc.acquire(ctx)
+		li, err := acquire(ctx, dc, r.log)
 		if err != nil {
 			return nil // ctx ended
 		}
-		if err := setAddress(r.cfg.Interface, li.addr, li.router); err != nil {
+		if err := setAddress(r.cfg.Interface, li.Addr, li.Router); err != nil {
 			return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
 		}
-		r.setNIC(li.addr, li.router, true)
-		stop, err := r.listen(ctx, li.addr.Addr())
+		r.setNIC(li.Addr, li.Router, true)
+		stop, err := r.listen(ctx, li.Addr.Addr())
 		if err != nil {
 			return fmt.Errorf("virtual BMC of %s: %w", r.cfg.Name, err)
 		}
@@ -389,8 +391,8 @@ func (r *runner) serveDHCP(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.log.Warn("DHCP lease lost, asking again", "addr", li.addr.String())
-		if err := dropAddress(r.cfg.Interface, li.addr); err != nil {
+		r.log.Warn("DHCP lease lost, asking again", "addr", li.Addr.String())
+		if err := dropAddress(r.cfg.Interface, li.Addr); err != nil {
 			r.log.Warn("could not remove the old address", "err", err)
 		}
 	}
@@ -398,13 +400,13 @@ func (r *runner) serveDHCP(ctx context.Context) error {
 
 // holdLease renews the lease at T1 and retries on failure until it expires,
 // changes address or ctx ends.
-func (r *runner) holdLease(ctx context.Context, dc *dhcpClient, li leaseInfo) {
-	if li.validIn == 0 {
+func (r *runner) holdLease(ctx context.Context, dc *dhcpclient.Client, li dhcpclient.Lease) {
+	if li.ValidIn == 0 {
 		<-ctx.Done() // infinite lease
 		return
 	}
-	expire := time.Now().Add(li.validIn)
-	next := li.renewIn
+	expire := time.Now().Add(li.ValidIn)
+	next := li.RenewIn
 	for {
 		select {
 		case <-ctx.Done():
@@ -414,24 +416,23 @@ func (r *runner) holdLease(ctx context.Context, dc *dhcpClient, li leaseInfo) {
 		if !time.Now().Before(expire) {
 			return
 		}
-		nl, err := dc.renew(ctx)
+		nl, err := dc.Renew(ctx)
 		if err != nil {
 			next = max(time.Until(expire)/2, time.Second)
-			r.log.Warn("DHCP renewal failed, retrying", "addr", li.addr.String(), "next_in", next.String(), "err", err)
-			var nak *nclientNak
-			if errors.As(err, &nak) {
+			r.log.Warn("DHCP renewal failed, retrying", "addr", li.Addr.String(), "next_in", next.String(), "err", err)
+			if dhcpclient.IsNak(err) {
 				return
 			}
 			continue
 		}
-		if nl.addr != li.addr {
+		if nl.Addr != li.Addr {
 			return
 		}
-		if nl.validIn == 0 {
+		if nl.ValidIn == 0 {
 			<-ctx.Done()
 			return
 		}
-		expire = time.Now().Add(nl.validIn)
-		next = nl.renewIn
+		expire = time.Now().Add(nl.ValidIn)
+		next = nl.RenewIn
 	}
 }
