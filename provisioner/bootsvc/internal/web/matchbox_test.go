@@ -91,6 +91,13 @@ func (r *rig) lastEvent(mac string, kind api.EventKind) (api.Event, bool) {
 // installed node still boots from disk.
 func TestMatchboxChain(t *testing.T) {
 	r := matchboxRig(t)
+	// Outside its boot window a registered node gets nothing that installs
+	// it, from matchbox either (docs/security.md).
+	if code, body := r.get("/matchbox/ipxe?uuid=&mac=00-11-22-33-44-10&arch=x86_64"); !refused(code) || strings.Contains(body, "kernel") {
+		t.Errorf("/matchbox/ipxe outside the boot window = %d %q, want refused", code, body)
+	}
+	r.netboot(macA)
+	r.netboot(macB)
 	code, body := r.get("/ipxe?mac=" + macA)
 	if code != 200 || body != "#!ipxe\nchain http://172.24.213.1:8080/matchbox/boot.ipxe\n" {
 		t.Fatalf("/ipxe for a registered node = %d %q", code, body)
@@ -132,7 +139,10 @@ func TestMatchboxChain(t *testing.T) {
 
 	// Installed: Racker's guard answers "boot from disk", also on
 	// matchbox's own script.
-	if code := r.callback(nil, macA, api.KindInstalled, ""); code != 204 {
+	// (The callback presents the node's token, which Racker's own install
+	// config carries.)
+	tok := r.installToken(macA, "127.0.0.1")
+	if code := r.callbackWith(nil, macA, api.KindInstalled, "", tok); code != 204 {
 		t.Fatalf("installed callback = %d", code)
 	}
 	for _, path := range []string{"/ipxe?mac=" + macA, "/matchbox/ipxe?mac=" + macA} {
@@ -151,8 +161,8 @@ func TestMatchboxGuard(t *testing.T) {
 	for _, path := range []string{"/matchbox/ignition?mac=00-11-22-33-44-10&os=installed", "/matchbox/ipxe?mac=00:11:22:33:44:10",
 		"/matchbox/generic?mac=00:11:22:33:44:10", "/matchbox/metadata?mac=00:11:22:33:44:10", "/matchbox/ignition.sig?mac=00:11:22:33:44:10"} {
 		code, body, _ := r.do(fromB, "GET", path, nil)
-		if code != 403 || strings.Contains(string(body), "cluster-secret") {
-			t.Errorf("%s from another node = %d %q, want 403", path, code, body)
+		if !refused(code) || strings.Contains(string(body), "cluster-secret") {
+			t.Errorf("%s from another node = %d %q, want refused (403, then 429)", path, code, body)
 		}
 	}
 	if ev, ok := r.lastEvent(macA, api.KindForbidden); !ok || !strings.Contains(ev.Message, "127.0.0.2") {
@@ -173,6 +183,7 @@ func TestMatchboxGuard(t *testing.T) {
 	if code, _ := plain.get("/matchbox/boot.ipxe"); code != 404 {
 		t.Errorf("/matchbox/boot.ipxe without matchbox = %d, want 404", code)
 	}
+	plain.netboot(macA)
 	if code, body := plain.get("/ipxe?mac=" + macA); code != 200 || !strings.Contains(body, "/assets/testos/") {
 		t.Errorf("/ipxe without matchbox = %d %q", code, body)
 	}
