@@ -17,7 +17,8 @@ if [ -n "${LAPTOP:-}" ]; then
 	sim=(bin/racker-sim --name "$name")
 	set -x
 	bin/racker-sim up --name "$name" --nodes 2 --no-bmc --os testos
-	time bin/racker-sim exec --name "$name" -- racker bootstrap --os testos --bmc-driver libvirt
+	bin/racker-sim exec --name "$name" -- racker plan
+	time bin/racker-sim exec --name "$name" -- racker bootstrap --os testos --bmc-driver libvirt --provision flatcar --public-ips=
 	bin/racker-sim exec --name "$name" -- racker status
 	set +x
 	cat <<MSG
