@@ -124,12 +124,13 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 	if err := waitHTTP(c, base+"/healthz", rs); err != nil {
 		return err
 	}
-	ref, err := startRefServer(n.srvNS, net.JoinHostPort(n.srvAddr.Addr().String(), "8081"), imagePath, filepath.Join(work, "ref.log"))
+	// Not 8080 (racker serve's HTTP) nor 8081 (its matchbox gRPC API).
+	ref, err := startRefServer(n.srvNS, net.JoinHostPort(n.srvAddr.Addr().String(), refPort), imagePath, filepath.Join(work, "ref.log"))
 	if err != nil {
 		return err
 	}
 	defer ref.stop()
-	refBase := fmt.Sprintf("http://%s:8081", n.srvAddr.Addr())
+	refBase := fmt.Sprintf("http://%s:%s", n.srvAddr.Addr(), refPort)
 	if err := waitHTTP(c, refBase+"/healthz", ref); err != nil {
 		return err
 	}
@@ -194,6 +195,9 @@ func writeSynced(path string, b []byte) error {
 }
 
 // spread says how far the runs of racker and the reference were apart.
+// refPort is the reference server's port, beside racker serve's.
+const refPort = "8090"
+
 func spread(v [2][]float64) string {
 	return fmt.Sprintf("%d runs each: racker %.0f–%.0f, reference %.0f–%.0f", len(v[0]),
 		slices.Min(v[0]), slices.Max(v[0]), slices.Min(v[1]), slices.Max(v[1]))
