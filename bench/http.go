@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/racker/racker/netenv"
@@ -24,6 +26,37 @@ func clientIn(ns string) *http.Client {
 }
 
 // dialIn dials from inside ns.
+// dialFrom is dialIn with each new connection from the next address of
+// from, as a rack's nodes each fetch from their own.
+func dialFrom(ns string, from []netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if len(from) == 0 {
+		return dialIn(ns)
+	}
+	var next atomic.Uint64
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		local := from[int(next.Add(1)-1)%len(from)]
+		err = netenv.Do(ns, func() error {
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}}
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// httpClientAddrs are k client addresses at the top of the bench subnet,
+// clear of the planned nodes: racker serve caps the connections one
+// address holds (32), and in a rack every node fetches from its own.
+func httpClientAddrs(k int) []netip.Addr {
+	a := netip.MustParseAddr("10.77.14.1")
+	var out []netip.Addr
+	for range k {
+		out = append(out, a)
+		a = a.Next()
+	}
+	return out
+}
+
 func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 		err = netenv.Do(ns, func() error {
@@ -143,7 +176,13 @@ func benchHTTP(r *results, n *benchNet, work, racker string, short bool) error {
 	for _, cs := range httpCases {
 		maxClients, maxRange = max(maxClients, cs.clients), max(maxRange, cs.rangeSz)
 	}
-	load := newHTTPLoad(n.cliNS, image, maxClients, maxRange)
+	from := httpClientAddrs(maxClients)
+	removeAddrs, err := addClientAddrs(n, from)
+	if err != nil {
+		return err
+	}
+	defer removeAddrs()
+	load := newHTTPLoad(n.cliNS, from, image, maxClients, maxRange)
 	sec := fmt.Sprintf("HTTP image, %d MB", size>>20)
 	for _, cs := range httpCases {
 		var rate, cpu [2][]float64

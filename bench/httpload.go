@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,9 @@ type httpLoad struct {
 	c     *http.Client
 }
 
-func newHTTPLoad(ns string, image []byte, clients, rangeSize int) *httpLoad {
+// Its connections come from the addresses in from, in turn (none: the
+// namespace's own).
+func newHTTPLoad(ns string, from []netip.Addr, image []byte, clients, rangeSize int) *httpLoad {
 	l := &httpLoad{image: image}
 	for off := 0; off < len(image); off += checkBlock {
 		l.sums = append(l.sums, crc32.Checksum(image[off:min(off+checkBlock, len(image))], castagnoli))
@@ -47,7 +50,7 @@ func newHTTPLoad(ns string, image []byte, clients, rangeSize int) *httpLoad {
 		}
 		l.bufs = append(l.bufs, b)
 	}
-	l.c = &http.Client{Transport: &http.Transport{DialContext: dialIn(ns), MaxIdleConnsPerHost: clients, DisableCompression: true}}
+	l.c = &http.Client{Transport: &http.Transport{DialContext: dialFrom(ns, from), MaxIdleConnsPerHost: clients, DisableCompression: true}}
 	return l
 }
 

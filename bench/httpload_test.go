@@ -32,7 +32,7 @@ func TestHTTPLoadRefusesWrongBytes(t *testing.T) {
 	short := serve(image[:len(image)-1], false)
 	good, flipped, noRange := serve(image, false), serve(bad, false), serve(image, true)
 
-	l := newHTTPLoad("", image, 2, 3*checkBlock)
+	l := newHTTPLoad("", nil, image, 2, 3*checkBlock)
 	defer l.close()
 	n, _, err := l.run(good, 2, 0, 200*time.Millisecond)
 	if err != nil || n < int64(len(image)) {
