@@ -103,6 +103,10 @@ func scaleRelease(dir string, set scaleSettings) (string, []byte, error) {
 	if err := os.WriteFile(filepath.Join(cur, imageName), image, 0o644); err != nil {
 		return "", nil, err
 	}
+	// racker serve offers only a signed release (issue 12).
+	if err := signRelease(cur, imageName); err != nil {
+		return "", nil, err
+	}
 	return dir, image[len(image)-min(len(image), 64):], nil
 }
 
@@ -193,7 +197,7 @@ func scaleRun(n *benchNet, work, racker, release string, tail []byte, set scaleS
 	// A failing simulated node ends the run at once (cancel), rather than
 	// after the orchestrator's phase timeouts.
 	sim := &scaleSim{ctx: ctx, cancel: cancel, base: base, ns: n.cliNS, dhcp: load, set: set,
-		image: "/assets/testos/current/" + imageName, tail: tail}
+		image: "/assets/testos/" + benchVersion + "/" + imageName, tail: tail}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	simNodes := map[string]*simNode{}
 	var specs []orchestrator.NodeSpec
