@@ -2,18 +2,10 @@ package bmc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/racker/racker/provisioner/internal/atomicfile"
 )
 
 // Choosing between Redfish and IPMI ("auto", a node type's bmc_protocol).
@@ -77,14 +69,9 @@ type FileChoices struct {
 	mu   sync.Mutex
 }
 
-type choiceEntry struct {
-	Protocol string    `json:"protocol"`
-	Since    time.Time `json:"since"`
-}
-
 func (c *FileChoices) Choice(bmc string) (string, error) {
 	var out string
-	err := c.update(func(m map[string]choiceEntry) bool {
+	err := c.update(func(m map[string]protocolEntry) bool {
 		out = m[bmc].Protocol
 		return false
 	})
@@ -92,45 +79,17 @@ func (c *FileChoices) Choice(bmc string) (string, error) {
 }
 
 func (c *FileChoices) Chose(bmc, protocol string) error {
-	return c.update(func(m map[string]choiceEntry) bool {
+	return c.update(func(m map[string]protocolEntry) bool {
 		if cur := m[bmc].Protocol; cur == protocol || cur == ChoiceRedfish {
 			return false
 		}
-		m[bmc] = choiceEntry{Protocol: protocol, Since: time.Now().UTC()}
+		m[bmc] = protocolEntry{Protocol: protocol, Since: time.Now().UTC()}
 		return true
 	})
 }
 
-func (c *FileChoices) update(fn func(map[string]choiceEntry) bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
-		return fmt.Errorf("while making the folder of %s: %w", c.Path, err)
-	}
-	lock, err := os.OpenFile(c.Path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("while locking %s: %w", c.Path, err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("while locking %s: %w", c.Path, err)
-	}
-	m := map[string]choiceEntry{}
-	data, err := os.ReadFile(c.Path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return fmt.Errorf("while reading the BMC protocols: %w", err)
-	default:
-		if err := json.Unmarshal(data, &m); err != nil {
-			return fmt.Errorf("while reading the BMC protocols in %s: %w", c.Path, err)
-		}
-	}
-	if !fn(m) {
-		return nil
-	}
-	out, _ := json.MarshalIndent(m, "", "  ")
-	return atomicfile.Write(c.Path, append(out, '\n'), 0o600)
+func (c *FileChoices) update(fn func(map[string]protocolEntry) bool) error {
+	return updateProtocolFile(&c.mu, c.Path, fn)
 }
 
 // Choose says how to reach a BMC whose protocol is "auto": redfishURL or

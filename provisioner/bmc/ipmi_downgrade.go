@@ -102,35 +102,43 @@ func (p *FileProtocols) Learned(bmc, protocol string) error {
 }
 
 func (p *FileProtocols) update(fn func(map[string]protocolEntry) bool) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(p.Path), 0o700); err != nil {
-		return fmt.Errorf("while making the folder of %s: %w", p.Path, err)
+	return updateProtocolFile(&p.mu, p.Path, fn)
+}
+
+// updateProtocolFile runs fn on the entries of the protocols file at path
+// (FileProtocols' and FileChoices': one file says how each BMC is spoken
+// to) under mu and an flock, and writes them back atomically when fn says
+// they changed.
+func updateProtocolFile(mu *sync.Mutex, path string, fn func(map[string]protocolEntry) bool) error {
+	mu.Lock()
+	defer mu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("while making the folder of %s: %w", path, err)
 	}
-	lock, err := os.OpenFile(p.Path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return fmt.Errorf("while locking %s: %w", p.Path, err)
+		return fmt.Errorf("while locking %s: %w", path, err)
 	}
 	defer lock.Close()
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("while locking %s: %w", p.Path, err)
+		return fmt.Errorf("while locking %s: %w", path, err)
 	}
 	m := map[string]protocolEntry{}
-	data, err := os.ReadFile(p.Path)
+	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return fmt.Errorf("while reading the BMC protocols: %w", err)
 	default:
 		if err := json.Unmarshal(data, &m); err != nil {
-			return fmt.Errorf("while reading the BMC protocols in %s: %w", p.Path, err)
+			return fmt.Errorf("while reading the BMC protocols in %s: %w", path, err)
 		}
 	}
 	if !fn(m) {
 		return nil
 	}
 	out, _ := json.MarshalIndent(m, "", "  ")
-	return atomicfile.Write(p.Path, append(out, '\n'), 0o600)
+	return atomicfile.Write(path, append(out, '\n'), 0o600)
 }
 
 // ErrDowngrade is wrapped when Racker refuses to speak to a BMC with less
