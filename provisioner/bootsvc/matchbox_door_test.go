@@ -88,6 +88,10 @@ func TestServeMatchbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + httpLn.Addr().String()
+	// Racker opens the node's boot window before it netboots it.
+	if _, err := api.NewClient(base).Netboot(ctx, mac); err != nil {
+		t.Fatal(err)
+	}
 	for path, want := range map[string]string{
 		"/ipxe?mac=" + mac:    "#!ipxe\nchain http://172.24.213.1:8080/matchbox/boot.ipxe\n",
 		"/matchbox/boot.ipxe": "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n",
