@@ -118,14 +118,24 @@ func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: s.store.list()})
 }
 
-// getNode answers one node, named by any spelling of its primary MAC.
-func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
+// managedMAC is the prologue of the per-node management calls: only from
+// the management node, and the {mac} of the path normalised (else 400).
+func (s *Server) managedMAC(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if !s.fromManagement(w, r) {
-		return
+		return "", false
 	}
 	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return mac, true
+}
+
+// getNode answers one node, named by any spelling of its primary MAC.
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
+	mac, ok := s.managedMAC(w, r)
+	if !ok {
 		return
 	}
 	n, ok := s.store.view(mac)
@@ -158,12 +168,8 @@ func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
 // postNetboot opens a node's boot window: the orchestrator calls it
 // before it powers the node on into PXE.
 func (s *Server) postNetboot(w http.ResponseWriter, r *http.Request) {
-	if !s.fromManagement(w, r) {
-		return
-	}
-	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	mac, ok := s.managedMAC(w, r)
+	if !ok {
 		return
 	}
 	n, err := s.store.netboot(mac)
@@ -180,12 +186,8 @@ func (s *Server) postNetboot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) postReinstall(w http.ResponseWriter, r *http.Request) {
-	if !s.fromManagement(w, r) {
-		return
-	}
-	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	mac, ok := s.managedMAC(w, r)
+	if !ok {
 		return
 	}
 	var req api.ReinstallRequest
