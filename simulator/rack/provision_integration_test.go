@@ -24,8 +24,8 @@ type event struct {
 }
 
 // TestRackProvisionsNodesByHand shows the whole simulated path before any
-// orchestrator: boot flags set by hand with ipmitool from the management
-// node, the servers PXE-boot from racker serve into the test OS, n1
+// orchestrator: boot windows opened and boot flags set by hand (curl and
+// ipmitool from the management node), the servers PXE-boot from racker serve into the test OS, n1
 // installs to disk, reboots (the vBMC restarts it) and calls back booted
 // from disk (SeaBIOS); n2 (UEFI: OVMF, efiboot flag) carries the
 // install-fail fault and reports failed. The
@@ -56,6 +56,14 @@ func TestRackProvisionsNodesByHand(t *testing.T) {
 		t.Fatal("racker serve never put an address on the management node's internal NIC")
 	}
 
+	// Open both nodes' boot windows, as Racker does before it netboots a
+	// node (racker serve serves install configs only in a window).
+	for _, m := range s.Machines[1:3] {
+		url := fmt.Sprintf("http://%s:8080/api/v1/nodes/%s/netboot", mgmtIP, m.PrimaryMAC)
+		if out, err := inMgmt(t, s, "curl -fsS -X POST "+url); err != nil {
+			t.Fatalf("opening the boot window of %s: %v\n%s", m.PrimaryMAC, err, out)
+		}
+	}
 	// Boot both from the network once, by hand, through their vBMCs, with
 	// ipmitool on the management network.
 	password, err := os.ReadFile(filepath.Join(s.OEMDir(), "ipmi_password"))

@@ -313,9 +313,17 @@ systemctl is-enabled racker-serve && systemctl is-active racker-serve && readlin
 	if out, err := ipmi("power on"); err != nil {
 		t.Fatalf("power on: %v\n%s", err, out)
 	}
-	st, err := rack.GetStatus(ctx, s, nil)
-	if err != nil {
-		t.Fatal(err)
+	// A vBMC answers power on before the domain has started (as a real
+	// BMC does); libvirt reports the domain paused while QEMU starts.
+	var st *rack.Status
+	for i := 0; i < 300; i++ {
+		if st, err = rack.GetStatus(ctx, s, nil); err != nil {
+			t.Fatal(err)
+		}
+		if st.Nodes[0].Power != "paused" && st.Nodes[0].Power != "off" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if st.Nodes[0].Power != "on" || st.Nodes[0].BMCIP != bmcIP || st.Nodes[1].Power != "off" || st.Serve != "running" {
 		t.Fatalf("status after power on of n1: %+v", st)
