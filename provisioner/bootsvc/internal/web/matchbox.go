@@ -35,6 +35,10 @@ func (s *Server) serveMatchbox(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no matchbox API on these boot services", http.StatusNotFound)
 		return
 	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, api.MatchboxPath+"/assets/"); ok {
+		s.serveMatchboxAsset(w, r, rest)
+		return
+	}
 	endpoint := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, api.MatchboxPath+"/"), ".sig")
 	inner := http.StripPrefix(api.MatchboxPath, s.cfg.Matchbox.Handler())
 	switch endpoint {
@@ -97,4 +101,17 @@ func (s *Server) serveMatchbox(w http.ResponseWriter, r *http.Request) {
 	default:
 		inner.ServeHTTP(w, r)
 	}
+}
+
+// serveMatchboxAsset serves matchbox's /assets/ (its cache of OS images)
+// as Racker's own /assets/: Lokomotive's cached install runs
+// flatcar-install with -b MATCHBOX_HTTP_ENDPOINT/assets/flatcar, and
+// Racker's release is that cache. Images are public, as on Flatcar's
+// mirrors; what a node may not fetch (configs) is guarded above.
+func (s *Server) serveMatchboxAsset(w http.ResponseWriter, r *http.Request, rest string) {
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = "/assets/" + rest
+	cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
+	s.serveAsset(cw, r2)
+	s.metrics.Asset(cw.bytes)
 }

@@ -3,6 +3,8 @@ package web
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/bootsvc/internal/matchbox"
+	"github.com/racker/racker/provisioner/images"
 )
 
 // matchboxRig is the test rack's web server with the real embedded
@@ -137,6 +140,21 @@ func TestMatchboxChain(t *testing.T) {
 		t.Errorf("event = %+v, want matchbox's node ignition", ev)
 	}
 
+	// flatcar-install -b MATCHBOX/assets/flatcar (Lokomotive's cached
+	// install) finds Racker's release there, with Range as /assets/ has.
+	want, err := os.ReadFile(filepath.Join(r.release, images.Image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/matchbox/assets/testos/current/" + images.Image, "/assets/testos/current/" + images.Image} {
+		if code, body := r.get(path); code != 200 || body != string(want) {
+			t.Errorf("%s = %d, %d bytes, want the image's %d", path, code, len(body), len(want))
+		}
+	}
+	if code, _ := r.get("/matchbox/assets/testos/current/../../../etc/passwd"); code == 200 {
+		t.Error("/matchbox/assets/ served a path outside the release")
+	}
+
 	// Installed: Racker's guard answers "boot from disk", also on
 	// matchbox's own script.
 	// (The callback presents the node's token, which Racker's own install
@@ -172,7 +190,7 @@ func TestMatchboxGuard(t *testing.T) {
 		"/matchbox/ignition":                       400, // no MAC
 		"/matchbox/ignition?mac=zz":                400,
 		"/matchbox/ignition?mac=02:00:00:00:00:99": 404, // not a planned node
-		"/matchbox/assets/flatcar/x":               404, // no assets under matchbox: Racker's own /assets
+		"/matchbox/assets/flatcar/x":               404, // matchbox's assets are Racker's /assets: no such image
 	} {
 		if code, body := r.get(path); code != want {
 			t.Errorf("%s = %d %q, want %d", path, code, body, want)
