@@ -8,8 +8,11 @@
 // name) the matchbox-flatcar module's cached install profile and its group
 // selected by MAC, and the node's profile and group selected by MAC and
 // os=installed, each raw Ignition stored as the provider stores it
-// (PROFILE.ign). The Ignition configs are placeholders of spec 2.3.0, the
-// version Lokomotive's ct provider renders: the stand-in has no ct.
+// (PROFILE.ign). The install profile's Ignition is the module's install
+// template rendered as ct would (install.go); the node's own config is a
+// placeholder (the hostname) where Lokomotive renders its controller or
+// worker config. Both are spec 2.3.0, the version Lokomotive's ct provider
+// writes.
 //
 // It accepts lokoctl's command line (cluster apply [--confirm] [--verbose])
 // and prints what it registers, one line per object, as lokoctl's
@@ -89,8 +92,12 @@ func register(ctx context.Context, c *client.Client, v vars, role, name, mac str
 			Args:   args,
 		}}
 	node := &storagepb.Profile{Id: v.str("cluster_name") + "-" + role + "-" + name, IgnitionId: v.str("cluster_name") + "-" + role + "-" + name + ".ign"}
+	installIgn, err := installIgnition(v, mac)
+	if err != nil {
+		return err
+	}
 	ign := map[*storagepb.Profile]string{
-		install: `{"ignition":{"version":"2.3.0"},"systemd":{"units":[{"name":"installer.service","enabled":true}]}}`,
+		install: installIgn,
 		node:    `{"ignition":{"version":"2.3.0"},"storage":{"files":[{"filesystem":"root","path":"/etc/hostname","contents":{"source":"data:,` + name + `"},"mode":420}]}}`,
 	}
 	for _, p := range []*storagepb.Profile{install, node} {
@@ -139,7 +146,7 @@ func dial(v vars) (*client.Client, error) {
 }
 
 // vars are the top-level attributes of lokocfg.vars whose values are a
-// string or a list of strings, written as Racker writes them (one per
+// string, a list of strings or a bool, written as Racker writes them (one per
 // line; HCL's string and list literals of that kind are JSON). A stand-in
 // needs no more of HCL.
 type vars map[string]any
@@ -159,11 +166,14 @@ func readVars(path string) (vars, error) {
 		}
 		var s string
 		var l []string
+		var b bool
 		switch raw := strings.TrimSpace(val); {
 		case json.Unmarshal([]byte(raw), &s) == nil:
 			v[strings.TrimSpace(k)] = s
 		case json.Unmarshal([]byte(raw), &l) == nil:
 			v[strings.TrimSpace(k)] = l
+		case json.Unmarshal([]byte(raw), &b) == nil:
+			v[strings.TrimSpace(k)] = b
 		}
 	}
 	return v, sc.Err()
@@ -172,3 +182,11 @@ func readVars(path string) (vars, error) {
 func (v vars) str(k string) string { s, _ := v[k].(string); return s }
 
 func (v vars) list(k string) []string { l, _ := v[k].([]string); return l }
+
+// boolean is a true/false attribute, or def where the vars have none.
+func (v vars) boolean(k string, def bool) bool {
+	if b, ok := v[k].(bool); ok {
+		return b
+	}
+	return def
+}

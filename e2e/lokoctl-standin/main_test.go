@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,6 +102,9 @@ func TestStandInRegistersWhatRackerServes(t *testing.T) {
 		}
 		if code, body = get(t, n.IP.String(), base+"/matchbox/ignition?mac="+hyp); code != 200 || !strings.Contains(body, "installer.service") {
 			t.Errorf("%s: install ignition = %d %q", n.Hostname, code, body)
+		} else {
+			checkInstaller(t, n.Hostname, body, []string{"-V 4152.2.3", "-b " + base + "/matchbox/assets/flatcar",
+				"ignition.config.url=" + base + "/matchbox/ignition?mac=" + n.PrimaryMAC + "&os=installed", "systemctl reboot"})
 		}
 		if code, body = get(t, n.IP.String(), base+"/matchbox/ignition?mac="+hyp+"&os=installed"); code != 200 || !strings.Contains(body, "data:,"+n.Hostname) {
 			t.Errorf("%s: node ignition = %d %q", n.Hostname, code, body)
@@ -139,4 +145,37 @@ func captureStdout(t *testing.T, f func()) string {
 	w.Close()
 	os.Stdout = old
 	return <-got
+}
+
+// checkInstaller reads /opt/installer out of an install Ignition config
+// (spec 2.3.0, as ct renders Lokomotive's template), checks that bash
+// parses it, and that it says each of want.
+func checkInstaller(t *testing.T, node, ign string, want []string) {
+	t.Helper()
+	var cfg struct {
+		Ignition struct{ Version string }
+		Storage  struct {
+			Files []struct {
+				Filesystem, Path string
+				Mode             int
+				Contents         struct{ Source string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(ign), &cfg); err != nil || cfg.Ignition.Version != "2.3.0" || len(cfg.Storage.Files) != 1 {
+		t.Fatalf("%s: install ignition %v: %s", node, err, ign)
+	}
+	f := cfg.Storage.Files[0]
+	script, err := url.PathUnescape(strings.TrimPrefix(f.Contents.Source, "data:,"))
+	if err != nil || f.Path != "/opt/installer" || f.Filesystem != "root" || f.Mode != 0o500 {
+		t.Fatalf("%s: /opt/installer: %v %+v", node, err, f)
+	}
+	for _, w := range want {
+		if !strings.Contains(script, w) {
+			t.Errorf("%s: /opt/installer lacks %q:\n%s", node, w, script)
+		}
+	}
+	if out, err := exec.Command("bash", "-n", "-c", script).CombinedOutput(); err != nil {
+		t.Errorf("%s: bash does not parse /opt/installer: %v\n%s\n%s", node, err, out, script)
+	}
 }
