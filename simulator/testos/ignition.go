@@ -90,15 +90,28 @@ type Dropin struct {
 // cannot loop forever.
 const maxConfigChain = 5
 
-// ParseConfig decodes an Ignition config and refuses anything that is not
-// spec 3 (Flatcar ≥ 3185 reads only spec 3, so Racker must never send 2.x).
+// ParseConfig decodes an Ignition config of spec 3, or of spec 2.x
+// translated to spec 3 as Flatcar's Ignition does (ignition_v2.go), and
+// refuses every other version.
 func ParseConfig(data []byte) (*Config, error) {
-	var c Config
-	if err := json.Unmarshal(bytes.TrimSpace(data), &c); err != nil {
+	data = bytes.TrimSpace(data)
+	var head struct {
+		Ignition struct {
+			Version string `json:"version"`
+		} `json:"ignition"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
 		return nil, fmt.Errorf("while decoding the Ignition config: %w", err)
 	}
-	if !strings.HasPrefix(c.Ignition.Version, "3.") {
-		return nil, fmt.Errorf("Ignition config version %q is not 3.x", c.Ignition.Version)
+	switch v := head.Ignition.Version; {
+	case strings.HasPrefix(v, "2."):
+		return translateV2(data)
+	case !strings.HasPrefix(v, "3."):
+		return nil, fmt.Errorf("Ignition config version %q is neither 3.x nor 2.x", v)
+	}
+	var c Config
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("while decoding the Ignition config: %w", err)
 	}
 	return &c, nil
 }

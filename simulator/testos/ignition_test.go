@@ -46,8 +46,10 @@ func TestDecodeDataURL(t *testing.T) {
 }
 
 func TestParseConfigVersion(t *testing.T) {
-	if _, err := ParseConfig([]byte(`{"ignition":{"version":"2.3.0"}}`)); err == nil {
-		t.Error("a spec 2 config was accepted")
+	for _, v := range []string{"1", "4.0.0", ""} {
+		if _, err := ParseConfig([]byte(`{"ignition":{"version":"` + v + `"}}`)); err == nil {
+			t.Errorf("a config of version %q was accepted", v)
+		}
 	}
 	if _, err := ParseConfig([]byte(`{"ignition":`)); err == nil {
 		t.Error("broken JSON was accepted")
@@ -174,5 +176,48 @@ func TestParseCmdline(t *testing.T) {
 	}
 	if macOf(got["ignition.config.url"]) != "00:11:22:33:44:10" {
 		t.Errorf("macOf = %q", macOf(got["ignition.config.url"]))
+	}
+}
+
+// A spec 2.3.0 config, as Lokomotive's ct provider renders its install
+// template, reads as the spec 3 config it means, as Flatcar's Ignition
+// translates it; what spec 3 cannot express without a filesystem map is
+// refused with the file named.
+func TestParseConfigTranslatesSpec2(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"ignition":{"version":"2.3.0","config":{"append":[{"source":"http://m/extra.ign"}]}},
+		"storage":{"files":[{"filesystem":"root","path":"/opt/installer","mode":320,"contents":{"source":"data:,echo%20hi"}},
+			{"filesystem":"root","path":"/etc/motd","append":true,"contents":{"source":"data:,more"}}],
+			"directories":[{"filesystem":"root","path":"/opt/bin","mode":493}]},
+		"systemd":{"units":[{"name":"installer.service","enable":true,"contents":"[Service]\nExecStart=/opt/installer\n"},
+			{"name":"sshd.socket","dropins":[{"name":"10-sshd-port.conf","contents":"[Socket]\nListenStream=2222\n"}]},
+			{"name":"locksmithd.service","mask":true}]},
+		"passwd":{"users":[{"name":"core","sshAuthorizedKeys":["ssh-ed25519 AAAA k"]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.Ignition.Version, "3.") || len(c.Ignition.Config.Merge) != 1 || ptrOr(c.Ignition.Config.Merge[0].Source) != "http://m/extra.ign" {
+		t.Errorf("ignition section = %+v", c.Ignition)
+	}
+	if len(c.Storage.Files) != 2 || c.Storage.Files[0].Path != "/opt/installer" || *c.Storage.Files[0].Mode != 0o500 ||
+		ptrOr(c.Storage.Files[0].Contents.Source) != "data:,echo%20hi" {
+		t.Fatalf("files = %+v", c.Storage.Files)
+	}
+	if f := c.Storage.Files[1]; f.Contents.Source != nil || len(f.Append) != 1 || ptrOr(f.Append[0].Source) != "data:,more" {
+		t.Errorf("a 2.x append file = %+v, want its contents appended", f)
+	}
+	if len(c.Storage.Directories) != 1 || c.Storage.Directories[0].Path != "/opt/bin" {
+		t.Errorf("directories = %+v", c.Storage.Directories)
+	}
+	u := c.Systemd.Units
+	if len(u) != 3 || u[0].Enabled == nil || !*u[0].Enabled || u[0].Contents == nil || len(u[1].Dropins) != 1 || u[1].Enabled != nil ||
+		u[2].Mask == nil || !*u[2].Mask {
+		t.Errorf("units = %+v", u)
+	}
+	if len(c.Passwd.Users) != 1 || c.Passwd.Users[0].SSHAuthorizedKeys[0] != "ssh-ed25519 AAAA k" {
+		t.Errorf("users = %+v", c.Passwd.Users)
+	}
+	_, err = ParseConfig([]byte(`{"ignition":{"version":"2.2.0"},"storage":{"files":[{"filesystem":"oem","path":"/grub.cfg"}]}}`))
+	if err == nil || !strings.Contains(err.Error(), "/grub.cfg") || !strings.Contains(err.Error(), `"oem"`) {
+		t.Errorf("a file on filesystem oem: %v, want a refusal naming it", err)
 	}
 }
