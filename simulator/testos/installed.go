@@ -128,15 +128,18 @@ func (s *system) mount(log *slog.Logger) error {
 
 // oemConfig reads config.ign from the OEM partition, where flatcar-install
 // -i put it.
-func (s *system) oemConfig() ([]byte, error) {
+func (s *system) oemConfig() ([]byte, error) { return s.oemFile(OEMConfigFile) }
+
+// oemFile reads a file from the OEM partition.
+func (s *system) oemFile(name string) ([]byte, error) {
 	var data []byte
 	err := withMount(s.oem.Dev, "ext4", true, func(dir string) error {
 		var err error
-		data, err = os.ReadFile(filepath.Join(dir, OEMConfigFile))
+		data, err = os.ReadFile(filepath.Join(dir, name))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("while reading %s from the OEM partition %s: %w", OEMConfigFile, s.oem.Dev, err)
+		return nil, fmt.Errorf("while reading %s from the OEM partition %s: %w", name, s.oem.Dev, err)
 	}
 	return data, nil
 }

@@ -3,7 +3,9 @@ package testos
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -121,9 +123,22 @@ func cmdlineIgnition(log *slog.Logger, args map[string]string) *Config {
 }
 
 // oemIgnition is the installed system's first-boot config: config.ign on
-// the OEM partition.
+// the OEM partition (flatcar-install -i), else the ignition.config.url
+// that the OEM partition's grub.cfg appends to the kernel command line
+// (Lokomotive's installer writes one; Flatcar's GRUB sources that file).
 func oemIgnition(log *slog.Logger, sys *system) *Config {
 	data, err := sys.oemConfig()
+	if errors.Is(err, fs.ErrNotExist) {
+		if grub, gerr := sys.oemFile(OEMGrubFile); gerr == nil {
+			if src := GrubAppend(string(grub))["ignition.config.url"]; src != "" {
+				log.Info("first boot: Ignition config from the URL the OEM partition's grub.cfg appends to the kernel command line", "url", src)
+				c := &Config{}
+				c.Ignition.Version = "3.0.0"
+				c.Ignition.Config.Replace.Source = &src
+				return c
+			}
+		}
+	}
 	if err != nil {
 		log.Error("first boot, but no Ignition config", "err", err)
 		return nil
