@@ -142,8 +142,12 @@ work=$(mktemp -d "$CACHE/work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 say "initramfs (kernel $kver, modules ${MODULES[*]}, ${#TOOLS[@]} Debian programs)"
+# The public key of the images goes into the netboot initramfs: its
+# flatcar-install verifies with it when given no -k, as Flatcar's does
+# with Flatcar's key (the signing key is made here on the first build).
+"$CACHE/testos-sign" -key "$CACHE/image-signing-key.private.asc" -pub "$work/image-signing-key.asc"
 "$CACHE/testos-initrd" -o "$work/initrd.gz" -init "$CACHE/init" -busybox /bin/busybox \
-  -modules "$kdir/lib/modules/$kver" -kver "$kver" -root "$debroot" \
+  -modules "$kdir/lib/modules/$kver" -kver "$kver" -root "$debroot" -image-key "$work/image-signing-key.asc" \
   $(printf -- '-tool %s ' "${TOOLS[@]}") ${installer_args[@]+"${installer_args[@]}"} "${MODULES[@]}"
 # The installed system never runs flatcar-install (a reinstall netboots), so
 # the image carries the initramfs without Debian's programs: a third of the

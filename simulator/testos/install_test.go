@@ -229,3 +229,32 @@ func TestInstallerWritesImage(t *testing.T) {
 		t.Error("a spec 2 -i config was accepted")
 	}
 }
+
+// Lokomotive's installer runs flatcar-install without -k; the test OS then
+// verifies with its own image key, and never overrides a -k that is given.
+func TestDefaultImageKey(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "key.asc")
+	if got := DefaultImageKey([]string{"-d", "/dev/vda"}, key); got != nil {
+		t.Errorf("without the key file: %v, want nothing", got)
+	}
+	if err := os.WriteFile(key, []byte("key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"-d", "/dev/vda", "-C", "stable", "-V", "1.2.3", "-o", "", "-b", "http://m/assets/flatcar"},
+		{"-s", "-dk"}, // -d's value is "k"
+	} {
+		if got := DefaultImageKey(args, key); len(got) != 2 || got[0] != "-k" || got[1] != key {
+			t.Errorf("DefaultImageKey(%q) = %v, want -k %s", args, got, key)
+		}
+	}
+	for _, args := range [][]string{
+		{"-d", "/dev/vda", "-k", "/tmp/other.asc"},
+		{"-d", "/dev/vda", "-k/tmp/other.asc"},
+		{"-yk", "/tmp/other.asc"},
+	} {
+		if got := DefaultImageKey(args, key); got != nil {
+			t.Errorf("DefaultImageKey(%q) = %v, want the given -k kept", args, got)
+		}
+	}
+}

@@ -63,11 +63,40 @@ func Main(args []string) int {
 // (scripts/build-testos.sh puts it there when ../shared/peers has it).
 const RealInstaller = "/usr/lib/testos/flatcar-install"
 
+// ImageKeyPath is where the image keeps the public key its releases are
+// signed with (scripts/build-testos.sh puts it there).
+const ImageKeyPath = "/usr/share/testos/image-signing-key.asc"
+
+// DefaultImageKey is what flatcar-install's arguments lack to verify a
+// test OS image: Flatcar's flatcar-install verifies without -k against
+// Flatcar's own key, built in, and the test OS's images are signed with
+// the test key. So where args give no -k and the image has its key, it is
+// "-k KEYFILE" (Lokomotive's installer, for one, passes no -k).
+func DefaultImageKey(args []string, keyFile string) []string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		// getopts letters: -k FILE, -kFILE, or k last in a group (-yk FILE).
+		if len(a) >= 2 && a[0] == '-' && a[1] != '-' && strings.ContainsRune(a[1:], 'k') && !strings.ContainsAny(a[1:strings.IndexRune(a, 'k')], "VBCdocitbf") {
+			return nil
+		}
+	}
+	if _, err := os.Stat(keyFile); err != nil {
+		return nil
+	}
+	return []string{"-k", keyFile}
+}
+
 // flatcarInstallMain runs Flatcar's own flatcar-install when the image has
 // it, and the stand-in otherwise; the console says which, so a test can
 // tell an install by the real script from one by the stand-in.
 func flatcarInstallMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := NewConsoleLogger(stdout)
+	if key := DefaultImageKey(args, ImageKeyPath); key != nil {
+		log.Info("flatcar-install: no -k given; verifying with the test OS's own image signing key, as Flatcar's flatcar-install verifies with Flatcar's", "key", ImageKeyPath)
+		args = append(args, key...)
+	}
 	if b, err := os.ReadFile(RealInstaller); err == nil {
 		log.Info("flatcar-install: running Flatcar's own flatcar-install", "path", RealInstaller,
 			"sha256", fmt.Sprintf("%x", sha256.Sum256(b))[:16], "args", strings.Join(args, " "))

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/racker/racker/simulator/testos"
 	"github.com/racker/racker/simulator/testos/elfdeps"
 	"github.com/racker/racker/simulator/testos/initrd"
 	"github.com/racker/racker/simulator/testos/kmod"
@@ -51,6 +52,7 @@ func main() {
 	modDir := flag.String("modules", "", "the kernel's /lib/modules/VERSION folder")
 	kver := flag.String("kver", "", "kernel version (folder name under /lib/modules)")
 	installer := flag.String("flatcar-install", "", "Flatcar's flatcar-install script (absent: the init's stand-in runs)")
+	imageKey := flag.String("image-key", "", "the public key the test OS images are signed with (flatcar-install's default key)")
 	var roots, tools listFlag
 	flag.Var(&roots, "root", "a folder of unpacked packages searched for programs and libraries before / (repeatable)")
 	flag.Var(&tools, "tool", "a program (absolute path as installed) to carry with its libraries (repeatable)")
@@ -60,7 +62,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg := config{out: *out, initBin: *initBin, busybox: *busybox, modDir: *modDir, kver: *kver,
-		modules: flag.Args(), roots: append(roots, "/"), tools: tools, installer: *installer}
+		modules: flag.Args(), roots: append(roots, "/"), tools: tools, installer: *installer, imageKey: *imageKey}
 	if err := build(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "testos-initrd: %v\n", err)
 		os.Exit(1)
@@ -70,7 +72,7 @@ func main() {
 type config struct {
 	out, initBin, busybox, modDir, kver string
 	modules, roots, tools               []string
-	installer                           string
+	installer, imageKey                 string
 }
 
 func build(c config) error {
@@ -108,6 +110,12 @@ func build(c config) error {
 			return fmt.Errorf("while reading Flatcar's flatcar-install: %w", err)
 		}
 		a.File(FlatcarInstallPath, 0o755, data)
+	}
+	if c.imageKey != "" {
+		if data, err = os.ReadFile(c.imageKey); err != nil {
+			return fmt.Errorf("while reading the image signing key: %w", err)
+		}
+		a.File(strings.TrimPrefix(testos.ImageKeyPath, "/"), 0o644, data)
 	}
 
 	if data, err = os.ReadFile(busybox); err != nil {
