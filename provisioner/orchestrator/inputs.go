@@ -281,6 +281,10 @@ func eventInput(ev api.Event) (input, bool) {
 			return inIgnInstall, true
 		case api.IgnitionBoot:
 			return inIgnBoot, true
+		case api.IgnitionMatchboxInstall:
+			return inMatchboxInst, true
+		case api.IgnitionMatchboxNode:
+			return inMatchboxNode, true
 		}
 	case api.KindInstalling:
 		return inInstalling, true

@@ -54,6 +54,15 @@ func TestEventTransitions(t *testing.T) {
 		{from: Installing, ev: api.Event{Kind: api.KindFailed, Message: "disk full"}, want: Excluding},
 		{from: Netbooting, ev: api.Event{Kind: api.KindFailed}, want: Excluding},
 		{from: Installing, ev: api.Event{Kind: api.KindMachineSeen}, want: Installing},
+		// A matchbox install (Lokomotive) calls nothing back: the installed
+		// system's fetch of its os=installed config is its first boot.
+		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Script: api.ScriptMatchbox}, want: Netbooting},
+		{from: Netbooting, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionMatchboxInstall}, want: Installing},
+		{from: PXERequested, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionMatchboxInstall}, want: Installing},
+		{from: Installing, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionMatchboxNode}, want: AwaitingDiskBoot},
+		{from: Netbooting, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionMatchboxNode}, want: AwaitingDiskBoot},
+		{from: PXERequested, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionMatchboxNode}, want: PXERequested}, // not this netboot's
+		{from: Booted, ev: api.Event{Kind: api.KindIgnition, Ignition: api.IgnitionMatchboxNode}, want: Booted},
 		// Messages are for people: without the typed detail nothing moves.
 		{from: PXERequested, ev: api.Event{Kind: api.KindIPXE, Message: "install"}, want: PXERequested},
 		{from: Netbooting, ev: api.Event{Kind: api.KindIPXE, Message: "disk"}, want: Netbooting},

@@ -29,6 +29,8 @@ const (
 	inIPXEOther     input = "ipxe waiting or unknown"
 	inIgnInstall    input = "ignition install"
 	inIgnBoot       input = "ignition boot"
+	inMatchboxInst  input = "ignition matchbox install"
+	inMatchboxNode  input = "ignition matchbox node"
 	inInstalling    input = "installing callback"
 	inInstalled     input = "installed callback"
 	inBooted        input = "booted callback"
@@ -68,6 +70,8 @@ var inputs = []struct {
 	{inIPXEOther, "the node was served the waiting or unknown iPXE script"},
 	{inIgnInstall, "the node fetched the installer's Ignition config"},
 	{inIgnBoot, "the node fetched the installed system's Ignition config"},
+	{inMatchboxInst, "the live system fetched matchbox's install config (Lokomotive's installer, which makes no callbacks): the install starts"},
+	{inMatchboxNode, "the installed system fetched its own config from matchbox (os=installed) at its first boot: matchbox's installs make no callbacks"},
 	{inInstalling, "the live system called back installing"},
 	{inInstalled, "the live system called back installed"},
 	{inBooted, "the installed system called back booted"},
@@ -121,9 +125,10 @@ var (
 )
 
 const (
-	whyFromDisk    = "the boot services answered the netboot with boot-from-disk, not the installer"
-	whyDiskOSBoots = "the node booted the OS on its disk instead of netbooting the installer (PXE boot flag not honoured?)"
-	whyStaysOff    = "the node is powered off while it should be booting from disk, and was off again after Racker powered it on once (does anything start it after a reboot?)"
+	whyFromDisk       = "the boot services answered the netboot with boot-from-disk, not the installer"
+	whyDiskOSBoots    = "the node booted the OS on its disk instead of netbooting the installer (PXE boot flag not honoured?)"
+	whyMatchboxBooted = "the installed system fetched its matchbox config at its first boot (matchbox's installs make no callbacks)"
+	whyStaysOff       = "the node is powered off while it should be booting from disk, and was off again after Racker powered it on once (does anything start it after a reboot?)"
 )
 
 // rules is the table. Phases not named for an input ignore it.
@@ -151,6 +156,7 @@ var rules = []rule{
 	{from: BMCReachable, on: inIPXEInstall, to: Netbooting},
 	{from: BMCReachable, on: inIgnInstall, to: Netbooting},
 	{from: BMCReachable, on: inInstalling, to: Installing},
+	{from: BMCReachable, on: inMatchboxInst, to: Installing},
 	{from: BMCReachable, on: inInstalled, to: Installed, do: recordOS},
 	{from: BMCReachable, on: inNodeFailed, to: byPolicy},
 	{from: BMCReachable, on: inTimeout, to: byPolicy},
@@ -164,6 +170,7 @@ var rules = []rule{
 	{from: PXERequested, on: inIgnBoot, to: byPolicy, why: whyDiskOSBoots},
 	{from: PXERequested, on: inBooted, to: byPolicy, why: whyDiskOSBoots},
 	{from: PXERequested, on: inInstalling, to: Installing},
+	{from: PXERequested, on: inMatchboxInst, to: Installing},
 	{from: PXERequested, on: inInstalled, to: Installed, do: recordOS},
 	{from: PXERequested, on: inNodeFailed, to: byPolicy},
 	{from: PXERequested, on: inTimeout, to: byPolicy},
@@ -173,12 +180,18 @@ var rules = []rule{
 	{from: Netbooting, on: inIgnBoot, to: byPolicy, why: whyDiskOSBoots},
 	{from: Netbooting, on: inBooted, to: byPolicy, why: whyDiskOSBoots},
 	{from: Netbooting, on: inInstalling, to: Installing},
+	// A matchbox install (Lokomotive's profile) calls nothing back: its
+	// config's fetch starts the install, and the installed system's first
+	// fetch of its own config is its first boot.
+	{from: Netbooting, on: inMatchboxInst, to: Installing},
+	{from: Netbooting, on: inMatchboxNode, to: AwaitingDiskBoot, do: recordOS, why: whyMatchboxBooted},
 	{from: Netbooting, on: inInstalled, to: Installed, do: recordOS},
 	{from: Netbooting, on: inNodeFailed, to: byPolicy},
 	{from: Netbooting, on: inTimeout, to: byPolicy},
 	{from: Netbooting, on: inNewRun, do: resume},
 
 	{from: Installing, on: inInstalled, to: Installed, do: recordOS},
+	{from: Installing, on: inMatchboxNode, to: AwaitingDiskBoot, do: recordOS, why: whyMatchboxBooted},
 	{from: Installing, on: inNodeFailed, to: byPolicy},
 	{from: Installing, on: inTimeout, to: byPolicy},
 	{from: Installing, on: inNewRun, do: resume},

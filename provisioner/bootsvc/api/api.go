@@ -12,7 +12,7 @@
 //	GET  /ipxe?mac=MAC                     install, boot-from-disk or unknown script
 //	GET  /ignition?mac=MAC&phase=P         install|boot config, only to the node itself, in its boot window,
 //	                                       once per install generation; boot needs the node's token
-//	GET  /assets/OS/VERSION/FILE           the OS release (Range requests)
+//	GET  /assets/OS/VERSION/FILE           the OS release (Range requests; OS flatcar names it too)
 //	GET  /assets/ipxe/FILE                 iPXE binaries
 //	POST /api/v1/events                    node callbacks (Callback, ≤ 64 KiB, the node's token) → 204
 //	GET  /healthz
@@ -21,6 +21,7 @@
 //
 //	GET  /api/v1/events?after=SEQ&epoch=E&wait=D   EventsResponse, long poll
 //	GET  /api/v1/nodes                     NodesResponse
+//	GET  /api/v1/release                   Release (404 when the services serve no OS)
 //	GET  /api/v1/nodes/{mac}               Node (404 when not a planned node)
 //	POST /api/v1/nodes/{mac}/reinstall     ReinstallRequest → Node (opens a boot window)
 //	POST /api/v1/nodes/{mac}/netboot       → Node (opens a boot window: Racker is about to netboot it)
@@ -90,6 +91,19 @@ type Node struct {
 	WindowUntil time.Time `json:"window_until,omitzero"`
 	LastEvent   EventKind `json:"last_event"`
 	LastEventAt time.Time `json:"last_event_at,omitzero"`
+}
+
+// OSFlatcar is the OS name under which the served release is always
+// found (/assets/flatcar/VERSION/), whatever OS it is.
+const OSFlatcar = "flatcar"
+
+// Release is the body of GET /api/v1/release: the OS release the boot
+// services serve under /assets/OS/VERSION/ (Lokomotive's configuration
+// names the concrete version; bootstrap may talk to a running racker
+// serve that prepared it).
+type Release struct {
+	OS      string `json:"os"`
+	Version string `json:"version"`
 }
 
 // NodesResponse is the body of GET /api/v1/nodes.
@@ -171,10 +185,14 @@ const (
 	IgnitionInstall IgnitionPhase = "install"
 	// IgnitionBoot is the installed system's first-boot config.
 	IgnitionBoot IgnitionPhase = "boot"
+	// IgnitionMatchboxInstall is the installer's config from matchbox
+	// (/matchbox/ignition?mac=…: Lokomotive's install profile, whose
+	// installer makes no callbacks): the install starts.
+	IgnitionMatchboxInstall IgnitionPhase = "matchbox_install"
 	// IgnitionMatchboxNode is the installed system's config from matchbox
-	// (/matchbox/ignition?…&os=installed: Lokomotive's node profile). It
-	// is not IgnitionBoot: Lokomotive's installer makes no callbacks, so
-	// the orchestrator does not read it as a boot from an earlier disk.
+	// (/matchbox/ignition?…&os=installed: Lokomotive's node profile),
+	// fetched at its first boot. It is not IgnitionBoot: within the
+	// node's boot window it is the install's end (no callback says so).
 	IgnitionMatchboxNode IgnitionPhase = "matchbox_node"
 )
 

@@ -35,6 +35,13 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 	return out.Nodes, nil
 }
 
+// Release returns the OS release the boot services serve.
+func (c *Client) Release(ctx context.Context) (Release, error) {
+	var out Release
+	err := c.do(ctx, http.MethodGet, "/api/v1/release", nil, &out)
+	return out, err
+}
+
 // Node returns one planned node's state, by its primary MAC: its BMC's
 // current lease (else its planned address), its target and phase.
 func (c *Client) Node(ctx context.Context, mac string) (Node, error) {

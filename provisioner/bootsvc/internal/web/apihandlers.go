@@ -118,6 +118,18 @@ func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: s.store.list()})
 }
 
+// getRelease says which OS release the services serve.
+func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {
+	if !s.fromManagement(w, r) {
+		return
+	}
+	if s.cfg.Release == nil {
+		writeError(w, http.StatusNotFound, "these boot services serve no OS release")
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Release{OS: s.cfg.Release.OS, Version: s.cfg.Release.Version})
+}
+
 // managedMAC is the prologue of the per-node management calls: only from
 // the management node, and the {mac} of the path normalised (else 400).
 func (s *Server) managedMAC(w http.ResponseWriter, r *http.Request) (string, bool) {

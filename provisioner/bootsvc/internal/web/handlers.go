@@ -31,6 +31,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /api/v1/events", "events_post", s.postEvent)
 	handle("GET /api/v1/events", "events_get", s.getEvents)
 	handle("GET /api/v1/nodes", "nodes", s.getNodes)
+	handle("GET /api/v1/release", "release", s.getRelease)
 	handle("GET /api/v1/nodes/{mac}", "node", s.getNode)
 	handle("POST /api/v1/nodes/{mac}/reinstall", "reinstall", s.postReinstall)
 	handle("POST /api/v1/plan/reload", "plan_reload", s.postReload)
@@ -273,6 +274,9 @@ func (s *Server) bootConfig(n plan.Node, t nodeTarget) ([]byte, error) {
 
 // serveAsset serves /assets/ipxe/FILE and /assets/OS/VERSION/FILE straight
 // from the file (Range requests, sendfile), never from memory (images.go).
+// The release is also under /assets/flatcar/VERSION/, where Lokomotive's
+// profiles and its cached install look for it: the test OS stands in for
+// Flatcar there.
 func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/assets/"), "/")
 	var f *os.File
@@ -280,7 +284,7 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case len(parts) == 2 && parts[0] == "ipxe" && s.cfg.IPXEDir != "" && validFileName(parts[1]):
 		f, err = os.Open(filepath.Join(s.cfg.IPXEDir, parts[1]))
-	case len(parts) == 3 && s.cfg.Release != nil && parts[0] == s.cfg.Release.OS && parts[1] == s.cfg.Release.Version:
+	case len(parts) == 3 && s.cfg.Release != nil && (parts[0] == s.cfg.Release.OS || parts[0] == api.OSFlatcar) && parts[1] == s.cfg.Release.Version:
 		f, err = s.cfg.Release.Open(parts[2])
 	default:
 		http.NotFound(w, r)

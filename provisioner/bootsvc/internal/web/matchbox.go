@@ -88,7 +88,7 @@ func (s *Server) serveMatchbox(w http.ResponseWriter, r *http.Request) {
 			s.served(r, mac, api.ScriptMatchbox)
 		}
 	case "ignition":
-		phase := api.IgnitionInstall
+		phase := api.IgnitionMatchboxInstall
 		if r.URL.Query().Get("os") == "installed" { // Lokomotive's node group selects os=installed
 			phase = api.IgnitionMatchboxNode
 		}

@@ -99,6 +99,14 @@ func TestMatchboxChain(t *testing.T) {
 	if code, body := r.get("/matchbox/ipxe?uuid=&mac=00-11-22-33-44-10&arch=x86_64"); !refused(code) || strings.Contains(body, "kernel") {
 		t.Errorf("/matchbox/ipxe outside the boot window = %d %q, want refused", code, body)
 	}
+	// The installed node's own config is no install: served outside the
+	// window too, but then it says nothing about an install.
+	if code, _ := r.get("/matchbox/ignition?mac=00:11:22:33:44:10&os=installed"); code != 200 {
+		t.Errorf("node ignition outside the window = %d", code)
+	}
+	if n := r.node(macA); n.Phase == api.PhaseBooted || n.Target == api.TargetDisk {
+		t.Errorf("an os=installed fetch outside the window moved the node: phase %s, target %s", n.Phase, n.Target)
+	}
 	r.netboot(macA)
 	r.netboot(macB)
 	code, body := r.get("/ipxe?mac=" + macA)
@@ -129,8 +137,11 @@ func TestMatchboxChain(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"version":"2.3.0"`) || !strings.Contains(body, "installer.service") {
 		t.Errorf("install ignition (spec 2.3.0, verbatim) = %d %q", code, body)
 	}
-	if ev, ok := r.lastEvent(macA, api.KindIgnition); !ok || ev.Ignition != api.IgnitionInstall {
-		t.Errorf("event = %+v, want the install ignition", ev)
+	if ev, ok := r.lastEvent(macA, api.KindIgnition); !ok || ev.Ignition != api.IgnitionMatchboxInstall {
+		t.Errorf("event = %+v, want matchbox's install ignition", ev)
+	}
+	if n := r.node(macA); n.Phase != api.PhaseInstalling {
+		t.Errorf("phase once the installer has its config = %s, want %s", n.Phase, api.PhaseInstalling)
 	}
 	code, body = r.get("/matchbox/ignition?mac=00:11:22:33:44:10&os=installed")
 	if code != 200 || !strings.Contains(body, "cluster-secret") {
@@ -155,13 +166,12 @@ func TestMatchboxChain(t *testing.T) {
 		t.Error("/matchbox/assets/ served a path outside the release")
 	}
 
-	// Installed: Racker's guard answers "boot from disk", also on
-	// matchbox's own script.
-	// (The callback presents the node's token, which Racker's own install
-	// config carries.)
-	tok := r.installToken(macA, "127.0.0.1")
-	if code := r.callbackWith(nil, macA, api.KindInstalled, "", tok); code != 204 {
-		t.Fatalf("installed callback = %d", code)
+	// The installed system fetched its own config inside the window: it
+	// booted (matchbox's installs make no callbacks), its window is closed,
+	// and Racker's guard answers "boot from disk", also on matchbox's own
+	// script, so a later netboot is no reinstall.
+	if n := r.node(macA); n.Phase != api.PhaseBooted || n.Target != api.TargetDisk || !n.WindowUntil.IsZero() {
+		t.Errorf("after the os=installed fetch: phase %s, target %s, window until %v; want booted, disk, closed", n.Phase, n.Target, n.WindowUntil)
 	}
 	for _, path := range []string{"/ipxe?mac=" + macA, "/matchbox/ipxe?mac=" + macA} {
 		if code, body = r.get(path); code != 200 || !strings.Contains(body, "booting from disk") {

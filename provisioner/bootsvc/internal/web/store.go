@@ -263,6 +263,13 @@ func (s *store) applyLocked(ev api.Event, targets bool) bool {
 		v = &nodeView{nodeTarget: nodeTarget{Target: api.TargetInstall}}
 		s.nodes[ev.MAC] = v
 	}
+	// A matchbox install calls nothing back: the installed system's first
+	// fetch of its own config, inside the window Racker opened for the
+	// install, is its boot.
+	booted := ev.Kind == api.KindBooted
+	if ev.Kind == api.KindIgnition && ev.Ignition == api.IgnitionMatchboxNode && !ev.Time.After(v.WindowUntil) {
+		booted, phase = true, api.PhaseBooted
+	}
 	if phase != "" {
 		v.phase = phase
 	}
@@ -270,13 +277,13 @@ func (s *store) applyLocked(ev api.Event, targets bool) bool {
 	v.lastEvent, v.lastEventAt = ev.Kind, ev.Time
 	changed := false
 	// The node booted its installed system: its window has served its purpose.
-	if targets && ev.Kind == api.KindBooted && !v.WindowUntil.IsZero() {
+	if targets && booted && !v.WindowUntil.IsZero() {
 		v.WindowUntil = time.Time{}
 		changed = true
 	}
 	// No netboot loops: once a node has installed (or booted from disk),
 	// its next netboot boots from disk until someone asks for a reinstall.
-	if targets && (ev.Kind == api.KindInstalled || ev.Kind == api.KindBooted) && v.Target != api.TargetDisk {
+	if targets && (ev.Kind == api.KindInstalled || booted) && v.Target != api.TargetDisk {
 		v.Target, v.WipeAll = api.TargetDisk, false
 		changed = true
 	}
@@ -294,6 +301,9 @@ func phaseAfter(ev api.Event) (api.Phase, bool) {
 	case api.KindIPXE, api.KindIgnition:
 		if ev.Script == api.ScriptInstall || ev.Script == api.ScriptMatchbox || ev.Ignition == api.IgnitionInstall {
 			return api.PhaseNetbooting, true
+		}
+		if ev.Ignition == api.IgnitionMatchboxInstall {
+			return api.PhaseInstalling, true
 		}
 		return "", true
 	case api.KindInstalling:

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -268,7 +269,7 @@ func TestAssetsRangeAndRefusals(t *testing.T) {
 		"/assets/testos/other/" + images.Kernel,
 		"/assets/ipxe/..%2f..%2fstate%2fssh%2fid_ed25519.pub",
 		"/assets/ipxe/../testos/current/secret.txt",
-		"/assets/flatcar/current/" + images.Kernel,
+		"/assets/flatcar/other/" + images.Kernel, // flatcar/ names the release served, no other
 	} {
 		if code, _ := r.get(p); code != 404 {
 			t.Errorf("%s: %d, want 404", p, code)
@@ -475,7 +476,7 @@ func TestReinstallOnlyFromManagement(t *testing.T) {
 		t.Error("admin check: management address must be admin, a node's must not")
 	}
 	// A node may not read the management views nor open windows.
-	for _, p := range []string{"GET /api/v1/nodes", "GET /api/v1/events", "GET /metrics", "GET /api/v1/nodes/" + macA, "POST /api/v1/nodes/" + macA + "/netboot"} {
+	for _, p := range []string{"GET /api/v1/nodes", "GET /api/v1/events", "GET /metrics", "GET /api/v1/nodes/" + macA, "POST /api/v1/nodes/" + macA + "/netboot", "GET /api/v1/release"} {
 		method, path, _ := strings.Cut(p, " ")
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(method, path, nil)
@@ -549,5 +550,37 @@ func TestTypeSettingsFromStateDir(t *testing.T) {
 	}
 	if got := s.console("purple"); got != DefaultConsole {
 		t.Errorf("console of purple %q", got)
+	}
+}
+
+// The management node asks which release the services serve (bootstrap
+// writes its version into Lokomotive's configuration), and finds it under
+// /assets/flatcar/ too, where Lokomotive's profiles look.
+func TestReleaseAnswerAndFlatcarPath(t *testing.T) {
+	r := newRig(t)
+	rel, err := api.NewClient(r.http.URL).Release(context.Background())
+	if err != nil || rel.OS != "testos" || rel.Version != "current" {
+		t.Fatalf("Release() = %+v, %v", rel, err)
+	}
+	for _, path := range []string{"/assets/testos/current/" + images.Kernel, "/assets/flatcar/current/" + images.Kernel} {
+		if code, body := r.get(path); code != 200 || body == "" {
+			t.Errorf("%s = %d (%d bytes)", path, code, len(body))
+		}
+	}
+	for _, path := range []string{"/assets/flatcar/other/" + images.Kernel, "/assets/debian/current/" + images.Kernel} {
+		if code, _ := r.get(path); code != 404 {
+			t.Errorf("%s = %d, want 404", path, code)
+		}
+	}
+	bare, err := New(Config{Plan: testPlan(), StateDir: t.TempDir(), BaseURL: "http://172.24.213.1:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	hs := httptest.NewServer(bare.Handler())
+	defer hs.Close()
+	var se *api.StatusError
+	if _, err := api.NewClient(hs.URL).Release(context.Background()); !errors.As(err, &se) || se.Code != 404 {
+		t.Errorf("Release() without one = %v, want 404", err)
 	}
 }
