@@ -81,11 +81,14 @@ type Node struct {
 	IP         netip.Addr `json:"ip"`
 	BMCMAC     string     `json:"bmc_mac"`
 	// BMCIP is the BMC's current DHCP lease, else its planned address.
-	BMCIP             netip.Addr `json:"bmc_ip"`
-	Target            Target     `json:"target"`
-	InstallGeneration int        `json:"install_generation"`
-	WipeAll           bool       `json:"wipe_all"`
-	Phase             Phase      `json:"phase"`
+	BMCIP  netip.Addr `json:"bmc_ip"`
+	Target Target     `json:"target"`
+	// Matchbox: a matchbox group selects the node by its MAC (lokoctl
+	// registered it), so its netboot chains to matchbox's profile.
+	Matchbox          bool  `json:"matchbox,omitempty"`
+	InstallGeneration int   `json:"install_generation"`
+	WipeAll           bool  `json:"wipe_all"`
+	Phase             Phase `json:"phase"`
 	// WindowUntil is when the node's open boot window closes (absent when
 	// none is open): only then are its configs served (docs/security.md).
 	WindowUntil time.Time `json:"window_until,omitzero"`

@@ -123,6 +123,33 @@ func (s *Server) Selects(mac string) bool {
 	return err == nil
 }
 
+// SelectedMACs is every MAC that Selects would say true for, from one
+// pass over the groups and profiles (a node list asks for all of them):
+// a group whose only selector is the MAC, naming a profile that exists.
+func (s *Server) SelectedMACs() map[string]bool {
+	ctx := context.Background()
+	groups, err := s.core.GroupList(ctx, &serverpb.GroupListRequest{})
+	if err != nil {
+		return nil
+	}
+	profiles, err := s.core.ProfileList(ctx, &serverpb.ProfileListRequest{})
+	if err != nil {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, p := range profiles {
+		have[p.Id] = true
+	}
+	out := map[string]bool{}
+	for _, g := range groups {
+		hw, err := net.ParseMAC(g.Selector["mac"])
+		if err == nil && len(g.Selector) == 1 && have[g.Profile] {
+			out[hw.String()] = true
+		}
+	}
+	return out
+}
+
 // ServeRPC answers the gRPC API on ln until ctx ends, then stops
 // gracefully (calls in flight finish, up to 5 s).
 func (s *Server) ServeRPC(ctx context.Context, ln net.Listener) error {

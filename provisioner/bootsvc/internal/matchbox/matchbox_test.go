@@ -151,6 +151,10 @@ func TestMatchboxLokomotiveRegistration(t *testing.T) {
 	if !s.Selects(nodeMAC) || !s.Selects(strings.ToUpper(nodeMAC)) || s.Selects(otherMAC) {
 		t.Errorf("Selects(node, NODE, other) = %v %v %v, want true true false", s.Selects(nodeMAC), s.Selects(strings.ToUpper(nodeMAC)), s.Selects(otherMAC))
 	}
+	// The node group (mac and os=installed) selects nothing for a netboot.
+	if got := s.SelectedMACs(); len(got) != 1 || !got[nodeMAC] {
+		t.Errorf("SelectedMACs = %v, want only %s", got, nodeMAC)
+	}
 
 	h := s.Handler()
 	code, body := get(t, h, "/boot.ipxe")

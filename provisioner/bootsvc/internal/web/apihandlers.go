@@ -115,7 +115,14 @@ func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
 	if !s.fromManagement(w, r) {
 		return
 	}
-	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: s.store.list()})
+	nodes := s.store.list()
+	if s.cfg.Matchbox != nil {
+		selected := s.cfg.Matchbox.SelectedMACs()
+		for i := range nodes {
+			nodes[i].Matchbox = selected[nodes[i].PrimaryMAC]
+		}
+	}
+	writeJSON(w, http.StatusOK, api.NodesResponse{Nodes: nodes})
 }
 
 // getRelease says which OS release the services serve.
@@ -155,6 +162,7 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, mac+" is not the primary MAC of a planned node")
 		return
 	}
+	n.Matchbox = s.cfg.Matchbox != nil && s.cfg.Matchbox.Selects(mac)
 	writeJSON(w, http.StatusOK, n)
 }
 

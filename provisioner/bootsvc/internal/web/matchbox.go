@@ -14,6 +14,7 @@ import (
 type Matchbox interface {
 	Handler() http.Handler
 	Selects(mac string) bool
+	SelectedMACs() map[string]bool
 }
 
 // matchboxScript chains a node to matchbox's boot.ipxe, which asks for

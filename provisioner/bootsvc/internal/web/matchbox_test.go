@@ -107,6 +107,19 @@ func TestMatchboxChain(t *testing.T) {
 	if n := r.node(macA); n.Phase == api.PhaseBooted || n.Target == api.TargetDisk {
 		t.Errorf("an os=installed fetch outside the window moved the node: phase %s, target %s", n.Phase, n.Target)
 	}
+	// The management node sees which nodes lokoctl registered.
+	nodes, err := api.NewClient(r.http.URL).Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Matchbox != (n.PrimaryMAC == macA) {
+			t.Errorf("%s: matchbox = %v, want %v", n.PrimaryMAC, n.Matchbox, n.PrimaryMAC == macA)
+		}
+	}
+	if n, err := api.NewClient(r.http.URL).Node(context.Background(), macA); err != nil || !n.Matchbox {
+		t.Errorf("Node(A) = %+v, %v; want matchbox", n, err)
+	}
 	r.netboot(macA)
 	r.netboot(macB)
 	code, body := r.get("/ipxe?mac=" + macA)
