@@ -132,15 +132,53 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		}
 		return nil
 	}
-	pr := &provisioning{command: "bootstrap", inv: inv, plan: p, flags: &f.prov, after: func(bootURL string) error {
+	input := func(svc *bootServices) cluster.Input {
 		// lokoctl's Terraform reaches the boot services' embedded matchbox:
 		// its HTTP endpoints under /matchbox, its gRPC API with the client
-		// bundle in the state folder.
+		// bundle in the state folder; its profiles name the release the
+		// services serve (under /assets/flatcar/VERSION/).
 		mb := cluster.DefaultMatchbox(env.StateDir, p)
 		mb.Endpoint = netip.AddrPortFrom(p.Management.IP, uint16(f.prov.boot.matchboxPort)).String()
-		err := cluster.Apply(ctx, profile, cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
-			PublicIPs: publicIPs, MatchboxURL: bootURL + api.MatchboxPath, Matchbox: mb, Components: components,
-			Stdout: env.Stdout, Logger: log})
+		in := cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
+			PublicIPs: publicIPs, MatchboxURL: svc.nodeURL + api.MatchboxPath, Matchbox: mb, Components: components,
+			Stdout: env.Stdout, Logger: log}
+		if rel, err := svc.client.Release(ctx); err == nil {
+			in.OSVersion = rel.Version
+		} else {
+			log.Warn("the boot services do not say which release they serve; Lokomotive's profiles name version current", "err", err)
+		}
+		return in
+	}
+	notApplied := func(err error) error {
+		return &ExitError{Code: 1, Err: fmt.Errorf("bootstrap: the %s profile was not applied: %w", profile, err)}
+	}
+	var loko *lokoRun
+	defer func() {
+		if loko != nil {
+			loko.stop()
+		}
+	}()
+	pr := &provisioning{command: "bootstrap", inv: inv, plan: p, flags: &f.prov}
+	if profile == cluster.Lokomotive {
+		// lokoctl first, as upstream Racker ran it: its Terraform registers
+		// every node in matchbox, then waits for them; Racker PXE-boots
+		// them once matchbox selects them all, so they install through
+		// matchbox's profiles.
+		pr.before = func(svc *bootServices) error {
+			loko = startLokoctl(ctx, input(svc))
+			if err := loko.waitRegistered(svc.ctx, env.Stdout, svc.client, p.Nodes, time.Second); err != nil {
+				return notApplied(err)
+			}
+			return nil
+		}
+	}
+	pr.after = func(svc *bootServices) error {
+		var err error
+		if loko != nil {
+			err = loko.wait(ctx)
+		} else {
+			err = cluster.Apply(ctx, profile, input(svc))
+		}
 		if err != nil {
 			// The profile asked for was not applied: never exit 0.
 			return &ExitError{Code: 1, Err: fmt.Errorf("bootstrap: every node is booted, but the %s profile was not applied: %w", profile, err)}
@@ -156,7 +194,7 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		}
 		fmt.Fprintf(env.Stdout, "bootstrap: done, %d node(s) booted (%s profile)\n", len(p.Nodes), profile)
 		return nil
-	}}
+	}
 	return pr.run(ctx, env)
 }
 

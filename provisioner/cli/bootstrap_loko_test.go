@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -31,12 +34,11 @@ func TestBootstrapLokomotiveWithoutLokoctl(t *testing.T) {
 	}
 }
 
-// The lokomotive profile runs lokoctl in the configuration folder once
-// every node is booted; bootstrap exits non-zero while lokoctl fails (the
-// profile was not applied) and 0 once it succeeds. lokoctl and terraform
-// here are stand-in scripts on PATH (a unit-test fake: the real lokoctl
-// cannot reach its Terraform providers on these machines); the conformance
-// module checks the configuration against Lokomotive's own code.
+// The lokomotive profile starts lokoctl in the configuration folder before
+// any node is touched; a lokoctl that fails, or ends without registering
+// every node in matchbox, makes bootstrap exit non-zero (the profile was
+// not applied) with no BMC driven. lokoctl and terraform here are shell
+// scripts on PATH (unit-test fakes).
 func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 	flags, url := bootRig(t)
 	drive := []string{"--boot-services", url, "--bmc-driver", "fake", "--os", "testos", "--bmc-timeout", "2s",
@@ -51,16 +53,24 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(bin, "terraform"), []byte("#!/bin/sh\necho 'Terraform v0.13.6'\n"), 0o755)
+	untouched := func() {
+		t.Helper()
+		for _, mac := range []string{"00:11:22:33:44:10", "00:11:22:33:44:20"} {
+			if acts := bmc.Fake(fakeBMCName(mac)).Actions(); len(acts) > 0 {
+				t.Errorf("%s's BMC was driven before lokoctl registered the nodes: %v", mac, acts)
+			}
+		}
+	}
 
 	lokoctl(1)
 	code, out, errs := run(t, "", append(append([]string{"bootstrap"}, drive...), flags...)...)
 	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") || !strings.Contains(errs, `step "lokoctl cluster apply --confirm --verbose"`) {
 		t.Fatalf("lokoctl failed, bootstrap exit %d; want non-zero saying the profile was not applied and naming the step\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	if !strings.Contains(out, cluster.LokoctlPrefix+"lokoctl stand-in says hello") || !strings.Contains(out, "2 booted") ||
-		strings.Index(out, "2 booted") > strings.Index(out, cluster.LokoctlPrefix) {
-		t.Errorf("lokoctl's output is not shown, or the nodes did not boot first:\n%s", out)
+	if !strings.Contains(out, cluster.LokoctlPrefix+"lokoctl stand-in says hello") {
+		t.Errorf("lokoctl's output is not shown:\n%s", out)
 	}
+	untouched()
 	ran, _ := os.ReadFile(record)
 	state := flags[3]
 	if want := filepath.Join(state, cluster.LokomotiveDir) + " cluster apply --confirm --verbose\n"; string(ran) != want {
@@ -82,17 +92,21 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 		`matchbox_ca_path = "` + filepath.Join(bundle, api.MatchboxCAFile) + `"`,
 		`matchbox_client_cert_path = "` + filepath.Join(bundle, api.MatchboxClientCertFile) + `"`,
 		`matchbox_client_key_path = "` + filepath.Join(bundle, api.MatchboxClientKeyFile) + `"`,
+		// The release the boot services serve, by its concrete version.
+		`os_version = "current"`,
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(string(vars)), " "), strings.Join(strings.Fields(want), " ")) {
 			t.Errorf("%s lacks %s:\n%s", cluster.LokocfgVarFile, want, vars)
 		}
 	}
 
+	// lokoctl succeeds without registering anything in matchbox.
 	lokoctl(0)
 	code, out, errs = run(t, "", append(append([]string{"bootstrap"}, drive...), flags...)...)
-	if code != 0 || !strings.Contains(out, "bootstrap: done") {
-		t.Fatalf("lokoctl succeeded, bootstrap exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	if code == 0 || !strings.Contains(errs, "matchbox selects only 0 of the 2 node(s)") || !strings.Contains(errs, "racker-worker-0 (00:11:22:33:44:20)") {
+		t.Fatalf("lokoctl registered nothing, bootstrap exit %d; want non-zero naming the nodes\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
+	untouched()
 
 	// Every node excluded: nothing to provision, and no cluster either.
 	// Leaving more nodes out than the rack was planned with is a replan.
@@ -101,4 +115,53 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") {
 		t.Errorf("no nodes: bootstrap --provision lokomotive exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
+}
+
+// The whole Lokomotive path with the lokoctl stand-in (e2e/lokoctl-standin,
+// built here: it registers every node through matchbox's gRPC API as
+// Lokomotive's Terraform does): bootstrap waits for the registrations,
+// then PXE-boots the nodes, which chain to matchbox; their installs make
+// no callbacks, and the installed systems' first fetch of their own
+// configs marks them booted; bootstrap exits 0 once lokoctl has.
+func TestBootstrapLokomotiveThroughMatchbox(t *testing.T) {
+	flags, url, mbPort := bootRigWith(t, true)
+	lokoctlStandIn(t)
+	drive := []string{"--boot-services", url, "--bmc-driver", "fake", "--os", "testos", "--bmc-timeout", "2s",
+		"--exclude", "00:11:22:33:44:60", "--provision", "lokomotive", "--matchbox-port", strconv.Itoa(mbPort)}
+	code, out, errs := run(t, "", append(append([]string{"bootstrap"}, drive...), flags...)...)
+	if code != 0 || !strings.Contains(out, "bootstrap: done, 2 node(s) booted (lokomotive profile)") {
+		t.Fatalf("bootstrap exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	reg, booted := strings.Index(out, "lokoctl registered 2 of 2 node(s) in matchbox"), strings.Index(out, "2 booted")
+	if reg < 0 || booted < reg || !strings.Contains(out, cluster.LokoctlPrefix+"Apply complete! 2 node(s) registered in matchbox.") {
+		t.Errorf("the nodes booted before lokoctl registered them, or its output is missing:\n%s", out)
+	}
+	nodes, err := api.NewClient(url).Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.PrimaryMAC == "00:11:22:33:44:60" {
+			continue
+		}
+		if !n.Matchbox || n.Phase != api.PhaseBooted || n.Target != api.TargetDisk {
+			t.Errorf("%s: matchbox %v, phase %s, target %s; want a matchbox node booted with target disk", n.Hostname, n.Matchbox, n.Phase, n.Target)
+		}
+	}
+}
+
+// lokoctlStandIn builds e2e/lokoctl-standin as lokoctl, with a terraform
+// script beside it, into a folder put first on PATH, and returns it.
+func lokoctlStandIn(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "lokoctl"), "github.com/racker/racker/e2e/lokoctl-standin")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the lokoctl stand-in: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "terraform"), []byte("#!/bin/sh\necho 'Terraform v0.13.6'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	return bin
 }

@@ -76,6 +76,26 @@ func simulateNode(ctx context.Context, t *testing.T, base string, n plan.Node) {
 				}
 				script, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				if strings.Contains(string(script), api.MatchboxPath+"/boot.ipxe") {
+					// Chained to matchbox (lokoctl registered the node):
+					// Lokomotive's installer fetches its config, installs
+					// and reboots; the installed system fetches its own
+					// config at its first boot. Neither calls back.
+					hyp := strings.ReplaceAll(n.PrimaryMAC, ":", "-")
+					for _, path := range []string{"/matchbox/ignition?uuid=&mac=" + hyp, "/matchbox/ignition?mac=" + n.PrimaryMAC + "&os=installed"} {
+						resp, err := client.Get(base + path)
+						if err != nil {
+							t.Errorf("%s: %s: %v", n.Hostname, path, err)
+							continue
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							t.Errorf("%s: %s: %s", n.Hostname, path, resp.Status)
+						}
+					}
+					continue
+				}
 				if strings.Contains(string(script), "kernel ") {
 					// What the install config is built from: the target's wipe-all.
 					if ns, err := api.NewClient(base).Nodes(ctx); err == nil {
@@ -152,6 +172,13 @@ func serveOnLoopback(ctx context.Context, t *testing.T, cfg bootsvc.Config) (ln 
 // dead BMC) on 127.0.0.0/24, served by the real HTTP boot services on
 // loopback, with a simulated node behind each live fake BMC.
 func bootRig(t *testing.T) (flags []string, url string) {
+	flags, url, _ = bootRigWith(t, false)
+	return flags, url
+}
+
+// bootRigWith is bootRig, with the boot services' matchbox when asked
+// (its gRPC API on a port of its own, returned).
+func bootRigWith(t *testing.T, withMatchbox bool) (flags []string, url string, matchboxPort int) {
 	oem, state := exampleRack(t)
 	// A third node whose BMC never answers.
 	f, err := os.OpenFile(filepath.Join(oem, "nodes.csv"), os.O_APPEND|os.O_WRONLY, 0)
@@ -171,7 +198,15 @@ func bootRig(t *testing.T) (flags []string, url string) {
 	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
 		SigningKey: []byte("test key\n")}
 	ctx, cancel := context.WithCancel(context.Background())
-	ln, served := serveOnLoopback(ctx, t, bootsvc.Config{Plan: p, StateDir: state, Release: release})
+	cfg := bootsvc.Config{Plan: p, StateDir: state, Release: release, Matchbox: withMatchbox}
+	if withMatchbox {
+		mln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MatchboxConn, matchboxPort = mln, mln.Addr().(*net.TCPAddr).Port
+	}
+	ln, served := serveOnLoopback(ctx, t, cfg)
 	simsDone := make(chan struct{})
 	var live []plan.Node
 	for _, n := range p.Nodes {
@@ -193,7 +228,7 @@ func bootRig(t *testing.T) (flags []string, url string) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-simsDone; <-served })
-	return flags, "http://" + ln.Addr().String()
+	return flags, "http://" + ln.Addr().String(), matchboxPort
 }
 
 func TestBootstrapStatusReprovision(t *testing.T) {

@@ -109,11 +109,11 @@ type provisioning struct {
 	noWait bool
 	stopAt orchestrator.Phase
 	// before runs once the boot services answer, before the orchestrator
-	// (reprovision orders its nodes' reinstalls).
-	before func() error
+	// (reprovision orders its nodes' reinstalls; bootstrap starts lokoctl).
+	before func(svc *bootServices) error
 	// after runs once every node is provisioned, with the boot services
-	// still up at bootURL (bootstrap's cluster profile).
-	after func(bootURL string) error
+	// still up (bootstrap's cluster profile).
+	after func(svc *bootServices) error
 }
 
 func (pr *provisioning) run(ctx context.Context, env *Env) error {
@@ -126,7 +126,7 @@ func (pr *provisioning) run(ctx context.Context, env *Env) error {
 	}
 	defer svc.stop()
 	if pr.before != nil {
-		if err := pr.before(); err != nil {
+		if err := pr.before(svc); err != nil {
 			return err
 		}
 	}
@@ -139,7 +139,7 @@ func (pr *provisioning) run(ctx context.Context, env *Env) error {
 		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d node(s) failed: %s", pr.command, len(failed), names(failed))}
 	}
 	if pr.after != nil {
-		return pr.after(svc.nodeURL)
+		return pr.after(svc)
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ running racker serve, which carries on without this command).`,
 				}
 			}
 			pr := &provisioning{command: "reprovision", inv: inv, plan: p, only: only, flags: &f, noWait: noWait,
-				before: func() error { return orchestrator.MarkReprovision(env.StateDir, macs, time.Now()) }}
+				before: func(*bootServices) error { return orchestrator.MarkReprovision(env.StateDir, macs, time.Now()) }}
 			if noWait {
 				pr.stopAt = orchestrator.PXERequested
 			}

@@ -215,6 +215,6 @@ func retiredAlready(env *Env, name string) (string, bool) {
 func wipe(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, n plan.Node, f *provisionFlags) error {
 	macs := []string{n.PrimaryMAC}
 	pr := &provisioning{command: "retire", inv: inv, plan: p, only: map[string]bool{n.PrimaryMAC: true}, flags: f,
-		before: func() error { return orchestrator.MarkReprovision(env.StateDir, macs, time.Now()) }}
+		before: func(*bootServices) error { return orchestrator.MarkReprovision(env.StateDir, macs, time.Now()) }}
 	return pr.run(ctx, env)
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -84,17 +85,15 @@ func (term *terminal) shown() string {
 // wizard on a pseudo-terminal, in upstream Racker's order, with wrong
 // answers on the way (asked again), an editor for the public addresses
 // (a script as $EDITOR, failing the check once), and the backup keys read
-// without echo; then bootstrap runs with those answers (a lokoctl
-// stand-in, a unit-test fake, applies the configuration) and saves them:
+// without echo; then bootstrap runs with those answers (lokoctl is
+// e2e/lokoctl-standin, which registers the nodes in the boot services'
+// matchbox) and saves them:
 // the Lokomotive files have the components, plan.json the choices, and a
 // second bootstrap on a terminal asks nothing.
 func TestWizardThroughAPseudoTerminal(t *testing.T) {
-	flags, url := bootRig(t)
+	flags, url, mbPort := bootRigWith(t, true)
 	state := flags[3]
-	bin := t.TempDir()
-	t.Setenv("PATH", bin+":/usr/bin:/bin")
-	os.WriteFile(filepath.Join(bin, "lokoctl"), []byte("#!/bin/sh\necho applied\n"), 0o755)
-	os.WriteFile(filepath.Join(bin, "terraform"), []byte("#!/bin/sh\necho 'Terraform v0.13.6'\n"), 0o755)
+	bin := lokoctlStandIn(t)
 	// The editor: the first time it writes an address that is not one,
 	// the second time the worker's static address.
 	marker := filepath.Join(bin, "edited-once")
@@ -111,7 +110,7 @@ fi
 	t.Setenv("EDITOR", editor)
 
 	args := append([]string{"bootstrap", "--boot-services", url, "--bmc-driver", "fake", "--os", "testos", "--bmc-timeout", "2s",
-		"--exclude", "00:11:22:33:44:60"}, flags...)
+		"--exclude", "00:11:22:33:44:60", "--matchbox-port", strconv.Itoa(mbPort)}, flags...)
 	term, tty := newTerminal(t)
 	env := &Env{Stdin: tty, Stdout: tty, Stderr: tty}
 	code := make(chan int, 1)
@@ -154,7 +153,7 @@ fi
 	if strings.Contains(shown, "Controller node type") || strings.Contains(shown, "Internal subnet") {
 		t.Errorf("asked for a choice given as a flag:\n%s", shown)
 	}
-	if !strings.Contains(shown, cluster.LokoctlPrefix+"applied") {
+	if !strings.Contains(shown, cluster.LokoctlPrefix+"Apply complete!") {
 		t.Errorf("lokoctl did not run:\n%s", shown)
 	}
 

@@ -224,9 +224,9 @@ func TestInstallerWritesImage(t *testing.T) {
 			t.Errorf("%s: the disk's start holds an image that failed (neither untouched nor wiped)", tc.version)
 		}
 	}
-	os.WriteFile(ign, []byte(`{"ignition":{"version":"2.2.0"}}`), 0o644)
+	os.WriteFile(ign, []byte(`{"ignition":{"version":"1.0.0"}}`), 0o644)
 	if err := in.Install(context.Background(), o); err == nil {
-		t.Error("a spec 2 -i config was accepted")
+		t.Error("a -i config of a version Ignition does not read was accepted")
 	}
 }
 
