@@ -46,8 +46,8 @@ var _ = BeforeSuite(func() {
 	}
 	images, _ := filepath.Glob(filepath.Join(repo, "bin", "racker-*.oci.tar"))
 	Expect(images).NotTo(BeEmpty(), "no installer image bin/racker-VERSION.oci.tar: `make e2e` builds it (make image)")
-	if GinkgoLabelFilter() == "laptop" {
-		return // the laptop specs bring their own rack (--no-bmc); do not build the shared one
+	if f := GinkgoLabelFilter(); f == "laptop" || f == "lokomotive" {
+		return // those specs bring their own racks; do not build the shared one
 	}
 	rack = &simRack{
 		repo: repo,

@@ -132,6 +132,10 @@ type fullEvent struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
 	Source  string `json:"source"`
+	// The typed details (docs/boot-contract.md): the iPXE script served,
+	// the Ignition config served.
+	Script   string `json:"script"`
+	Ignition string `json:"ignition"`
 }
 
 // fullEvents reads the whole event journal, with each event's source.

@@ -107,18 +107,19 @@ func TestLokomotiveRefusesUnsafeValues(t *testing.T) {
 		edit func(*Input)
 		want string
 	}{
-		"cluster name": {func(in *Input) { in.Plan.ClusterName = `lab"${x}` }, `--cluster-name "lab\"${x}"`},
-		"domain":       {func(in *Input) { in.Domain = "Example.COM" }, `--domain "Example.COM"`},
-		"install disk": {func(in *Input) { in.InstallDisk = `/dev/sda" ` }, "install disk"},
-		"ssh key":      {func(in *Input) { in.SSHPublicKey = "ssh-ed25519 AAAA ${file(\"/etc/shadow\")}" }, "SSH public key"},
-		"no ssh key":   {func(in *Input) { in.SSHPublicKey = "" }, "SSH public key"},
-		"console":      {func(in *Input) { in.KernelConsole = []string{"console=ttyS0 rd.break"} }, "kernel console"},
-		"matchbox URL": {func(in *Input) { in.MatchboxURL = `http://x"` }, "matchbox HTTP endpoint"},
-		"os version":   {func(in *Input) { in.OSVersion = "4152.2.3; rm -rf /" }, `Flatcar version "4152.2.3; rm -rf /"`},
-		"os channel":   {func(in *Input) { in.OSChannel = "nightly" }, `Flatcar channel "nightly"`},
-		"storage":      {func(in *Input) { in.Components.Storage = "ceph" }, `storage provider "ceph"`},
-		"backup keys":  {func(in *Input) { in.Components.Backup = &Backup{Bucket: "b", Region: "r"} }, "AWS access key"},
-		"public ip":    {func(in *Input) { in.PublicIPs = PublicIPs{"00:11:22:33:44:99": {DHCP: true}} }, "[00:11:22:33:44:99] is no node's secondary MAC"},
+		"cluster name":   {func(in *Input) { in.Plan.ClusterName = `lab"${x}` }, `--cluster-name "lab\"${x}"`},
+		"domain":         {func(in *Input) { in.Domain = "Example.COM" }, `--domain "Example.COM"`},
+		"install disk":   {func(in *Input) { in.InstallDisk = `/dev/sda" ` }, "install disk"},
+		"ssh key":        {func(in *Input) { in.SSHPublicKey = "ssh-ed25519 AAAA ${file(\"/etc/shadow\")}" }, "SSH public key"},
+		"no ssh key":     {func(in *Input) { in.SSHPublicKey = "" }, "SSH public key"},
+		"console":        {func(in *Input) { in.KernelConsole = []string{"console=ttyS0 rd.break"} }, "kernel console"},
+		"matchbox URL":   {func(in *Input) { in.MatchboxURL = `http://x"` }, "matchbox HTTP endpoint"},
+		"os version":     {func(in *Input) { in.OSVersion = "4152.2.3; rm -rf /" }, `Flatcar version "4152.2.3; rm -rf /"`},
+		"testos version": {func(in *Input) { in.OSVersion = "testos-ab12\"" }, `Flatcar version "testos-ab12\""`},
+		"os channel":     {func(in *Input) { in.OSChannel = "nightly" }, `Flatcar channel "nightly"`},
+		"storage":        {func(in *Input) { in.Components.Storage = "ceph" }, `storage provider "ceph"`},
+		"backup keys":    {func(in *Input) { in.Components.Backup = &Backup{Bucket: "b", Region: "r"} }, "AWS access key"},
+		"public ip":      {func(in *Input) { in.PublicIPs = PublicIPs{"00:11:22:33:44:99": {DHCP: true}} }, "[00:11:22:33:44:99] is no node's secondary MAC"},
 		"storage, none": {func(in *Input) {
 			in.Components.Storage = StorageRook
 			for i := range in.Plan.Nodes {

@@ -26,12 +26,14 @@ const (
 // between quotes without escaping them, and uses the cluster name in a
 // module name: what it gets must be plain.
 var (
-	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	devicePath  = regexp.MustCompile(`^/dev/[A-Za-z0-9/_.:-]+$`)
-	kernelArg   = regexp.MustCompile(`^[A-Za-z0-9_.,:=/-]+$`)
-	hostPort    = regexp.MustCompile(`^[A-Za-z0-9.-]+:[0-9]{1,5}$`)
-	plainPath   = regexp.MustCompile(`^/[A-Za-z0-9/_.@+-]+$`)
-	osVersion   = regexp.MustCompile(`^(current|[0-9]+(\.[0-9]+){2})$`)
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	devicePath = regexp.MustCompile(`^/dev/[A-Za-z0-9/_.:-]+$`)
+	kernelArg  = regexp.MustCompile(`^[A-Za-z0-9_.,:=/-]+$`)
+	hostPort   = regexp.MustCompile(`^[A-Za-z0-9.-]+:[0-9]{1,5}$`)
+	plainPath  = regexp.MustCompile(`^/[A-Za-z0-9/_.@+-]+$`)
+	// A Flatcar version, current, or a test OS release's (the simulator's
+	// stand-in for Flatcar, served under /assets/flatcar/ too).
+	osVersion   = regexp.MustCompile(`^(current|[0-9]+(\.[0-9]+){2}|testos-[0-9a-z]+)$`)
 	plainURL    = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9/_.-]*)?$`)
 	labelBad    = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 	awsKeyValue = regexp.MustCompile(`^[A-Za-z0-9/+=_.-]+$`)
@@ -75,7 +77,7 @@ func (c *lokoConfig) check() error {
 		return fmt.Errorf("Flatcar channel %q: want stable, beta, alpha, lts or edge", c.channel)
 	}
 	if !osVersion.MatchString(c.version) {
-		return fmt.Errorf("Flatcar version %q: want current or a version such as 4152.2.3", c.version)
+		return fmt.Errorf("Flatcar version %q: want current, a version such as 4152.2.3, or a test OS release's testos-…", c.version)
 	}
 	if !plainURL.MatchString(c.in.MatchboxURL) {
 		return fmt.Errorf("matchbox HTTP endpoint %q: want http://HOST:PORT", c.in.MatchboxURL)
