@@ -132,6 +132,8 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		}
 		return nil
 	}
+	// lokoctl's lines scroll above the live view while it is up.
+	above := &linesAbove{w: env.Stdout}
 	input := func(svc *bootServices) cluster.Input {
 		// lokoctl's Terraform reaches the boot services' embedded matchbox:
 		// its HTTP endpoints under /matchbox, its gRPC API with the client
@@ -141,7 +143,7 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		mb.Endpoint = netip.AddrPortFrom(p.Management.IP, uint16(f.prov.boot.matchboxPort)).String()
 		in := cluster.Input{Plan: p, StateDir: env.StateDir, SSHPublicKey: pub, Domain: f.domain,
 			PublicIPs: publicIPs, MatchboxURL: svc.nodeURL + api.MatchboxPath, Matchbox: mb, Components: components,
-			Stdout: env.Stdout, Logger: log}
+			Stdout: above, Logger: log}
 		if rel, err := svc.client.Release(ctx); err == nil {
 			in.OSVersion = rel.Version
 		} else {
@@ -158,7 +160,7 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 			loko.stop()
 		}
 	}()
-	pr := &provisioning{command: "bootstrap", inv: inv, plan: p, flags: &f.prov}
+	pr := &provisioning{command: "bootstrap", inv: inv, plan: p, flags: &f.prov, above: above}
 	if profile == cluster.Lokomotive {
 		// lokoctl first, as upstream Racker ran it: its Terraform registers
 		// every node in matchbox, then waits for them; Racker PXE-boots

@@ -85,6 +85,59 @@ func progressFrame(nodes []orchestrator.Node, now time.Time, size func() (int, i
 	return fitWidth(b.String(), width)
 }
 
+// printAbove shows a line of another program's progress above the table
+// (lokoctl's, while bootstrap runs it): the frame is erased, the line
+// printed where it stood, and the frame drawn again below it, so the lines
+// scroll and the table stays at the bottom.
+func (v *liveView) printAbove(line string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.lines > 0 && !v.paused {
+		fmt.Fprintf(v.w, "\r\x1b[%dA\x1b[J", v.lines)
+	}
+	width := 0
+	if v.size != nil {
+		width, _ = v.size()
+	}
+	io.WriteString(v.w, fitWidth(line+"\n", width))
+	v.lines = 0
+	if v.paused || v.nodes == nil {
+		return
+	}
+	frame := progressFrame(v.nodes, time.Now(), v.size)
+	io.WriteString(v.w, frame)
+	v.lines = strings.Count(frame, "\n")
+}
+
+// linesAbove is a writer of whole lines (lokoctl's progress) that shows
+// them above the live view while there is one, and on w otherwise.
+type linesAbove struct {
+	w    io.Writer
+	mu   sync.Mutex
+	view *liveView
+}
+
+// attach routes the lines to view (nil: back to w).
+func (l *linesAbove) attach(view *liveView) {
+	l.mu.Lock()
+	l.view = view
+	l.mu.Unlock()
+}
+
+// Write takes one or more whole lines, as cluster's progress lines are
+// written.
+func (l *linesAbove) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.view == nil {
+		return l.w.Write(b)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		l.view.printAbove(line)
+	}
+	return len(b), nil
+}
+
 // Pause stops redrawing (while the user answers a question); the next
 // draw after Resume starts below what was printed meanwhile.
 func (v *liveView) Pause() {

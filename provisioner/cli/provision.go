@@ -114,6 +114,9 @@ type provisioning struct {
 	// after runs once every node is provisioned, with the boot services
 	// still up (bootstrap's cluster profile).
 	after func(svc *bootServices) error
+	// above, when set, shows another program's lines (lokoctl's) above
+	// the live view while it is up.
+	above *linesAbove
 }
 
 func (pr *provisioning) run(ctx context.Context, env *Env) error {
@@ -131,7 +134,7 @@ func (pr *provisioning) run(ctx context.Context, env *Env) error {
 		}
 	}
 	specs := specsFor(pr.plan, pr.flags.uefiTypes, pr.only)
-	res, err := provision(svc.ctx, env, pr.inv, pr.plan, specs, pr.flags, svc, pr.stopAt)
+	res, err := provision(svc.ctx, env, pr.inv, pr.plan, specs, pr.flags, svc, pr.stopAt, pr.above)
 	if err != nil {
 		return err
 	}
@@ -147,7 +150,7 @@ func (pr *provisioning) run(ctx context.Context, env *Env) error {
 // provision runs the orchestrator over specs with the live view, then
 // prints the summary.
 func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.Plan, specs []orchestrator.NodeSpec,
-	f *provisionFlags, svc *bootServices, stopAt orchestrator.Phase) (orchestrator.Result, error) {
+	f *provisionFlags, svc *bootServices, stopAt orchestrator.Phase, above *linesAbove) (orchestrator.Result, error) {
 	log := env.Logger()
 	policy, err := policyFrom(env, f)
 	if err != nil {
@@ -171,6 +174,10 @@ func provision(ctx context.Context, env *Env, inv *inventory.Inventory, p *plan.
 		view = newLiveView(env.Stdout, env.termSize)
 		defer view.Close()
 		onChange = view.Update
+		if above != nil {
+			above.attach(view)
+			defer above.attach(nil)
+		}
 		if !env.Verbose {
 			log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
 		}
