@@ -99,10 +99,31 @@ func updateSpecs() {
 			key := rack.repo + "/bin/release-signing.pem"
 			Expect(key).To(BeAnExistingFile(), "make image writes the signing key the installer image is signed with")
 			By("publishing releases 1.0.0, 1.0.1, 1.1.0 and 2.0.0, built on this host as make image builds them and pushed over the management network")
+			// 1.0.x carry lokoctl and terraform built from their sources
+			// (make image WITH=lokoctl,terraform); 1.1.0 and 2.0.0 do not.
 			for _, v := range []string{"1.0.0", "1.0.1", "1.1.0", "2.0.0"} {
-				res := rack.onMgmtNet(10*time.Minute, nil, rack.bin("racker"), "release", "image", "--manifest", rack.repo+"/release/conf.yaml",
-					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--sign-key", key, "--out", GinkgoT().TempDir()+"/racker.oci.tar")
+				args := []string{"release", "image", "--manifest", rack.repo + "/release/conf.yaml",
+					"--changelog", changes, "--version", v, "--registry", releaseRegistry, "--push", "--sign-key", key, "--out", GinkgoT().TempDir() + "/racker.oci.tar"}
+				if strings.HasPrefix(v, "1.0.") {
+					args = append(args, "--with", "lokoctl,terraform")
+				}
+				res := rack.onMgmtNet(20*time.Minute, nil, append([]string{rack.bin("racker")}, args...)...)
 				Expect(res.code).To(Equal(0), res.String())
+			}
+			// The release's tools run on the management node, next to racker.
+			tools := func(want bool, release string) {
+				GinkgoHelper()
+				for name, says := range map[string]string{"lokoctl": "v0.9.0", "terraform": "Terraform v0.13.6"} {
+					res := rack.inMgmt(time.Minute, "/opt/bin/"+name, "version")
+					if !want {
+						Expect(res.code).NotTo(Equal(0), "%s still runs after switching to %s, built without it: %s", name, release, res)
+						continue
+					}
+					Expect(res.code).To(Equal(0), res.String())
+					Expect(res.stdout).To(HavePrefix(says), "%s version on %s", name, release)
+					link := rack.inMgmt(time.Minute, "readlink", "-f", "/opt/bin/"+name)
+					Expect(link.stdout).To(Equal("/opt/racker/versions/"+release+"/bin/"+name+"\n"), "%s is %s's", name, release)
+				}
 			}
 			step := func(want string, args ...string) string {
 				GinkgoHelper()
@@ -117,12 +138,16 @@ func updateSpecs() {
 				return res.stdout
 			}
 			step("1.0.0", "get", "1.0.0", "--registry", releaseRegistry)
+			tools(true, "1.0.0")
 			out := step("1.0.1", "update") // same major.minor: not 1.1.0
 			Expect(out).To(ContainSubstring("- The 1.0.1 fix."), "update shows the changes before it switches")
 			Expect(strings.Index(out, "The 1.0.1 fix.")).To(BeNumerically("<", strings.Index(out, "racker 1.0.1 installed")), out)
+			tools(true, "1.0.1")
 			out = step("2.0.0", "upgrade", "--yes") // newest overall, a major version
 			Expect(out).To(ContainSubstring("crosses a major version; breaking changes:"))
+			tools(false, "2.0.0")
 			step("1.0.1", "rollback")
+			tools(true, "1.0.1")
 
 			By("checking the rack is still served and provisioned")
 			res := rack.inMgmt(time.Minute, "curl", "-fsS", rack.mgmtURL()+"/healthz")
