@@ -24,16 +24,7 @@ var laptopFlags = []string{"--bmc-driver", "libvirt", "--netboot-timeout", "3m",
 var _ = Describe("laptop mode", Ordered, Label("laptop"), func() {
 	var lap *simRack
 	BeforeAll(func() {
-		lap = &simRack{repo: rack0Repo(), name: fmt.Sprintf("lap%d", os.Getpid()%10000)}
-		By("bringing up the laptop rack " + lap.name + " (--no-bmc, 2 nodes)")
-		start := time.Now()
-		DeferCleanup(func() {
-			By("tearing down the laptop rack " + lap.name)
-			lap.sim("down")
-		})
-		lap.sim("up", "--nodes", "2", "--no-bmc", "--os", "testos")
-		phases.add("laptop: sim up", time.Since(start))
-		lap.nodes = lap.simStatus()
+		lap = ownRack("lap", "the laptop rack (--no-bmc, 2 nodes)", "laptop: sim up", "--nodes", "2", "--no-bmc", "--os", "testos")
 		Expect(lap.nodes).To(HaveLen(2))
 		for _, n := range lap.nodes {
 			Expect(n.BMC).To(Equal("none"), "node %s has no vBMC", n.Name)

@@ -29,25 +29,17 @@ import (
 var _ = Describe("a Lokomotive rack", Ordered, Label("lokomotive"), func() {
 	var loko *simRack
 	BeforeAll(func() {
-		loko = &simRack{repo: rack0Repo(), name: fmt.Sprintf("lk%d", os.Getpid()%10000)}
 		By("building the lokoctl stand-in")
 		standin := filepath.Join(GinkgoT().TempDir(), "lokoctl")
 		build := exec.Command("go", "build", "-o", standin, "./e2e/lokoctl-standin")
-		build.Dir, build.Env = loko.repo, append(os.Environ(), "CGO_ENABLED=0")
+		build.Dir, build.Env = rack0Repo(), append(os.Environ(), "CGO_ENABLED=0")
 		out, err := build.CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), "%s", out)
 		bin, err := os.ReadFile(standin)
 		Expect(err).NotTo(HaveOccurred())
 
-		By("bringing up the Lokomotive rack " + loko.name + " (2 nodes, BIOS and UEFI, one disk each)")
-		start := time.Now()
-		DeferCleanup(func() {
-			By("tearing down the Lokomotive rack " + loko.name)
-			loko.sim("down")
-		})
-		loko.sim("up", "--nodes", "2", "--types", "bios,uefi", "--uefi-types", "uefi", "--os", "testos", "--disks", "10G")
-		phases.add("lokomotive: sim up", time.Since(start))
-		loko.nodes = loko.simStatus()
+		loko = ownRack("lk", "the Lokomotive rack (2 nodes, BIOS and UEFI, one disk each)", "lokomotive: sim up",
+			"--nodes", "2", "--types", "bios,uefi", "--uefi-types", "uefi", "--os", "testos", "--disks", "10G")
 		Expect(loko.nodes).To(HaveLen(2))
 
 		By("installing lokoctl (the stand-in) and a terraform on the management node's PATH (/opt/bin)")

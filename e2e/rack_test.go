@@ -99,6 +99,24 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
 }
 
+// ownRack brings up a rack of a spec's own (named PREFIX and the suite's
+// pid), records the time of its sim up as phase, takes it down when the
+// spec's container ends, and returns it with its nodes loaded.
+func ownRack(prefix, what, phase string, upArgs ...string) *simRack {
+	GinkgoHelper()
+	r := &simRack{repo: rack0Repo(), name: fmt.Sprintf("%s%d", prefix, os.Getpid()%10000)}
+	By("bringing up the rack " + r.name + ": " + what)
+	start := time.Now()
+	DeferCleanup(func() {
+		By("tearing down the rack " + r.name)
+		r.sim("down")
+	})
+	r.sim(append([]string{"up"}, upArgs...)...)
+	phases.add(phase, time.Since(start))
+	r.nodes = r.simStatus()
+	return r
+}
+
 func (r *simRack) bin(name string) string { return filepath.Join(r.repo, "bin", name) }
 
 // sim runs racker-sim for this rack and expects success.

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,18 +23,10 @@ var _ = Describe("a rack with a Redfish-only BMC", Ordered, Label("redfish"), fu
 	var node simNode
 
 	BeforeAll(func() {
-		rf = &simRack{repo: rack.repo, name: fmt.Sprintf("rf%d", os.Getpid()%10000)}
-		By("bringing up the rack " + rf.name + ": one server, its BMC Redfish-only")
-		start := time.Now()
-		DeferCleanup(func() {
-			By("tearing down the rack " + rf.name)
-			rf.sim("down")
-		})
-		rf.sim("up", "--nodes", "1", "--types", "rfonly", "--bmc-protocols", "rfonly=redfish", "--os", "testos")
-		phases.add("sim up (redfish rack)", time.Since(start))
-		nodes := rf.simStatus()
-		Expect(nodes).To(HaveLen(1))
-		node = nodes[0]
+		rf = ownRack("rf", "one server, its BMC Redfish-only", "sim up (redfish rack)",
+			"--nodes", "1", "--types", "rfonly", "--bmc-protocols", "rfonly=redfish", "--os", "testos")
+		Expect(rf.nodes).To(HaveLen(1))
+		node = rf.nodes[0]
 	})
 
 	It("bootstraps the node with boot override and power over Redfish", func() {
