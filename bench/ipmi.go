@@ -146,18 +146,11 @@ func benchIPMITarget(ctx context.Context, r *results, tg ipmiTarget, user, pass,
 	r.add(row{Section: sec, Figure: "ops/s, one session kept", Unit: "/s", Racker: keptRate, Peer: toolKept, PeerIs: "ipmitool exec (one session)",
 		HigherIsBetter: true, Headline: strings.Contains(tg.name, "ipmi_sim")})
 	r.add(row{Section: sec, Figure: "ops/s, a new session each", Unit: "/s", Racker: freshRate, Peer: toolFresh, PeerIs: "an ipmitool process each",
-		HigherIsBetter: true, Note: failedNote(toolFreshErrs)})
+		HigherIsBetter: true, Note: strings.TrimPrefix(toolFreshErrs.note(), "; ")})
 	r.add(row{Section: sec, Figure: fmt.Sprintf("ops/s, %d callers at once", bmcParallel), Unit: "/s", Racker: par, Peer: toolPar,
 		PeerIs: fmt.Sprintf("%d ipmitool processes at once", bmcParallel), HigherIsBetter: true,
-		Note: "Racker: at most 2 sessions per BMC" + failedNote(toolParErrs)})
+		Note: "Racker: at most 2 sessions per BMC" + toolParErrs.note()})
 	return nil
-}
-
-func failedNote(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; %d ipmitool runs failed and were not counted", n)
 }
 
 // ipmitool runs Debian's ipmitool against one BMC (lanplus, the password
@@ -205,9 +198,13 @@ func (t ipmitool) execRate(d time.Duration) (float64, error) {
 }
 
 // processRate runs `power status` as one ipmitool process per command,
-// from callers at once, for d. A run that fails (ipmitool gives up on a
-// busy BMC) is counted apart; most failing is an error.
-func (t ipmitool) processRate(d time.Duration, callers int) (float64, int, error) {
+// from callers at once, for d. A run that fails is counted apart and
+// reported with the figure: a BMC keeps a few session slots (go-ipmi's
+// server the IPMI minimum of 4), so 20 processes at once are partly
+// refused, and on a busy machine most of them can be; that is what the
+// peer does, not a broken bench. Only a single caller that never gets a
+// session is an error: then the setup is broken.
+func (t ipmitool) processRate(d time.Duration, callers int) (float64, ipmitoolFailures, error) {
 	var failed, ok atomic.Int64
 	var first atomic.Value
 	rate, _ := opsPerSecond(d, callers, func() error {
@@ -220,15 +217,25 @@ func (t ipmitool) processRate(d time.Duration, callers int) (float64, int, error
 		ok.Add(1)
 		return nil
 	})
-	if failed.Load() > ok.Load() {
-		return 0, 0, fmt.Errorf("ipmitool failed %d of %d times: %v", failed.Load(), failed.Load()+ok.Load(), first.Load())
+	f := ipmitoolFailures{failed: int(failed.Load()), runs: int(failed.Load() + ok.Load())}
+	if callers == 1 && failed.Load() > ok.Load() {
+		return 0, f, fmt.Errorf("ipmitool failed %d of %d times: %v", f.failed, f.runs, first.Load())
 	}
 	// opsPerSecond counted the failures too: take them out.
-	total := failed.Load() + ok.Load()
-	if total > 0 {
-		rate = rate * float64(ok.Load()) / float64(total)
+	if f.runs > 0 {
+		rate = rate * float64(ok.Load()) / float64(f.runs)
 	}
-	return rate, int(failed.Load()), nil
+	return rate, f, nil
+}
+
+// ipmitoolFailures counts the ipmitool runs of a figure that got no answer.
+type ipmitoolFailures struct{ failed, runs int }
+
+func (f ipmitoolFailures) note() string {
+	if f.failed == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d of %d ipmitool runs failed and were not counted", f.failed, f.runs)
 }
 
 // bmcParallel is how many callers the parallel BMC figures run at once.
