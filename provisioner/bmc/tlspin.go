@@ -50,7 +50,7 @@ type PinMismatchError struct {
 func (e *PinMismatchError) Error() string {
 	s := fmt.Sprintf("BMC %s shows TLS key %s, but %s is pinned", e.BMC, e.Got, e.Pinned)
 	if e.Store != "" {
-		s += " (in " + e.Store + "; remove that entry if the BMC was replaced)"
+		s += " (in " + e.Store + "; if the BMC was replaced or its key renewed, forget the old key: racker bmc forget NODE)"
 	}
 	return s
 }

@@ -10,9 +10,9 @@ import (
 // newBMCCmd is racker bmc; racker ipmi, its name before Redfish, stays an
 // alias so scripts keep working.
 func newBMCCmd(env *Env) *cobra.Command {
-	cmd := &cobra.Command{Use: "bmc", Aliases: []string{"ipmi"}, Short: "BMC diagnostics (IPMI or Redfish)",
+	cmd := &cobra.Command{Use: "bmc", Aliases: []string{"ipmi"}, Short: "BMC diagnostics (IPMI or Redfish), and forgetting what Racker remembers of a BMC",
 		Example: `  racker bmc diag racker-worker-0`}
-	cmd.AddCommand(newBMCDiagCmd(env))
+	cmd.AddCommand(newBMCDiagCmd(env), newBMCForgetCmd(env))
 	return cmd
 }
 

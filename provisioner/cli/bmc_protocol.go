@@ -125,6 +125,6 @@ func (env *Env) bmcOptionsFor(o bmc.Options, insecure bool) bmc.Options {
 }
 
 // bmcPinsFile keeps the Redfish BMCs' certificate pins in the state folder.
-const bmcPinsFile = "bmc-pins.json"
+const bmcPinsFile = bmc.PinsFile
 
 const insecureHelp = "do not check Redfish BMCs' TLS certificates (no pinning): anyone on the path then sees the BMC password"

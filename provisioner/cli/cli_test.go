@@ -210,7 +210,7 @@ func TestCommandTree(t *testing.T) {
 		}
 	}
 	walk("", NewRoot(&Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}))
-	want := []string{"bmc", "bmc diag", "bootdev", "bootstrap", "console", "describe", "events", "factory", "factory check", "factory discover", "factory gen-ssh-key",
+	want := []string{"bmc", "bmc diag", "bmc forget", "bootdev", "bootstrap", "console", "describe", "events", "factory", "factory check", "factory discover", "factory gen-ssh-key",
 		"factory reset", "get", "install", "plan", "power", "release", "release docs", "release image", "release keygen", "release push",
 		"replace", "reprovision", "retire", "rollback", "serve", "status", "ui", "ui token", "update", "upgrade", "version"}
 	if !slices.Equal(got, want) {

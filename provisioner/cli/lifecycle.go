@@ -35,6 +35,26 @@ func (e *Env) afterLeaving(ctx context.Context, pf *PlanFlags, bootURL string, o
 	return inv, p, nil
 }
 
+// forgetLeftBMC drops what the state folder kept of the BMC of a machine
+// that left (bmc.Forget: its pinned TLS key, its IPMI protocol, auto's
+// choice), by its address and, when given, its MAC. A replacement's BMC
+// takes the same address with a key of its own, which the old pin would
+// refuse; a retired machine's entries would only linger.
+func (e *Env) forgetLeftBMC(n plan.Node, addr netip.Addr, mac string) error {
+	var hosts []string
+	if addr.IsValid() {
+		hosts = []string{addr.String()}
+	}
+	gone, err := bmc.Forget(e.StateDir, hosts, mac)
+	if err != nil {
+		return fmt.Errorf("forgetting the old BMC of %s: %w", nodeLabel(n), err)
+	}
+	for _, r := range gone {
+		e.Logger().Info("forgot what was kept of the old BMC", "node", nodeLabel(n), "forgot", r.String())
+	}
+	return nil
+}
+
 // reloadRunningServices asks a running racker serve to re-read nodes.csv
 // and plan.json. No boot services running is fine (the next start reads
 // the files); one that cannot reload is told about, with the way out.

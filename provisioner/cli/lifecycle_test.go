@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -195,6 +197,11 @@ func TestLifecycleAddReplaceRetire(t *testing.T) {
 	}
 	bmc.Fake(fakeBMCName(newPrimary)).SetPower(bmc.PowerOff)
 	r.machine(plan.Node{PrimaryMAC: newPrimary, IP: old.IP, Hostname: old.Hostname})
+	// What Racker kept of the BMCs: the old board's pin and IPMI protocol
+	// must go (the new BMC answers at its address), the others stay.
+	oldBMC, addedBMC := old.BMCIP.String(), newNode.BMCIP.String()
+	writeBMCMemory(t, r.env.StateDir, []string{oldBMC + ":443", addedBMC + ":443"},
+		[]string{oldBMC + ":623", addedBMC + ":623", newNode.BMCMAC})
 	code, out, errs = r.racker(append([]string{"replace", old.Hostname, newPrimary, newBMC}, r.drive...)...)
 	if code != 0 || !strings.Contains(out, old.Hostname+" installed and booted") {
 		t.Fatalf("replace, run again after a crash: exit %d\n%s\n%s", code, out, errs)
@@ -216,6 +223,10 @@ func TestLifecycleAddReplaceRetire(t *testing.T) {
 	}
 	if _, ok := r.served()[worker]; ok {
 		t.Error("the boot services still serve the replaced machine")
+	}
+	if pins, protos := readBMCMemory(t, r.env.StateDir); strings.Join(pins, " ") != addedBMC+":443" ||
+		strings.Join(protos, " ") != newNode.BMCMAC+" "+addedBMC+":623" {
+		t.Errorf("after the replacement the state folder keeps pins %v and protocols %v; want the old BMC's (%s) gone, the others kept", pins, protos, oldBMC)
 	}
 
 	// Retire the added worker: off through its BMC, out of nodes.csv, the
@@ -241,6 +252,9 @@ func TestLifecycleAddReplaceRetire(t *testing.T) {
 	}
 	if acts := bmc.Fake(fakeBMCName(added)).Actions(); acts[len(acts)-1] != bmc.ActionOff {
 		t.Errorf("the last BMC action of retire --wipe: %v, want off after the wipe", acts)
+	}
+	if pins, protos := readBMCMemory(t, r.env.StateDir); len(pins)+len(protos) != 0 {
+		t.Errorf("after the retirement the state folder keeps pins %v and protocols %v of the retired BMC", pins, protos)
 	}
 	retired := r.plan()
 	samePlaces(t, "a retirement", replaced, retired, added)
@@ -279,4 +293,43 @@ func TestLifecycleAddReplaceRetire(t *testing.T) {
 	if _, ok := r.status()[newPrimary]; ok || !last.IsRetired(newPrimary) || len(last.Nodes) != 1 {
 		t.Errorf("after the retirement after a crash: nodes %+v, retired %v", last.Nodes, last.Retired)
 	}
+}
+
+// writeBMCMemory writes the state folder's BMC pins and protocols as
+// Racker keeps them, with the given keys.
+func writeBMCMemory(t *testing.T, state string, pins, protocols []string) {
+	t.Helper()
+	since := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	pf := map[string]map[string]any{"bmcs": {}}
+	for _, k := range pins {
+		pf["bmcs"][k] = map[string]any{"key": "sha256:" + strings.Repeat("ab", 32), "pinned_at": since}
+	}
+	prf := map[string]any{}
+	for _, k := range protocols {
+		prf[k] = map[string]any{"protocol": "lanplus", "since": since}
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]any{bmc.PinsFile: pf, bmc.ProtocolsFile: prf} {
+		b, _ := json.Marshal(v)
+		if err := os.WriteFile(filepath.Join(state, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readBMCMemory lists the keys of the state folder's BMC pins and
+// protocols, sorted.
+func readBMCMemory(t *testing.T, state string) (pins, protocols []string) {
+	t.Helper()
+	var pf struct{ BMCs map[string]any }
+	var prf map[string]any
+	for name, v := range map[string]any{bmc.PinsFile: &pf, bmc.ProtocolsFile: &prf} {
+		b, err := os.ReadFile(filepath.Join(state, name))
+		if err != nil || json.Unmarshal(b, v) != nil {
+			t.Fatalf("%s: %s %v", name, b, err)
+		}
+	}
+	return slices.Sorted(maps.Keys(pf.BMCs)), slices.Sorted(maps.Keys(prf))
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/racker/racker/internal/testenv"
 	"github.com/racker/racker/provisioner/bootsvc/api"
+	"github.com/racker/racker/provisioner/plan"
 	"github.com/racker/racker/simulator/vbmc"
 )
 
@@ -90,17 +91,60 @@ func TestBMCDiagOverRedfishWithPinsAndInsecure(t *testing.T) {
 	// Another certificate than the pinned one: refused, naming the pin
 	// file; --insecure skips the check (and says what it costs).
 	e := pins.BMCs[rf]
+	realKey := e.Key
 	e.Key = "sha256:" + strings.Repeat("00", 32)
 	pins.BMCs[rf] = e
 	b, _ = json.Marshal(pins)
 	os.WriteFile(pinsPath, b, 0o600)
 	code, _, errs = racker("bmc", "diag")
-	if code == 0 || !strings.Contains(errs, "is pinned") || !strings.Contains(errs, pinsPath) {
+	if code == 0 || !strings.Contains(errs, "is pinned") || !strings.Contains(errs, pinsPath) || !strings.Contains(errs, "racker bmc forget") {
 		t.Fatalf("a changed certificate: exit %d: %s", code, errs)
 	}
 	code, out, errs = racker("bmc", "diag", "--insecure")
 	if code != 0 || !strings.Contains(out, "driver:      redfish") || !strings.Contains(errs, "insecure") {
 		t.Fatalf("--insecure: exit %d: %s%s", code, out, errs)
+	}
+	// The BMC was replaced, say: racker bmc forget drops the old pin (and
+	// says so), and the next command pins the key the BMC shows.
+	code, out, errs = racker("bmc", "forget")
+	if code != 0 || !strings.Contains(out, "forgot "+rf+": TLS key sha256:0000") {
+		t.Fatalf("bmc forget: exit %d: %s%s", code, out, errs)
+	}
+	if code, out, errs := racker("bmc", "forget"); code != 0 || !strings.Contains(out, "nothing was kept") {
+		t.Fatalf("bmc forget, twice: exit %d: %s%s", code, out, errs)
+	}
+	code, out, errs = racker("bmc", "diag", "-o", "wide")
+	if code != 0 || !strings.Contains(out, "TLS:         pinned "+realKey) {
+		t.Fatalf("bmc diag after forget: exit %d: %s%s", code, out, errs)
+	}
+}
+
+// racker bmc forget NODE forgets by the node's BMC address and MAC, and
+// only those; nothing is contacted (no BMC runs here).
+func TestBMCForgetANode(t *testing.T) {
+	oem, state := exampleRack(t)
+	env := &Env{OEMDir: oem, StateDir: state, MgmtMAC: "00:11:22:33:44:00", Stdout: io.Discard, Stderr: io.Discard}
+	_, p, err := env.MakePlan(&PlanFlags{subnet: plan.DefaultSubnet.String()}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, other := p.Servers()[0], p.Servers()[1]
+	mine, theirs := w.BMCIP.String(), other.BMCIP.String()
+	writeBMCMemory(t, state, []string{mine + ":443", theirs + ":443"}, []string{mine + ":623", w.BMCMAC, other.BMCMAC})
+	code, out, errs := run(t, "", append([]string{"bmc", "forget", w.Hostname, "-o", "json", "--boot-services", "http://127.0.0.1:1"}, rackFlags(oem, state)...)...)
+	if code != 0 {
+		t.Fatalf("bmc forget: exit %d: %s", code, errs)
+	}
+	var gone []struct{ File, Key, What string }
+	if err := json.Unmarshal([]byte(out), &gone); err != nil || len(gone) != 3 {
+		t.Fatalf("bmc forget -o json: %v\n%s", err, out)
+	}
+	pins, protos := readBMCMemory(t, state)
+	if strings.Join(pins, " ") != theirs+":443" || strings.Join(protos, " ") != other.BMCMAC {
+		t.Errorf("after forgetting %s: pins %v, protocols %v; want only %s's", w.Hostname, pins, protos, other.Hostname)
+	}
+	if code, _, errs := run(t, "", append([]string{"bmc", "forget", "racker-worker-99"}, rackFlags(oem, state)...)...); code == 0 || !strings.Contains(errs, "not in the rack") {
+		t.Errorf("bmc forget of an unknown node: exit %d: %s", code, errs)
 	}
 }
 

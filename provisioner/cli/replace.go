@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,6 +121,16 @@ func runReplace(cmd *cobra.Command, env *Env, pf *PlanFlags, f *provisionFlags, 
 func finishReplace(cmd *cobra.Command, env *Env, pf *PlanFlags, f *provisionFlags, oldMACs []string, old plan.Node, noProvision bool) error {
 	inv, p, err := env.afterLeaving(cmd.Context(), pf, f.bootURL, oldMACs)
 	if err != nil {
+		return err
+	}
+	// The new BMC answers at the old one's address: what was pinned and
+	// learned there was the old board's. (Run again, old is the new
+	// machine already: its MAC is kept.)
+	oldBMCMAC := ""
+	if slices.Contains(oldMACs, old.PrimaryMAC) {
+		oldBMCMAC = old.BMCMAC
+	}
+	if err := env.forgetLeftBMC(old, old.BMCIP, oldBMCMAC); err != nil {
 		return err
 	}
 	var n plan.Node

@@ -139,6 +139,9 @@ func finishRetire(cmd *cobra.Command, env *Env, pf *PlanFlags, f *retireFlags, n
 	if _, _, err := env.afterLeaving(cmd.Context(), pf, f.prov.bootURL, []string{n.PrimaryMAC}); err != nil {
 		return err
 	}
+	if err := env.forgetLeftBMC(n, n.BMCIP, n.BMCMAC); err != nil {
+		return err
+	}
 	off := "powered off"
 	if !poweredOff {
 		off = "NOT powered off (its BMC did not answer)"
