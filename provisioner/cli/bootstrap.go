@@ -167,6 +167,9 @@ func runBootstrap(cmd *cobra.Command, env *Env, f *bootstrapFlags) error {
 		// them once matchbox selects them all, so they install through
 		// matchbox's profiles.
 		pr.before = func(svc *bootServices) error {
+			if err := lokomotiveCanVerify(ctx, svc.client); err != nil {
+				return notApplied(err)
+			}
 			loko = startLokoctl(ctx, input(svc))
 			if err := loko.waitRegistered(svc.ctx, env.Stdout, svc.client, p.Nodes, time.Second); err != nil {
 				return notApplied(err)

@@ -125,3 +125,18 @@ func missing(ns []api.Node, want map[string]string) string {
 	sort.Strings(names)
 	return "missing " + strings.Join(names, ", ")
 }
+
+// lokomotiveCanVerify refuses, before any node is touched, images that
+// Lokomotive's installs would refuse: its install profiles run
+// flatcar-install without -k, so a node checks the image against the
+// key built into the installer, and a mirror's own key (--image-key)
+// fails every install after the download. A boot services release that
+// does not say (an older racker serve) is let through.
+func lokomotiveCanVerify(ctx context.Context, boot *api.Client) error {
+	rel, err := boot.Release(ctx)
+	if err != nil || rel.OtherImageKey == "" {
+		return nil
+	}
+	return fmt.Errorf("the boot services serve %s %s signed with key %s, not the OS's own: Lokomotive's install profiles run flatcar-install without -k, so every node would refuse the image after downloading it; serve images signed with the OS's own key (racker serve without --image-key) or install plain Flatcar (racker bootstrap --provision flatcar --replan), whose install config passes the key",
+		rel.OS, rel.Version, rel.OtherImageKey)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/racker/racker/provisioner/bmc"
 	"github.com/racker/racker/provisioner/bootsvc/api"
 	"github.com/racker/racker/provisioner/cluster"
+	"github.com/racker/racker/provisioner/images"
 )
 
 // Without lokoctl, --provision lokomotive fails before any node is touched,
@@ -114,6 +115,40 @@ func TestBootstrapLokomotiveExitsNonZeroUntilApplied(t *testing.T) {
 	code, out, errs = run(t, "", append(append([]string{"bootstrap"}, all...), flags...)...)
 	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") {
 		t.Errorf("no nodes: bootstrap --provision lokomotive exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// Images signed with a key of the mirror's own (racker serve --image-key)
+// would fail every Lokomotive install after the download, as its install
+// profiles run flatcar-install without -k: bootstrap refuses before lokoctl
+// runs or any node is touched, naming the key and the ways out.
+func TestBootstrapLokomotiveRefusesImagesItsInstallsCannotVerify(t *testing.T) {
+	flags, url, _ := bootRigWith(t, false, func(r *images.Release) { r.OtherKey = "0123456789ABCDEF0123456789ABCDEF01234567" })
+	bin := t.TempDir()
+	t.Setenv("PATH", bin+":/usr/bin:/bin")
+	ran := filepath.Join(bin, "ran")
+	os.WriteFile(filepath.Join(bin, "lokoctl"), []byte("#!/bin/sh\ntouch "+ran+"\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "terraform"), []byte("#!/bin/sh\necho 'Terraform v0.13.6'\n"), 0o755)
+	drive := []string{"--boot-services", url, "--bmc-driver", "fake", "--os", "testos", "--bmc-timeout", "2s",
+		"--exclude", "00:11:22:33:44:60", "--provision", "lokomotive"}
+	code, out, errs := run(t, "", append(append([]string{"bootstrap"}, drive...), flags...)...)
+	if code == 0 || !strings.Contains(errs, "lokomotive profile was not applied") || !strings.Contains(errs, "0123456789ABCDEF0123456789ABCDEF01234567") ||
+		!strings.Contains(errs, "without -k") || !strings.Contains(errs, "--provision flatcar --replan") {
+		t.Fatalf("bootstrap exit %d; want non-zero naming the key and the ways out\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("lokoctl ran")
+	}
+	for _, mac := range []string{"00:11:22:33:44:10", "00:11:22:33:44:20"} {
+		if acts := bmc.Fake(fakeBMCName(mac)).Actions(); len(acts) > 0 {
+			t.Errorf("%s's BMC was driven: %v", mac, acts)
+		}
+	}
+	// The same rack and images install as plain Flatcar, whose install
+	// config passes the key to flatcar-install.
+	plain := append(append([]string{"bootstrap"}, drive[:len(drive)-1]...), "flatcar", "--replan", "--yes")
+	if code, out, errs := run(t, "", append(plain, flags...)...); code != 0 {
+		t.Errorf("--provision flatcar: exit %d\n%s\n%s", code, out, errs)
 	}
 }
 

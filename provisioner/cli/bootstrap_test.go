@@ -178,7 +178,7 @@ func bootRig(t *testing.T) (flags []string, url string) {
 
 // bootRigWith is bootRig, with the boot services' matchbox when asked
 // (its gRPC API on a port of its own, returned).
-func bootRigWith(t *testing.T, withMatchbox bool) (flags []string, url string, matchboxPort int) {
+func bootRigWith(t *testing.T, withMatchbox bool, releaseOpts ...func(*images.Release)) (flags []string, url string, matchboxPort int) {
 	oem, state := exampleRack(t)
 	// A third node whose BMC never answers.
 	f, err := os.OpenFile(filepath.Join(oem, "nodes.csv"), os.O_APPEND|os.O_WRONLY, 0)
@@ -197,6 +197,9 @@ func bootRigWith(t *testing.T, withMatchbox bool) (flags []string, url string, m
 	}
 	release := &images.Release{OS: "testos", Version: "current", Dir: t.TempDir(), Files: []string{"flatcar_production_pxe.vmlinuz"},
 		SigningKey: []byte("test key\n")}
+	for _, fn := range releaseOpts {
+		fn(release)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := bootsvc.Config{Plan: p, StateDir: state, Release: release, Matchbox: withMatchbox}
 	if withMatchbox {

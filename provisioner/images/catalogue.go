@@ -99,6 +99,16 @@ func prepareTestOS(s Spec) (*Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testos release %s: %w (run make testos)", dir, err)
 	}
+	// The test OS's installer has the folder's key built in, as
+	// Flatcar's has Flatcar's.
+	other := ""
+	if s.KeyFile != "" {
+		own, err := ReadKeyringFile(filepath.Join(dir, TestOSKeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("testos release %s: %w (run make testos)", dir, err)
+		}
+		other = otherKey(keys, own.Fingerprints())
+	}
 	for _, f := range []string{versionFile, Image} {
 		if err := keys.VerifyFile(filepath.Join(dir, f), filepath.Join(dir, f+".sig")); err != nil {
 			return nil, fmt.Errorf("testos release %s: %w", dir, err)
@@ -115,5 +125,5 @@ func prepareTestOS(s Spec) (*Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testos release %s: %w", dir, err)
 	}
-	return &Release{OS: "testos", Version: version, Dir: dir, Files: files, SigningKey: armored}, nil
+	return &Release{OS: "testos", Version: version, Dir: dir, Files: files, SigningKey: armored, OtherKey: other}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -87,13 +88,24 @@ func prepareFlatcar(ctx context.Context, s Spec) (*Release, error) {
 	// flatcar-install checks the image's signature itself, so it is served
 	// too, and the key it checks it with goes to the nodes.
 	return &Release{OS: "flatcar", Version: version, Dir: dir,
-		Files: append(files, Kernel+".sig", Initrd+".sig", Image+".sig"), SigningKey: armored}, nil
+		Files: append(files, Kernel+".sig", Initrd+".sig", Image+".sig"), SigningKey: armored,
+		OtherKey: otherKey(keys, []string{FlatcarKeyFingerprint})}, nil
 }
 
 // isConcreteVersion tells "4152.2.3" from aliases such as "current" or
 // "current-2023".
 func isConcreteVersion(v string) bool {
 	return v != "" && v[0] >= '0' && v[0] <= '9'
+}
+
+// otherKey is the Release.OtherKey of a release verified with keys, where
+// own are the fingerprints of the key the OS's installer has built in.
+func otherKey(keys *Keyring, own []string) string {
+	fps := keys.Fingerprints()
+	if slices.Equal(fps, own) {
+		return ""
+	}
+	return strings.Join(fps, ",")
 }
 
 func flatcarKeyring(keyFile string) (*Keyring, error) {

@@ -130,6 +130,14 @@ func TestFlatcarDownloadVerifyAndCache(t *testing.T) {
 	if k, err := ReadKeyring(bytes.NewReader(rel.SigningKey), "served"); err != nil || k.Fingerprints()[0] != fmt.Sprintf("%X", signer.PrimaryKey.Fingerprint) {
 		t.Errorf("served signing key: %v", err)
 	}
+	// A mirror's own key is not Flatcar's: installers without -k would
+	// refuse its images, and the release says so.
+	if want := fmt.Sprintf("%X", signer.PrimaryKey.Fingerprint); rel.OtherKey != want {
+		t.Errorf("the release's other key: %q, want %s", rel.OtherKey, want)
+	}
+	if otherKey(mustShippedKey(t), []string{FlatcarKeyFingerprint}) != "" {
+		t.Error("Flatcar's own key reported as another")
+	}
 	if _, err := rel.Open("../../etc/passwd"); err == nil {
 		t.Error("Open served a name outside the release")
 	}
@@ -299,6 +307,23 @@ func TestTestOSRelease(t *testing.T) {
 	if _, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir, KeyFile: otherKey}); err == nil {
 		t.Error("a release not signed by --image-key was accepted")
 	}
+	// The folder's own key is what the test OS's installer has built in:
+	// named by --image-key it is still its own; a mirror that re-signs
+	// with another key is told apart (Lokomotive's installs would refuse).
+	if rel.OtherKey != "" {
+		t.Errorf("the folder's own key reported as another: %q", rel.OtherKey)
+	}
+	if own, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir, KeyFile: keyFile}); err != nil || own.OtherKey != "" {
+		t.Errorf("--image-key naming the folder's own key: %v, %+v", err, own)
+	}
+	write(Image+".sig", sign(t, other, image, nil))
+	write(versionFile+".sig", sign(t, other, version, nil))
+	resigned, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir, KeyFile: otherKey})
+	if ok, _ := ReadKeyringFile(otherKey); err != nil || resigned.OtherKey == "" || resigned.OtherKey != strings.Join(ok.Fingerprints(), ",") {
+		t.Errorf("a release re-signed with --image-key: %v, %+v", err, resigned)
+	}
+	write(Image+".sig", sign(t, signer, image, nil))
+	write(versionFile+".sig", sign(t, signer, version, nil))
 	write(versionFile, []byte("FLATCAR_VERSION=../x\n"))
 	write(versionFile+".sig", sign(t, signer, []byte("FLATCAR_VERSION=../x\n"), nil))
 	if _, err := Prepare(context.Background(), Spec{OS: "testos", Dir: dir}); err == nil {
@@ -333,4 +358,13 @@ func TestShippedFlatcarKey(t *testing.T) {
 	if err := k.VerifyFile(filepath.Join(dir, "f"), filepath.Join(dir, "f.sig")); err == nil {
 		t.Error("a foreign signature verified with the Flatcar key")
 	}
+}
+
+func mustShippedKey(t *testing.T) *Keyring {
+	t.Helper()
+	k, err := shippedFlatcarKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

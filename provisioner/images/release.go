@@ -30,6 +30,12 @@ type Release struct {
 	// SigningKey is the armored OpenPGP public key (or keys) the release's
 	// files were verified with; nodes get it for flatcar-install -k.
 	SigningKey []byte
+	// OtherKey names the key (its fingerprints) when it is not the OS's
+	// own, the one its installer has built in (Flatcar's image signing
+	// key; the test OS release folder's): a mirror that re-signs images.
+	// An installer run without -k, as Lokomotive's install profiles run
+	// flatcar-install, refuses such images. Empty for the OS's own key.
+	OtherKey string
 }
 
 // Open opens one of the release's files for serving.

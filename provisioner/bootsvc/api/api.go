@@ -107,6 +107,11 @@ const OSFlatcar = "flatcar"
 type Release struct {
 	OS      string `json:"os"`
 	Version string `json:"version"`
+	// OtherImageKey is set (the fingerprints of the key the images are
+	// signed with) when that key is not the OS's own: nodes verify the
+	// images only with flatcar-install -k, which Racker's install config
+	// passes and Lokomotive's install profiles do not.
+	OtherImageKey string `json:"other_image_key,omitempty"`
 }
 
 // NodesResponse is the body of GET /api/v1/nodes.

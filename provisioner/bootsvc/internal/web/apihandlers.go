@@ -134,7 +134,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "these boot services serve no OS release")
 		return
 	}
-	writeJSON(w, http.StatusOK, api.Release{OS: s.cfg.Release.OS, Version: s.cfg.Release.Version})
+	writeJSON(w, http.StatusOK, api.Release{OS: s.cfg.Release.OS, Version: s.cfg.Release.Version, OtherImageKey: s.cfg.Release.OtherKey})
 }
 
 // managedMAC is the prologue of the per-node management calls: only from

@@ -559,8 +559,14 @@ func TestTypeSettingsFromStateDir(t *testing.T) {
 func TestReleaseAnswerAndFlatcarPath(t *testing.T) {
 	r := newRig(t)
 	rel, err := api.NewClient(r.http.URL).Release(context.Background())
-	if err != nil || rel.OS != "testos" || rel.Version != "current" {
+	if err != nil || rel.OS != "testos" || rel.Version != "current" || rel.OtherImageKey != "" {
 		t.Fatalf("Release() = %+v, %v", rel, err)
+	}
+	// Images re-signed with a mirror's key say so (bootstrap refuses them
+	// for Lokomotive, whose installs pass no -k).
+	r.srv.cfg.Release.OtherKey = "0123ABCD"
+	if rel, err := api.NewClient(r.http.URL).Release(context.Background()); err != nil || rel.OtherImageKey != "0123ABCD" {
+		t.Errorf("Release() of re-signed images = %+v, %v", rel, err)
 	}
 	for _, path := range []string{"/assets/testos/current/" + images.Kernel, "/assets/flatcar/current/" + images.Kernel} {
 		if code, body := r.get(path); code != 200 || body == "" {
