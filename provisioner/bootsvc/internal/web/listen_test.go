@@ -90,3 +90,65 @@ func TestNodesListenerCapsSourcesAndCutsSlowClients(t *testing.T) {
 		t.Errorf("an unfinished request header held its connection %v (readHeaderTimeout %v)", took, readHeaderTimeout)
 	}
 }
+
+// A host that holds connections without using them gets them closed: a
+// keep-alive connection left idle after idleTimeout, a request whose body
+// never finishes after readTimeout; either way its source's slot under
+// the per-source cap is free again.
+func TestIdleAndUnfinishedRequestsAreClosed(t *testing.T) {
+	defer func(idle, read time.Duration) { idleTimeout, readTimeout = idle, read }(idleTimeout, readTimeout)
+	idleTimeout, readTimeout = time.Second, 2*time.Second
+	r := newRig(t)
+	raw, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := LimitPerSource(raw, 1, r.srv.Metrics())
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- r.srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	dial := func() net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.12")}}
+		c, err := d.Dial("tcp4", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedWithin reads c until the server closes it, and says how long
+	// that took (the test's own bound, 10 s, is far beyond the timeouts).
+	closedWithin := func(c net.Conn) time.Duration {
+		start := time.Now()
+		c.SetReadDeadline(start.Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("the server did not close the connection: %v", err)
+		}
+		return time.Since(start)
+	}
+
+	idle := dial()
+	if _, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if took := closedWithin(idle); took < idleTimeout/2 || took > idleTimeout+3*time.Second {
+		t.Errorf("an idle keep-alive connection was closed after %v (idleTimeout %v)", took, idleTimeout)
+	}
+
+	unfinished := dial() // the only slot of its source: the idle one's is free
+	if _, err := io.WriteString(unfinished, "POST /api/v1/nodes/52:54:00:00:00:01/callback HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	if took := closedWithin(unfinished); took > readTimeout+3*time.Second {
+		t.Errorf("a request whose body never finished held its connection %v (readTimeout %v)", took, readTimeout)
+	}
+
+	again := dial()
+	again.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(again, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if line, err := bufio.NewReader(again).ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Errorf("the source's slot was not freed: %q %v", line, err)
+	}
+}

@@ -177,8 +177,8 @@ func (s *Server) SetPlan(p *plan.Plan) { s.store.setPlan(p) }
 // these, an idle keep-alive connection is closed after idleTimeout, and
 // each answer must be written within writeTimeout (an asset: each step of
 // assetStep bytes, so a download that goes on is never cut; a long poll:
-// writeTimeout after its wait).
-const (
+// writeTimeout after its wait). Variables so that tests can shorten them.
+var (
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 30 * time.Second
 	idleTimeout       = 60 * time.Second
