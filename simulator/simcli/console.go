@@ -1,10 +1,15 @@
 package simcli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -34,7 +39,9 @@ func newConsoleCmd(env *Env) *cobra.Command {
 				return fmt.Errorf("the management node is a namespace: use racker-sim exec")
 			}
 			sock := s.ConsoleSocket(m.Name)
-			conn, err := net.Dial("unix", sock)
+			conn, err := dialConsole(cmd.Context(), sock, consoleWait, func() {
+				fmt.Fprintf(env.Stderr, "waiting up to %s for the console of %s (is it powering on?)\n", consoleWait, m.Name)
+			})
 			if err != nil {
 				return fmt.Errorf("while connecting to the console of %s at %s (is the VM on? is a BMC SOL session holding it?): %w", m.Name, sock, err)
 			}
@@ -55,6 +62,32 @@ func newConsoleCmd(env *Env) *cobra.Command {
 			<-done
 			return nil
 		},
+	}
+}
+
+// consoleWait is how long console waits for a machine's serial socket to
+// appear: a BMC answers power on before the VM has started (as IPMI
+// allows), so a console attached right after it would otherwise fail.
+const consoleWait = 30 * time.Second
+
+// dialConsole connects to the serial socket at sock, retrying while it is
+// not there yet or not listening (the VM starting) for up to wait; waiting
+// is called once, when the first try fails.
+func dialConsole(ctx context.Context, sock string, wait time.Duration, waiting func()) (net.Conn, error) {
+	deadline := time.Now().Add(wait)
+	for first := true; ; first = false {
+		conn, err := net.Dial("unix", sock)
+		if err == nil || !(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED)) || time.Now().After(deadline) {
+			return conn, err
+		}
+		if first {
+			waiting()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
