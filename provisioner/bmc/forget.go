@@ -3,6 +3,7 @@ package bmc
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -42,6 +43,15 @@ func Forget(stateDir string, hosts []string, mac string) ([]Remembered, error) {
 		return err == nil && slices.Contains(hosts, h)
 	}
 	var out []Remembered
+	// A file that is not there kept nothing; it is not made (nor its
+	// lock, nor the folder) just to find that out.
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(stateDir, name))
+		return err == nil
+	}
+	if !exists(PinsFile) && !exists(ProtocolsFile) {
+		return nil, nil
+	}
 	pins := &FilePins{Path: filepath.Join(stateDir, PinsFile)}
 	err := pins.update(func(f *pinFile) bool {
 		n := len(out)

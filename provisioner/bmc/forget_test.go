@@ -1,6 +1,7 @@
 package bmc
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,8 +55,13 @@ func TestForgetMatchesWholeAddressesAndTheMAC(t *testing.T) {
 	if again, err := Forget(state, []string{"10.0.0.1"}, "0c:c4:7a:00:00:01"); err != nil || len(again) != 0 {
 		t.Errorf("forgetting twice: %v, %v", again, err)
 	}
-	// A state folder that kept nothing: nothing forgotten, no error.
-	if none, err := Forget(filepath.Join(t.TempDir(), "fresh"), []string{"10.0.0.1"}, ""); err != nil || len(none) != 0 {
+	// A state folder that kept nothing: nothing forgotten, no error, and
+	// nothing made there.
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	if none, err := Forget(fresh, []string{"10.0.0.1"}, ""); err != nil || len(none) != 0 {
 		t.Errorf("a fresh state folder: %v, %v", none, err)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("forgetting made the state folder: %v", err)
 	}
 }
