@@ -35,6 +35,9 @@ var nodeCommands = map[string]struct {
 	"describe":    {},
 	"events":      {},
 	"reprovision": {many: true},
+	"forget":      {},
+	"retire":      {},
+	"replace":     {}, // OLD; the new MACs are the operator's to type
 }
 
 // registerCompletions wires the completions into the tree.
