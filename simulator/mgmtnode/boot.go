@@ -22,19 +22,20 @@ const BootCommand = "mgmt-boot"
 // the network namespace at netnsPath, whose first process is
 // `simBinary mgmt-boot --node-dir DIR [--libvirt DIR]` (Stage1), which execs the node's
 // init. The console goes to l.Console(). It returns the node's PID 1 as
-// the host sees it; the process outlives the caller (its own session).
-func Boot(l Layout, netnsPath, simBinary string) (*os.Process, error) {
+// the host sees it, and how it ended if it ends while the caller runs; the
+// process outlives the caller (its own session).
+func Boot(l Layout, netnsPath, simBinary string) (*os.Process, <-chan *os.ProcessState, error) {
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	console, err := os.OpenFile(l.Console(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("while opening the management node's console log: %w", err)
+		return nil, nil, fmt.Errorf("while opening the management node's console log: %w", err)
 	}
 	defer console.Close()
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer devnull.Close()
 	args := []string{BootCommand, "--node-dir", l.Dir}
@@ -50,10 +51,12 @@ func Boot(l Layout, netnsPath, simBinary string) (*os.Process, error) {
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
 	}
 	if err := startIn(cmd, netnsPath, syscall.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("while booting the management node: %w", err)
+		return nil, nil, fmt.Errorf("while booting the management node: %w", err)
 	}
-	go func() { _ = cmd.Wait() }() // reap it if it ends while we run
-	return cmd.Process, nil
+	// Reap it if it ends while we run, and say how it ended.
+	ended := make(chan *os.ProcessState, 1)
+	go func() { _ = cmd.Wait(); ended <- cmd.ProcessState }()
+	return cmd.Process, ended, nil
 }
 
 // startIn starts cmd from a thread that joined the namespace at nsPath

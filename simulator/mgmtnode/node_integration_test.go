@@ -58,7 +58,7 @@ func bootTestNode(t *testing.T) (mgmtnode.Layout, int) {
 		t.Fatal(err)
 	}
 	self, _ := os.Executable()
-	proc, err := mgmtnode.Boot(l, netenv.NamespacePath(ns), self)
+	proc, _, err := mgmtnode.Boot(l, netenv.NamespacePath(ns), self)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,30 @@ func bootMgmt(ctx context.Context, s *State, c Config, log *slog.Logger) error {
 	if err := os.WriteFile(node.Path("/etc/hostname"), []byte("mgmt\n"), 0o644); err != nil {
 		return fmt.Errorf("while naming the management node: %w", err)
 	}
-	proc, err := mgmtnode.Boot(node, netenv.NamespacePath(s.MgmtNamespace()), c.SimBinary)
+	// A node that ends before it has said anything on its console is
+	// booted once more (seen once in CI: it ended within 30 ms of its
+	// start, its console empty, cause unknown); how it ended is told
+	// either way, and a node that said why it stopped is not retried.
+	for attempt := 1; ; attempt++ {
+		err := bootMgmtOnce(ctx, s, node, c, log)
+		var silent *silentEnd
+		if !errors.As(err, &silent) || attempt == 2 {
+			return err
+		}
+		log.Warn("the management node ended before saying anything on its console; booting it again", "ended", silent.state)
+	}
+}
+
+// silentEnd is a management node that ended with nothing on its console.
+type silentEnd struct{ state, console string }
+
+func (e *silentEnd) Error() string {
+	return fmt.Sprintf("the management node ended (%s) before writing anything on its console (%s)", e.state, e.console)
+}
+
+func bootMgmtOnce(ctx context.Context, s *State, node mgmtnode.Layout, c Config, log *slog.Logger) error {
+	before := fileSize(node.Console())
+	proc, ended, err := mgmtnode.Boot(node, netenv.NamespacePath(s.MgmtNamespace()), c.SimBinary)
 	if err != nil {
 		return err
 	}
@@ -124,8 +147,17 @@ func bootMgmt(ctx context.Context, s *State, c Config, log *slog.Logger) error {
 			return nil
 		}
 		if !p.Alive() || time.Now().After(deadline) {
+			how := "still running"
+			select {
+			case st := <-ended:
+				how = st.String()
+			case <-time.After(time.Second):
+			}
+			if how != "still running" && fileSize(node.Console()) == before {
+				return &silentEnd{state: how, console: node.Console()}
+			}
 			b, _ := os.ReadFile(node.Console())
-			return fmt.Errorf("the management node did not come up; its console (%s):\n%s", node.Console(), tail(b, 3000))
+			return fmt.Errorf("the management node did not come up (%s); its console (%s):\n%s", how, node.Console(), tail(b, 3000))
 		}
 		select {
 		case <-ctx.Done():
@@ -133,6 +165,15 @@ func bootMgmt(ctx context.Context, s *State, c Config, log *slog.Logger) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// fileSize is the size of the file at path, 0 when it is not there.
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // configureMgmt does what the rack's operator does on the management node
