@@ -106,10 +106,15 @@ func bootMgmt(ctx context.Context, s *State, c Config, log *slog.Logger) error {
 	if err := os.WriteFile(node.Path("/etc/hostname"), []byte("mgmt\n"), 0o644); err != nil {
 		return fmt.Errorf("while naming the management node: %w", err)
 	}
-	// A node that ends before it has said anything on its console is
-	// booted once more (seen once in CI: it ended within 30 ms of its
-	// start, its console empty, cause unknown); how it ended is told
-	// either way, and a node that said why it stopped is not retried.
+	return bootMgmtRetrying(ctx, s, node, c, log)
+}
+
+// bootMgmtRetrying boots the prepared node. A node that ends before it has
+// said anything on its console is booted once more (seen once in CI: it
+// ended within 30 ms of its start, its console empty, cause unknown); how
+// it ended is told either way, and a node that said why it stopped is not
+// retried.
+func bootMgmtRetrying(ctx context.Context, s *State, node mgmtnode.Layout, c Config, log *slog.Logger) error {
 	for attempt := 1; ; attempt++ {
 		err := bootMgmtOnce(ctx, s, node, c, log)
 		var silent *silentEnd
