@@ -29,6 +29,8 @@ func TestIPMIPowerAndBootFlags(t *testing.T) {
 	if got := b.powerStatus(t); got != "Chassis Power is on" {
 		t.Fatalf("after power on: %q", got)
 	}
+	// Power on is answered (and reads on) before the machine has started.
+	eventually(t, "the start after power on", func() bool { return len(m.startLog()) == 1 })
 	if got := devices(m.startLog()); got != "[pxe]" {
 		t.Fatalf("starts = %s, want [pxe]", got)
 	}
