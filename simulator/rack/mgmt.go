@@ -151,13 +151,19 @@ func bootMgmtOnce(ctx context.Context, s *State, node mgmtnode.Layout, c Config,
 		if _, err := os.Stat(sock); err == nil {
 			return nil
 		}
-		if !p.Alive() || time.Now().After(deadline) {
-			how := "still running"
-			select {
-			case st := <-ended:
-				how = st.String()
-			case <-time.After(time.Second):
+		// Whether it ended is the reaper's word, not /proc's: a node seen
+		// as gone by /proc while it ran (CI, once: its init had started)
+		// was a reading taken mid-exec.
+		how := ""
+		select {
+		case st := <-ended:
+			how = st.String()
+		default:
+			if time.Now().After(deadline) {
+				how = "still running"
 			}
+		}
+		if how != "" {
 			if how != "still running" && fileSize(node.Console()) == before {
 				return &silentEnd{state: how, console: node.Console()}
 			}
