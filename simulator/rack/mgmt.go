@@ -110,10 +110,10 @@ func bootMgmt(ctx context.Context, s *State, c Config, log *slog.Logger) error {
 }
 
 // bootMgmtRetrying boots the prepared node. A node that ends before it has
-// said anything on its console is booted once more (seen once in CI: it
-// ended within 30 ms of its start, its console empty, cause unknown); how
-// it ended is told either way, and a node that said why it stopped is not
-// retried.
+// said anything on its console is booted once more (a CI run reported one
+// within 30 ms of its start, most likely the /proc misreading that
+// bootMgmtOnce no longer makes); how it ended is told either way, and a
+// node that said why it stopped is not retried.
 func bootMgmtRetrying(ctx context.Context, s *State, node mgmtnode.Layout, c Config, log *slog.Logger) error {
 	for attempt := 1; ; attempt++ {
 		err := bootMgmtOnce(ctx, s, node, c, log)
